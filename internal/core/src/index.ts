@@ -1,0 +1,5 @@
+export * from './errors.js';
+export * from './logger.js';
+export * from './exec.js';
+export * from './config.js';
+export * from './ids.js';
