@@ -25,8 +25,6 @@ export default defineConfig({
           include: ['test/e2e/**/*.e2e.test.ts'],
           testTimeout: 180_000,
           hookTimeout: 300_000,
-          // Real sandboxes on a 2-core machine: one file at a time keeps timings and isolation honest.
-          fileParallelism: false,
         },
       },
     ],
