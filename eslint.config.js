@@ -7,17 +7,32 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
-    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    languageOptions: {
+      parserOptions: {
+        projectService: { allowDefaultProject: ['*.js', 'apps/*/bin/*.js', 'apps/*/*.mjs', 'bench/*.mjs'] },
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/switch-exhaustiveness-check': 'error',
       '@typescript-eslint/consistent-type-imports': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
-      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true }],
+      '@typescript-eslint/restrict-template-expressions': [
+        'error',
+        { allowNumber: true, allowBoolean: true },
+      ],
       // Apps talk over the wire, never through each other's internals.
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['**/apps/*/src/**', '@wrenn/*/src/**'], message: 'Import a package by its public index.' }] },
+        {
+          patterns: [
+            {
+              group: ['**/apps/*/src/**', '@wrenn/*/src/**'],
+              message: 'Import a package by its public index.',
+            },
+          ],
+        },
       ],
     },
   },

@@ -68,7 +68,7 @@ export function httpStatusFromCode(code: Code): number {
 /** Connect code for a Node.js errno, for errors that come from the filesystem or a syscall. */
 export function codeFromErrno(err: unknown): Code | undefined {
   const errno = (err as NodeJS.ErrnoException | undefined)?.code;
-  switch (errno) {
+  switch (errno ?? '') {
     case 'ENOENT':
       return Code.NotFound;
     case 'EEXIST':

@@ -3,3 +3,4 @@ export * from './logger.js';
 export * from './exec.js';
 export * from './config.js';
 export * from './ids.js';
+export * from './undo-stack.js';

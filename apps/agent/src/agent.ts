@@ -1,0 +1,118 @@
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import http2 from 'node:http2';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { Code, ConnectError, exec, type Logger } from '@wrenn/core';
+import { hostagent } from '@wrenn/contracts';
+import type { AgentConfig } from './config.js';
+import { GvisorDriver } from './runtime/gvisor.js';
+import { HostFirewall } from './network/host-firewall.js';
+import { SlotAllocator } from './network/slot-allocator.js';
+import { slotCapacity } from './network/addresses.js';
+import { SlotNetwork } from './network/slot-network.js';
+import { intToIpv4 } from './config.js';
+import { DataLayout } from './storage/layout.js';
+import { SandboxManager } from './sandbox/manager.js';
+import { hostAgentService, MAX_UNARY_FILE_BYTES } from './rpc/host-agent-service.js';
+import { releaseRuntimeState, removeLeftovers } from './services/janitor.js';
+
+export interface RunningAgent {
+  /** http://host:port of the Connect RPC server. */
+  url: string;
+  manager: SandboxManager;
+  stop(): Promise<void>;
+}
+
+/** Builds the agent from its config, cleans up after any predecessor, and starts serving. */
+export async function startAgent(config: AgentConfig, logger: Logger): Promise<RunningAgent> {
+  await checkPrerequisites(config);
+  const layout = new DataLayout(config.dataDir);
+  await mkdir(layout.sandboxesDir, { recursive: true });
+  await mkdir(layout.runscRoot, { recursive: true });
+
+  const runtime = new GvisorDriver({
+    runscPath: config.runscPath,
+    stateDir: layout.runscRoot,
+    platform: config.platform,
+    logger: logger.child({ component: 'runtime' }),
+  });
+  const subnet = `${intToIpv4(config.slotSubnet.base)}/${config.slotSubnet.prefix}`;
+  const firewall = new HostFirewall(subnet, config.egressDeny, logger.child({ component: 'firewall' }));
+  const network = new SlotNetwork(logger.child({ component: 'network' }));
+  await removeLeftovers({ runtime, network, firewall, layout, logger });
+  await firewall.install();
+
+  const manager = new SandboxManager({
+    config,
+    layout,
+    runtime,
+    network,
+    slots: new SlotAllocator(Math.min(slotCapacity(config.slotSubnet.prefix), config.maxSandboxes)),
+    logger,
+  });
+
+  const handler = connectNodeAdapter({
+    routes: (router) => router.service(hostagent.HostAgentService, hostAgentService(manager, config)),
+    readMaxBytes: MAX_UNARY_FILE_BYTES + 1024 * 1024,
+    interceptors: [
+      (next) => async (req) => {
+        try {
+          return await next(req);
+        } catch (err) {
+          throw publicError(err, req.method.name, logger);
+        }
+      },
+    ],
+  });
+  const server = http2.createServer(handler);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.listenPort, config.listenHost, resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${config.listenHost}:${port}`;
+  logger.info({ url, runsc: config.runscPath, dataDir: config.dataDir }, 'host agent ready');
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      logger.info('stopping: destroying sandboxes');
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Streams in flight would hold close() open forever.
+        setTimeout(resolve, 2000).unref();
+      });
+      await manager.destroyAll();
+      await firewall.remove();
+      await releaseRuntimeState(layout);
+      logger.info('stopped');
+    })());
+  return { url, manager, stop };
+}
+
+// Failures that are not ConnectErrors are bugs or host trouble: log the cause, answer generically.
+function publicError(err: unknown, method: string, logger: Logger): ConnectError {
+  if (err instanceof ConnectError) return err;
+  logger.error({ err, method }, 'internal error');
+  return new ConnectError(`internal error in ${method}`, Code.Internal);
+}
+
+async function checkPrerequisites(config: AgentConfig): Promise<void> {
+  if (process.getuid?.() !== 0)
+    throw new Error('the host agent must run as root (it manages namespaces, mounts and runsc)');
+  const runsc = await exec([config.runscPath, '--version'], { allowFailure: true }).catch(() => undefined);
+  if (!runsc || runsc.exitCode !== 0) {
+    throw new Error(
+      `runsc not found at ${config.runscPath}: run scripts/setup.sh (it installs one) or set WRENN_RUNSC`,
+    );
+  }
+  for (const [what, file] of [
+    ['envd bundle', path.join(config.envdDir, 'envd.mjs')],
+    ['tini', config.tiniPath],
+    ['node', config.nodePath],
+  ] as const) {
+    if (!existsSync(file)) throw new Error(`${what} not found at ${file}: run scripts/setup.sh`);
+  }
+}

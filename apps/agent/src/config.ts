@@ -1,0 +1,127 @@
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { parseConfig } from '@wrenn/core';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+// Every setting of the agent, with its default. Parsed once in main; nothing else reads process.env.
+const shape = {
+  WRENN_DIR: z.string().default('/var/lib/wrenn'),
+  WRENN_AGENT_LISTEN: z.string().default('127.0.0.1:7070'),
+  WRENN_RUNSC: z.string().optional(),
+  WRENN_ENVD_DIR: z.string().default(path.join(repoRoot, 'apps/envd/dist')),
+  WRENN_NODE: z.string().default(process.execPath),
+  WRENN_TINI: z.string().default('/usr/bin/tini-static'),
+  // Host-side transit addresses: one /30 per slot.
+  WRENN_SLOT_SUBNET: z.string().default('10.12.0.0/16'),
+  // Destinations sandboxes may not reach (the host's LAN, link-local metadata, carrier NAT).
+  WRENN_EGRESS_DENY: z
+    .string()
+    .default('10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,100.64.0.0/10'),
+  // Nameservers written into each sandbox's resolv.conf; default: the host's non-loopback ones.
+  WRENN_SANDBOX_NAMESERVERS: z.string().optional(),
+  WRENN_MAX_SANDBOXES: z.coerce.number().int().positive().default(256),
+  WRENN_MAX_DISK_MB: z.coerce.number().int().positive().default(65536),
+  WRENN_RUNSC_PLATFORM: z.enum(['systrap', 'ptrace']).default('systrap'),
+  LOG_LEVEL: z.string().default('info'),
+};
+
+export interface AgentConfig {
+  dataDir: string;
+  listenHost: string;
+  listenPort: number;
+  runscPath: string;
+  envdDir: string;
+  nodePath: string;
+  tiniPath: string;
+  slotSubnet: { base: number; prefix: number };
+  egressDeny: string[];
+  nameservers: string[];
+  maxSandboxes: number;
+  limits: { maxVcpus: number; maxMemoryMb: number; maxDiskMb: number };
+  platform: 'systrap' | 'ptrace';
+  logLevel: string;
+}
+
+export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const raw = parseConfig(shape, env);
+  const [host, portText] = splitHostPort(raw.WRENN_AGENT_LISTEN);
+  const [subnetAddr, subnetPrefix] = raw.WRENN_SLOT_SUBNET.split('/');
+  const prefix = Number(subnetPrefix);
+  if (!subnetAddr || !Number.isInteger(prefix) || prefix < 8 || prefix > 28) {
+    throw new Error(
+      `invalid configuration: WRENN_SLOT_SUBNET: expected a.b.c.d/8..28, got ${raw.WRENN_SLOT_SUBNET}`,
+    );
+  }
+  return {
+    dataDir: raw.WRENN_DIR,
+    listenHost: host,
+    listenPort: Number(portText),
+    runscPath: raw.WRENN_RUNSC ?? findRunsc(raw.WRENN_DIR),
+    envdDir: raw.WRENN_ENVD_DIR,
+    nodePath: raw.WRENN_NODE,
+    tiniPath: raw.WRENN_TINI,
+    slotSubnet: { base: ipv4ToInt(subnetAddr), prefix },
+    egressDeny: splitList(raw.WRENN_EGRESS_DENY),
+    nameservers:
+      raw.WRENN_SANDBOX_NAMESERVERS === undefined
+        ? hostNameservers()
+        : splitList(raw.WRENN_SANDBOX_NAMESERVERS),
+    maxSandboxes: raw.WRENN_MAX_SANDBOXES,
+    limits: {
+      maxVcpus: os.availableParallelism(),
+      maxMemoryMb: Math.floor(os.totalmem() / 1024 / 1024),
+      maxDiskMb: raw.WRENN_MAX_DISK_MB,
+    },
+    platform: raw.WRENN_RUNSC_PLATFORM,
+    logLevel: raw.LOG_LEVEL,
+  };
+}
+
+function splitHostPort(addr: string): [string, string] {
+  const i = addr.lastIndexOf(':');
+  const port = addr.slice(i + 1);
+  if (i <= 0 || !/^\d{1,5}$/.test(port)) {
+    throw new Error(`invalid configuration: WRENN_AGENT_LISTEN: expected host:port, got ${addr}`);
+  }
+  return [addr.slice(0, i), port];
+}
+
+function splitList(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+// The runsc that scripts/setup.sh installs, else whatever is on PATH.
+function findRunsc(dataDir: string): string {
+  const installed = path.join(dataDir, 'bin/runsc');
+  return existsSync(installed) ? installed : 'runsc';
+}
+
+function hostNameservers(): string[] {
+  try {
+    const text = readFileSync('/etc/resolv.conf', 'utf8');
+    return [...text.matchAll(/^nameserver\s+(\S+)/gm)]
+      .map((m) => m[1] ?? '')
+      .filter((ns) => ns && !ns.startsWith('127.') && ns !== '::1');
+  } catch {
+    return [];
+  }
+}
+
+export function ipv4ToInt(addr: string): number {
+  const parts = addr.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
+    throw new Error(`not an IPv4 address: ${addr}`);
+  }
+  return ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+}
+
+export function intToIpv4(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}

@@ -1,0 +1,2 @@
+export { startAgent, type RunningAgent } from './agent.js';
+export { loadAgentConfig, type AgentConfig } from './config.js';

@@ -1,0 +1,46 @@
+import { intToIpv4 } from '../config.js';
+
+// Every sandbox sees the same inside address, so a checkpoint taken in one slot restores in any other.
+export const SANDBOX_IP = '169.254.0.21';
+export const SANDBOX_GATEWAY_IP = '169.254.0.22';
+export const SANDBOX_PREFIX = 30;
+// A fixed MAC for the same reason: netstack's state includes its NIC's address.
+export const SANDBOX_MAC = '02:77:72:6e:00:15';
+
+export interface NetworkSlot {
+  index: number;
+  netnsName: string;
+  netnsPath: string;
+  /** veth end in the host's namespace. */
+  hostInterface: string;
+  /** Address of hostInterface. */
+  hostIp: string;
+  /** Address of the slot's end of the transit link; the host reaches the sandbox here. */
+  slotIp: string;
+}
+
+export const NETNS_PREFIX = 'wrenn-';
+export const HOST_INTERFACE_PREFIX = 'wrn-h-';
+// Inside the netns: the transit link and the veth pair whose `eth0` end gVisor takes over.
+export const SLOT_TRANSIT_INTERFACE = 'veth0';
+export const SANDBOX_INTERFACE = 'eth0';
+export const GATEWAY_INTERFACE = 'gw0';
+
+/** Slot N owns the /30 at subnet base + 4N: .1 on the host side, .2 on the slot side. */
+export function slotAddresses(index: number, subnetBase: number): NetworkSlot {
+  const block = subnetBase + index * 4;
+  const netnsName = `${NETNS_PREFIX}${index}`;
+  return {
+    index,
+    netnsName,
+    netnsPath: `/var/run/netns/${netnsName}`,
+    hostInterface: `${HOST_INTERFACE_PREFIX}${index}`,
+    hostIp: intToIpv4(block + 1),
+    slotIp: intToIpv4(block + 2),
+  };
+}
+
+/** Number of usable slots in a subnet (slot 0 is left unused so no address ends in .0.0). */
+export function slotCapacity(prefix: number): number {
+  return 2 ** (32 - prefix) / 4 - 1;
+}

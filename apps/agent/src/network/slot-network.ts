@@ -1,0 +1,122 @@
+import { exec, type Logger } from '@wrenn/core';
+import { readdir } from 'node:fs/promises';
+import {
+  GATEWAY_INTERFACE,
+  HOST_INTERFACE_PREFIX,
+  NETNS_PREFIX,
+  SANDBOX_GATEWAY_IP,
+  SANDBOX_INTERFACE,
+  SANDBOX_IP,
+  SANDBOX_MAC,
+  SANDBOX_PREFIX,
+  SLOT_TRANSIT_INTERFACE,
+  type NetworkSlot,
+} from './addresses.js';
+
+const TRANSIT_PREFIX = 30;
+
+/**
+ * Builds and tears down one slot's network namespace. The layout inside the netns:
+ *   eth0 (169.254.0.21, taken over by gVisor's netstack) <-veth-> gw0 (169.254.0.22)
+ *   veth0 (slot IP) <-veth-> wrn-h-N in the host namespace (host IP)
+ * runsc adopts every interface that has an address when it starts, so gw0 and veth0 get theirs only
+ * after the runtime is up (`activate`); the kernel then routes and NATs between them.
+ */
+export class SlotNetwork {
+  constructor(private readonly logger: Logger) {}
+
+  /** Before the runtime starts: namespace, links, and the sandbox-side address for gVisor to adopt. */
+  async prepare(slot: NetworkSlot): Promise<void> {
+    const tempPeer = `wrn-n-${slot.index}`;
+    await ip(['netns', 'add', slot.netnsName]);
+    // IPv6 stays off: the isolation rules are IPv4 rules.
+    await inNetns(slot, [
+      'sysctl',
+      '-qw',
+      'net.ipv6.conf.all.disable_ipv6=1',
+      'net.ipv6.conf.default.disable_ipv6=1',
+      'net.ipv4.ip_forward=1',
+    ]);
+    await ipBatch(undefined, [
+      `link add ${slot.hostInterface} type veth peer name ${tempPeer} netns ${slot.netnsName}`,
+      `addr add ${slot.hostIp}/${TRANSIT_PREFIX} dev ${slot.hostInterface}`,
+      `link set ${slot.hostInterface} up`,
+    ]);
+    await ipBatch(slot.netnsName, [
+      'link set lo up',
+      `link set ${tempPeer} name ${SLOT_TRANSIT_INTERFACE}`,
+      `link set ${SLOT_TRANSIT_INTERFACE} up`,
+      `link add ${SANDBOX_INTERFACE} address ${SANDBOX_MAC} type veth peer name ${GATEWAY_INTERFACE}`,
+      `addr add ${SANDBOX_IP}/${SANDBOX_PREFIX} dev ${SANDBOX_INTERFACE}`,
+      `link set ${SANDBOX_INTERFACE} up`,
+      `link set ${GATEWAY_INTERFACE} up`,
+      `route add default via ${SANDBOX_GATEWAY_IP} dev ${SANDBOX_INTERFACE}`,
+    ]);
+  }
+
+  /** After the runtime took eth0 over: the kernel side of the namespace routes and NATs. */
+  async activate(slot: NetworkSlot): Promise<void> {
+    await ipBatch(slot.netnsName, [
+      `addr add ${SANDBOX_GATEWAY_IP}/${SANDBOX_PREFIX} dev ${GATEWAY_INTERFACE}`,
+      `addr add ${slot.slotIp}/${TRANSIT_PREFIX} dev ${SLOT_TRANSIT_INTERFACE}`,
+      `route replace default via ${slot.hostIp} dev ${SLOT_TRANSIT_INTERFACE}`,
+    ]);
+    // Inbound: everything sent to the slot IP goes to the sandbox (envd and user servers alike).
+    // Outbound: the sandbox appears as the slot IP. The sandbox may not talk to the netns itself.
+    const rules = [
+      '*nat',
+      `-A PREROUTING -i ${SLOT_TRANSIT_INTERFACE} -d ${slot.slotIp} -j DNAT --to-destination ${SANDBOX_IP}`,
+      `-A POSTROUTING -o ${SLOT_TRANSIT_INTERFACE} -j MASQUERADE`,
+      'COMMIT',
+      '*filter',
+      `-A INPUT -i ${GATEWAY_INTERFACE} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`,
+      `-A INPUT -i ${GATEWAY_INTERFACE} -j DROP`,
+      'COMMIT',
+      '',
+    ].join('\n');
+    await inNetns(slot, ['iptables-restore', '-w', '5', '--noflush'], rules);
+  }
+
+  /**
+   * Removes the namespace; its interfaces (and with them the host's veth end) go with it. Idempotent.
+   * The host end is deleted explicitly too, in case the namespace was already gone.
+   */
+  async release(slot: NetworkSlot): Promise<void> {
+    await ip(['netns', 'del', slot.netnsName], true);
+    await ip(['link', 'del', slot.hostInterface], true);
+  }
+
+  /** Namespaces and host interfaces of Wrenn that exist now (for cleanup at start and leak checks). */
+  static async listLeftovers(): Promise<{ netns: string[]; interfaces: string[] }> {
+    const netns = (await readdir('/var/run/netns').catch(() => [] as string[])).filter((n) =>
+      n.startsWith(NETNS_PREFIX),
+    );
+    const { stdout } = await exec(['ip', '-o', 'link', 'show']);
+    const interfaces = [...stdout.matchAll(/^\d+: ([^:@\s]+)/gm)]
+      .map((m) => m[1] ?? '')
+      .filter((n) => n.startsWith(HOST_INTERFACE_PREFIX));
+    return { netns, interfaces };
+  }
+
+  async removeLeftovers(): Promise<void> {
+    const { netns, interfaces } = await SlotNetwork.listLeftovers();
+    for (const name of netns) await ip(['netns', 'del', name], true);
+    for (const name of interfaces) await ip(['link', 'del', name], true);
+    if (netns.length || interfaces.length)
+      this.logger.warn({ netns, interfaces }, 'removed leftover network slots');
+  }
+}
+
+function ip(args: string[], allowFailure = false) {
+  return exec(['ip', ...args], { allowFailure, timeoutMs: 15_000 });
+}
+
+// One `ip` process for many changes: each spawn costs milliseconds on the create path.
+function ipBatch(netns: string | undefined, lines: string[]) {
+  const args = netns ? ['ip', '-n', netns, '-batch', '-'] : ['ip', '-batch', '-'];
+  return exec(args, { input: lines.join('\n') + '\n', timeoutMs: 15_000 });
+}
+
+function inNetns(slot: NetworkSlot, argv: string[], input?: string) {
+  return exec(['nsenter', `--net=${slot.netnsPath}`, ...argv], { input, timeoutMs: 15_000 });
+}

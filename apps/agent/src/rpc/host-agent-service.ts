@@ -1,0 +1,201 @@
+import { create } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import type { ServiceImpl } from '@connectrpc/connect';
+import { assertExhaustive, invalidArgument, resourceExhausted } from '@wrenn/core';
+import { hostagent } from '@wrenn/contracts';
+import type { AgentConfig } from '../config.js';
+import { runCommand } from '../sandbox/commands.js';
+import type { SandboxInfo, SandboxManager, SandboxStatus } from '../sandbox/manager.js';
+import {
+  validateCommand,
+  validateCreate,
+  validatePath,
+  validateSandboxId,
+  validateUser,
+} from './validation.js';
+
+// Unary calls carry whole payloads in memory; past these, callers use the streaming variants.
+export const MAX_UNARY_OUTPUT_BYTES = 8 * 1024 * 1024;
+export const MAX_UNARY_FILE_BYTES = 32 * 1024 * 1024;
+
+export function hostAgentService(
+  manager: SandboxManager,
+  config: AgentConfig,
+): ServiceImpl<typeof hostagent.HostAgentService> {
+  return {
+    async createSandbox(req, ctx) {
+      const params = validateCreate(req, config.limits);
+      const info = await manager.create(params, ctx.signal);
+      return { sandbox: toProto(info) };
+    },
+
+    async destroySandbox(req) {
+      await manager.destroy(validateSandboxId(req.sandboxId));
+      return {};
+    },
+
+    getSandbox(req) {
+      return { sandbox: toProto(manager.get(validateSandboxId(req.sandboxId))) };
+    },
+
+    listSandboxes() {
+      return { sandboxes: manager.list().map(toProto) };
+    },
+
+    async exec(req, ctx) {
+      const envd = manager.envd(validateSandboxId(req.sandboxId));
+      const spec = validateCommand(req.command);
+      const out = { stdout: new OutputCollector(), stderr: new OutputCollector() };
+      const res = create(hostagent.ExecResponseSchema);
+      for await (const ev of runCommand(envd, spec, ctx.signal)) {
+        switch (ev.type) {
+          case 'started':
+            res.pid = ev.pid;
+            break;
+          case 'stdout':
+          case 'stderr':
+            out[ev.type].add(ev.data);
+            break;
+          case 'exited':
+            res.exitCode = ev.exitCode;
+            res.timedOut = ev.timedOut;
+            break;
+          default:
+            assertExhaustive(ev);
+        }
+      }
+      res.stdout = out.stdout.bytes();
+      res.stderr = out.stderr.bytes();
+      res.truncated = out.stdout.truncated || out.stderr.truncated;
+      return res;
+    },
+
+    async *execStream(req, ctx) {
+      const envd = manager.envd(validateSandboxId(req.sandboxId));
+      const spec = validateCommand(req.command);
+      for await (const ev of runCommand(envd, spec, ctx.signal)) {
+        switch (ev.type) {
+          case 'started':
+            yield { event: { case: 'started', value: { pid: ev.pid } } };
+            break;
+          case 'stdout':
+          case 'stderr':
+            yield { event: { case: ev.type, value: ev.data } };
+            break;
+          case 'exited':
+            yield {
+              event: {
+                case: 'exited',
+                value: { exitCode: ev.exitCode, timedOut: ev.timedOut, status: ev.status },
+              },
+            };
+            break;
+          default:
+            assertExhaustive(ev);
+        }
+      }
+    },
+
+    async readFile(req, ctx) {
+      const envd = manager.envd(validateSandboxId(req.sandboxId));
+      const res = await envd.download(validatePath(req.path), validateUser(req.user), ctx.signal);
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_UNARY_FILE_BYTES) {
+          res.destroy();
+          throw resourceExhausted(
+            `path: file is larger than ${MAX_UNARY_FILE_BYTES} bytes; use ReadFileStream`,
+          );
+        }
+        chunks.push(chunk as Buffer);
+      }
+      return { content: Buffer.concat(chunks) };
+    },
+
+    async *readFileStream(req, ctx) {
+      const envd = manager.envd(validateSandboxId(req.sandboxId));
+      const res = await envd.download(validatePath(req.path), validateUser(req.user), ctx.signal);
+      for await (const chunk of res) yield { chunk: chunk as Buffer };
+    },
+
+    async writeFile(req, ctx) {
+      const envd = manager.envd(validateSandboxId(req.sandboxId));
+      if (req.content.byteLength > MAX_UNARY_FILE_BYTES) {
+        throw invalidArgument('content', `larger than ${MAX_UNARY_FILE_BYTES} bytes; use WriteFileStream`);
+      }
+      const written = await envd.upload(
+        validatePath(req.path),
+        validateUser(req.user),
+        [req.content],
+        ctx.signal,
+      );
+      return { bytesWritten: BigInt(written) };
+    },
+
+    async writeFileStream(requests, ctx) {
+      const iterator = requests[Symbol.asyncIterator]();
+      const first = await iterator.next();
+      const header = first.done ? undefined : first.value.part;
+      if (header?.case !== 'header')
+        throw invalidArgument('header', 'the first message must carry the header');
+      const envd = manager.envd(validateSandboxId(header.value.sandboxId, 'header.sandbox_id'));
+      const path = validatePath(header.value.path, 'header.path');
+      const user = validateUser(header.value.user, 'header.user');
+      async function* chunks(): AsyncGenerator<Uint8Array> {
+        for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+          const part = next.value.part;
+          if (part.case !== 'chunk')
+            throw invalidArgument('chunk', 'only the first message may carry a header');
+          yield part.value;
+        }
+      }
+      const written = await envd.upload(path, user, chunks(), ctx.signal);
+      return { bytesWritten: BigInt(written) };
+    },
+  };
+}
+
+class OutputCollector {
+  private readonly chunks: Uint8Array[] = [];
+  private size = 0;
+  truncated = false;
+
+  add(data: Uint8Array): void {
+    const room = MAX_UNARY_OUTPUT_BYTES - this.size;
+    if (room <= 0) {
+      this.truncated = true;
+      return;
+    }
+    const kept = data.byteLength > room ? data.subarray(0, room) : data;
+    this.truncated ||= kept !== data;
+    this.chunks.push(kept);
+    this.size += kept.byteLength;
+  }
+
+  bytes(): Uint8Array {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+const STATUS: Record<SandboxStatus, hostagent.SandboxStatus> = {
+  pending: hostagent.SandboxStatus.PENDING,
+  running: hostagent.SandboxStatus.RUNNING,
+  stopped: hostagent.SandboxStatus.STOPPED,
+  error: hostagent.SandboxStatus.ERROR,
+};
+
+function toProto(info: SandboxInfo): hostagent.Sandbox {
+  return create(hostagent.SandboxSchema, {
+    id: info.id,
+    template: info.template,
+    status: STATUS[info.status],
+    vcpus: info.vcpus,
+    memoryMb: info.memoryMb,
+    diskMb: info.diskMb,
+    metadata: info.metadata,
+    createdAt: timestampFromDate(info.createdAt),
+    envdAddress: info.envdAddress,
+  });
+}

@@ -1,0 +1,88 @@
+import type { RuntimeSandboxSpec } from './driver.js';
+
+// Capabilities inside the sandbox (gVisor's kernel enforces them, not the host's): what a container
+// normally has, so envd can switch users, own files and signal processes.
+const CAPABILITIES = [
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FSETID',
+  'CAP_FOWNER',
+  'CAP_MKNOD',
+  'CAP_NET_RAW',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETFCAP',
+  'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SYS_CHROOT',
+  'CAP_KILL',
+  'CAP_AUDIT_WRITE',
+];
+
+const CPU_PERIOD_US = 100_000;
+
+/** The OCI runtime spec of a sandbox. Resource limits become cgroups under /wrenn/<id>. */
+export function buildOciSpec(spec: RuntimeSandboxSpec): object {
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: spec.init.args,
+      env: spec.init.env,
+      cwd: spec.init.cwd,
+      capabilities: {
+        bounding: CAPABILITIES,
+        effective: CAPABILITIES,
+        permitted: CAPABILITIES,
+      },
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1048576, soft: 1048576 }],
+      noNewPrivileges: false,
+    },
+    root: { path: spec.rootfs, readonly: false },
+    hostname: spec.hostname,
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      {
+        destination: '/dev',
+        type: 'tmpfs',
+        source: 'tmpfs',
+        options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+      },
+      {
+        destination: '/dev/pts',
+        type: 'devpts',
+        source: 'devpts',
+        options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'],
+      },
+      {
+        destination: '/dev/shm',
+        type: 'tmpfs',
+        source: 'shm',
+        options: ['nosuid', 'noexec', 'nodev', 'mode=1777'],
+      },
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+      ...spec.mounts.map((m) => ({
+        destination: m.destination,
+        type: 'bind',
+        source: m.source,
+        options: ['rbind', m.readonly ? 'ro' : 'rw'],
+      })),
+    ],
+    linux: {
+      namespaces: [
+        { type: 'pid' },
+        { type: 'network', path: spec.netnsPath },
+        { type: 'ipc' },
+        { type: 'uts' },
+        { type: 'mount' },
+      ],
+      cgroupsPath: `/wrenn/${spec.id}`,
+      resources: {
+        memory: { limit: spec.memoryMb * 1024 * 1024 },
+        cpu: { quota: spec.vcpus * CPU_PERIOD_US, period: CPU_PERIOD_US },
+        pids: { limit: spec.pidsLimit },
+      },
+    },
+  };
+}

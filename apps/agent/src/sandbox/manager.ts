@@ -1,0 +1,267 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import {
+  Code,
+  ConnectError,
+  errorMessage,
+  failedPrecondition,
+  notFound,
+  randomId,
+  resourceExhausted,
+  UndoStack,
+  type Logger,
+} from '@wrenn/core';
+import { ENVD_PORT } from '@wrenn/contracts';
+import type { AgentConfig } from '../config.js';
+import type { RuntimeDriver } from '../runtime/driver.js';
+import { slotAddresses, type NetworkSlot } from '../network/addresses.js';
+import type { SlotAllocator } from '../network/slot-allocator.js';
+import type { SlotNetwork } from '../network/slot-network.js';
+import { sandboxPaths, type DataLayout, type SandboxPaths } from '../storage/layout.js';
+import { createRootfs, destroyRootfs } from '../storage/rootfs.js';
+import { resolveTemplateRootfs } from '../storage/templates.js';
+import { EnvdClient } from './envd-client.js';
+
+export type SandboxStatus = 'pending' | 'running' | 'stopped' | 'error';
+
+export interface SandboxInfo {
+  id: string;
+  template: string;
+  status: SandboxStatus;
+  vcpus: number;
+  memoryMb: number;
+  diskMb: number;
+  metadata: Record<string, string>;
+  createdAt: Date;
+  envdAddress: string;
+}
+
+export interface CreateSandboxParams {
+  id?: string;
+  template: string;
+  vcpus: number;
+  memoryMb: number;
+  diskMb: number;
+  env: Record<string, string>;
+  metadata: Record<string, string>;
+}
+
+interface SandboxRecord {
+  info: SandboxInfo;
+  paths: SandboxPaths;
+  slot?: NetworkSlot;
+  envd?: EnvdClient;
+  /** Settles when creation finished (either way); destroy waits for it. */
+  created: Promise<void>;
+  destroying?: Promise<void>;
+}
+
+export interface SandboxManagerDeps {
+  config: AgentConfig;
+  layout: DataLayout;
+  runtime: RuntimeDriver;
+  network: SlotNetwork;
+  slots: SlotAllocator;
+  logger: Logger;
+}
+
+// Paths inside every sandbox where the agent provides envd and its runtime (read-only).
+const GUEST_DIR = '/opt/wrenn';
+const ENVD_READY_TIMEOUT_MS = 20_000;
+const PIDS_LIMIT = 4096;
+
+/** Owns the sandboxes of this host: their state machine and every resource each one holds. */
+export class SandboxManager {
+  private readonly sandboxes = new Map<string, SandboxRecord>();
+
+  constructor(private readonly deps: SandboxManagerDeps) {}
+
+  async create(params: CreateSandboxParams, signal?: AbortSignal): Promise<SandboxInfo> {
+    const { config, layout } = this.deps;
+    const lowerDir = await resolveTemplateRootfs(layout, params.template);
+    if (this.sandboxes.size >= config.maxSandboxes) {
+      throw resourceExhausted(`this host runs its maximum of ${config.maxSandboxes} sandboxes`);
+    }
+    const id = params.id || randomId(20);
+    if (this.sandboxes.has(id))
+      throw new ConnectError(`sandbox ${JSON.stringify(id)} already exists`, Code.AlreadyExists);
+    const record: SandboxRecord = {
+      info: {
+        id,
+        template: params.template,
+        status: 'pending',
+        vcpus: params.vcpus,
+        memoryMb: params.memoryMb,
+        diskMb: params.diskMb,
+        metadata: params.metadata,
+        createdAt: new Date(),
+        envdAddress: '',
+      },
+      paths: sandboxPaths(layout, id),
+      created: Promise.resolve(),
+    };
+    this.sandboxes.set(id, record);
+    const creation = this.build(record, lowerDir, params.env, signal);
+    record.created = creation.then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      await creation;
+      return { ...record.info };
+    } catch (err) {
+      this.sandboxes.delete(id);
+      throw err;
+    }
+  }
+
+  private async build(
+    record: SandboxRecord,
+    lowerDir: string,
+    env: Record<string, string>,
+    signal?: AbortSignal,
+  ) {
+    const { config, runtime, network, slots } = this.deps;
+    const { info, paths } = record;
+    const logger = this.deps.logger.child({ sandboxId: info.id });
+    const undo = new UndoStack();
+    const started = performance.now();
+    try {
+      await mkdir(paths.dir, { recursive: true });
+      undo.push('remove sandbox dir', () => destroyRootfs(paths, logger));
+
+      const slot = slotAddresses(slots.allocate(), config.slotSubnet.base);
+      undo.push('release slot index', () => slots.release(slot.index));
+      await network.prepare(slot);
+      undo.push('remove network slot', () => network.release(slot));
+      record.slot = slot;
+
+      await createRootfs(paths, lowerDir, info.diskMb);
+      await this.writeGuestFiles(paths);
+
+      signal?.throwIfAborted();
+      await runtime.create(
+        {
+          id: info.id,
+          rootfs: paths.rootfs,
+          bundleDir: paths.bundle,
+          logFile: paths.runtimeLog,
+          netnsPath: slot.netnsPath,
+          vcpus: info.vcpus,
+          memoryMb: info.memoryMb,
+          pidsLimit: PIDS_LIMIT,
+          hostname: 'wrenn',
+          mounts: [
+            { source: config.nodePath, destination: `${GUEST_DIR}/bin/node`, readonly: true },
+            { source: config.tiniPath, destination: `${GUEST_DIR}/bin/tini`, readonly: true },
+            { source: config.envdDir, destination: `${GUEST_DIR}/envd`, readonly: true },
+            { source: paths.resolvConf, destination: '/etc/resolv.conf', readonly: false },
+            { source: paths.hosts, destination: '/etc/hosts', readonly: false },
+          ],
+          init: {
+            args: [`${GUEST_DIR}/bin/tini`, '--', `${GUEST_DIR}/bin/node`, `${GUEST_DIR}/envd/envd.mjs`],
+            env: [
+              'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+              'HOME=/root',
+              `ENVD_PORT=${ENVD_PORT}`,
+            ],
+            cwd: '/',
+          },
+        },
+        signal,
+      );
+      undo.push('destroy runtime sandbox', () => runtime.destroy(info.id));
+      await network.activate(slot);
+
+      // A fresh token per sandbox: only the agent (and whoever it hands the token to) may drive envd.
+      const accessToken = randomBytes(24).toString('hex');
+      const envd = new EnvdClient(slot.slotIp, ENVD_PORT, accessToken);
+      undo.push('close envd client', () => envd.close());
+      await envd.waitHealthy(ENVD_READY_TIMEOUT_MS, signal);
+      await envd.init({ envVars: env, accessToken });
+      record.envd = envd;
+      info.envdAddress = `${slot.slotIp}:${ENVD_PORT}`;
+      info.status = 'running';
+      logger.info(
+        { ms: Math.round(performance.now() - started), slot: slot.index, template: info.template },
+        'sandbox created',
+      );
+    } catch (err) {
+      logger.error({ err: errorMessage(err) }, 'sandbox creation failed; rolling back');
+      info.status = 'error';
+      await undo.run(logger);
+      throw err instanceof ConnectError
+        ? err
+        : new ConnectError(`create sandbox: ${errorMessage(err)}`, Code.Internal, undefined, undefined, err);
+    }
+  }
+
+  private async writeGuestFiles(paths: SandboxPaths): Promise<void> {
+    const nameservers = this.deps.config.nameservers.map((ns) => `nameserver ${ns}\n`).join('');
+    await writeFile(paths.resolvConf, nameservers || '# no nameservers configured for sandboxes\n');
+    await writeFile(paths.hosts, '127.0.0.1\tlocalhost wrenn\n::1\tlocalhost ip6-localhost ip6-loopback\n');
+  }
+
+  /** Removes the sandbox and everything it holds. Every step runs even if an earlier one failed. */
+  async destroy(id: string): Promise<void> {
+    const record = this.sandboxes.get(id);
+    if (!record) throw notFound('sandbox', id);
+    record.destroying ??= this.teardown(record);
+    await record.destroying;
+  }
+
+  private async teardown(record: SandboxRecord): Promise<void> {
+    await record.created;
+    // A failed creation has already rolled itself back.
+    if (record.info.status === 'error') return;
+    const { runtime, network, slots } = this.deps;
+    const { info, paths, slot } = record;
+    const logger = this.deps.logger.child({ sandboxId: info.id });
+    const failures: string[] = [];
+    const step = async (what: string, fn: () => Promise<unknown>) => {
+      try {
+        await fn();
+      } catch (err) {
+        failures.push(`${what}: ${errorMessage(err)}`);
+        logger.error({ err: errorMessage(err), step: what }, 'destroy step failed');
+      }
+    };
+    record.envd?.close();
+    if (info.status === 'running') await step('runtime', () => runtime.destroy(info.id));
+    if (slot) {
+      await step('network', () => network.release(slot));
+      slots.release(slot.index);
+    }
+    await step('storage', () => destroyRootfs(paths, logger));
+    info.status = 'stopped';
+    this.sandboxes.delete(info.id);
+    if (failures.length) {
+      throw new ConnectError(`destroy ${info.id} left work undone: ${failures.join('; ')}`, Code.Internal);
+    }
+    logger.info('sandbox destroyed');
+  }
+
+  get(id: string): SandboxInfo {
+    const record = this.sandboxes.get(id);
+    if (!record) throw notFound('sandbox', id);
+    return { ...record.info };
+  }
+
+  list(): SandboxInfo[] {
+    return [...this.sandboxes.values()].map((r) => ({ ...r.info }));
+  }
+
+  /** The envd connection of a running sandbox. */
+  envd(id: string): EnvdClient {
+    const record = this.sandboxes.get(id);
+    if (!record) throw notFound('sandbox', id);
+    if (record.info.status !== 'running' || !record.envd) {
+      throw failedPrecondition(`sandbox ${id} is ${record.info.status}, not running`);
+    }
+    return record.envd;
+  }
+
+  async destroyAll(): Promise<void> {
+    await Promise.allSettled([...this.sandboxes.keys()].map((id) => this.destroy(id)));
+  }
+}

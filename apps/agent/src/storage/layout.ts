@@ -1,0 +1,53 @@
+import path from 'node:path';
+
+/** Where everything of Wrenn lives under the data dir (docs/architecture.md has the picture). */
+export class DataLayout {
+  constructor(readonly root: string) {}
+
+  get imagesDir(): string {
+    return path.join(this.root, 'images');
+  }
+  imageRootfs(template: string): string {
+    return path.join(this.imagesDir, template, 'rootfs');
+  }
+  get sandboxesDir(): string {
+    return path.join(this.root, 'sandboxes');
+  }
+  sandboxDir(id: string): string {
+    return path.join(this.sandboxesDir, id);
+  }
+  /** runsc's state directory (its --root). */
+  get runscRoot(): string {
+    return path.join(this.root, 'run', 'runsc');
+  }
+}
+
+export interface SandboxPaths {
+  dir: string;
+  diskImage: string;
+  diskMount: string;
+  upper: string;
+  work: string;
+  rootfs: string;
+  bundle: string;
+  runtimeLog: string;
+  resolvConf: string;
+  hosts: string;
+}
+
+export function sandboxPaths(layout: DataLayout, id: string): SandboxPaths {
+  const dir = layout.sandboxDir(id);
+  const diskMount = path.join(dir, 'disk');
+  return {
+    dir,
+    diskImage: path.join(dir, 'disk.ext4'),
+    diskMount,
+    upper: path.join(diskMount, 'upper'),
+    work: path.join(diskMount, 'work'),
+    rootfs: path.join(dir, 'rootfs'),
+    bundle: path.join(dir, 'bundle'),
+    runtimeLog: path.join(dir, 'runtime.log'),
+    resolvConf: path.join(dir, 'resolv.conf'),
+    hosts: path.join(dir, 'hosts'),
+  };
+}

@@ -1,0 +1,78 @@
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { exec, type Logger } from '@wrenn/core';
+import type { SandboxPaths } from './layout.js';
+
+/**
+ * A sandbox's root filesystem: overlayfs with the template's read-only rootfs below and the
+ * sandbox's own layer above. The layer lives on a sparse ext4 image of `diskMb`, so the disk limit is
+ * enforced by the filesystem (ENOSPC inside the sandbox) and the whole writable state is one file.
+ */
+export async function createRootfs(paths: SandboxPaths, lowerDir: string, diskMb: number): Promise<void> {
+  await mkdir(paths.diskMount, { recursive: true });
+  await mkdir(paths.rootfs, { recursive: true });
+  const image = await open(paths.diskImage, 'w');
+  try {
+    await image.truncate(diskMb * 1024 * 1024);
+  } finally {
+    await image.close();
+  }
+  // No reserved blocks (the sandbox gets all of disk_mb); lazy init keeps mkfs to milliseconds.
+  await exec([
+    'mkfs.ext4',
+    '-q',
+    '-F',
+    '-m',
+    '0',
+    '-E',
+    'lazy_itable_init=1,lazy_journal_init=1,nodiscard',
+    paths.diskImage,
+  ]);
+  await exec(['mount', '-o', 'loop,noatime', paths.diskImage, paths.diskMount]);
+  await mkdir(paths.upper, { mode: 0o755 });
+  await mkdir(paths.work, { mode: 0o755 });
+  await exec([
+    'mount',
+    '-t',
+    'overlay',
+    'overlay',
+    '-o',
+    `lowerdir=${lowerDir},upperdir=${paths.upper},workdir=${paths.work}`,
+    paths.rootfs,
+  ]);
+}
+
+/** Unmounts and deletes everything of the sandbox on disk. Idempotent; tolerates half-built state. */
+export async function destroyRootfs(paths: SandboxPaths, logger: Logger): Promise<void> {
+  for (const target of [paths.rootfs, paths.diskMount]) {
+    await unmount(target, logger);
+  }
+  await rm(paths.dir, { recursive: true, force: true });
+}
+
+async function unmount(target: string, logger: Logger): Promise<void> {
+  if (!(await isMountPoint(target))) return;
+  const { exitCode, stderr } = await exec(['umount', target], { allowFailure: true });
+  if (exitCode === 0) return;
+  // Busy (a process still holds a file): detach now, the kernel finishes when the last user goes.
+  logger.warn({ target, stderr: stderr.trim() }, 'umount failed; detaching lazily');
+  await exec(['umount', '-l', target]);
+}
+
+/** Mount points at or below `dir`, deepest first, from this process's mount table. */
+export async function mountsBelow(dir: string): Promise<string[]> {
+  const table = await readFile('/proc/self/mountinfo', 'utf8');
+  const points = table
+    .split('\n')
+    .map((line) => unescapeMountPath(line.split(' ')[4] ?? ''))
+    .filter((p) => p === dir || p.startsWith(dir.endsWith('/') ? dir : `${dir}/`));
+  return [...new Set(points)].sort((a, b) => b.length - a.length);
+}
+
+async function isMountPoint(target: string): Promise<boolean> {
+  return (await mountsBelow(target)).includes(target);
+}
+
+// mountinfo escapes spaces, tabs, newlines and backslashes as octal.
+function unescapeMountPath(p: string): string {
+  return p.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
