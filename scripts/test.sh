@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# README command 2: install what is missing, then run the whole test suite (what CI runs).
+# Tiers: static checks and unit tests, integration (real sockets and processes), e2e (real agent,
+# real gVisor sandboxes). Nothing is skipped: a missing prerequisite fails the run.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+bash scripts/setup.sh
+
+printf '\n==> generated code is current\n'
+before=$(mktemp -d)
+cp -a packages/contracts/src/gen "$before/"
+bash scripts/gen.sh
+if ! diff -r "$before/gen" packages/contracts/src/gen >/dev/null; then
+  diff -r "$before/gen" packages/contracts/src/gen | head -20
+  rm -rf "$before"
+  echo "generated code is stale: run 'npm run gen' and commit the result" >&2
+  exit 1
+fi
+rm -rf "$before"
+
+printf '\n==> typecheck, lint, unit tests\n'
+npm run --silent check
+
+printf '\n==> integration tests\n'
+npm run --silent test:integration
+
+printf '\n==> end-to-end tests (real agent, real gVisor sandboxes)\n'
+npm run --silent test:e2e
