@@ -28,7 +28,7 @@ export interface RunningAgent {
 /** Builds the agent from its config, cleans up after any predecessor, and starts serving. */
 export async function startAgent(config: AgentConfig, logger: Logger): Promise<RunningAgent> {
   await checkPrerequisites(config);
-  const layout = new DataLayout(config.dataDir);
+  const layout = new DataLayout(config.dataDir, config.imagesDir);
   await mkdir(layout.sandboxesDir, { recursive: true });
   await mkdir(layout.runscRoot, { recursive: true });
 

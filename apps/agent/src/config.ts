@@ -10,6 +10,8 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../
 // Every setting of the agent, with its default. Parsed once in main; nothing else reads process.env.
 const shape = {
   WRENN_DIR: z.string().default('/var/lib/wrenn'),
+  // Template images; separate so several data dirs (tests) can share one built image.
+  WRENN_IMAGES_DIR: z.string().optional(),
   WRENN_AGENT_LISTEN: z.string().default('127.0.0.1:7070'),
   WRENN_RUNSC: z.string().optional(),
   WRENN_ENVD_DIR: z.string().default(path.join(repoRoot, 'apps/envd/dist')),
@@ -31,6 +33,7 @@ const shape = {
 
 export interface AgentConfig {
   dataDir: string;
+  imagesDir: string;
   listenHost: string;
   listenPort: number;
   runscPath: string;
@@ -58,6 +61,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
   }
   return {
     dataDir: raw.WRENN_DIR,
+    imagesDir: raw.WRENN_IMAGES_DIR ?? path.join(raw.WRENN_DIR, 'images'),
     listenHost: host,
     listenPort: Number(portText),
     runscPath: raw.WRENN_RUNSC ?? findRunsc(raw.WRENN_DIR),

@@ -2,11 +2,11 @@ import path from 'node:path';
 
 /** Where everything of Wrenn lives under the data dir (docs/architecture.md has the picture). */
 export class DataLayout {
-  constructor(readonly root: string) {}
+  constructor(
+    readonly root: string,
+    readonly imagesDir: string = path.join(root, 'images'),
+  ) {}
 
-  get imagesDir(): string {
-    return path.join(this.root, 'images');
-  }
   imageRootfs(template: string): string {
     return path.join(this.imagesDir, template, 'rootfs');
   }

@@ -1,0 +1,93 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { startAgentProcess, sh, type AgentProcess } from './support/agent-process.js';
+
+let agent: AgentProcess;
+let sandboxId: string;
+
+beforeAll(async () => {
+  agent = await startAgentProcess();
+  const { sandbox } = await agent.client.createSandbox({});
+  sandboxId = sandbox!.id;
+});
+
+afterAll(async () => {
+  if (sandboxId) await agent.client.destroySandbox({ sandboxId }).catch(() => undefined);
+  await agent?.stop();
+});
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+describe('files in a real sandbox', () => {
+  it('writes and reads a small file (unary), visible to commands', async () => {
+    await agent.client.writeFile({
+      sandboxId,
+      path: '/home/user/hello.txt',
+      content: Buffer.from('hi there\n'),
+    });
+    const { content } = await agent.client.readFile({ sandboxId, path: '/home/user/hello.txt' });
+    expect(Buffer.from(content).toString()).toBe('hi there\n');
+    const res = await sh(
+      agent.client,
+      sandboxId,
+      'cat /home/user/hello.txt; stat -c %U /home/user/hello.txt',
+    );
+    expect(res.stdout).toBe('hi there\nuser\n');
+  });
+
+  it('streams a 50 MB file in and out byte-identical', async () => {
+    const size = 50 * 1024 * 1024;
+    const data = randomBytes(size);
+    const chunkSize = 256 * 1024;
+    async function* upload() {
+      yield { part: { case: 'header' as const, value: { sandboxId, path: '/tmp/big.bin', user: 'root' } } };
+      for (let off = 0; off < size; off += chunkSize) {
+        yield { part: { case: 'chunk' as const, value: data.subarray(off, off + chunkSize) } };
+      }
+    }
+    const written = await agent.client.writeFileStream(upload());
+    expect(written.bytesWritten).toBe(BigInt(size));
+
+    // The sandbox sees the same bytes…
+    const inside = await sh(agent.client, sandboxId, 'sha256sum /tmp/big.bin | cut -d" " -f1');
+    expect(inside.stdout.trim()).toBe(sha256(data));
+
+    // …and reading it back streams the same bytes, in chunks.
+    const hash = createHash('sha256');
+    let received = 0;
+    let chunks = 0;
+    for await (const msg of agent.client.readFileStream({ sandboxId, path: '/tmp/big.bin' })) {
+      hash.update(msg.chunk);
+      received += msg.chunk.byteLength;
+      chunks++;
+    }
+    expect(received).toBe(size);
+    expect(chunks).toBeGreaterThan(1);
+    expect(hash.digest('hex')).toBe(sha256(data));
+  });
+
+  it('answers NotFound for a missing file', async () => {
+    const err = await agent.client
+      .readFile({ sandboxId, path: '/no/such/file' })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect(err).toBeInstanceOf(ConnectError);
+    expect((err as ConnectError).code).toBe(Code.NotFound);
+  });
+
+  it('enforces the disk limit inside the sandbox', async () => {
+    const { sandbox } = await agent.client.createSandbox({ diskMb: 256 });
+    try {
+      const res = await sh(
+        agent.client,
+        sandbox!.id,
+        'dd if=/dev/zero of=/tmp/fill bs=1M count=400 2>&1; echo rc=$?',
+        { timeoutMs: 120_000 },
+      );
+      expect(res.stdout).toMatch(/No space left on device/);
+      expect(res.stdout).toMatch(/rc=1/);
+    } finally {
+      await agent.client.destroySandbox({ sandboxId: sandbox!.id });
+    }
+  });
+});

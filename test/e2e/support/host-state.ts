@@ -1,0 +1,72 @@
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { exec } from '@wrenn/core';
+
+/**
+ * Everything of Wrenn that a sandbox could leave on the host, listed from the host's own tables (not
+ * from the agent's bookkeeping), so a leak shows up even when the agent forgot it ever existed.
+ */
+export interface WrennHostState {
+  netns: string[];
+  interfaces: string[];
+  mounts: string[];
+  runscProcesses: string[];
+  iptablesRules: string[];
+  sandboxDirs: string[];
+  cgroups: string[];
+}
+
+export async function wrennHostState(dataDir: string): Promise<WrennHostState> {
+  const netns = (await readdir('/var/run/netns').catch(() => [] as string[]))
+    .filter((n) => n.startsWith('wrenn-'))
+    .sort();
+  const links = (await exec(['ip', '-o', 'link', 'show'])).stdout;
+  const interfaces = [...links.matchAll(/^\d+: ([^:@\s]+)/gm)]
+    .map((m) => m[1]!)
+    .filter((n) => n.startsWith('wrn-'))
+    .sort();
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+  const sandboxesDir = path.join(dataDir, 'sandboxes');
+  const mounts = mountinfo
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((p) => p.startsWith(`${sandboxesDir}/`))
+    .sort();
+  const runscProcesses: string[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (cmdline.some((a) => a === `--root=${path.join(dataDir, 'run/runsc')}`))
+      runscProcesses.push(`${pid} ${cmdline[0]}`);
+  }
+  const iptablesRules: string[] = [];
+  for (const table of ['filter', 'nat']) {
+    const { stdout } = await exec(['iptables', '-w', '5', '-t', table, '-S']);
+    iptablesRules.push(
+      ...stdout
+        .split('\n')
+        .filter((l) => l.includes('WRENN'))
+        .map((l) => `${table}: ${l}`),
+    );
+  }
+  const sandboxDirs = (await readdir(sandboxesDir).catch(() => [] as string[])).sort();
+  const cgroups: string[] = [];
+  for (const controller of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+    for (const id of await readdir(path.join('/sys/fs/cgroup', controller, 'wrenn')).catch(
+      () => [] as string[],
+    )) {
+      cgroups.push(`${controller}/wrenn/${id}`);
+    }
+  }
+  return { netns, interfaces, mounts, runscProcesses, iptablesRules, sandboxDirs, cgroups };
+}
+
+export const EMPTY_HOST_STATE: WrennHostState = {
+  netns: [],
+  interfaces: [],
+  mounts: [],
+  runscProcesses: [],
+  iptablesRules: [],
+  sandboxDirs: [],
+  cgroups: [],
+};

@@ -1,0 +1,97 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { startAgentProcess, testDataDir, type AgentProcess } from './support/agent-process.js';
+import { wrennHostState } from './support/host-state.js';
+
+let agent: AgentProcess;
+
+beforeAll(async () => {
+  agent = await startAgentProcess();
+});
+
+afterAll(async () => {
+  await agent?.stop();
+});
+
+async function rpcError(call: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await call;
+  } catch (err) {
+    return ConnectError.from(err);
+  }
+  throw new Error('expected the call to fail');
+}
+
+describe('bad input gets a precise error and changes nothing', () => {
+  it('unknown sandbox id → NotFound, for every call that takes one', async () => {
+    const sandboxId = 'doesnotexist0000';
+    const calls = [
+      agent.client.getSandbox({ sandboxId }),
+      agent.client.destroySandbox({ sandboxId }),
+      agent.client.exec({ sandboxId, command: { cmd: 'true' } }),
+      agent.client.readFile({ sandboxId, path: '/etc/hostname' }),
+      agent.client.writeFile({ sandboxId, path: '/tmp/x', content: Buffer.from('x') }),
+    ];
+    for (const call of calls) {
+      const err = await rpcError(call);
+      expect(err.code).toBe(Code.NotFound);
+      expect(err.rawMessage).toContain(sandboxId);
+    }
+  });
+
+  it.each([
+    [{ vcpus: -1 }, 'vcpus'],
+    [{ vcpus: 4096 }, 'vcpus'],
+    [{ memoryMb: -512 }, 'memory_mb'],
+    [{ memoryMb: 10_000_000 }, 'memory_mb'],
+    [{ memoryMb: 16 }, 'memory_mb'],
+    [{ diskMb: -1 }, 'disk_mb'],
+    [{ diskMb: 2_000_000_000 }, 'disk_mb'],
+    [{ template: '../etc' }, 'template'],
+    [{ template: '../../../../' }, 'template'],
+    [{ template: 'base/../../etc' }, 'template'],
+    [{ sandboxId: '../x' }, 'sandbox_id'],
+    [{ env: { 'BAD-NAME': 'x' } }, 'env.BAD-NAME'],
+  ])('CreateSandbox(%o) → InvalidArgument naming %s', async (params, field) => {
+    const before = await agent.client.listSandboxes({});
+    const err = await rpcError(agent.client.createSandbox(params));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage.startsWith(`${field}:`)).toBe(true);
+    const after = await agent.client.listSandboxes({});
+    expect(after.sandboxes.length).toBe(before.sandboxes.length);
+  });
+
+  it('an unknown template → NotFound, and nothing is left behind', async () => {
+    const err = await rpcError(agent.client.createSandbox({ template: 'nosuchtemplate' }));
+    expect(err.code).toBe(Code.NotFound);
+    expect(err.rawMessage).toContain('nosuchtemplate');
+    const state = await wrennHostState(testDataDir);
+    expect(state.sandboxDirs).toEqual([]);
+    expect(state.netns).toEqual([]);
+  });
+
+  it('malformed sandbox ids and commands → InvalidArgument naming the field', async () => {
+    expect((await rpcError(agent.client.getSandbox({ sandboxId: 'A/../b' }))).rawMessage).toMatch(
+      /^sandbox_id:/,
+    );
+    const { sandbox } = await agent.client.createSandbox({});
+    try {
+      const sandboxId = sandbox!.id;
+      const cases: [Promise<unknown>, string][] = [
+        [agent.client.exec({ sandboxId }), 'command:'],
+        [agent.client.exec({ sandboxId, command: { cmd: '' } }), 'command.cmd:'],
+        [agent.client.exec({ sandboxId, command: { cmd: 'true', timeoutMs: -5 } }), 'command.timeout_ms:'],
+        [agent.client.exec({ sandboxId, command: { cmd: 'true', cwd: 'relative' } }), 'command.cwd:'],
+        [agent.client.exec({ sandboxId, command: { cmd: 'true', user: 'root;rm' } }), 'command.user:'],
+        [agent.client.readFile({ sandboxId, path: '' }), 'path:'],
+      ];
+      for (const [call, prefix] of cases) {
+        const err = await rpcError(call);
+        expect(err.code).toBe(Code.InvalidArgument);
+        expect(err.rawMessage.startsWith(prefix)).toBe(true);
+      }
+    } finally {
+      await agent.client.destroySandbox({ sandboxId: sandbox!.id });
+    }
+  });
+});
