@@ -42,14 +42,14 @@ export async function startAgentProcess(env: Record<string, string> = {}): Promi
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
-  child.stderr!.on('data', (b: Buffer) => {
+  child.stderr.on('data', (b: Buffer) => {
     stderr = (stderr + b.toString()).slice(-200_000);
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = await new Promise<string>((resolve, reject) => {
     let stdout = '';
     const timer = setTimeout(() => reject(new Error(`agent did not start in 60 s:\n${stderr}`)), 60_000);
-    child.stdout!.on('data', (b: Buffer) => {
+    child.stdout.on('data', (b: Buffer) => {
       stdout += b.toString();
       const m = /listening on (http:\/\/\S+)/.exec(stdout);
       if (m) {
