@@ -1,0 +1,42 @@
+import { createLogger } from '@wrenn/core';
+import { loadConfig } from './config.js';
+import { createEnvdServer } from './server.js';
+import { ENVD_VERSION } from './version.js';
+
+// Composition root of the daemon inside every sandbox. Signals from the host (via runsc kill):
+// SIGUSR2 quiesces before a checkpoint, SIGUSR1 resumes after it (or after a restore), SIGTERM and
+// SIGINT stop envd while leaving the sandbox's processes alone.
+const config = loadConfig();
+// JSON to stderr always: the pretty transport needs a worker thread file the bundle does not carry.
+const logger = createLogger({ name: 'envd', level: config.ENVD_LOG_LEVEL, pretty: false });
+
+const server = await createEnvdServer({
+  logger,
+  defaultUser: config.ENVD_DEFAULT_USER,
+  processBufferBytes: config.ENVD_PROCESS_BUFFER_BYTES,
+  finishedProcessRetentionMs: config.ENVD_FINISHED_PROCESS_RETENTION_MS,
+});
+await server.listen(config.ENVD_PORT, config.ENVD_HOST);
+logger.info({ version: ENVD_VERSION, pid: process.pid }, 'envd started');
+
+// Signals may arrive back to back; run their effects one after another.
+let queue: Promise<void> = Promise.resolve();
+function serially(what: string, fn: () => Promise<unknown>): void {
+  queue = queue.then(fn).then(
+    () => undefined,
+    (err: unknown) => logger.error({ err }, `${what} failed`),
+  );
+}
+
+process.on('SIGUSR2', () => serially('quiesce', () => server.quiesce()));
+process.on('SIGUSR1', () => serially('resume', () => server.resume()));
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () =>
+    serially('shutdown', async () => {
+      logger.info({ signal }, 'shutting down');
+      await server.close();
+      logger.flush();
+      process.exit(0);
+    }),
+  );
+}

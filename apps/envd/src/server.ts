@@ -1,0 +1,205 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { filesystem as fspb, process as processpb } from '@wrenn/contracts';
+import { Code, ConnectError, type Logger } from '@wrenn/core';
+import { authorize } from './auth/request-auth.js';
+import { createFilesystemService } from './filesystem/filesystem-service.js';
+import { handleCors } from './http/cors.js';
+import { handleDownload } from './http/files-download.js';
+import { handleUpload } from './http/files-upload.js';
+import { MetricsRoute } from './http/metrics.js';
+import { sendConnectError, sendEnvdError, sendNoContent } from './http/responses.js';
+import { handleEnvs, handleInit, headerValue } from './init/init-routes.js';
+import { SandboxDefaults } from './init/sandbox-defaults.js';
+import { findSetpriv } from './process/launch.js';
+import { createProcessService } from './process/process-service.js';
+import { ProcessTable } from './process/process-table.js';
+import { RequestUsers } from './users/request-user.js';
+import { UserDirectory, type UserDirectoryOptions } from './users/user-directory.js';
+
+export interface EnvdServerOptions {
+  logger: Logger;
+  /** ENVD_DEFAULT_USER. */
+  defaultUser?: string;
+  processBufferBytes?: number;
+  finishedProcessRetentionMs?: number;
+  /** Where the user database lives (tests point it elsewhere). */
+  userFiles?: UserDirectoryOptions;
+}
+
+export interface EnvdServer {
+  listen(port: number, host: string): Promise<AddressInfo>;
+  /**
+   * For checkpointing: stop listening and drop every open connection (streams end, clients
+   * reconnect later). Started processes keep running and keep buffering their output.
+   */
+  quiesce(): Promise<void>;
+  /** Listen again on the address of the last listen(). */
+  resume(): Promise<AddressInfo>;
+  /** Stop serving for good. Processes keep running unless killProcesses. */
+  close(opts?: { killProcesses?: boolean }): Promise<void>;
+  readonly isListening: boolean;
+}
+
+// Connect paths look like /package.Service/Method.
+const rpcPath = /^\/[A-Za-z_][\w.]*\.[A-Za-z_]\w*\/[A-Za-z_]\w*$/;
+
+/** Builds envd: one HTTP server carrying the Connect services and the REST routes of E2B's envd. */
+export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdServer> {
+  const { logger } = opts;
+  const defaults = new SandboxDefaults(opts.defaultUser);
+  const users = new RequestUsers(new UserDirectory(opts.userFiles), defaults);
+  const setprivPath = await findSetpriv();
+  if (!setprivPath) logger.warn('setpriv not found: processes of other users get no supplementary groups');
+  const table = new ProcessTable(opts.finishedProcessRetentionMs ?? 60_000, logger);
+  const filesystemService = createFilesystemService({ users, logger });
+  const metrics = new MetricsRoute();
+
+  const rpc = connectNodeAdapter({
+    routes(router) {
+      router.service(
+        processpb.Process,
+        createProcessService({
+          table,
+          users,
+          defaults,
+          setprivPath,
+          bufferBytes: opts.processBufferBytes ?? 16 * 1024 * 1024,
+          logger,
+        }),
+      );
+      router.service(fspb.Filesystem, filesystemService);
+    },
+    // The Python SDK's codec and newer clients may send fields this build does not know.
+    jsonOptions: { ignoreUnknownFields: true },
+    fallback: (req, res) => sendUnknownRoute(req as IncomingMessage, res as ServerResponse),
+  });
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (handleCors(req, res)) return;
+    const url = new URL(req.url ?? '/', 'http://envd');
+    const method = req.method ?? 'GET';
+    const isRead = method === 'GET' || method === 'HEAD';
+
+    switch (url.pathname) {
+      case '/health':
+        return isRead ? sendNoContent(res) : sendMethodNotAllowed(res, 'GET');
+      case '/init':
+        return method === 'POST' ? handleInit(req, res, defaults, logger) : sendMethodNotAllowed(res, 'POST');
+      case '/files': {
+        if (!isRead && method !== 'POST') return sendMethodNotAllowed(res, 'GET, POST');
+        const decision = authorize(defaults.accessToken, headerValue(req, 'x-access-token'), {
+          operation: isRead ? 'read' : 'write',
+          query: url.searchParams,
+        });
+        if (!decision.allowed) return sendEnvdError(res, 401, decision.message);
+        return isRead
+          ? handleDownload(req, res, url.searchParams, users, logger)
+          : handleUpload(req, res, url.searchParams, users, logger);
+      }
+    }
+
+    const decision = authorize(defaults.accessToken, headerValue(req, 'x-access-token'));
+    if (!decision.allowed) {
+      return rpcPath.test(url.pathname)
+        ? sendConnectError(res, new ConnectError(decision.message, Code.Unauthenticated))
+        : sendEnvdError(res, 401, decision.message);
+    }
+    switch (url.pathname) {
+      case '/envs':
+        return isRead ? handleEnvs(res, defaults) : sendMethodNotAllowed(res, 'GET');
+      case '/metrics':
+        return isRead ? metrics.handle(res) : sendMethodNotAllowed(res, 'GET');
+      default:
+        rpc(req, res);
+    }
+  }
+
+  const server = createServer({ requestTimeout: 0 }, (req, res) => {
+    route(req, res).catch((err: unknown) => {
+      logger.error({ err, method: req.method, url: req.url }, 'request failed');
+      if (!res.headersSent) sendEnvdError(res, 500, 'internal error');
+      else res.destroy();
+    });
+  });
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  server.on('clientError', (err, socket) => {
+    logger.debug({ err }, 'client error');
+    socket.destroy();
+  });
+
+  let lastAddress: { port: number; host: string } | undefined;
+
+  function listen(port: number, host: string): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      server.once('error', onError);
+      server.listen(port, host, () => {
+        server.off('error', onError);
+        const address = server.address() as AddressInfo;
+        // Resume must come back on the same port even when the first listen asked for port 0.
+        lastAddress = { port: address.port, host };
+        logger.info({ host, port: address.port }, 'listening');
+        resolve(address);
+      });
+    });
+  }
+
+  async function stopListening(): Promise<void> {
+    if (!server.listening) {
+      for (const socket of sockets) socket.destroy();
+      return;
+    }
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const socket of sockets) socket.destroy();
+    await closed;
+  }
+
+  return {
+    listen,
+    async quiesce() {
+      await stopListening();
+      logger.info(
+        { runningProcesses: table.running().length },
+        'quiesced: not listening, connections closed',
+      );
+    },
+    async resume() {
+      if (server.listening) return server.address() as AddressInfo;
+      if (!lastAddress) throw new Error('resume before listen');
+      return listen(lastAddress.port, lastAddress.host);
+    },
+    async close(closeOpts = {}) {
+      await stopListening();
+      filesystemService.closeWatchers();
+      if (closeOpts.killProcesses) table.killAll();
+    },
+    get isListening() {
+      return server.listening;
+    },
+  };
+}
+
+function sendMethodNotAllowed(res: ServerResponse, allow: string): void {
+  res.setHeader('allow', allow);
+  sendEnvdError(res, 405, 'method not allowed');
+}
+
+function sendUnknownRoute(req: IncomingMessage, res: ServerResponse): void {
+  const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
+  if (rpcPath.test(path)) {
+    // Connect clients read the code from the body; a bare 404 would turn into "unimplemented" anyway
+    // but without a message.
+    res.statusCode = 404;
+    const body = JSON.stringify({ code: 'unimplemented', message: `${path} is not implemented` });
+    res.writeHead(404, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+    return;
+  }
+  sendEnvdError(res, 404, `no route for ${req.method ?? 'GET'} ${path}`);
+}
