@@ -1,0 +1,22 @@
+/** min / median / p95 of a sample, in the unit it was measured in. */
+export function summarize(samples: number[]): { n: number; min: number; median: number; p95: number } {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN;
+  return { n: s.length, min: s[0] ?? NaN, median: at(0.5), p95: at(0.95) };
+}
+
+export function printTable(title: string, rows: [string, number[], string][]): void {
+  console.log(`\n${title}`);
+  console.log(`${'measurement'.padEnd(44)} ${'n'.padStart(4)} ${'min'.padStart(9)} ${'median'.padStart(9)} ${'p95'.padStart(9)}  unit`);
+  for (const [name, samples, unit] of rows) {
+    const { n, min, median, p95 } = summarize(samples);
+    const f = (v: number) => v.toFixed(1).padStart(9);
+    console.log(`${name.padEnd(44)} ${String(n).padStart(4)} ${f(min)} ${f(median)} ${f(p95)}  ${unit}`);
+  }
+}
+
+export async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t = performance.now();
+  const result = await fn();
+  return [result, performance.now() - t];
+}
