@@ -17,7 +17,7 @@ const server = await createEnvdServer({
   finishedProcessRetentionMs: config.ENVD_FINISHED_PROCESS_RETENTION_MS,
 });
 await server.listen(config.ENVD_PORT, config.ENVD_HOST);
-logger.info({ version: ENVD_VERSION, pid: process.pid }, 'envd started');
+logger.info({ version: ENVD_VERSION }, 'envd started');
 
 // Signals may arrive back to back; run their effects one after another.
 let queue: Promise<void> = Promise.resolve();

@@ -134,6 +134,9 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
   });
 
   let lastAddress: { port: number; host: string } | undefined;
+  // While quiesced nothing else may keep the event loop alive (signal listeners don't), and Node
+  // would exit: hold it open until resume or close.
+  let quiescedHold: NodeJS.Timeout | undefined;
 
   function listen(port: number, host: string): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
@@ -163,6 +166,7 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
   return {
     listen,
     async quiesce() {
+      quiescedHold ??= setInterval(() => undefined, 60_000);
       await stopListening();
       logger.info(
         { runningProcesses: table.running().length },
@@ -172,9 +176,14 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
     async resume() {
       if (server.listening) return server.address() as AddressInfo;
       if (!lastAddress) throw new Error('resume before listen');
-      return listen(lastAddress.port, lastAddress.host);
+      const address = await listen(lastAddress.port, lastAddress.host);
+      clearInterval(quiescedHold);
+      quiescedHold = undefined;
+      return address;
     },
     async close(closeOpts = {}) {
+      clearInterval(quiescedHold);
+      quiescedHold = undefined;
       await stopListening();
       filesystemService.closeWatchers();
       if (closeOpts.killProcesses) table.killAll();

@@ -137,10 +137,12 @@ export class DirWatcher {
     for (const rel of batch.keys()) now.set(rel, await lstatOrUndefined(join(this.opts.root, rel)));
     const names = this.opts.includeEntry ? await this.opts.idNames() : undefined;
 
-    const appearedInodes = new Set<bigint>();
+    // Entries that appeared in this batch, by identity: a vanished entry with the same identity was
+    // renamed. The inode alone is not enough, a deleted file's inode is reused at once.
+    const appeared = new Set<string>();
     for (const [rel, st] of now) {
       const prev = this.known.get(rel);
-      if (st && (!prev || prev.ino !== st.ino)) appearedInodes.add(st.ino);
+      if (st && (!prev || prev.ino !== st.ino)) appeared.add(identity(snapshot(st)));
     }
 
     for (const [rel, raw] of batch) {
@@ -162,7 +164,7 @@ export class DirWatcher {
         }
         this.known.set(rel, next);
       } else if (prev) {
-        types.push(appearedInodes.has(prev.ino) ? T.RENAME : T.REMOVE);
+        types.push(appeared.has(identity(prev)) ? T.RENAME : T.REMOVE);
         this.forget(rel);
       }
       for (const type of types) {
@@ -190,6 +192,11 @@ export class DirWatcher {
       }
     }
   }
+}
+
+/** What a rename keeps: the inode, its type, size and modification time. */
+function identity(s: Snapshot): string {
+  return `${s.ino}:${s.isDir}:${s.size}:${s.mtimeNs}`;
 }
 
 function snapshot(st: BigIntStats): Snapshot {

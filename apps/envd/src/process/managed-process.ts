@@ -177,7 +177,7 @@ export class ManagedProcess {
     this.startEvent = create(processpb.ProcessEventSchema, {
       event: { case: 'start', value: { pid: io.pid } },
     });
-    this.logger = this.logger.child({ pid: io.pid, ...(this.tag ? { tag: this.tag } : {}) });
+    this.logger = this.logger.child({ processPid: io.pid, ...(this.tag ? { tag: this.tag } : {}) });
   }
 
   private handleExit(code: number | null, signal: NodeJS.Signals | number | null): void {

@@ -18,7 +18,7 @@ export class ProcessTable {
     proc.setForgetPolicy(this.retentionMs, () => {
       if (this.byPid.get(proc.pid) !== proc) return;
       this.byPid.delete(proc.pid);
-      this.logger.debug({ pid: proc.pid }, 'forgot finished process');
+      this.logger.debug({ processPid: proc.pid }, 'forgot finished process');
     });
   }
 

@@ -1,0 +1,57 @@
+// Bundles envd into dist/envd.mjs: one file that runs on a bare `node` binary with no node_modules,
+// because sandboxes have no Node.js of their own (the agent bind-mounts the host's node and this
+// dist/ directory read-only at /opt/wrenn). node-pty is a native addon and cannot be bundled: its JS
+// and the compiled pty.node are copied to dist/node_modules/node-pty, where Node resolves the
+// bundle's import('node-pty') from.
+import { build } from 'esbuild';
+import { cp, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { stdout } from 'node:process';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const dist = join(here, 'dist');
+
+await rm(dist, { recursive: true, force: true });
+await build({
+  entryPoints: [join(here, 'src/main.ts')],
+  outfile: join(dist, 'envd.mjs'),
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'esm',
+  external: ['node-pty'],
+  // CommonJS dependencies call require(); an ES module has none unless we make one.
+  banner: {
+    js: "import { createRequire as __envdCreateRequire } from 'node:module'; const require = __envdCreateRequire(import.meta.url);",
+  },
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+
+// node-pty at run time: its package.json, the unix JS files, and the addon built for this Node ABI.
+const require = createRequire(join(here, 'package.json'));
+const ptySrc = dirname(require.resolve('node-pty/package.json'));
+const ptyDst = join(dist, 'node_modules', 'node-pty');
+const addon = join(ptySrc, 'build', 'Release', 'pty.node');
+try {
+  await stat(addon);
+} catch {
+  throw new Error(
+    `${addon} is missing: node-pty's install script did not build it. Run \`npm rebuild node-pty\` ` +
+      '(root package.json allowScripts must list node-pty; node-gyp needs npm_config_nodedir or headers).',
+  );
+}
+await mkdir(join(ptyDst, 'build', 'Release'), { recursive: true });
+await cp(join(ptySrc, 'package.json'), join(ptyDst, 'package.json'));
+await cp(join(ptySrc, 'LICENSE'), join(ptyDst, 'LICENSE'));
+await cp(addon, join(ptyDst, 'build', 'Release', 'pty.node'));
+await cp(join(ptySrc, 'lib'), join(ptyDst, 'lib'), {
+  recursive: true,
+  filter: (src) => !/\.(test\.js|js\.map)$/.test(src) && !/[\\/]windows\w*\.js$|conpty/i.test(src),
+});
+
+const files = await readdir(dist, { recursive: true });
+await writeFile(join(dist, 'BUILD.txt'), `envd bundle\nfiles:\n${files.sort().join('\n')}\n`);
+stdout.write(`envd: wrote ${join(dist, 'envd.mjs')} and dist/node_modules/node-pty\n`);
