@@ -79,14 +79,13 @@ describe('files in a real sandbox', () => {
   it('enforces the disk limit inside the sandbox', async () => {
     const { sandbox } = await agent.client.createSandbox({ diskMb: 256 });
     try {
-      const res = await sh(
-        agent.client,
-        sandbox!.id,
-        'dd if=/dev/zero of=/tmp/fill bs=1M count=400 2>&1; echo rc=$?',
-        { timeoutMs: 120_000 },
-      );
-      expect(res.stdout).toMatch(/No space left on device/);
-      expect(res.stdout).toMatch(/rc=1/);
+      // Both the rootfs layer and /tmp count against disk_mb.
+      for (const target of ['/home/user/fill', '/tmp/fill']) {
+        const line = `dd if=/dev/zero of=${target} bs=1M count=400 2>&1; echo rc=$?; rm -f ${target}`;
+        const res = await sh(agent.client, sandbox!.id, line, { timeoutMs: 120_000 });
+        expect(res.stdout).toMatch(/No space left on device/);
+        expect(res.stdout).toMatch(/rc=1/);
+      }
     } finally {
       await agent.client.destroySandbox({ sandboxId: sandbox!.id });
     }

@@ -17,6 +17,7 @@ import { DataLayout } from './storage/layout.js';
 import { SandboxManager } from './sandbox/manager.js';
 import { hostAgentService, MAX_UNARY_FILE_BYTES } from './rpc/host-agent-service.js';
 import { releaseRuntimeState, removeLeftovers } from './services/janitor.js';
+import { SandboxWatchdog } from './services/sandbox-watchdog.js';
 
 export interface RunningAgent {
   /** http://host:port of the Connect RPC server. */
@@ -53,6 +54,9 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     logger,
   });
 
+  const watchdog = new SandboxWatchdog(manager, logger.child({ component: 'watchdog' }));
+  watchdog.start();
+
   const handler = connectNodeAdapter({
     routes: (router) => router.service(hostagent.HostAgentService, hostAgentService(manager, config)),
     readMaxBytes: MAX_UNARY_FILE_BYTES + 1024 * 1024,
@@ -84,6 +88,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
         // Streams in flight would hold close() open forever.
         setTimeout(resolve, 2000).unref();
       });
+      await watchdog.stop();
       await manager.destroyAll();
       await firewall.remove();
       await releaseRuntimeState(layout);

@@ -52,11 +52,10 @@ export async function wrennHostState(dataDir: string): Promise<WrennHostState> {
   const sandboxDirs = (await readdir(sandboxesDir).catch(() => [] as string[])).sort();
   const cgroups: string[] = [];
   for (const controller of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
-    for (const id of await readdir(path.join('/sys/fs/cgroup', controller, 'wrenn')).catch(
-      () => [] as string[],
-    )) {
-      cgroups.push(`${controller}/wrenn/${id}`);
-    }
+    const entries = await readdir(path.join('/sys/fs/cgroup', controller, 'wrenn'), {
+      withFileTypes: true,
+    }).catch(() => []);
+    for (const entry of entries) if (entry.isDirectory()) cgroups.push(`${controller}/wrenn/${entry.name}`);
   }
   return { netns, interfaces, mounts, runscProcesses, iptablesRules, sandboxDirs, cgroups };
 }

@@ -43,26 +43,30 @@ export function hostAgentService(
     },
 
     async exec(req, ctx) {
-      const envd = manager.envd(validateSandboxId(req.sandboxId));
+      const { envd, signal, explain } = open(manager, req.sandboxId, ctx.signal);
       const spec = validateCommand(req.command);
       const out = { stdout: new OutputCollector(), stderr: new OutputCollector() };
       const res = create(hostagent.ExecResponseSchema);
-      for await (const ev of runCommand(envd, spec, ctx.signal)) {
-        switch (ev.type) {
-          case 'started':
-            res.pid = ev.pid;
-            break;
-          case 'stdout':
-          case 'stderr':
-            out[ev.type].add(ev.data);
-            break;
-          case 'exited':
-            res.exitCode = ev.exitCode;
-            res.timedOut = ev.timedOut;
-            break;
-          default:
-            assertExhaustive(ev);
+      try {
+        for await (const ev of runCommand(envd, spec, signal)) {
+          switch (ev.type) {
+            case 'started':
+              res.pid = ev.pid;
+              break;
+            case 'stdout':
+            case 'stderr':
+              out[ev.type].add(ev.data);
+              break;
+            case 'exited':
+              res.exitCode = ev.exitCode;
+              res.timedOut = ev.timedOut;
+              break;
+            default:
+              assertExhaustive(ev);
+          }
         }
+      } catch (err) {
+        throw explain(err);
       }
       res.stdout = out.stdout.bytes();
       res.stderr = out.stderr.bytes();
@@ -71,67 +75,83 @@ export function hostAgentService(
     },
 
     async *execStream(req, ctx) {
-      const envd = manager.envd(validateSandboxId(req.sandboxId));
+      const { envd, signal, explain } = open(manager, req.sandboxId, ctx.signal);
       const spec = validateCommand(req.command);
-      for await (const ev of runCommand(envd, spec, ctx.signal)) {
-        switch (ev.type) {
-          case 'started':
-            yield { event: { case: 'started', value: { pid: ev.pid } } };
-            break;
-          case 'stdout':
-          case 'stderr':
-            yield { event: { case: ev.type, value: ev.data } };
-            break;
-          case 'exited':
-            yield {
-              event: {
-                case: 'exited',
-                value: { exitCode: ev.exitCode, timedOut: ev.timedOut, status: ev.status },
-              },
-            };
-            break;
-          default:
-            assertExhaustive(ev);
+      try {
+        for await (const ev of runCommand(envd, spec, signal)) {
+          switch (ev.type) {
+            case 'started':
+              yield { event: { case: 'started', value: { pid: ev.pid } } };
+              break;
+            case 'stdout':
+            case 'stderr':
+              yield { event: { case: ev.type, value: ev.data } };
+              break;
+            case 'exited':
+              yield {
+                event: {
+                  case: 'exited',
+                  value: { exitCode: ev.exitCode, timedOut: ev.timedOut, status: ev.status },
+                },
+              };
+              break;
+            default:
+              assertExhaustive(ev);
+          }
         }
+      } catch (err) {
+        throw explain(err);
       }
     },
 
     async readFile(req, ctx) {
-      const envd = manager.envd(validateSandboxId(req.sandboxId));
-      const res = await envd.download(validatePath(req.path), validateUser(req.user), ctx.signal);
+      const { envd, signal, explain } = open(manager, req.sandboxId, ctx.signal);
+      const path = validatePath(req.path);
+      const user = validateUser(req.user);
       const chunks: Buffer[] = [];
       let size = 0;
-      for await (const chunk of res) {
-        size += (chunk as Buffer).length;
-        if (size > MAX_UNARY_FILE_BYTES) {
-          res.destroy();
-          throw resourceExhausted(
-            `path: file is larger than ${MAX_UNARY_FILE_BYTES} bytes; use ReadFileStream`,
-          );
+      try {
+        const res = await envd.download(path, user, signal);
+        for await (const chunk of res) {
+          size += (chunk as Buffer).length;
+          if (size > MAX_UNARY_FILE_BYTES) {
+            res.destroy();
+            throw resourceExhausted(
+              `path: file is larger than ${MAX_UNARY_FILE_BYTES} bytes; use ReadFileStream`,
+            );
+          }
+          chunks.push(chunk as Buffer);
         }
-        chunks.push(chunk as Buffer);
+      } catch (err) {
+        throw explain(err);
       }
       return { content: Buffer.concat(chunks) };
     },
 
     async *readFileStream(req, ctx) {
-      const envd = manager.envd(validateSandboxId(req.sandboxId));
-      const res = await envd.download(validatePath(req.path), validateUser(req.user), ctx.signal);
-      for await (const chunk of res) yield { chunk: chunk as Buffer };
+      const { envd, signal, explain } = open(manager, req.sandboxId, ctx.signal);
+      const path = validatePath(req.path);
+      const user = validateUser(req.user);
+      try {
+        const res = await envd.download(path, user, signal);
+        for await (const chunk of res) yield { chunk: chunk as Buffer };
+      } catch (err) {
+        throw explain(err);
+      }
     },
 
     async writeFile(req, ctx) {
-      const envd = manager.envd(validateSandboxId(req.sandboxId));
+      const { envd, signal, explain } = open(manager, req.sandboxId, ctx.signal);
+      const path = validatePath(req.path);
+      const user = validateUser(req.user);
       if (req.content.byteLength > MAX_UNARY_FILE_BYTES) {
         throw invalidArgument('content', `larger than ${MAX_UNARY_FILE_BYTES} bytes; use WriteFileStream`);
       }
-      const written = await envd.upload(
-        validatePath(req.path),
-        validateUser(req.user),
-        [req.content],
-        ctx.signal,
-      );
-      return { bytesWritten: BigInt(written) };
+      try {
+        return { bytesWritten: BigInt(await envd.upload(path, user, [req.content], signal)) };
+      } catch (err) {
+        throw explain(err);
+      }
     },
 
     async writeFileStream(requests, ctx) {
@@ -140,7 +160,11 @@ export function hostAgentService(
       const header = first.done ? undefined : first.value.part;
       if (header?.case !== 'header')
         throw invalidArgument('header', 'the first message must carry the header');
-      const envd = manager.envd(validateSandboxId(header.value.sandboxId, 'header.sandbox_id'));
+      const { envd, signal, explain } = open(
+        manager,
+        validateSandboxId(header.value.sandboxId, 'header.sandbox_id'),
+        ctx.signal,
+      );
       const path = validatePath(header.value.path, 'header.path');
       const user = validateUser(header.value.user, 'header.user');
       async function* chunks(): AsyncGenerator<Uint8Array> {
@@ -151,9 +175,25 @@ export function hostAgentService(
           yield part.value;
         }
       }
-      const written = await envd.upload(path, user, chunks(), ctx.signal);
-      return { bytesWritten: BigInt(written) };
+      try {
+        return { bytesWritten: BigInt(await envd.upload(path, user, chunks(), signal)) };
+      } catch (err) {
+        throw explain(err);
+      }
     },
+  };
+}
+
+/**
+ * A call's view of a running sandbox: its envd, a signal that fires when either the caller goes away
+ * or the sandbox stops, and `explain`, which turns the resulting failure into the sandbox's reason.
+ */
+function open(manager: SandboxManager, sandboxId: string, callSignal: AbortSignal) {
+  const { envd, stopped } = manager.connection(validateSandboxId(sandboxId));
+  return {
+    envd,
+    signal: AbortSignal.any([callSignal, stopped]),
+    explain: (err: unknown): unknown => (stopped.aborted ? stopped.reason : err),
   };
 }
 
@@ -197,5 +237,6 @@ function toProto(info: SandboxInfo): hostagent.Sandbox {
     metadata: info.metadata,
     createdAt: timestampFromDate(info.createdAt),
     envdAddress: info.envdAddress,
+    statusReason: info.statusReason,
   });
 }

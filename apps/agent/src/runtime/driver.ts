@@ -2,7 +2,9 @@
 export interface RuntimeDriver {
   readonly name: string;
   /** Starts the sandbox from a prepared bundle; resolves once the runtime reports it running. */
-  create(spec: RuntimeSandboxSpec, signal?: AbortSignal): Promise<void>;
+  create(spec: RuntimeSandboxSpec, signal?: AbortSignal): Promise<{ pid: number }>;
+  /** Why a sandbox whose host process is gone stopped, in words for its owner. Call before destroy. */
+  exitReason(id: string): Promise<string>;
   /** Stops and removes the sandbox and every runtime resource it holds. Idempotent. */
   destroy(id: string): Promise<void>;
   /** Ids of the sandboxes the runtime knows about (including ones a crashed agent left). */

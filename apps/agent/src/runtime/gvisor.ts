@@ -35,7 +35,7 @@ export class GvisorDriver implements RuntimeDriver {
     ];
   }
 
-  async create(spec: RuntimeSandboxSpec, signal?: AbortSignal): Promise<void> {
+  async create(spec: RuntimeSandboxSpec, signal?: AbortSignal): Promise<{ pid: number }> {
     await mkdir(spec.bundleDir, { recursive: true });
     await mkdir(this.opts.stateDir, { recursive: true });
     await writeFile(path.join(spec.bundleDir, 'config.json'), JSON.stringify(buildOciSpec(spec), null, 1));
@@ -64,6 +64,20 @@ export class GvisorDriver implements RuntimeDriver {
     } finally {
       await log.close();
     }
+    const { stdout } = await this.runsc(['state', spec.id]);
+    const { pid } = JSON.parse(stdout) as { pid: number };
+    return { pid };
+  }
+
+  async exitReason(id: string): Promise<string> {
+    const oomControl = await readFile(
+      path.join(CGROUP_ROOT, 'memory', 'wrenn', id, 'memory.oom_control'),
+      'utf8',
+    ).catch(() => '');
+    const kills = Number(/^oom_kill (\d+)/m.exec(oomControl)?.[1] ?? 0);
+    return kills > 0
+      ? 'out of memory: the sandbox went past its memory limit'
+      : 'the sandbox exited unexpectedly';
   }
 
   async destroy(id: string): Promise<void> {
@@ -125,9 +139,10 @@ export async function runscPidsUsingRoot(stateDir: string): Promise<number[]> {
 async function listCgroups(): Promise<string[]> {
   const ids = new Set<string>();
   for (const controller of await readdir(CGROUP_ROOT).catch(() => [] as string[])) {
-    for (const id of await readdir(path.join(CGROUP_ROOT, controller, 'wrenn')).catch(() => [] as string[])) {
-      ids.add(id);
-    }
+    const entries = await readdir(path.join(CGROUP_ROOT, controller, 'wrenn'), { withFileTypes: true }).catch(
+      () => [],
+    );
+    for (const entry of entries) if (entry.isDirectory()) ids.add(entry.name);
   }
   return [...ids];
 }

@@ -34,6 +34,8 @@ export interface SandboxInfo {
   metadata: Record<string, string>;
   createdAt: Date;
   envdAddress: string;
+  /** Why the sandbox is in its status when nobody asked for it (e.g. out of memory). */
+  statusReason: string;
 }
 
 export interface CreateSandboxParams {
@@ -51,8 +53,14 @@ interface SandboxRecord {
   paths: SandboxPaths;
   slot?: NetworkSlot;
   envd?: EnvdClient;
+  /** Host pid of the runtime's sandbox process, watched for unexpected death. */
+  pid?: number;
+  /** Aborted when the sandbox stops for any reason: cancels every call in flight to its envd. */
+  lifetime: AbortController;
   /** Settles when creation finished (either way); destroy waits for it. */
   created: Promise<void>;
+  /** Set once: releasing the sandbox's resources (on destroy, or when it died). */
+  releasing?: Promise<void>;
   destroying?: Promise<void>;
 }
 
@@ -96,8 +104,10 @@ export class SandboxManager {
         metadata: params.metadata,
         createdAt: new Date(),
         envdAddress: '',
+        statusReason: '',
       },
       paths: sandboxPaths(layout, id),
+      lifetime: new AbortController(),
       created: Promise.resolve(),
     };
     this.sandboxes.set(id, record);
@@ -150,7 +160,7 @@ export class SandboxManager {
       phase('rootfs');
 
       signal?.throwIfAborted();
-      await runtime.create(
+      const { pid } = await runtime.create(
         {
           id: info.id,
           rootfs: paths.rootfs,
@@ -165,6 +175,8 @@ export class SandboxManager {
             { source: config.nodePath, destination: `${GUEST_DIR}/bin/node`, readonly: true },
             { source: config.tiniPath, destination: `${GUEST_DIR}/bin/tini`, readonly: true },
             { source: config.envdDir, destination: `${GUEST_DIR}/envd`, readonly: true },
+            // An explicit /tmp also keeps gVisor from putting a memory-backed tmpfs there.
+            { source: paths.tmp, destination: '/tmp', readonly: false },
             { source: paths.resolvConf, destination: '/etc/resolv.conf', readonly: false },
             { source: paths.hosts, destination: '/etc/hosts', readonly: false },
           ],
@@ -180,6 +192,7 @@ export class SandboxManager {
         },
         signal,
       );
+      record.pid = pid;
       undo.push('destroy runtime sandbox', () => runtime.destroy(info.id));
       phase('runtime');
       await network.activate(slot);
@@ -219,39 +232,61 @@ export class SandboxManager {
   async destroy(id: string): Promise<void> {
     const record = this.sandboxes.get(id);
     if (!record) throw notFound('sandbox', id);
-    record.destroying ??= this.teardown(record);
+    record.destroying ??= (async () => {
+      await record.created;
+      // A failed creation has already rolled itself back; a dead sandbox is (being) released.
+      if (record.info.status === 'running') record.releasing ??= this.release(record, 'destroyed');
+      await record.releasing;
+      record.info.status = 'stopped';
+      this.sandboxes.delete(id);
+    })();
     await record.destroying;
   }
 
-  private async teardown(record: SandboxRecord): Promise<void> {
-    await record.created;
-    // A failed creation has already rolled itself back.
-    if (record.info.status === 'error') return;
+  /**
+   * Sandboxes whose runtime process died on its own (the kernel's OOM killer, a runtime crash) become
+   * `stopped` with the reason, their calls in flight fail with it, and their resources are freed. The
+   * record stays (so its owner can read why) until DestroySandbox.
+   */
+  async reapDead(): Promise<void> {
+    for (const record of this.sandboxes.values()) {
+      if (record.info.status !== 'running' || record.releasing || !record.pid || isAlive(record.pid))
+        continue;
+      const reason = await this.deps.runtime.exitReason(record.info.id);
+      this.deps.logger.warn({ sandboxId: record.info.id, reason }, 'sandbox died');
+      record.info.statusReason = reason;
+      record.releasing = this.release(record, reason).finally(() => {
+        record.info.status = 'stopped';
+      });
+      await record.releasing.catch(() => undefined);
+    }
+  }
+
+  private async release(record: SandboxRecord, why: string): Promise<void> {
     const { runtime, network, slots } = this.deps;
     const { info, paths, slot } = record;
     const logger = this.deps.logger.child({ sandboxId: info.id });
+    record.lifetime.abort(new ConnectError(`sandbox ${info.id} stopped: ${why}`, Code.Aborted));
     const failures: string[] = [];
     const step = async (what: string, fn: () => Promise<unknown>) => {
       try {
         await fn();
       } catch (err) {
         failures.push(`${what}: ${errorMessage(err)}`);
-        logger.error({ err: errorMessage(err), step: what }, 'destroy step failed');
+        logger.error({ err: errorMessage(err), step: what }, 'release step failed');
       }
     };
     record.envd?.close();
-    if (info.status === 'running') await step('runtime', () => runtime.destroy(info.id));
+    await step('runtime', () => runtime.destroy(info.id));
     if (slot) {
       await step('network', () => network.release(slot));
       slots.release(slot.index);
     }
     await step('storage', () => destroyRootfs(paths, logger));
-    info.status = 'stopped';
-    this.sandboxes.delete(info.id);
     if (failures.length) {
       throw new ConnectError(`destroy ${info.id} left work undone: ${failures.join('; ')}`, Code.Internal);
     }
-    logger.info('sandbox destroyed');
+    logger.info({ why }, 'sandbox resources released');
   }
 
   get(id: string): SandboxInfo {
@@ -264,17 +299,29 @@ export class SandboxManager {
     return [...this.sandboxes.values()].map((r) => ({ ...r.info }));
   }
 
-  /** The envd connection of a running sandbox. */
-  envd(id: string): EnvdClient {
+  /** The envd connection of a running sandbox, and a signal that aborts when the sandbox stops. */
+  connection(id: string): { envd: EnvdClient; stopped: AbortSignal } {
     const record = this.sandboxes.get(id);
     if (!record) throw notFound('sandbox', id);
-    if (record.info.status !== 'running' || !record.envd) {
-      throw failedPrecondition(`sandbox ${id} is ${record.info.status}, not running`);
+    if (record.info.status !== 'running' || !record.envd || record.releasing) {
+      const why = record.info.statusReason ? ` (${record.info.statusReason})` : '';
+      throw failedPrecondition(
+        `sandbox ${id} is ${record.info.status === 'running' && record.releasing ? 'stopping' : record.info.status}, not running${why}`,
+      );
     }
-    return record.envd;
+    return { envd: record.envd, stopped: record.lifetime.signal };
   }
 
   async destroyAll(): Promise<void> {
     await Promise.allSettled([...this.sandboxes.keys()].map((id) => this.destroy(id)));
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

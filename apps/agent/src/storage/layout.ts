@@ -27,6 +27,8 @@ export interface SandboxPaths {
   diskImage: string;
   diskMount: string;
   upper: string;
+  /** The sandbox's /tmp: on its disk image, outside the overlay (so no symlink in the layer redirects it). */
+  tmp: string;
   work: string;
   rootfs: string;
   bundle: string;
@@ -43,6 +45,7 @@ export function sandboxPaths(layout: DataLayout, id: string): SandboxPaths {
     diskImage: path.join(dir, 'disk.ext4'),
     diskMount,
     upper: path.join(diskMount, 'upper'),
+    tmp: path.join(diskMount, 'tmp'),
     work: path.join(diskMount, 'work'),
     rootfs: path.join(dir, 'rootfs'),
     bundle: path.join(dir, 'bundle'),

@@ -1,4 +1,4 @@
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, rm } from 'node:fs/promises';
 import { exec, type Logger } from '@wrenn/core';
 import type { SandboxPaths } from './layout.js';
 
@@ -30,6 +30,8 @@ export async function createRootfs(paths: SandboxPaths, lowerDir: string, diskMb
   await exec(['mount', '-o', 'loop,noatime', paths.diskImage, paths.diskMount]);
   await mkdir(paths.upper, { mode: 0o755 });
   await mkdir(paths.work, { mode: 0o755 });
+  await mkdir(paths.tmp);
+  await chmod(paths.tmp, 0o1777);
   await exec([
     'mount',
     '-t',
