@@ -62,6 +62,21 @@ describe('health and routing', () => {
   });
 });
 
+describe('/metrics', () => {
+  it('reports CPU, memory and disk in E2B’s shape', async () => {
+    const res = await fetch(`${envd.baseUrl}/metrics`);
+    expect(res.status).toBe(200);
+    const m = (await res.json()) as Record<string, number>;
+    expect(m.cpu_count).toBeGreaterThan(0);
+    expect(m.cpu_used_pct).toBeGreaterThanOrEqual(0);
+    expect(m.cpu_used_pct).toBeLessThanOrEqual(100);
+    expect(m.mem_total).toBeGreaterThan(m.mem_used as number);
+    expect(m.mem_total_mib).toBe(Math.floor((m.mem_total as number) / 1024 / 1024));
+    expect(m.disk_total).toBeGreaterThan(m.disk_used as number);
+    expect(Math.abs((m.ts as number) - Date.now() / 1000)).toBeLessThan(60);
+  });
+});
+
 describe('/init', () => {
   it('sets env vars, default user and workdir, and reports the version', async () => {
     const res = await init({ envVars: { FROM_INIT: 'yes' }, defaultUser: 'nobody', defaultWorkdir: '/tmp' });

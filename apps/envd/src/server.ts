@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Interceptor } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { filesystem as fspb, process as processpb } from '@wrenn/contracts';
 import { Code, ConnectError, type Logger } from '@wrenn/core';
@@ -56,7 +57,24 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
   const filesystemService = createFilesystemService({ users, logger });
   const metrics = new MetricsRoute();
 
+  // Clients only see a code and message; the cause of an internal failure belongs in our log.
+  const logRpcErrors: Interceptor = (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (err) {
+      const cerr = ConnectError.from(err);
+      const fields = { rpc: `${req.service.typeName}/${req.method.name}`, code: Code[cerr.code] };
+      if (cerr.code === Code.Internal || cerr.code === Code.Unknown) {
+        logger.warn({ ...fields, err: cerr.cause ?? err }, 'rpc failed');
+      } else {
+        logger.debug({ ...fields, message: cerr.rawMessage }, 'rpc refused');
+      }
+      throw err;
+    }
+  };
+
   const rpc = connectNodeAdapter({
+    interceptors: [logRpcErrors],
     routes(router) {
       router.service(
         processpb.Process,
@@ -78,6 +96,7 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (handleCors(req, res)) return;
+    normalizeTimeoutHeader(req);
     const url = new URL(req.url ?? '/', 'http://envd');
     const method = req.method ?? 'GET';
     const isRead = method === 'GET' || method === 'HEAD';
@@ -192,6 +211,21 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
       return server.listening;
     },
   };
+}
+
+// Longest delay a Node timer can hold; beyond it setTimeout fires after 1 ms.
+const maxTimerMs = 2 ** 31 - 1;
+
+/**
+ * E2B treats Connect-Timeout-Ms 0 as "no limit" (the process lifetime of Start), while connect-es
+ * would expire the call at once; and values past what a timer holds would fire immediately too.
+ */
+function normalizeTimeoutHeader(req: IncomingMessage): void {
+  const raw = req.headers['connect-timeout-ms'];
+  if (typeof raw !== 'string' || !/^\d+$/.test(raw)) return;
+  const ms = Number(raw);
+  if (ms === 0) delete req.headers['connect-timeout-ms'];
+  else if (ms > maxTimerMs) req.headers['connect-timeout-ms'] = String(maxTimerMs);
 }
 
 function sendMethodNotAllowed(res: ServerResponse, allow: string): void {

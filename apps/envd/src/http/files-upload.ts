@@ -119,7 +119,10 @@ function receiveMultipart(
         fail(new UploadError(400, 'a file part has no filename and there is no path query'));
         return;
       }
-      const write = writeFile(resolveUserPath(target, user), stream, user);
+      // One file at a time, in part order: parts aimed at the same path end with the last one, and
+      // a waiting part's stream stays paused, which pauses the request too.
+      const previous = writes.at(-1) ?? Promise.resolve(undefined);
+      const write = previous.then(() => writeFile(resolveUserPath(target, user), stream, user));
       write.catch((err: unknown) => {
         stream.resume();
         fail(err);

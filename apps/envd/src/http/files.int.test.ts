@@ -53,6 +53,16 @@ describe('POST /files', () => {
     expect(await readFile(two, 'utf8')).toBe('22');
   });
 
+  it('writes parts aimed at one path in order, so the last one wins', async () => {
+    const path = join(envd.dir, 'same.txt');
+    const form = new FormData();
+    form.append('file', new Blob([randomBytes(2 * 1024 * 1024)]), 'a');
+    form.append('file', new Blob(['second']), 'b');
+    const res = await fetch(filesUrl({ path }), { method: 'POST', body: form });
+    expect(res.status).toBe(200);
+    expect(await readFile(path, 'utf8')).toBe('second');
+  });
+
   it('accepts a raw octet-stream body, also gzip-encoded', async () => {
     const path = join(envd.dir, 'raw.bin');
     const data = randomBytes(100_000);

@@ -103,6 +103,16 @@ describe('Start', () => {
     expect(isAlive(pid)).toBe(false);
   });
 
+  it('treats Connect-Timeout-Ms 0 as no limit and clamps values beyond a timer', async () => {
+    for (const value of ['0', '9999999999']) {
+      const run = await collect(
+        envd.process.start(sh('sleep 0.2; echo survived'), { headers: { 'Connect-Timeout-Ms': value } }),
+      );
+      expect(run.stdout).toBe('survived\n');
+      expect(run.end?.exitCode).toBe(0);
+    }
+  });
+
   it('sends keepalives on an idle stream at the requested interval', async () => {
     const run = await collect(
       envd.process.start(sh('sleep 2.5; echo done'), { headers: { 'Keepalive-Ping-Interval': '1' } }),
@@ -155,6 +165,19 @@ describe('Start', () => {
     // Not root, and none of root's groups leaked.
     expect(uid).not.toBe('0');
     expect(run.stdout.split('\n')[2]?.split(' ')).not.toContain('0');
+  });
+
+  it('runs a PTY as the Basic-auth user', async () => {
+    const asNobody = envd.clients(basicAuth('nobody'));
+    const run = await collect(
+      asNobody.process.start({
+        process: { cmd: '/bin/sh', args: ['-c', 'id -un; id -G'] },
+        pty: { size: { cols: 80, rows: 24 } },
+      }),
+    );
+    const lines = run.pty.trim().split(/\r?\n/);
+    expect(lines[0]).toBe('nobody');
+    expect(lines[1]?.split(' ')).not.toContain('0');
   });
 
   it('rejects an unknown user with unauthenticated', async () => {
