@@ -1,7 +1,7 @@
 import { create } from '@bufbuild/protobuf';
 import { process as processpb } from '@wrenn/contracts';
 import { Code, ConnectError, type Logger } from '@wrenn/core';
-import { exitStatus, type ExitStatus } from './exit-status.js';
+import { exitStatus } from './exit-status.js';
 import type { LaunchPlan } from './launch.js';
 import { spawnPipeProcess } from './pipe-process.js';
 import type { OutputKind, ProcessIo } from './process-io.js';
@@ -38,14 +38,12 @@ export class ManagedProcess {
   private startEvent!: ProcessEvent;
   private logger: Logger;
   private endEvent: ProcessEvent | undefined;
-  private status: ExitStatus | undefined;
   private readonly output: ReplayBuffer<ProcessEvent>;
   private lifetimeTimer: NodeJS.Timeout | undefined;
   private subscribers = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   private onForget: (() => void) | undefined;
   private forgetAfterMs = 0;
-  private readonly endedListeners: Array<() => void> = [];
 
   private constructor(opts: ManagedProcessOptions) {
     this.config = opts.config;
@@ -83,20 +81,6 @@ export class ManagedProcess {
 
   get hasEnded(): boolean {
     return this.endEvent !== undefined;
-  }
-
-  get exit(): ExitStatus | undefined {
-    return this.status;
-  }
-
-  get bufferedBytes(): number {
-    return this.output.sizeBytes;
-  }
-
-  /** Resolves once the end event exists. */
-  ended(): Promise<void> {
-    if (this.hasEnded) return Promise.resolve();
-    return new Promise((resolve) => this.endedListeners.push(resolve));
   }
 
   /**
@@ -183,11 +167,10 @@ export class ManagedProcess {
   private handleExit(code: number | null, signal: NodeJS.Signals | number | null): void {
     if (this.endEvent) return;
     clearTimeout(this.lifetimeTimer);
-    this.status = exitStatus(code, signal);
-    this.endEvent = create(processpb.ProcessEventSchema, { event: { case: 'end', value: this.status } });
+    const status = exitStatus(code, signal);
+    this.endEvent = create(processpb.ProcessEventSchema, { event: { case: 'end', value: status } });
     this.output.close();
-    this.logger.info({ status: this.status.status }, 'process ended');
-    for (const resolve of this.endedListeners.splice(0)) resolve();
+    this.logger.info({ status: status.status }, 'process ended');
     this.scheduleForget();
   }
 

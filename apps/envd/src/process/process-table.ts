@@ -27,10 +27,6 @@ export class ProcessTable {
     return [...this.byPid.values()].filter((p) => !p.hasEnded);
   }
 
-  all(): ManagedProcess[] {
-    return [...this.byPid.values()];
-  }
-
   /**
    * The process a selector names. By tag, a running process wins over a finished one, and the
    * newest over older ones.

@@ -415,3 +415,19 @@ describe('StreamInput', () => {
     expect(run.end?.exitCode).toBe(0);
   });
 });
+
+describe('retention', () => {
+  it('forgets a finished process a while after its last subscriber left', async () => {
+    const short = await startEnvd({ finishedProcessRetentionMs: 300 });
+    try {
+      const done = await collect(short.process.start(sh('echo gone-soon')));
+      const selector = { process: { selector: { case: 'pid' as const, value: done.pid as number } } };
+      // Within the window a late subscriber still gets everything, and keeps it alive while reading.
+      expect((await collect(short.process.connect(selector))).stdout).toBe('gone-soon\n');
+      await new Promise((r) => setTimeout(r, 700));
+      expect(await codeOf(collect(short.process.connect(selector)))).toBe(Code.NotFound);
+    } finally {
+      await short.close();
+    }
+  });
+});

@@ -49,10 +49,6 @@ export class ReplayBuffer<T> {
     return this.retainedBytes;
   }
 
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
   get readerCount(): number {
     return this.readers.size;
   }

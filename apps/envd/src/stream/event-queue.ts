@@ -13,10 +13,6 @@ export class EventQueue<T> {
 
   constructor(private readonly maxItems: number) {}
 
-  get length(): number {
-    return this.items.length;
-  }
-
   push(item: T): void {
     if (this.closed) return;
     this.items.push(item);
