@@ -1,7 +1,7 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
-import { assertExhaustive, invalidArgument, resourceExhausted } from '@wrenn/core';
+import { assertExhaustive, Code, ConnectError, invalidArgument, resourceExhausted } from '@wrenn/core';
 import { hostagent } from '@wrenn/contracts';
 import type { AgentConfig } from '../config.js';
 import { runCommand } from '../sandbox/commands.js';
@@ -66,7 +66,7 @@ export function hostAgentService(
           }
         }
       } catch (err) {
-        throw explain(err);
+        throw await explain(err);
       }
       res.stdout = out.stdout.bytes();
       res.stderr = out.stderr.bytes();
@@ -100,7 +100,7 @@ export function hostAgentService(
           }
         }
       } catch (err) {
-        throw explain(err);
+        throw await explain(err);
       }
     },
 
@@ -123,7 +123,7 @@ export function hostAgentService(
           chunks.push(chunk as Buffer);
         }
       } catch (err) {
-        throw explain(err);
+        throw await explain(err);
       }
       return { content: Buffer.concat(chunks) };
     },
@@ -136,7 +136,7 @@ export function hostAgentService(
         const res = await envd.download(path, user, signal);
         for await (const chunk of res) yield { chunk: chunk as Buffer };
       } catch (err) {
-        throw explain(err);
+        throw await explain(err);
       }
     },
 
@@ -150,7 +150,7 @@ export function hostAgentService(
       try {
         return { bytesWritten: BigInt(await envd.upload(path, user, [req.content], signal)) };
       } catch (err) {
-        throw explain(err);
+        throw await explain(err);
       }
     },
 
@@ -178,7 +178,7 @@ export function hostAgentService(
       try {
         return { bytesWritten: BigInt(await envd.upload(path, user, chunks(), signal)) };
       } catch (err) {
-        throw explain(err);
+        throw await explain(err);
       }
     },
   };
@@ -193,7 +193,20 @@ function open(manager: SandboxManager, sandboxId: string, callSignal: AbortSigna
   return {
     envd,
     signal: AbortSignal.any([callSignal, stopped]),
-    explain: (err: unknown): unknown => (stopped.aborted ? stopped.reason : err),
+    explain: async (err: unknown): Promise<unknown> => {
+      if (stopped.aborted) return stopped.reason;
+      // A connection that broke may mean the sandbox died; its reason beats "connection reset".
+      const code = ConnectError.from(err).code;
+      if (
+        code === Code.Aborted ||
+        code === Code.Unavailable ||
+        code === Code.Internal ||
+        code === Code.Unknown
+      ) {
+        return (await manager.deathOf(sandboxId)) ?? err;
+      }
+      return err;
+    },
   };
 }
 

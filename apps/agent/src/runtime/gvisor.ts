@@ -70,14 +70,15 @@ export class GvisorDriver implements RuntimeDriver {
   }
 
   async exitReason(id: string): Promise<string> {
-    const oomControl = await readFile(
-      path.join(CGROUP_ROOT, 'memory', 'wrenn', id, 'memory.oom_control'),
-      'utf8',
-    ).catch(() => '');
-    const kills = Number(/^oom_kill (\d+)/m.exec(oomControl)?.[1] ?? 0);
-    return kills > 0
+    return (await this.wasOomKilled(id))
       ? 'out of memory: the sandbox went past its memory limit'
       : 'the sandbox exited unexpectedly';
+  }
+
+  async wasOomKilled(id: string): Promise<boolean> {
+    const file = path.join(CGROUP_ROOT, 'memory', 'wrenn', id, 'memory.oom_control');
+    const oomControl = await readFile(file, 'utf8').catch(() => '');
+    return Number(/^oom_kill (\d+)/m.exec(oomControl)?.[1] ?? 0) > 0;
   }
 
   async destroy(id: string): Promise<void> {

@@ -250,16 +250,47 @@ export class SandboxManager {
    */
   async reapDead(): Promise<void> {
     for (const record of this.sandboxes.values()) {
-      if (record.info.status !== 'running' || record.releasing || !record.pid || isAlive(record.pid))
-        continue;
+      if (await this.isBroken(record)) await this.reap(record);
+    }
+  }
+
+  /**
+   * Running on paper but not in fact: its process is gone, or the host's OOM killer took one of its
+   * processes (a systrap stub or envd), which leaves a sandbox that cannot be trusted to work.
+   */
+  private async isBroken(record: SandboxRecord): Promise<boolean> {
+    if (record.info.status !== 'running' || record.releasing || !record.pid) return false;
+    return !isAlive(record.pid) || (await this.deps.runtime.wasOomKilled(record.info.id));
+  }
+
+  /**
+   * After a call to a sandbox failed at the connection level: if the sandbox died (its process may
+   * still be exiting, so wait up to `graceMs`), the error that says why; otherwise undefined.
+   */
+  async deathOf(id: string, graceMs = 1000): Promise<ConnectError | undefined> {
+    const record = this.sandboxes.get(id);
+    if (!record) return undefined;
+    const deadline = Date.now() + graceMs;
+    let broken = await this.isBroken(record);
+    while (!broken && !record.lifetime.signal.aborted && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      broken = await this.isBroken(record);
+    }
+    if (broken) await this.reap(record);
+    const reason: unknown = record.lifetime.signal.reason;
+    return record.lifetime.signal.aborted && reason instanceof ConnectError ? reason : undefined;
+  }
+
+  // Set `releasing` synchronously: the watchdog and a failing call may both find the same corpse.
+  private reap(record: SandboxRecord): Promise<void> {
+    record.releasing ??= (async () => {
       const reason = await this.deps.runtime.exitReason(record.info.id);
       this.deps.logger.warn({ sandboxId: record.info.id, reason }, 'sandbox died');
       record.info.statusReason = reason;
-      record.releasing = this.release(record, reason).finally(() => {
-        record.info.status = 'stopped';
-      });
-      await record.releasing.catch(() => undefined);
-    }
+      record.info.status = 'stopped';
+      await this.release(record, reason);
+    })();
+    return record.releasing.catch(() => undefined);
   }
 
   private async release(record: SandboxRecord, why: string): Promise<void> {
