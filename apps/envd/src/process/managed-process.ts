@@ -7,6 +7,7 @@ import { spawnPipeProcess } from './pipe-process.js';
 import type { OutputKind, ProcessIo } from './process-io.js';
 import { spawnPtyProcess } from './pty-process.js';
 import { ReplayBuffer } from './replay-buffer.js';
+import { signalProcessGroup } from './signal-group.js';
 
 type ProcessEvent = processpb.ProcessEvent;
 
@@ -118,12 +119,8 @@ export class ManagedProcess {
 
   signal(sig: NodeJS.Signals): void {
     this.assertRunning();
-    try {
-      process.kill(this.pid, sig);
-    } catch (err) {
-      // ESRCH: it exited and was reaped, and its end event is on the way.
-      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
-    }
+    // ESRCH is swallowed: it exited and was reaped, and its end event is on the way.
+    signalProcessGroup(this.pid, sig);
   }
 
   /** Forget this process `ms` after it ended and its last subscriber left. */
@@ -137,11 +134,7 @@ export class ManagedProcess {
     this.lifetimeTimer = setTimeout(() => {
       if (this.hasEnded) return;
       this.logger.info({ lifetimeMs: ms }, 'process lifetime (Connect-Timeout-Ms) elapsed, killing it');
-      try {
-        process.kill(this.pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
+      signalProcessGroup(this.pid, 'SIGKILL');
     }, ms);
   }
 

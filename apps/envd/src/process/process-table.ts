@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Logger } from '@wrenn/core';
 import type { process as processpb } from '@wrenn/contracts';
 import type { ManagedProcess } from './managed-process.js';
+import { signalProcessGroup } from './signal-group.js';
 
 /** The processes envd started, by pid, including finished ones still kept for late subscribers. */
 export class ProcessTable {
@@ -60,11 +61,7 @@ export class ProcessTable {
 
   killAll(): void {
     for (const proc of this.running()) {
-      try {
-        process.kill(proc.pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
+      signalProcessGroup(proc.pid, 'SIGKILL');
     }
   }
 }

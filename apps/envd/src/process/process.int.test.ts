@@ -103,6 +103,21 @@ describe('Start', () => {
     expect(isAlive(pid)).toBe(false);
   });
 
+  it('takes the children of a timed-out process down with it (the whole process group)', async () => {
+    const run = emptyRun();
+    const code = await codeOf(
+      (async () => {
+        for await (const res of envd.process.start(sh('sleep 31 & echo $!; wait'), { timeoutMs: 700 })) {
+          addEvent(run, res.event);
+        }
+      })(),
+    );
+    expect(code).toBe(Code.DeadlineExceeded);
+    const childPid = Number(run.stdout.trim());
+    expect(childPid).toBeGreaterThan(0);
+    await waitFor(() => !isAlive(childPid));
+  });
+
   it('treats Connect-Timeout-Ms 0 as no limit and clamps values beyond a timer', async () => {
     for (const value of ['0', '9999999999']) {
       const run = await collect(
