@@ -25,7 +25,9 @@ async function benchAgent() {
       create.push(ms);
       const id = res.sandbox!.id;
       for (let j = 0; j < execsPerSandbox; j++) {
-        const [, e] = await timed(() => agent.client.exec({ sandboxId: id, command: { cmd: 'true', args: [] } }));
+        const [, e] = await timed(() =>
+          agent.client.exec({ sandboxId: id, command: { cmd: 'true', args: [] } }),
+        );
         execRtt.push(e);
       }
       const [, d] = await timed(() => agent.client.destroySandbox({ sandboxId: id }));
@@ -48,7 +50,9 @@ async function idleMemory(client: Awaited<ReturnType<typeof startAgentProcess>>[
   await new Promise((r) => setTimeout(r, 5000));
   const cgroupMiB: number[] = [];
   for (const id of ids) {
-    const bytes = Number(await readFile(`/sys/fs/cgroup/memory/wrenn/${id}/memory.usage_in_bytes`, 'utf8').catch(() => 'NaN'));
+    const bytes = Number(
+      await readFile(`/sys/fs/cgroup/memory/wrenn/${id}/memory.usage_in_bytes`, 'utf8').catch(() => 'NaN'),
+    );
     cgroupMiB.push(bytes / 1024 / 1024);
   }
   const pssMiB = (await pssOfRunscProcesses(path.join(testDataDir, 'run/runsc'))) / n;
@@ -78,13 +82,27 @@ async function benchRawRunsc() {
   await mkdir(path.join(dir, 'upper'), { recursive: true });
   await mkdir(path.join(dir, 'work'), { recursive: true });
   await mkdir(rootfs, { recursive: true });
-  await exec(['mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=${baseRootfs},upperdir=${dir}/upper,workdir=${dir}/work`, rootfs]);
+  await exec([
+    'mount',
+    '-t',
+    'overlay',
+    'overlay',
+    '-o',
+    `lowerdir=${baseRootfs},upperdir=${dir}/upper,workdir=${dir}/work`,
+    rootfs,
+  ]);
   await exec(['ip', 'netns', 'add', 'wrenn-bench']);
   const spec = {
     ociVersion: '1.0.2',
     process: { args: ['sleep', 'infinity'], cwd: '/', env: ['PATH=/usr/bin:/bin'], user: { uid: 0, gid: 0 } },
     root: { path: rootfs, readonly: false },
-    linux: { namespaces: [{ type: 'pid' }, { type: 'network', path: '/var/run/netns/wrenn-bench' }, { type: 'mount' }] },
+    linux: {
+      namespaces: [
+        { type: 'pid' },
+        { type: 'network', path: '/var/run/netns/wrenn-bench' },
+        { type: 'mount' },
+      ],
+    },
   };
   await writeFile(path.join(dir, 'config.json'), JSON.stringify(spec));
   const flags = [`--root=${root}`, '--network=sandbox', '--overlay2=none'];
@@ -105,7 +123,8 @@ async function benchRawRunsc() {
     }
   } finally {
     await exec(['ip', 'netns', 'del', 'wrenn-bench'], { allowFailure: true });
-    for (const m of [rootfs, path.join(root, 'null-netns')]) await exec(['umount', '-l', m], { allowFailure: true });
+    for (const m of [rootfs, path.join(root, 'null-netns')])
+      await exec(['umount', '-l', m], { allowFailure: true });
     await rm(dir, { recursive: true, force: true });
   }
   return { run, execRtt, del };

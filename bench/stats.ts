@@ -7,7 +7,9 @@ export function summarize(samples: number[]): { n: number; min: number; median: 
 
 export function printTable(title: string, rows: [string, number[], string][]): void {
   console.log(`\n${title}`);
-  console.log(`${'measurement'.padEnd(44)} ${'n'.padStart(4)} ${'min'.padStart(9)} ${'median'.padStart(9)} ${'p95'.padStart(9)}  unit`);
+  console.log(
+    `${'measurement'.padEnd(44)} ${'n'.padStart(4)} ${'min'.padStart(9)} ${'median'.padStart(9)} ${'p95'.padStart(9)}  unit`,
+  );
   for (const [name, samples, unit] of rows) {
     const { n, min, median, p95 } = summarize(samples);
     const f = (v: number) => v.toFixed(1).padStart(9);
