@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MessageInitShape } from '@bufbuild/protobuf';
@@ -42,8 +43,13 @@ export async function startAgentProcess(env: Record<string, string> = {}): Promi
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
+  // WRENN_E2E_LOG=<file> keeps every agent's log (appended) for debugging a failed run.
+  const logFile = process.env.WRENN_E2E_LOG
+    ? createWriteStream(process.env.WRENN_E2E_LOG, { flags: 'a' })
+    : undefined;
   child.stderr.on('data', (b: Buffer) => {
     stderr = (stderr + b.toString()).slice(-200_000);
+    logFile?.write(b);
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = await new Promise<string>((resolve, reject) => {

@@ -60,6 +60,9 @@ export class SlotNetwork {
       `addr add ${SANDBOX_GATEWAY_IP}/${SANDBOX_PREFIX} dev ${GATEWAY_INTERFACE}`,
       `addr add ${slot.slotIp}/${TRANSIT_PREFIX} dev ${SLOT_TRANSIT_INTERFACE}`,
       `route replace default via ${slot.hostIp} dev ${SLOT_TRANSIT_INTERFACE}`,
+      // We chose the sandbox's MAC, so the netns never has to ARP for it: a netstack busy elsewhere
+      // once failed to answer in time and the kernel sent the host `host unreachable`.
+      `neigh replace ${SANDBOX_IP} lladdr ${SANDBOX_MAC} dev ${GATEWAY_INTERFACE} nud permanent`,
     ]);
     // Inbound: everything sent to the slot IP goes to the sandbox (envd and user servers alike).
     // Outbound: the sandbox appears as the slot IP. The sandbox may not talk to the netns itself.

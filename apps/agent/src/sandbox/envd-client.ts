@@ -1,7 +1,8 @@
 import http from 'node:http';
 import { createClient, type Client } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
-import { Code, ConnectError } from '@wrenn/core';
+import { Code, ConnectError, type Logger } from '@wrenn/core';
+import { RetryingAgent } from './retrying-agent.js';
 import { filesystem, process as processpb } from '@wrenn/contracts';
 
 export interface EnvdInit {
@@ -17,13 +18,17 @@ export interface EnvdInit {
 export class EnvdClient {
   readonly process: Client<typeof processpb.Process>;
   readonly filesystem: Client<typeof filesystem.Filesystem>;
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  private readonly agent: http.Agent;
 
   constructor(
     readonly host: string,
     readonly port: number,
     private readonly accessToken: string,
+    logger?: Logger,
   ) {
+    this.agent = new RetryingAgent({ keepAlive: true, maxSockets: 64 }, (err, attempt) =>
+      logger?.warn({ err: err.code, attempt, host }, 'envd connect failed; retrying'),
+    );
     const transport = createConnectTransport({
       baseUrl: `http://${host}:${port}`,
       httpVersion: '1.1',

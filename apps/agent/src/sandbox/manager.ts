@@ -200,7 +200,7 @@ export class SandboxManager {
 
       // A fresh token per sandbox: only the agent (and whoever it hands the token to) may drive envd.
       const accessToken = randomBytes(24).toString('hex');
-      const envd = new EnvdClient(slot.slotIp, ENVD_PORT, accessToken);
+      const envd = new EnvdClient(slot.slotIp, ENVD_PORT, accessToken, logger);
       undo.push('close envd client', () => envd.close());
       await envd.waitHealthy(ENVD_READY_TIMEOUT_MS, signal);
       await envd.init({ envVars: env, accessToken });

@@ -1,0 +1,49 @@
+import http from 'node:http';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+
+// Failures of connection setup: no byte of the request left, so trying again is always safe.
+const RETRYABLE = new Set(['EHOSTUNREACH', 'ENETUNREACH']);
+const BACKOFF_MS = [50, 150, 400];
+
+/**
+ * An HTTP agent whose TCP connects are retried on setup failures. Seen on our hosts: the first
+ * connect to a sandbox right after another sandbox was OOM-killed can get `host unreachable` once,
+ * while every table on the path is intact (docs/gvisor.md).
+ */
+export class RetryingAgent extends http.Agent {
+  constructor(
+    options: http.AgentOptions,
+    private readonly onRetry: (err: NodeJS.ErrnoException, attempt: number) => void,
+  ) {
+    super(options);
+  }
+
+  override createConnection(
+    options: http.ClientRequestArgs,
+    callback?: (err: Error | null, stream: Duplex) => void,
+  ): undefined {
+    let attempt = 0;
+    const connect = () => {
+      const socket = net.connect(options as net.NetConnectOpts);
+      const onError = (err: NodeJS.ErrnoException) => {
+        socket.destroy();
+        const delay = BACKOFF_MS[attempt];
+        if (delay !== undefined && RETRYABLE.has(err.code ?? '')) {
+          attempt++;
+          this.onRetry(err, attempt);
+          setTimeout(connect, delay);
+        } else {
+          callback?.(err, socket);
+        }
+      };
+      socket.once('error', onError);
+      socket.once('connect', () => {
+        socket.off('error', onError);
+        callback?.(null, socket);
+      });
+    };
+    connect();
+    return undefined;
+  }
+}
