@@ -1,6 +1,7 @@
 // Sandbox lifecycle latency and idle memory, through the real agent, next to raw runsc measured in
 // the same run on the same machine. Usage: npm run bench:runtime [-- --sandboxes 20]
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { exec } from '@wrenn/core';
 import { installDir, sh, startAgentProcess, testDataDir } from '../test/e2e/support/agent-process.js';
@@ -76,21 +77,14 @@ async function pssOfRunscProcesses(stateDir: string): Promise<number> {
 // `runsc exec true`, `runsc delete --force`. No envd, no agent: the floor the agent builds on.
 async function benchRawRunsc() {
   const dir = path.join(installDir, 'bench-raw');
-  await rm(dir, { recursive: true, force: true });
   const root = path.join(dir, 'state');
   const rootfs = path.join(dir, 'rootfs');
+  await cleanupRaw(dir, root, rootfs);
   await mkdir(path.join(dir, 'upper'), { recursive: true });
   await mkdir(path.join(dir, 'work'), { recursive: true });
   await mkdir(rootfs, { recursive: true });
-  await exec([
-    'mount',
-    '-t',
-    'overlay',
-    'overlay',
-    '-o',
-    `lowerdir=${baseRootfs},upperdir=${dir}/upper,workdir=${dir}/work`,
-    rootfs,
-  ]);
+  const overlay = `lowerdir=${baseRootfs},upperdir=${dir}/upper,workdir=${dir}/work`;
+  await exec(['mount', '-t', 'overlay', 'overlay', '-o', overlay, rootfs]);
   await exec(['ip', 'netns', 'add', 'wrenn-bench']);
   const spec = {
     ociVersion: '1.0.2',
@@ -112,7 +106,9 @@ async function benchRawRunsc() {
   try {
     for (let i = 0; i < count; i++) {
       const id = `raw${i}`;
-      const [, r] = await timed(() => exec([runsc, ...flags, 'run', '-bundle', dir, '-detach', id]));
+      const [, r] = await timed(() =>
+        runDetached([runsc, ...flags, 'run', '-bundle', dir, '-detach', id], dir),
+      );
       run.push(r);
       for (let j = 0; j < execsPerSandbox; j++) {
         const [, e] = await timed(() => exec([runsc, ...flags, 'exec', id, 'true']));
@@ -122,15 +118,43 @@ async function benchRawRunsc() {
       del.push(d);
     }
   } finally {
-    await exec(['ip', 'netns', 'del', 'wrenn-bench'], { allowFailure: true });
-    for (const m of [rootfs, path.join(root, 'null-netns')])
-      await exec(['umount', '-l', m], { allowFailure: true });
-    await rm(dir, { recursive: true, force: true });
+    await cleanupRaw(dir, root, rootfs);
   }
   return { run, execRtt, del };
 }
 
+// `runsc run -detach` hands its stdout/stderr to the sandbox for its whole life: give it a file and
+// wait for the process to exit, never for its output to end (as the agent's driver does).
+async function runDetached(argv: string[], dir: string): Promise<void> {
+  const log = await open(path.join(dir, 'run.log'), 'a');
+  try {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', log.fd, log.fd] });
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('exit', resolve);
+    });
+    if (code !== 0) throw new Error(`${argv.join(' ')} exited with ${code}`);
+  } finally {
+    await log.close();
+  }
+}
+
+// Also runs first: an interrupted earlier run may have left its sandboxes, netns and mounts.
+async function cleanupRaw(dir: string, root: string, rootfs: string) {
+  const ids = await exec([runsc, `--root=${root}`, 'list', '--quiet'], { allowFailure: true });
+  for (const id of ids.stdout.split('\n').filter(Boolean)) {
+    await exec([runsc, `--root=${root}`, 'delete', '--force', id], { allowFailure: true });
+  }
+  await exec(['ip', 'netns', 'del', 'wrenn-bench'], { allowFailure: true });
+  for (const m of [rootfs, path.join(root, 'null-netns')]) {
+    await exec(['umount', '-l', m], { allowFailure: true });
+  }
+  await rm(dir, { recursive: true, force: true });
+}
+
+console.error(`raw runsc: ${count} sandboxes…`);
 const raw = await benchRawRunsc();
+console.error(`agent: ${count} sandboxes, then idle memory…`);
 const agent = await benchAgent();
 printTable(`Sandbox lifecycle, ${count} sandboxes, ${execsPerSandbox} execs each (ms)`, [
   ['agent CreateSandbox (runsc + netns + rootfs + envd)', agent.create, 'ms'],
