@@ -41,7 +41,9 @@ elif command -v go >/dev/null || [ -x /usr/local/go/bin/go ]; then
   go=$(command -v go || echo /usr/local/go/bin/go)
   echo "building runsc $GVISOR_VERSION from gVisor's Go module (a few minutes on 2 cores)"
   # Static: runsc re-executes itself inside an empty chroot, where no dynamic loader exists.
-  CGO_ENABLED=0 GOBIN="$WRENN_DIR/bin" GOFLAGS=-buildvcs=false "$go" install "gvisor.dev/gvisor/runsc@$GVISOR_VERSION"
+  # -v names each package as it is built: one progress line per 100 of them.
+  CGO_ENABLED=0 GOBIN="$WRENN_DIR/bin" GOFLAGS=-buildvcs=false "$go" install -v "gvisor.dev/gvisor/runsc@$GVISOR_VERSION" 2>&1 |
+    awk '/^go: / { print; next } { n++; if (n % 100 == 0) printf "  built %d packages\n", n } END { printf "  built %d packages\n", n }'
   echo "$GVISOR_VERSION" >"$runsc_stamp"
 else
   echo "no Go toolchain: falling back to Debian's runsc (pause/resume will be reported as unsupported)"

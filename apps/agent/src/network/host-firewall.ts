@@ -25,32 +25,11 @@ export class HostFirewall {
   async install(): Promise<void> {
     await exec(['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     await this.remove();
+    const repliesOnly = ['-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT'];
     const rules: string[][] = [
-      [
-        'filter',
-        'WRENN-INPUT',
-        '-i',
-        sandboxInterfaces,
-        '-m',
-        'conntrack',
-        '--ctstate',
-        'ESTABLISHED,RELATED',
-        '-j',
-        'ACCEPT',
-      ],
+      ['filter', 'WRENN-INPUT', '-i', sandboxInterfaces, ...repliesOnly],
       ['filter', 'WRENN-INPUT', '-i', sandboxInterfaces, '-j', 'DROP'],
-      [
-        'filter',
-        'WRENN-FORWARD',
-        '-o',
-        sandboxInterfaces,
-        '-m',
-        'conntrack',
-        '--ctstate',
-        'ESTABLISHED,RELATED',
-        '-j',
-        'ACCEPT',
-      ],
+      ['filter', 'WRENN-FORWARD', '-o', sandboxInterfaces, ...repliesOnly],
       ['filter', 'WRENN-FORWARD', '-o', sandboxInterfaces, '-j', 'DROP'],
       ...this.egressDeny.map((cidr) => [
         'filter',
