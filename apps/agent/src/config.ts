@@ -27,6 +27,8 @@ const shape = {
   WRENN_SANDBOX_NAMESERVERS: z.string().optional(),
   WRENN_MAX_SANDBOXES: z.coerce.number().int().positive().default(256),
   WRENN_MAX_DISK_MB: z.coerce.number().int().positive().default(65536),
+  // Processes and threads a sandbox may have at once (a fork bomb stops here, not at the host's limit).
+  WRENN_SANDBOX_PIDS_LIMIT: z.coerce.number().int().min(16).default(4096),
   WRENN_RUNSC_PLATFORM: z.enum(['systrap', 'ptrace']).default('systrap'),
   LOG_LEVEL: z.string().default('info'),
 };
@@ -44,6 +46,7 @@ export interface AgentConfig {
   egressDeny: string[];
   nameservers: string[];
   maxSandboxes: number;
+  pidsLimit: number;
   limits: { maxVcpus: number; maxMemoryMb: number; maxDiskMb: number };
   platform: 'systrap' | 'ptrace';
   logLevel: string;
@@ -75,6 +78,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
         ? hostNameservers()
         : splitList(raw.WRENN_SANDBOX_NAMESERVERS),
     maxSandboxes: raw.WRENN_MAX_SANDBOXES,
+    pidsLimit: raw.WRENN_SANDBOX_PIDS_LIMIT,
     limits: {
       maxVcpus: os.availableParallelism(),
       maxMemoryMb: Math.floor(os.totalmem() / 1024 / 1024),

@@ -76,7 +76,6 @@ export interface SandboxManagerDeps {
 // Paths inside every sandbox where the agent provides envd and its runtime (read-only).
 const GUEST_DIR = '/opt/wrenn';
 const ENVD_READY_TIMEOUT_MS = 20_000;
-const PIDS_LIMIT = 4096;
 
 /** Owns the sandboxes of this host: their state machine and every resource each one holds. */
 export class SandboxManager {
@@ -169,7 +168,7 @@ export class SandboxManager {
           netnsPath: slot.netnsPath,
           vcpus: info.vcpus,
           memoryMb: info.memoryMb,
-          pidsLimit: PIDS_LIMIT,
+          pidsLimit: config.pidsLimit,
           hostname: 'wrenn',
           mounts: [
             { source: config.nodePath, destination: `${GUEST_DIR}/bin/node`, readonly: true },
