@@ -2,16 +2,40 @@
 // because sandboxes have no Node.js of their own (the agent bind-mounts the host's node and this
 // dist/ directory read-only at /opt/wrenn). node-pty is a native addon and cannot be bundled: its JS
 // and the compiled pty.node are copied to dist/node_modules/node-pty, where Node resolves the
-// bundle's import('node-pty') from.
+// bundle's import('node-pty') from. native/forkserver.c becomes dist/bin/wrenn-forkserver, static so
+// that it runs in any image.
+//
+// `node build.mjs forkserver OUT` compiles only the fork-server, to OUT (the tests use it).
 import { build } from 'esbuild';
+import { execFile } from 'node:child_process';
 import { cp, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { stdout } from 'node:process';
+import { argv, exit, stdout } from 'node:process';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const dist = join(here, 'dist');
+
+/** @param {string} out */
+async function compileForkServer(out) {
+  await mkdir(dirname(out), { recursive: true });
+  await promisify(execFile)('gcc', [
+    '-static',
+    '-O2',
+    '-Wall',
+    '-Werror',
+    '-o',
+    out,
+    join(here, 'native', 'forkserver.c'),
+  ]);
+}
+
+if (argv[2] === 'forkserver') {
+  await compileForkServer(argv[3] ?? 'wrenn-forkserver');
+  exit(0);
+}
 
 await rm(dist, { recursive: true, force: true });
 await build({
@@ -52,6 +76,10 @@ await cp(join(ptySrc, 'lib'), join(ptyDst, 'lib'), {
   filter: (src) => !/\.(test\.js|js\.map)$/.test(src) && !/[\\/]windows\w*\.js$|conpty/i.test(src),
 });
 
+await compileForkServer(join(dist, 'bin', 'wrenn-forkserver'));
+
 const files = await readdir(dist, { recursive: true });
 await writeFile(join(dist, 'BUILD.txt'), `envd bundle\nfiles:\n${files.sort().join('\n')}\n`);
-stdout.write(`envd: wrote ${join(dist, 'envd.mjs')} and dist/node_modules/node-pty\n`);
+stdout.write(
+  `envd: wrote ${join(dist, 'envd.mjs')}, dist/bin/wrenn-forkserver and dist/node_modules/node-pty\n`,
+);
