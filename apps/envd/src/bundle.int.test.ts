@@ -89,6 +89,12 @@ describe('bundled dist/envd.mjs', () => {
     expect(pty.pty).toMatch(/\/dev\/pts\/\d+/);
     expect(pty.pty).toContain('17 91');
     expect(stderr).toContain('"msg":"envd started"');
+    // dist/bin/wrenn-forkserver was found next to the bundle and forks the pipe processes.
+    expect(stderr).toContain('"msg":"fork-server started"');
+    const parent = await collect(
+      client.start({ process: { cmd: '/bin/sh', args: ['-c', 'cat /proc/$PPID/comm'] }, stdin: false }),
+    );
+    expect(parent.stdout).toBe('wrenn-forkserve\n');
   });
 
   it('quiesces on SIGUSR2, resumes on SIGUSR1 and exits cleanly on SIGTERM', async () => {

@@ -13,6 +13,7 @@ import { MetricsRoute } from './http/metrics.js';
 import { sendConnectError, sendEnvdError, sendNoContent } from './http/responses.js';
 import { handleEnvs, handleInit, headerValue } from './init/init-routes.js';
 import { SandboxDefaults } from './init/sandbox-defaults.js';
+import { defaultForkServerPaths, ForkServer } from './process/fork-server.js';
 import { findSetpriv } from './process/launch.js';
 import { createProcessService } from './process/process-service.js';
 import { ProcessTable } from './process/process-table.js';
@@ -25,6 +26,8 @@ export interface EnvdServerOptions {
   defaultUser?: string;
   processBufferBytes?: number;
   finishedProcessRetentionMs?: number;
+  /** Where to look for the fork-server binary; empty = pipe processes always come from Node. */
+  forkServerPaths?: readonly string[];
   /** Where the user database lives (tests point it elsewhere). */
   userFiles?: UserDirectoryOptions;
 }
@@ -53,6 +56,11 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
   const users = new RequestUsers(new UserDirectory(opts.userFiles), defaults);
   const setprivPath = await findSetpriv();
   if (!setprivPath) logger.warn('setpriv not found: processes of other users get no supplementary groups');
+  const forkServer = await ForkServer.start({
+    paths: opts.forkServerPaths ?? defaultForkServerPaths(),
+    setprivPath,
+    logger,
+  });
   const table = new ProcessTable(opts.finishedProcessRetentionMs ?? 60_000, logger);
   const filesystemService = createFilesystemService({ users, logger });
   const metrics = new MetricsRoute();
@@ -83,6 +91,7 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
           users,
           defaults,
           setprivPath,
+          forkServer,
           bufferBytes: opts.processBufferBytes ?? 16 * 1024 * 1024,
           logger,
         }),
@@ -206,6 +215,7 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
       await stopListening();
       filesystemService.closeWatchers();
       if (closeOpts.killProcesses) table.killAll();
+      forkServer?.close();
     },
     get isListening() {
       return server.listening;

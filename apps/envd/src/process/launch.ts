@@ -57,18 +57,25 @@ export async function planLaunch(req: LaunchRequest, ctx: LaunchContext): Promis
   const args = [...req.args];
 
   if (user.uid === ctx.ownUid) return { file, args, env, cwd };
-  if (ctx.setprivPath) {
-    // setpriv sets uid, gid and the supplementary groups and then execs in place, so the pid we
-    // report is the command's. Node's own uid/gid spawn option would drop all supplementary groups.
-    const groups = user.groups.length > 0 ? [`--groups=${user.groups.join(',')}`] : ['--clear-groups'];
-    return {
-      file: ctx.setprivPath,
-      args: [`--reuid=${user.uid}`, `--regid=${user.gid}`, ...groups, '--', file, ...args],
-      env,
-      cwd,
-    };
-  }
-  return { file, args, env, cwd, credentials: { uid: user.uid, gid: user.gid, groups: user.groups } };
+  const plan = { file, args, env, cwd, credentials: { uid: user.uid, gid: user.gid, groups: user.groups } };
+  return ctx.setprivPath ? withSetpriv(plan, ctx.setprivPath) : plan;
+}
+
+/**
+ * The plan run through `setpriv`, which sets uid, gid and the supplementary groups and then execs
+ * in place, so the pid we report is the command's. Node's own uid/gid spawn option would drop all
+ * supplementary groups.
+ */
+export function withSetpriv(plan: LaunchPlan, setprivPath: string): LaunchPlan {
+  const { credentials, ...rest } = plan;
+  if (!credentials) return plan;
+  const { uid, gid, groups } = credentials;
+  const groupArgs = groups.length > 0 ? [`--groups=${groups.join(',')}`] : ['--clear-groups'];
+  return {
+    ...rest,
+    file: setprivPath,
+    args: [`--reuid=${uid}`, `--regid=${gid}`, ...groupArgs, '--', plan.file, ...plan.args],
+  };
 }
 
 async function resolveCwd(

@@ -3,7 +3,7 @@ import { process as processpb } from '@wrenn/contracts';
 import { Code, ConnectError, type Logger } from '@wrenn/core';
 import { exitStatus } from './exit-status.js';
 import type { LaunchPlan } from './launch.js';
-import { spawnPipeProcess } from './pipe-process.js';
+import { spawnPipeProcess, type PipeSpawner } from './pipe-process.js';
 import type { OutputKind, ProcessIo } from './process-io.js';
 import { spawnPtyProcess } from './pty-process.js';
 import { ReplayBuffer } from './replay-buffer.js';
@@ -20,6 +20,8 @@ export interface ManagedProcessOptions {
   tag: string | undefined;
   pty: { cols: number; rows: number } | undefined;
   stdin: boolean;
+  /** Starts a non-PTY process; Node's spawn unless the fork-server does it. */
+  spawnPipe?: PipeSpawner;
   /** Kill the process after this long (Connect-Timeout-Ms of Start); undefined = no limit. */
   lifetimeMs: number | undefined;
   bufferBytes: number;
@@ -65,7 +67,7 @@ export class ManagedProcess {
     };
     const io = opts.pty
       ? await spawnPtyProcess(plan, opts.pty, events)
-      : await spawnPipeProcess(plan, { stdin: opts.stdin }, events);
+      : await (opts.spawnPipe ?? spawnPipeProcess)(plan, { stdin: opts.stdin }, events);
     proc.attach(io);
     if (opts.lifetimeMs !== undefined && opts.lifetimeMs > 0) proc.setLifetime(opts.lifetimeMs);
     proc.logger.info({ cmd: plan.file, args: plan.args, cwd: plan.cwd, isPty: io.isPty }, 'process started');

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { Code, ConnectError } from '@wrenn/core';
 import type { LaunchPlan } from './launch.js';
 import type { ProcessIo, ProcessIoEvents } from './process-io.js';
@@ -8,6 +9,27 @@ import type { ProcessIo, ProcessIoEvents } from './process-io.js';
  * hold them open forever; like Go's exec.Cmd.Wait we then stop reading instead of waiting for it.
  */
 const drainAfterExitMs = 1_000;
+
+/** Call at the child's exit: stops reading `streams` once they had drainAfterExitMs to drain. */
+export function destroyWhenDrained(streams: readonly Readable[], isPaused: () => boolean): () => void {
+  let timer: NodeJS.Timeout;
+  const check = () => {
+    // While paused for a slow reader, the pipes are not stuck, just throttled: keep waiting.
+    if (isPaused()) {
+      timer = setTimeout(check, drainAfterExitMs);
+      return;
+    }
+    for (const stream of streams) stream.destroy();
+  };
+  timer = setTimeout(check, drainAfterExitMs);
+  return () => clearTimeout(timer);
+}
+
+export type PipeSpawner = (
+  plan: LaunchPlan,
+  opts: { stdin: boolean },
+  events: ProcessIoEvents,
+) => Promise<ProcessIo>;
 
 export async function spawnPipeProcess(
   plan: LaunchPlan,
@@ -45,22 +67,13 @@ export async function spawnPipeProcess(
   child.stdin?.on('error', () => undefined);
   child.on('error', () => undefined);
 
-  let drainTimer: NodeJS.Timeout | undefined;
+  let cancelDrain: (() => void) | undefined;
   child.once('exit', () => {
-    const checkDrained = () => {
-      // While paused for a slow reader, the pipes are not stuck, just throttled: keep waiting.
-      if (isPaused) {
-        drainTimer = setTimeout(checkDrained, drainAfterExitMs);
-        return;
-      }
-      stdout.destroy();
-      stderr.destroy();
-    };
-    drainTimer = setTimeout(checkDrained, drainAfterExitMs);
+    cancelDrain = destroyWhenDrained([stdout, stderr], () => isPaused);
   });
   // 'close' comes after the exit and after both pipes closed, so no output follows it.
   child.once('close', (code, signal) => {
-    clearTimeout(drainTimer);
+    cancelDrain?.();
     events.onExit(code, signal);
   });
 

@@ -5,6 +5,7 @@ import { Code, ConnectError, type Logger } from '@wrenn/core';
 import type { SandboxDefaults } from '../init/sandbox-defaults.js';
 import { keepaliveIntervalMs, withKeepalive } from '../stream/keepalive.js';
 import type { RequestUsers } from '../users/request-user.js';
+import type { ForkServer } from './fork-server.js';
 import { planLaunch } from './launch.js';
 import { ManagedProcess } from './managed-process.js';
 import type { ProcessTable } from './process-table.js';
@@ -14,6 +15,8 @@ export interface ProcessServiceDeps {
   users: RequestUsers;
   defaults: SandboxDefaults;
   setprivPath: string | undefined;
+  /** Forks pipe processes while it runs; PTYs always come from node-pty. */
+  forkServer: ForkServer | undefined;
   bufferBytes: number;
   logger: Logger;
 }
@@ -45,13 +48,15 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
       const user = await users.fromHeaders(ctx.requestHeader);
       const config = req.process;
       if (!config) throw new ConnectError('process config is missing', Code.InvalidArgument);
+      const forkServer = !req.pty && deps.forkServer?.isRunning ? deps.forkServer : undefined;
       const plan = await planLaunch(
         { cmd: config.cmd, args: config.args, envs: config.envs, cwd: config.cwd },
         {
           user,
           sandboxEnv: defaults.envVars,
           defaultWorkdir: defaults.defaultWorkdir,
-          setprivPath: deps.setprivPath,
+          // The fork-server sets uid, gid and groups itself; no setpriv exec in between.
+          setprivPath: forkServer ? undefined : deps.setprivPath,
           ownUid: process.getuid?.() ?? 0,
         },
       );
@@ -64,6 +69,7 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
           : undefined,
         // Unset means an old client that expects a stdin pipe (E2B keeps it open for them).
         stdin: req.stdin ?? true,
+        ...(forkServer ? { spawnPipe: forkServer.spawn.bind(forkServer) } : {}),
         // E2B semantics: Connect-Timeout-Ms of Start is the process's lifetime, not just the stream's.
         lifetimeMs: ctx.timeoutMs(),
         bufferBytes: deps.bufferBytes,

@@ -401,6 +401,7 @@ describe('StreamInput', () => {
       users: new RequestUsers(new UserDirectory(), defaults),
       defaults,
       setprivPath: undefined,
+      forkServer: undefined,
       bufferBytes: 1024 * 1024,
       logger: silentLogger(),
     });

@@ -5,6 +5,7 @@ import { createClient, type Client, type Interceptor } from '@connectrpc/connect
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { filesystem as fspb, process as processpb } from '@wrenn/contracts';
 import { silentLogger } from '@wrenn/core';
+import { testForkServerBinary } from './fork-server-binary.js';
 import { createEnvdServer, type EnvdServer, type EnvdServerOptions } from '../server.js';
 
 export interface EnvdFixture {
@@ -28,7 +29,12 @@ export interface EnvdFixture {
  * the E2B JS SDK does.
  */
 export async function startEnvd(opts: Partial<EnvdServerOptions> = {}): Promise<EnvdFixture> {
-  const server = await createEnvdServer({ logger: silentLogger(), defaultUser: 'root', ...opts });
+  const server = await createEnvdServer({
+    logger: silentLogger(),
+    defaultUser: 'root',
+    forkServerPaths: [await testForkServerBinary()],
+    ...opts,
+  });
   const { port } = await server.listen(0, '127.0.0.1');
   const baseUrl = `http://127.0.0.1:${port}`;
   const dir = await mkdtemp(join(tmpdir(), 'envd-test-'));
