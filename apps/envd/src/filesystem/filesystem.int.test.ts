@@ -1,11 +1,12 @@
 import { chmod, mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code } from '@connectrpc/connect';
 import { timestampMs } from '@bufbuild/protobuf/wkt';
 import { filesystem as fspb } from '@wrenn/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { basicAuth, startEnvd, type EnvdFixture } from '../testing/envd-fixture.js';
+import { codeOf } from '../testing/process-events.js';
 
 let envd: EnvdFixture;
 
@@ -16,15 +17,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await envd.close();
 });
-
-async function codeOf(promise: Promise<unknown>): Promise<Code | undefined> {
-  try {
-    await promise;
-    return undefined;
-  } catch (err) {
-    return ConnectError.from(err).code;
-  }
-}
 
 describe('Stat', () => {
   it('describes a file', async () => {

@@ -6,7 +6,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { process as processpb } from '@wrenn/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { basicAuth, startEnvd, type EnvdFixture } from '../testing/envd-fixture.js';
-import { collect, isAlive } from '../testing/process-events.js';
+import { collect, isAlive, codeOf } from '../testing/process-events.js';
 
 // `comm` is cut at 15 characters; /proc/PID/comm is readable by every user, exe is not.
 const forkServerComm = 'wrenn-forkserve';
@@ -36,15 +36,6 @@ async function nextEvent(it: AsyncIterator<processpb.StartResponse>) {
   const result = await it.next();
   if (result.done) throw new Error('the stream ended early');
   return result.value.event?.event;
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<Code | undefined> {
-  try {
-    await promise;
-    return undefined;
-  } catch (err) {
-    return ConnectError.from(err).code;
-  }
 }
 
 describe('fork-server', () => {

@@ -9,7 +9,7 @@ import { process as processpb } from '@wrenn/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { basicAuth, startEnvd, type EnvdFixture } from '../testing/envd-fixture.js';
 import { SandboxDefaults } from '../init/sandbox-defaults.js';
-import { addEvent, collect, emptyRun, isAlive } from '../testing/process-events.js';
+import { addEvent, collect, emptyRun, isAlive, codeOf } from '../testing/process-events.js';
 import { RequestUsers } from '../users/request-user.js';
 import { UserDirectory } from '../users/user-directory.js';
 import { createProcessService } from './process-service.js';
@@ -28,15 +28,6 @@ afterAll(async () => {
 
 function sh(script: string) {
   return { process: { cmd: '/bin/bash', args: ['-c', script] }, stdin: false };
-}
-
-async function codeOf(promise: Promise<unknown>): Promise<Code | undefined> {
-  try {
-    await promise;
-    return undefined;
-  } catch (err) {
-    return ConnectError.from(err).code;
-  }
 }
 
 describe('Start', () => {

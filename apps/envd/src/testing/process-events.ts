@@ -1,3 +1,4 @@
+import { ConnectError, type Code } from '@wrenn/core';
 import type { process as processpb } from '@wrenn/contracts';
 
 /** What a Start/Connect stream delivered, decoded for assertions. */
@@ -55,5 +56,15 @@ export function isAlive(pid: number): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** The Connect code a call failed with, or undefined when it succeeded. */
+export async function codeOf(promise: Promise<unknown>): Promise<Code | undefined> {
+  try {
+    await promise;
+    return undefined;
+  } catch (err) {
+    return ConnectError.from(err).code;
   }
 }
