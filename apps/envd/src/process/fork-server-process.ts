@@ -1,6 +1,5 @@
 import type { Socket } from 'node:net';
-import { Code, ConnectError } from '@wrenn/core';
-import { destroyWhenDrained } from './pipe-process.js';
+import { destroyWhenDrained, streamProcessIo } from './pipe-process.js';
 import type { ProcessIo, ProcessIoEvents } from './process-io.js';
 
 export interface ChildStreams {
@@ -26,7 +25,7 @@ export function forkServerProcess(
   events: ProcessIoEvents,
 ): { io: ProcessIo; exited: (code: number | null, signal: number | null) => void } {
   const { stdin, stdout, stderr } = streams;
-  let isPaused = false;
+  const flow = { isPaused: false };
   let exit: { code: number | null; signal: number | null } | undefined;
   let openOutputs = 2;
   let cancelDrain: (() => void) | undefined;
@@ -55,7 +54,7 @@ export function forkServerProcess(
   stdin?.on('error', () => undefined);
   // ProcessIo delivers output only from a later turn, once the caller holds the io.
   setImmediate(() => {
-    if (!isPaused) {
+    if (!flow.isPaused) {
       stdout.resume();
       stderr.resume();
     }
@@ -68,41 +67,9 @@ export function forkServerProcess(
       exit = { code, signal };
       // Node's ChildProcess does the same: no writes to a stdin nobody can read from any more.
       stdin?.destroy();
-      cancelDrain = destroyWhenDrained([stdout, stderr], () => isPaused);
+      cancelDrain = destroyWhenDrained([stdout, stderr], () => flow.isPaused);
       maybeEnd();
     },
-    io: {
-      pid,
-      isPty: false,
-      pauseOutput() {
-        isPaused = true;
-        stdout.pause();
-        stderr.pause();
-      },
-      resumeOutput() {
-        isPaused = false;
-        stdout.resume();
-        stderr.resume();
-      },
-      write(data) {
-        if (!stdin || stdin.writableEnded || stdin.destroyed) {
-          return Promise.reject(new ConnectError('stdin not enabled or closed', Code.FailedPrecondition));
-        }
-        return new Promise<void>((resolve, reject) => {
-          stdin.write(data, (err) =>
-            err
-              ? reject(new ConnectError(`error writing to stdin: ${err.message}`, Code.Internal))
-              : resolve(),
-          );
-        });
-      },
-      closeStdin() {
-        if (!stdin) throw new ConnectError('stdin not enabled', Code.FailedPrecondition);
-        stdin.end();
-      },
-      resize() {
-        throw new ConnectError('process has no PTY', Code.FailedPrecondition);
-      },
-    },
+    io: streamProcessIo(pid, { stdin, stdout, stderr }, flow),
   };
 }

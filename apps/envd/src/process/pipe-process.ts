@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { Code, ConnectError } from '@wrenn/core';
 import type { LaunchPlan } from './launch.js';
 import type { ProcessIo, ProcessIoEvents } from './process-io.js';
@@ -61,7 +61,7 @@ export async function spawnPipeProcess(
   const { stdout, stderr } = child;
   if (!stdout || !stderr) throw new Error('child has no output pipes');
 
-  let isPaused = false;
+  const flow = { isPaused: false };
   stdout.on('data', (chunk: Buffer) => events.onOutput('stdout', chunk));
   stderr.on('data', (chunk: Buffer) => events.onOutput('stderr', chunk));
   child.stdin?.on('error', () => undefined);
@@ -69,7 +69,7 @@ export async function spawnPipeProcess(
 
   let cancelDrain: (() => void) | undefined;
   child.once('exit', () => {
-    cancelDrain = destroyWhenDrained([stdout, stderr], () => isPaused);
+    cancelDrain = destroyWhenDrained([stdout, stderr], () => flow.isPaused);
   });
   // 'close' comes after the exit and after both pipes closed, so no output follows it.
   child.once('close', (code, signal) => {
@@ -77,21 +77,33 @@ export async function spawnPipeProcess(
     events.onExit(code, signal);
   });
 
+  return streamProcessIo(pid, { stdin: child.stdin, stdout, stderr }, flow);
+}
+
+/**
+ * The ProcessIo of a child whose stdio are Node streams (pipes from spawn, or the fork-server's
+ * sockets). `flow.isPaused` is shared with the caller, which also consults it when draining.
+ */
+export function streamProcessIo(
+  pid: number,
+  stdio: { stdin: Writable | null | undefined; stdout: Readable; stderr: Readable },
+  flow: { isPaused: boolean },
+): ProcessIo {
+  const { stdin, stdout, stderr } = stdio;
   return {
     pid,
     isPty: false,
     pauseOutput() {
-      isPaused = true;
+      flow.isPaused = true;
       stdout.pause();
       stderr.pause();
     },
     resumeOutput() {
-      isPaused = false;
+      flow.isPaused = false;
       stdout.resume();
       stderr.resume();
     },
     write(data) {
-      const stdin = child.stdin;
       if (!stdin || stdin.writableEnded || stdin.destroyed) {
         return Promise.reject(new ConnectError('stdin not enabled or closed', Code.FailedPrecondition));
       }
@@ -102,8 +114,8 @@ export async function spawnPipeProcess(
       });
     },
     closeStdin() {
-      if (!child.stdin) throw new ConnectError('stdin not enabled', Code.FailedPrecondition);
-      child.stdin.end();
+      if (!stdin) throw new ConnectError('stdin not enabled', Code.FailedPrecondition);
+      stdin.end();
     },
     resize() {
       throw new ConnectError('process has no PTY', Code.FailedPrecondition);
