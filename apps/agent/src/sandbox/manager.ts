@@ -233,9 +233,20 @@ export class SandboxManager {
     if (!record) throw notFound('sandbox', id);
     record.destroying ??= (async () => {
       await record.created;
-      // A failed creation has already rolled itself back; a dead sandbox is (being) released.
-      if (record.info.status === 'running') record.releasing ??= this.release(record, 'destroyed');
-      await record.releasing;
+      // A dead sandbox is (being) released already; `error` is a release that failed: try again,
+      // every step is idempotent.
+      if (record.info.status === 'running' || record.info.status === 'error') {
+        record.releasing ??= this.release(record, 'destroyed');
+      }
+      try {
+        await record.releasing;
+      } catch (err) {
+        record.releasing = undefined;
+        record.destroying = undefined;
+        record.info.status = 'error';
+        record.info.statusReason = errorMessage(err);
+        throw err;
+      }
       record.info.status = 'stopped';
       this.sandboxes.delete(id);
     })();
