@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { startAgentProcess, testDataDir, type AgentProcess } from './support/agent-process.js';
-import { wrennHostState } from './support/host-state.js';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { installDir, startAgentProcess, testDataDir, type AgentProcess } from './support/agent-process.js';
+import { EMPTY_HOST_STATE, wrennHostState } from './support/host-state.js';
 
 let agent: AgentProcess;
 
@@ -92,6 +94,27 @@ describe('bad input gets a precise error and changes nothing', () => {
       }
     } finally {
       await agent.client.destroySandbox({ sandboxId: sandbox!.id });
+    }
+  });
+
+  it('a create that fails after resources exist rolls all of them back', async () => {
+    // A template whose rootfs is empty: network slot and disk are built, then the runtime cannot
+    // start the sandbox's init. Everything acquired before that must be undone.
+    const template = 'e2e-broken';
+    const rootfs = path.join(installDir, 'images', template, 'rootfs');
+    await mkdir(rootfs, { recursive: true });
+    try {
+      const err = await rpcError(agent.client.createSandbox({ template }));
+      expect(err.code).toBe(Code.FailedPrecondition);
+      expect(err.rawMessage).toMatch(/sandbox exited while starting from template e2e-broken/);
+      const state = await wrennHostState(testDataDir);
+      expect({ ...state, iptablesRules: [] }).toEqual(EMPTY_HOST_STATE);
+      expect((await agent.client.listSandboxes({})).sandboxes).toEqual([]);
+      // And the agent is fine afterwards.
+      const { sandbox } = await agent.client.createSandbox({});
+      await agent.client.destroySandbox({ sandboxId: sandbox!.id });
+    } finally {
+      await rm(path.dirname(rootfs), { recursive: true, force: true });
     }
   });
 });

@@ -46,11 +46,16 @@ export class EnvdClient {
   }
 
   /** Polls GET /health until envd answers; envd listens a few hundred ms after the runtime starts. */
-  async waitHealthy(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  async waitHealthy(
+    timeoutMs: number,
+    signal?: AbortSignal,
+    isRunning: () => boolean = () => true,
+  ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let lastError = 'no answer';
     while (Date.now() < deadline) {
       signal?.throwIfAborted();
+      if (!isRunning()) throw new ConnectError('the sandbox exited while starting', Code.FailedPrecondition);
       try {
         const res = await this.request('GET', '/health', { timeoutMs: 1000 });
         res.resume();

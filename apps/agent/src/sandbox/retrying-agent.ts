@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 // Failures of connection setup: no byte of the request left, so trying again is always safe.
 const RETRYABLE = new Set(['EHOSTUNREACH', 'ENETUNREACH']);
 const BACKOFF_MS = [50, 150, 400];
+const CONNECT_TIMEOUT_MS = 5000;
 
 /**
  * An HTTP agent whose TCP connects are retried on setup failures. Seen on our hosts: the first
@@ -26,6 +27,12 @@ export class RetryingAgent extends http.Agent {
     let attempt = 0;
     const connect = () => {
       const socket = net.connect(options as net.NetConnectOpts);
+      // A SYN into a sandbox that is gone is never answered: without this the kernel retries for ~2 min.
+      socket.setTimeout(CONNECT_TIMEOUT_MS, () => {
+        const err: NodeJS.ErrnoException = new Error(`connect to ${String(options.host)} timed out`);
+        err.code = 'ETIMEDOUT';
+        socket.destroy(err);
+      });
       const onError = (err: NodeJS.ErrnoException) => {
         socket.destroy();
         const delay = BACKOFF_MS[attempt];
@@ -39,6 +46,7 @@ export class RetryingAgent extends http.Agent {
       };
       socket.once('error', onError);
       socket.once('connect', () => {
+        socket.setTimeout(0);
         socket.off('error', onError);
         callback?.(null, socket);
       });
