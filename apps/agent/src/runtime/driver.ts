@@ -5,6 +5,8 @@ export interface RuntimeDriver {
   create(spec: RuntimeSandboxSpec, signal?: AbortSignal): Promise<{ pid: number }>;
   /** Why a sandbox whose host process is gone stopped, in words for its owner. Call before destroy. */
   exitReason(id: string): Promise<string>;
+  /** Whether the sandbox's first process has exited (the sandbox's host process may linger). */
+  hasExited(id: string): Promise<boolean>;
   /** Whether the host killed any of the sandbox's processes for memory (the sandbox is then broken). */
   wasOomKilled(id: string): Promise<boolean>;
   /** Stops and removes the sandbox and every runtime resource it holds. Idempotent. */

@@ -75,6 +75,12 @@ export class GvisorDriver implements RuntimeDriver {
       : 'the sandbox exited unexpectedly';
   }
 
+  async hasExited(id: string): Promise<boolean> {
+    const { exitCode, stdout } = await this.runsc(['state', id], true);
+    if (exitCode !== 0) return true;
+    return (JSON.parse(stdout) as { status?: string }).status !== 'running';
+  }
+
   async wasOomKilled(id: string): Promise<boolean> {
     const file = path.join(CGROUP_ROOT, 'memory', 'wrenn', id, 'memory.oom_control');
     const oomControl = await readFile(file, 'utf8').catch(() => '');

@@ -49,13 +49,19 @@ export class EnvdClient {
   async waitHealthy(
     timeoutMs: number,
     signal?: AbortSignal,
-    isRunning: () => boolean = () => true,
-  ): Promise<void> {
+    hasExited: () => Promise<boolean> = () => Promise.resolve(false),
+  ) {
     const deadline = Date.now() + timeoutMs;
     let lastError = 'no answer';
+    let nextExitCheck = 0;
     while (Date.now() < deadline) {
       signal?.throwIfAborted();
-      if (!isRunning()) throw new ConnectError('the sandbox exited while starting', Code.FailedPrecondition);
+      // Asking the runtime costs tens of ms, so only twice a second; polling envd is cheap.
+      if (Date.now() >= nextExitCheck) {
+        if (await hasExited())
+          throw new ConnectError('the sandbox exited while starting', Code.FailedPrecondition);
+        nextExitCheck = Date.now() + 500;
+      }
       try {
         const res = await this.request('GET', '/health', { timeoutMs: 1000 });
         res.resume();

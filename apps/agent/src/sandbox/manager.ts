@@ -201,20 +201,16 @@ export class SandboxManager {
       const accessToken = randomBytes(24).toString('hex');
       const envd = new EnvdClient(slot.slotIp, ENVD_PORT, accessToken, logger);
       undo.push('close envd client', () => envd.close());
-      await envd
-        .waitHealthy(ENVD_READY_TIMEOUT_MS, signal, () => isAlive(pid))
-        .catch(async (err: unknown) => {
-          // Whatever the sandbox's init said on its way out is the useful part of the error.
-          if (isAlive(pid)) throw err;
-          const tail = (await readFile(paths.runtimeLog, 'utf8').catch(() => ''))
-            .trim()
-            .split('\n')
-            .slice(-5)
-            .join(' | ');
-          throw failedPrecondition(
-            `sandbox exited while starting from template ${info.template}: ${tail || 'no output'}`,
-          );
-        });
+      const hasExited = async () => !isAlive(pid) || (await runtime.hasExited(info.id));
+      await envd.waitHealthy(ENVD_READY_TIMEOUT_MS, signal, hasExited).catch(async (err: unknown) => {
+        // Whatever the sandbox's init said on its way out is the useful part of the error.
+        if (!(await hasExited())) throw err;
+        const log = await readFile(paths.runtimeLog, 'utf8').catch(() => '');
+        const tail = log.trim().split('\n').slice(-5).join(' | ');
+        throw failedPrecondition(
+          `sandbox exited while starting from template ${info.template}: ${tail || 'no output'}`,
+        );
+      });
       await envd.init({ envVars: env, accessToken });
       phase('envd');
       record.envd = envd;
