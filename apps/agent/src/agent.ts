@@ -91,7 +91,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       await watchdog.stop();
       await manager.destroyAll();
       await firewall.remove();
-      await releaseRuntimeState(layout);
+      await releaseRuntimeState(layout, logger);
       logger.info('stopped');
     })());
   return { url, manager, stop };

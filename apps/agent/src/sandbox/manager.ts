@@ -159,6 +159,9 @@ export class SandboxManager {
       phase('rootfs');
 
       signal?.throwIfAborted();
+      // Registered before the call: a run that fails halfway can leave runsc state and cgroups, and
+      // destroy is idempotent.
+      undo.push('destroy runtime sandbox', () => runtime.destroy(info.id));
       const { pid } = await runtime.create(
         {
           id: info.id,
@@ -192,7 +195,6 @@ export class SandboxManager {
         signal,
       );
       record.pid = pid;
-      undo.push('destroy runtime sandbox', () => runtime.destroy(info.id));
       phase('runtime');
       await network.activate(slot);
       phase('activate');

@@ -1,11 +1,11 @@
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { exec, type Logger } from '@wrenn/core';
+import type { Logger } from '@wrenn/core';
 import type { RuntimeDriver } from '../runtime/driver.js';
 import type { SlotNetwork } from '../network/slot-network.js';
 import type { HostFirewall } from '../network/host-firewall.js';
 import type { DataLayout } from '../storage/layout.js';
-import { mountsBelow } from '../storage/rootfs.js';
+import { mountsBelow, unmountAllBelow } from '../storage/rootfs.js';
 
 /**
  * Start-up cleanup: whatever a predecessor that crashed (or was killed) left on this host goes, in
@@ -23,10 +23,9 @@ export async function removeLeftovers(deps: {
   await runtime.removeLeftovers();
   await network.removeLeftovers();
   const mounts = await mountsBelow(layout.sandboxesDir);
-  for (const mount of mounts) {
-    const { exitCode } = await exec(['umount', mount], { allowFailure: true });
-    if (exitCode !== 0) await exec(['umount', '-l', mount], { allowFailure: true });
-  }
+  await unmountAllBelow(layout.sandboxesDir, logger).catch((err: unknown) =>
+    logger.warn({ err }, 'could not unmount every leftover mount'),
+  );
   const dirs = await readdir(layout.sandboxesDir).catch(() => [] as string[]);
   for (const dir of dirs) await rm(path.join(layout.sandboxesDir, dir), { recursive: true, force: true });
   await firewall.remove();
@@ -35,8 +34,8 @@ export async function removeLeftovers(deps: {
 }
 
 /** Mounts runsc keeps in its state dir for the agent's lifetime (the gofers' shared empty netns). */
-export async function releaseRuntimeState(layout: DataLayout): Promise<void> {
-  for (const mount of await mountsBelow(layout.runscRoot)) {
-    await exec(['umount', '-l', mount], { allowFailure: true });
-  }
+export async function releaseRuntimeState(layout: DataLayout, logger: Logger): Promise<void> {
+  await unmountAllBelow(layout.runscRoot, logger).catch((err: unknown) =>
+    logger.warn({ err }, 'could not unmount runsc state'),
+  );
 }

@@ -45,33 +45,30 @@ export async function createRootfs(paths: SandboxPaths, lowerDir: string, diskMb
 
 /** Unmounts and deletes everything of the sandbox on disk. Idempotent; tolerates half-built state. */
 export async function destroyRootfs(paths: SandboxPaths, logger: Logger): Promise<void> {
-  for (const target of [paths.rootfs, paths.diskMount]) {
-    await unmount(target, logger);
-  }
+  await unmountAllBelow(paths.dir, logger);
   await rm(paths.dir, { recursive: true, force: true });
 }
 
-async function unmount(target: string, logger: Logger): Promise<void> {
-  if (!(await isMountPoint(target))) return;
-  const { exitCode, stderr } = await exec(['umount', target], { allowFailure: true });
-  if (exitCode === 0) return;
-  // Busy (a process still holds a file): detach now, the kernel finishes when the last user goes.
-  logger.warn({ target, stderr: stderr.trim() }, 'umount failed; detaching lazily');
-  await exec(['umount', '-l', target]);
+/** Unmounts every mount at or below `dir`, newest first, so stacked mounts come off in order. */
+export async function unmountAllBelow(dir: string, logger: Logger): Promise<void> {
+  for (const target of await mountsBelow(dir)) {
+    const { exitCode, stderr } = await exec(['umount', target], { allowFailure: true });
+    if (exitCode === 0) continue;
+    // Busy (a process still holds a file): detach now, the kernel finishes when the last user goes.
+    logger.warn({ target, stderr: stderr.trim() }, 'umount failed; detaching lazily');
+    await exec(['umount', '-l', target]);
+  }
 }
 
-/** Mount points at or below `dir`, deepest first, from this process's mount table. */
+/** Mount points at or below `dir`, most recently mounted first, from this process's mount table. */
 export async function mountsBelow(dir: string): Promise<string[]> {
   const table = await readFile('/proc/self/mountinfo', 'utf8');
   const points = table
     .split('\n')
     .map((line) => unescapeMountPath(line.split(' ')[4] ?? ''))
     .filter((p) => p === dir || p.startsWith(dir.endsWith('/') ? dir : `${dir}/`));
-  return [...new Set(points)].sort((a, b) => b.length - a.length);
-}
-
-async function isMountPoint(target: string): Promise<boolean> {
-  return (await mountsBelow(target)).includes(target);
+  // mountinfo lists mounts in the order they were made; a mount stacked on another comes later.
+  return [...new Set(points.reverse())];
 }
 
 // mountinfo escapes spaces, tabs, newlines and backslashes as octal.
