@@ -63,16 +63,6 @@ export class HostFirewall {
       await iptables(['-t', table, '-X', chain], true);
     }
   }
-
-  /** Lines of `iptables -S` (all tables) that belong to Wrenn: for leak checks. */
-  static async listRules(): Promise<string[]> {
-    const lines: string[] = [];
-    for (const table of ['filter', 'nat']) {
-      const { stdout } = await iptables(['-t', table, '-S']);
-      lines.push(...stdout.split('\n').filter((l) => l.includes('WRENN')));
-    }
-    return lines;
-  }
 }
 
 function iptables(args: string[], allowFailure = false) {
