@@ -17,6 +17,8 @@ export default defineConfig({
           name: 'integration',
           include: ['{apps,packages,internal}/*/src/**/*.int.test.ts'],
           testTimeout: 60_000,
+          // Opening PGlite (WASM) took over 10 s on a loaded 2-core machine.
+          hookTimeout: 60_000,
         },
       },
       {

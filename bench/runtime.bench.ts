@@ -1,16 +1,15 @@
 // Sandbox lifecycle latency and idle memory, through the real agent, next to raw runsc measured in
 // the same run on the same machine. Usage: npm run bench:runtime [-- --sandboxes 20]
-import { spawn } from 'node:child_process';
-import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { exec } from '@wrenn/core';
 import { installDir, sh, startAgentProcess, testDataDir } from '../test/e2e/support/agent-process.js';
+import { cleanupRawBundle, prepareRawBundle, rawFlags, runDetached } from './raw-runsc.js';
 import { printTable, timed } from './stats.js';
 
 const count = Number(process.argv[process.argv.indexOf('--sandboxes') + 1]) || 20;
 const execsPerSandbox = 5;
 const runsc = path.join(installDir, 'bin/runsc');
-const baseRootfs = path.join(installDir, 'images/base/rootfs');
 
 async function benchAgent() {
   const agent = await startAgentProcess({ LOG_LEVEL: 'warn' });
@@ -73,33 +72,10 @@ async function pssOfRunscProcesses(stateDir: string): Promise<number> {
   return kb / 1024;
 }
 
-// Raw runsc: the same image through an overlay, a netns, `runsc run -detach` of a sleeping process,
-// `runsc exec true`, `runsc delete --force`. No envd, no agent: the floor the agent builds on.
+// Raw runsc: `runsc run -detach` of a sleeping process, `runsc exec true`, `runsc delete --force`.
 async function benchRawRunsc() {
-  const dir = path.join(installDir, 'bench-raw');
-  const root = path.join(dir, 'state');
-  const rootfs = path.join(dir, 'rootfs');
-  await cleanupRaw(dir, root, rootfs);
-  await mkdir(path.join(dir, 'upper'), { recursive: true });
-  await mkdir(path.join(dir, 'work'), { recursive: true });
-  await mkdir(rootfs, { recursive: true });
-  const overlay = `lowerdir=${baseRootfs},upperdir=${dir}/upper,workdir=${dir}/work`;
-  await exec(['mount', '-t', 'overlay', 'overlay', '-o', overlay, rootfs]);
-  await exec(['ip', 'netns', 'add', 'wrenn-bench']);
-  const spec = {
-    ociVersion: '1.0.2',
-    process: { args: ['sleep', 'infinity'], cwd: '/', env: ['PATH=/usr/bin:/bin'], user: { uid: 0, gid: 0 } },
-    root: { path: rootfs, readonly: false },
-    linux: {
-      namespaces: [
-        { type: 'pid' },
-        { type: 'network', path: '/var/run/netns/wrenn-bench' },
-        { type: 'mount' },
-      ],
-    },
-  };
-  await writeFile(path.join(dir, 'config.json'), JSON.stringify(spec));
-  const flags = [`--root=${root}`, '--network=sandbox', '--overlay2=none'];
+  const bundle = await prepareRawBundle('bench-raw', ['sleep', 'infinity']);
+  const flags = rawFlags(bundle);
   const run: number[] = [];
   const execRtt: number[] = [];
   const del: number[] = [];
@@ -107,7 +83,7 @@ async function benchRawRunsc() {
     for (let i = 0; i < count; i++) {
       const id = `raw${i}`;
       const [, r] = await timed(() =>
-        runDetached([runsc, ...flags, 'run', '-bundle', dir, '-detach', id], dir),
+        runDetached([runsc, ...flags, 'run', '-bundle', bundle.dir, '-detach', id], bundle.dir),
       );
       run.push(r);
       for (let j = 0; j < execsPerSandbox; j++) {
@@ -118,38 +94,9 @@ async function benchRawRunsc() {
       del.push(d);
     }
   } finally {
-    await cleanupRaw(dir, root, rootfs);
+    await cleanupRawBundle(bundle);
   }
   return { run, execRtt, del };
-}
-
-// `runsc run -detach` hands its stdout/stderr to the sandbox for its whole life: give it a file and
-// wait for the process to exit, never for its output to end (as the agent's driver does).
-async function runDetached(argv: string[], dir: string): Promise<void> {
-  const log = await open(path.join(dir, 'run.log'), 'a');
-  try {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', log.fd, log.fd] });
-    const code = await new Promise<number | null>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('exit', resolve);
-    });
-    if (code !== 0) throw new Error(`${argv.join(' ')} exited with ${code}`);
-  } finally {
-    await log.close();
-  }
-}
-
-// Also runs first: an interrupted earlier run may have left its sandboxes, netns and mounts.
-async function cleanupRaw(dir: string, root: string, rootfs: string) {
-  const ids = await exec([runsc, `--root=${root}`, 'list', '--quiet'], { allowFailure: true });
-  for (const id of ids.stdout.split('\n').filter(Boolean)) {
-    await exec([runsc, `--root=${root}`, 'delete', '--force', id], { allowFailure: true });
-  }
-  await exec(['ip', 'netns', 'del', 'wrenn-bench'], { allowFailure: true });
-  for (const m of [rootfs, path.join(root, 'null-netns')]) {
-    await exec(['umount', '-l', m], { allowFailure: true });
-  }
-  await rm(dir, { recursive: true, force: true });
 }
 
 console.error(`raw runsc: ${count} sandboxes…`);

@@ -5,14 +5,31 @@ export function summarize(samples: number[]): { n: number; min: number; median: 
   return { n: s.length, min: s[0] ?? NaN, median: at(0.5), p95: at(0.95) };
 }
 
-export function printTable(title: string, rows: [string, number[], string][]): void {
+/** A row comparing two samples: median of `measured` − median of `baseline`, and that in %. */
+export interface OverheadRow {
+  name: string;
+  measured: number[];
+  baseline: number[];
+}
+
+export function printTable(title: string, rows: ([string, number[], string] | OverheadRow)[]): void {
   console.log(`\n${title}`);
   console.log(
     `${'measurement'.padEnd(44)} ${'n'.padStart(4)} ${'min'.padStart(9)} ${'median'.padStart(9)} ${'p95'.padStart(9)}  unit`,
   );
-  for (const [name, samples, unit] of rows) {
+  const f = (v: number) => v.toFixed(1).padStart(9);
+  for (const row of rows) {
+    if (!Array.isArray(row)) {
+      const diff = summarize(row.measured).median - summarize(row.baseline).median;
+      const pct = (diff / summarize(row.baseline).median) * 100;
+      const sign = diff >= 0 ? '+' : '';
+      console.log(
+        `${row.name.padEnd(44)} ${''.padStart(4)} ${''.padStart(9)} ${(sign + diff.toFixed(1)).padStart(9)} ${''.padStart(9)}  ms (${sign}${pct.toFixed(1)} %)`,
+      );
+      continue;
+    }
+    const [name, samples, unit] = row;
     const { n, min, median, p95 } = summarize(samples);
-    const f = (v: number) => v.toFixed(1).padStart(9);
     console.log(`${name.padEnd(44)} ${String(n).padStart(4)} ${f(min)} ${f(median)} ${f(p95)}  ${unit}`);
   }
 }

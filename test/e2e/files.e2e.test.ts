@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { startAgentProcess, sh, type AgentProcess } from './support/agent-process.js';
+import { eventually } from './support/host-state.js';
 
 let agent: AgentProcess;
 let sandboxId: string;
@@ -66,6 +67,38 @@ describe('files in a real sandbox', () => {
     expect(received).toBe(size);
     expect(chunks).toBeGreaterThan(1);
     expect(hash.digest('hex')).toBe(sha256(data));
+  });
+
+  it('keeps the old file when an upload is cancelled midway, and the agent carries on', async () => {
+    await agent.client.writeFile({ sandboxId, path: '/home/user/keep.txt', content: Buffer.from('old\n') });
+    const abort = new AbortController();
+    async function* upload() {
+      yield { part: { case: 'header' as const, value: { sandboxId, path: '/home/user/keep.txt' } } };
+      for (let i = 0; i < 64; i++) {
+        yield { part: { case: 'chunk' as const, value: randomBytes(256 * 1024) } };
+        if (i === 16) {
+          // Let the first megabytes reach envd before the caller goes away.
+          await new Promise((r) => setTimeout(r, 200));
+          abort.abort();
+        }
+      }
+    }
+    const err = await agent.client
+      .writeFileStream(upload(), { signal: abort.signal })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect(err).toBeInstanceOf(ConnectError);
+    expect((err as ConnectError).code).toBe(Code.Canceled);
+    // The agent still answers, the target is untouched and the partial file beside it goes away
+    // (the agent removes it once it sees the cancellation).
+    await eventually(async () => {
+      const res = await sh(
+        agent.client,
+        sandboxId,
+        'cat /home/user/keep.txt; ls -a /home/user | grep -c wrenn-',
+      );
+      expect(res.stdout).toBe('old\n0\n');
+    });
+    expect(agent.child.exitCode).toBeNull();
   });
 
   it('answers NotFound for a missing file', async () => {

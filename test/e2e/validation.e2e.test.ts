@@ -1,8 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code } from '@connectrpc/connect';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { installDir, startAgentProcess, testDataDir, type AgentProcess } from './support/agent-process.js';
+import {
+  rpcError,
+  installDir,
+  startAgentProcess,
+  testDataDir,
+  type AgentProcess,
+} from './support/agent-process.js';
 import { EMPTY_HOST_STATE, wrennHostState } from './support/host-state.js';
 
 let agent: AgentProcess;
@@ -14,15 +20,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await agent?.stop();
 });
-
-async function rpcError(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error('expected the call to fail');
-}
 
 describe('bad input gets a precise error and changes nothing', () => {
   it('unknown sandbox id → NotFound, for every call that takes one', async () => {

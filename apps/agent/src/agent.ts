@@ -14,10 +14,14 @@ import { slotCapacity } from './network/addresses.js';
 import { SlotNetwork } from './network/slot-network.js';
 import { intToIpv4 } from './config.js';
 import { DataLayout } from './storage/layout.js';
+import { TemplateStore } from './storage/templates.js';
 import { SandboxManager } from './sandbox/manager.js';
 import { hostAgentService, MAX_UNARY_FILE_BYTES } from './rpc/host-agent-service.js';
 import { releaseRuntimeState, removeLeftovers } from './services/janitor.js';
-import { SandboxWatchdog } from './services/sandbox-watchdog.js';
+
+const METRICS_INTERVAL_MS = 500;
+const REAPER_INTERVAL_MS = 2000;
+import { PeriodicTask } from './services/periodic-task.js';
 
 export interface RunningAgent {
   /** http://host:port of the Connect RPC server. */
@@ -33,7 +37,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   await mkdir(layout.sandboxesDir, { recursive: true });
   await mkdir(layout.runscRoot, { recursive: true });
 
-  const runtime = new GvisorDriver({
+  const runtime = await GvisorDriver.open({
     runscPath: config.runscPath,
     stateDir: layout.runscRoot,
     platform: config.platform,
@@ -42,23 +46,32 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   const subnet = `${intToIpv4(config.slotSubnet.base)}/${config.slotSubnet.prefix}`;
   const firewall = new HostFirewall(subnet, config.egressDeny, logger.child({ component: 'firewall' }));
   const network = new SlotNetwork(logger.child({ component: 'network' }));
-  await removeLeftovers({ runtime, network, firewall, layout, logger });
+  const templates = new TemplateStore(layout);
+  await removeLeftovers({ runtime, network, firewall, layout, templates, logger });
   await firewall.install();
 
   const manager = new SandboxManager({
     config,
     layout,
+    templates,
     runtime,
     network,
     slots: new SlotAllocator(Math.min(slotCapacity(config.slotSubnet.prefix), config.maxSandboxes)),
     logger,
   });
 
-  const watchdog = new SandboxWatchdog(manager, logger.child({ component: 'watchdog' }));
-  watchdog.start();
+  await manager.adoptPaused();
+
+  const tasks = [
+    // Notices sandboxes that died on their own (host OOM kill, runtime crash) so callers get the reason.
+    new PeriodicTask('watchdog', 1000, () => manager.reapDead(), logger),
+    new PeriodicTask('ttl-reaper', REAPER_INTERVAL_MS, () => manager.pauseExpired(), logger),
+    new PeriodicTask('metrics', METRICS_INTERVAL_MS, () => manager.sampleMetrics(), logger),
+  ].map((task) => task.start());
 
   const handler = connectNodeAdapter({
-    routes: (router) => router.service(hostagent.HostAgentService, hostAgentService(manager, config)),
+    routes: (router) =>
+      router.service(hostagent.HostAgentService, hostAgentService(manager, templates, config)),
     readMaxBytes: MAX_UNARY_FILE_BYTES + 1024 * 1024,
     interceptors: [
       (next) => async (req) => {
@@ -88,7 +101,8 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
         // Streams in flight would hold close() open forever.
         setTimeout(resolve, 2000).unref();
       });
-      await watchdog.stop();
+      // A pause the reaper started finishes before the sandboxes go: never half a pause.
+      await Promise.all(tasks.map((task) => task.stop()));
       await manager.destroyAll();
       await firewall.remove();
       await releaseRuntimeState(layout, logger);

@@ -28,7 +28,7 @@ const shape = {
   WRENN_MAX_SANDBOXES: z.coerce.number().int().positive().default(256),
   WRENN_MAX_DISK_MB: z.coerce.number().int().positive().default(65536),
   // Processes and threads a sandbox may have at once (a fork bomb stops here, not at the host's limit).
-  WRENN_SANDBOX_PIDS_LIMIT: z.coerce.number().int().min(16).default(4096),
+  WRENN_SANDBOX_PIDS_LIMIT: z.coerce.number().int().min(16).max(65536).default(1024),
   WRENN_RUNSC_PLATFORM: z.enum(['systrap', 'ptrace']).default('systrap'),
   LOG_LEVEL: z.string().default('info'),
 };

@@ -16,6 +16,8 @@ export const configShape = {
     .default(16 * 1024 * 1024),
   /** How long a finished process stays connectable after its last subscriber left. */
   ENVD_FINISHED_PROCESS_RETENTION_MS: z.coerce.number().int().min(0).default(60_000),
+  /** The sandbox's task limit, written to its (gVisor) pids cgroup at start; unset = none. */
+  ENVD_TASKS_MAX: z.coerce.number().int().min(1).optional(),
 };
 
 export type EnvdConfig = ReturnType<typeof loadConfig>;

@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import { createLogger } from '@wrenn/core';
 import { loadConfig } from './config.js';
 import { createEnvdServer } from './server.js';
@@ -9,6 +10,8 @@ import { ENVD_VERSION } from './version.js';
 const config = loadConfig();
 // JSON to stderr always: the pretty transport needs a worker thread file the bundle does not carry.
 const logger = createLogger({ name: 'envd', level: config.ENVD_LOG_LEVEL, pretty: false });
+
+if (config.ENVD_TASKS_MAX !== undefined) await limitTasks(config.ENVD_TASKS_MAX);
 
 const server = await createEnvdServer({
   logger,
@@ -39,4 +42,16 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       process.exit(0);
     }),
   );
+}
+
+/**
+ * A process storm must stop inside the sandbox with EAGAIN, as on Linux, before it reaches the host's
+ * pids limit: there the runtime itself can no longer start threads and the whole sandbox dies.
+ */
+async function limitTasks(max: number): Promise<void> {
+  try {
+    await writeFile('/sys/fs/cgroup/pids/pids.max', String(max));
+  } catch (err) {
+    logger.warn({ err, max }, 'could not set the task limit; only the host limit applies');
+  }
 }

@@ -151,6 +151,9 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
       else res.destroy();
     });
   });
+  // Node closes an idle keep-alive connection after 5 s; a client reusing it at that moment gets
+  // ECONNRESET (the agent did, after a 5 s upload). Idle connections stay open for 10 minutes.
+  server.keepAliveTimeout = 10 * 60_000;
   const sockets = new Set<Socket>();
   server.on('connection', (socket) => {
     sockets.add(socket);

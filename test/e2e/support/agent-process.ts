@@ -3,7 +3,7 @@ import { createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { createClient, type Client } from '@connectrpc/connect';
+import { ConnectError, createClient, type Client } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { hostagent } from '@wrenn/contracts';
 
@@ -27,7 +27,10 @@ export interface AgentProcess {
 }
 
 /** Starts the real host agent (`wrenn agent`) as a child process on a free port. */
-export async function startAgentProcess(env: Record<string, string> = {}): Promise<AgentProcess> {
+export async function startAgentProcess(
+  env: Record<string, string> = {},
+  opts: { keepPaused?: boolean } = {},
+): Promise<AgentProcess> {
   const child = spawn(process.execPath, [path.join(repoRoot, 'apps/cli/bin/wrenn.js'), 'agent'], {
     env: {
       ...process.env,
@@ -47,7 +50,12 @@ export async function startAgentProcess(env: Record<string, string> = {}): Promi
   const logFile = process.env.WRENN_E2E_LOG
     ? createWriteStream(process.env.WRENN_E2E_LOG, { flags: 'a' })
     : undefined;
+  // The agent survives an unhandled rejection (a bug) but the run that caused it must fail.
+  let unhandledRejection: string | undefined;
   child.stderr.on('data', (b: Buffer) => {
+    const recent = stderr.slice(-200) + b.toString();
+    const at = recent.indexOf('unhandled promise rejection');
+    if (at >= 0) unhandledRejection ??= recent.slice(recent.lastIndexOf('\n', at) + 1, at + 200);
     stderr = (stderr + b.toString()).slice(-200_000);
     logFile?.write(b);
   });
@@ -69,14 +77,25 @@ export async function startAgentProcess(env: Record<string, string> = {}): Promi
     });
   });
   const transport = createConnectTransport({ baseUrl: url, httpVersion: '2' });
+  const client = createClient(hostagent.HostAgentService, transport);
+  // Paused sandboxes outlive agents (by design); one that an earlier, failed run left behind would
+  // otherwise show up in this run's leak checks.
+  if (!opts.keepPaused) {
+    for (const { id } of (await client.listSandboxes({})).sandboxes) {
+      console.warn(`e2e: destroying sandbox ${id}, left paused by an earlier run`);
+      await client.destroySandbox({ sandboxId: id });
+    }
+  }
   return {
     url,
     child,
-    client: createClient(hostagent.HostAgentService, transport),
+    client,
     logs: () => stderr,
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
       await exited;
+      if (unhandledRejection)
+        throw new Error(`the agent logged an unhandled rejection:\n${unhandledRejection}`);
     },
     kill: async () => {
       if (child.exitCode === null) child.kill('SIGKILL');
@@ -118,3 +137,15 @@ export async function sh(
     timedOut: res.timedOut,
   };
 }
+
+/** The error a call fails with; a call that succeeds fails the test. */
+export async function rpcError(call: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await call;
+  } catch (err) {
+    return ConnectError.from(err);
+  }
+  throw new Error('expected the call to fail');
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

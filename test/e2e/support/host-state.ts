@@ -69,3 +69,19 @@ export const EMPTY_HOST_STATE: WrennHostState = {
   sandboxDirs: [],
   cgroups: [],
 };
+
+/**
+ * Retries an assertion until it passes or `timeoutMs` elapses (then throws its last failure). For
+ * work the agent finishes after it answered, such as freeing a paused sandbox's runtime and slot.
+ */
+export async function eventually(assertion: () => Promise<void>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await assertion();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}

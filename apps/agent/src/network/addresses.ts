@@ -17,6 +17,9 @@ export interface NetworkSlot {
   hostIp: string;
   /** Address of the slot's end of the transit link; the host reaches the sandbox here. */
   slotIp: string;
+  /** MACs of both ends of the transit link, fixed per slot so each side knows the other's without ARP. */
+  hostMac: string;
+  slotMac: string;
 }
 
 export const NETNS_PREFIX = 'wrenn-';
@@ -37,7 +40,15 @@ export function slotAddresses(index: number, subnetBase: number): NetworkSlot {
     hostInterface: `${HOST_INTERFACE_PREFIX}${index}`,
     hostIp: intToIpv4(block + 1),
     slotIp: intToIpv4(block + 2),
+    hostMac: slotMac(0x68, index),
+    slotMac: slotMac(0x73, index),
   };
+}
+
+// Locally administered (02:…), "wn", a side tag, then the slot index in 24 bits.
+function slotMac(side: number, index: number): string {
+  const bytes = [0x02, 0x77, side, (index >> 16) & 0xff, (index >> 8) & 0xff, index & 0xff];
+  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
 }
 
 /** Number of usable slots in a subnet (slot 0 is left unused so no address ends in .0.0). */

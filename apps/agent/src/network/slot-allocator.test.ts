@@ -31,6 +31,9 @@ describe('slotAddresses', () => {
       hostInterface: 'wrn-h-1',
     });
     expect(b).toMatchObject({ hostIp: '10.12.1.1', slotIp: '10.12.1.2' });
+    // Fixed, distinct MACs per slot and side (locally administered).
+    expect(a).toMatchObject({ hostMac: '02:77:68:00:00:01', slotMac: '02:77:73:00:00:01' });
+    expect(slotAddresses(16383, base).slotMac).toBe('02:77:73:00:3f:ff');
     expect(slotCapacity(16)).toBe(16383);
   });
 });

@@ -37,9 +37,12 @@ export class SlotNetwork {
       'net.ipv6.conf.default.disable_ipv6=1',
       'net.ipv4.ip_forward=1',
     ]);
+    // Both ends of the transit link get fixed MACs and permanent neighbor entries: no ARP on it ever,
+    // so a slot index reused right after a teardown cannot meet a stale or pending resolution.
     await ipBatch(undefined, [
-      `link add ${slot.hostInterface} type veth peer name ${tempPeer} netns ${slot.netnsName}`,
+      `link add ${slot.hostInterface} address ${slot.hostMac} type veth peer name ${tempPeer} address ${slot.slotMac} netns ${slot.netnsName}`,
       `addr add ${slot.hostIp}/${TRANSIT_PREFIX} dev ${slot.hostInterface}`,
+      `neigh replace ${slot.slotIp} lladdr ${slot.slotMac} dev ${slot.hostInterface} nud permanent`,
       `link set ${slot.hostInterface} up`,
     ]);
     await ipBatch(slot.netnsName, [
@@ -60,6 +63,7 @@ export class SlotNetwork {
       `addr add ${SANDBOX_GATEWAY_IP}/${SANDBOX_PREFIX} dev ${GATEWAY_INTERFACE}`,
       `addr add ${slot.slotIp}/${TRANSIT_PREFIX} dev ${SLOT_TRANSIT_INTERFACE}`,
       `route replace default via ${slot.hostIp} dev ${SLOT_TRANSIT_INTERFACE}`,
+      `neigh replace ${slot.hostIp} lladdr ${slot.hostMac} dev ${SLOT_TRANSIT_INTERFACE} nud permanent`,
       // We chose the sandbox's MAC, so the netns never has to ARP for it: a netstack busy elsewhere
       // once failed to answer in time and the kernel sent the host `host unreachable`.
       `neigh replace ${SANDBOX_IP} lladdr ${SANDBOX_MAC} dev ${GATEWAY_INTERFACE} nud permanent`,

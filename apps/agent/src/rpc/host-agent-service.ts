@@ -4,13 +4,20 @@ import type { ServiceImpl } from '@connectrpc/connect';
 import { assertExhaustive, Code, ConnectError, invalidArgument, resourceExhausted } from '@wrenn/core';
 import { hostagent } from '@wrenn/contracts';
 import type { AgentConfig } from '../config.js';
-import { runCommand } from '../sandbox/commands.js';
+import { resizePty, runCommand, sendInput } from '../sandbox/commands.js';
 import type { SandboxInfo, SandboxManager, SandboxStatus } from '../sandbox/manager.js';
+import type { Template, TemplateStore, TemplateSummary } from '../storage/templates.js';
+import type { MetricSample } from '../metrics/tiers.js';
 import {
   validateCommand,
   validateCreate,
+  validateExecInput,
+  validatePtySize,
+  validateMetricsRange,
   validatePath,
   validateSandboxId,
+  validateTemplateNameField,
+  validateTimeoutSec,
   validateUser,
 } from './validation.js';
 
@@ -20,13 +27,29 @@ export const MAX_UNARY_FILE_BYTES = 32 * 1024 * 1024;
 
 export function hostAgentService(
   manager: SandboxManager,
+  templates: TemplateStore,
   config: AgentConfig,
 ): ServiceImpl<typeof hostagent.HostAgentService> {
+  // Commands ExecStream started `interactive`, while their stream lasts: only these take input.
+  const interactive = new Map<string, { pty: boolean; user: string }>();
+  const interactiveKey = (sandboxId: string, pid: number) => `${sandboxId}/${pid}`;
+  function interactiveCommand(sandboxId: string, pid: number) {
+    const command = interactive.get(interactiveKey(sandboxId, pid));
+    if (!command)
+      throw new ConnectError(
+        `no interactive command with pid ${pid} is running in sandbox ${sandboxId}`,
+        Code.NotFound,
+      );
+    return command;
+  }
+
+  const proto = (info: SandboxInfo) => toProto(info, manager.envdAccessToken(info.id));
+
   return {
     async createSandbox(req, ctx) {
       const params = validateCreate(req, config.limits);
       const info = await manager.create(params, ctx.signal);
-      return { sandbox: toProto(info) };
+      return { sandbox: proto(info) };
     },
 
     async destroySandbox(req) {
@@ -35,16 +58,16 @@ export function hostAgentService(
     },
 
     getSandbox(req) {
-      return { sandbox: toProto(manager.get(validateSandboxId(req.sandboxId))) };
+      return { sandbox: proto(manager.get(validateSandboxId(req.sandboxId))) };
     },
 
     listSandboxes() {
-      return { sandboxes: manager.list().map(toProto) };
+      return { sandboxes: manager.list().map(proto) };
     },
 
     async exec(req, ctx) {
-      const { envd, signal, explain } = open(manager, req.sandboxId, ctx.signal);
       const spec = validateCommand(req.command);
+      const { envd, signal, explain, done } = open(manager, req.sandboxId, ctx.signal);
       const out = { stdout: new OutputCollector(), stderr: new OutputCollector() };
       const res = create(hostagent.ExecResponseSchema);
       try {
@@ -57,6 +80,9 @@ export function hostAgentService(
             case 'stderr':
               out[ev.type].add(ev.data);
               break;
+            case 'pty': // unary exec never has a terminal
+              out.stdout.add(ev.data);
+              break;
             case 'exited':
               res.exitCode = ev.exitCode;
               res.timedOut = ev.timedOut;
@@ -67,6 +93,8 @@ export function hostAgentService(
         }
       } catch (err) {
         throw await explain(err);
+      } finally {
+        done();
       }
       res.stdout = out.stdout.bytes();
       res.stderr = out.stderr.bytes();
@@ -75,16 +103,22 @@ export function hostAgentService(
     },
 
     async *execStream(req, ctx) {
-      const { envd, signal, explain } = open(manager, req.sandboxId, ctx.signal);
-      const spec = validateCommand(req.command);
+      const spec = validateCommand(req.command, 'stream');
+      const { envd, signal, explain, done } = open(manager, req.sandboxId, ctx.signal);
+      let key: string | undefined;
       try {
         for await (const ev of runCommand(envd, spec, signal)) {
           switch (ev.type) {
             case 'started':
+              if (spec.interactive || spec.pty) {
+                key = interactiveKey(req.sandboxId, ev.pid);
+                interactive.set(key, { pty: !!spec.pty, user: spec.user });
+              }
               yield { event: { case: 'started', value: { pid: ev.pid } } };
               break;
             case 'stdout':
             case 'stderr':
+            case 'pty':
               yield { event: { case: ev.type, value: ev.data } };
               break;
             case 'exited':
@@ -101,13 +135,47 @@ export function hostAgentService(
         }
       } catch (err) {
         throw await explain(err);
+      } finally {
+        if (key) interactive.delete(key);
+        done();
+      }
+    },
+
+    async sendExecInput(req, ctx) {
+      const sandboxId = validateSandboxId(req.sandboxId);
+      const data = validateExecInput(req.data);
+      const command = interactiveCommand(sandboxId, req.pid);
+      const { envd, explain, done } = open(manager, sandboxId, ctx.signal);
+      try {
+        await sendInput(envd, req.pid, { data, close: req.close, pty: command.pty }, command.user);
+        return {};
+      } catch (err) {
+        throw await explain(err);
+      } finally {
+        done();
+      }
+    },
+
+    async resizeExecPty(req, ctx) {
+      const sandboxId = validateSandboxId(req.sandboxId);
+      const size = validatePtySize(req.size, 'size');
+      if (!interactiveCommand(sandboxId, req.pid).pty)
+        throw new ConnectError(`the command with pid ${req.pid} has no terminal`, Code.FailedPrecondition);
+      const { envd, explain, done } = open(manager, sandboxId, ctx.signal);
+      try {
+        await resizePty(envd, req.pid, size);
+        return {};
+      } catch (err) {
+        throw await explain(err);
+      } finally {
+        done();
       }
     },
 
     async readFile(req, ctx) {
-      const { envd, signal, explain } = open(manager, req.sandboxId, ctx.signal);
       const path = validatePath(req.path);
       const user = validateUser(req.user);
+      const { envd, signal, explain, done } = open(manager, req.sandboxId, ctx.signal);
       const chunks: Buffer[] = [];
       let size = 0;
       try {
@@ -124,33 +192,39 @@ export function hostAgentService(
         }
       } catch (err) {
         throw await explain(err);
+      } finally {
+        done();
       }
       return { content: Buffer.concat(chunks) };
     },
 
     async *readFileStream(req, ctx) {
-      const { envd, signal, explain } = open(manager, req.sandboxId, ctx.signal);
       const path = validatePath(req.path);
       const user = validateUser(req.user);
+      const { envd, signal, explain, done } = open(manager, req.sandboxId, ctx.signal);
       try {
         const res = await envd.download(path, user, signal);
         for await (const chunk of res) yield { chunk: chunk as Buffer };
       } catch (err) {
         throw await explain(err);
+      } finally {
+        done();
       }
     },
 
     async writeFile(req, ctx) {
-      const { envd, signal, explain } = open(manager, req.sandboxId, ctx.signal);
       const path = validatePath(req.path);
       const user = validateUser(req.user);
       if (req.content.byteLength > MAX_UNARY_FILE_BYTES) {
         throw invalidArgument('content', `larger than ${MAX_UNARY_FILE_BYTES} bytes; use WriteFileStream`);
       }
+      const { envd, signal, explain, done } = open(manager, req.sandboxId, ctx.signal);
       try {
-        return { bytesWritten: BigInt(await envd.upload(path, user, [req.content], signal)) };
+        return { bytesWritten: BigInt(await envd.replaceFile(path, user, [req.content], signal)) };
       } catch (err) {
         throw await explain(err);
+      } finally {
+        done();
       }
     },
 
@@ -160,13 +234,10 @@ export function hostAgentService(
       const header = first.done ? undefined : first.value.part;
       if (header?.case !== 'header')
         throw invalidArgument('header', 'the first message must carry the header');
-      const { envd, signal, explain } = open(
-        manager,
-        validateSandboxId(header.value.sandboxId, 'header.sandbox_id'),
-        ctx.signal,
-      );
+      const sandboxId = validateSandboxId(header.value.sandboxId, 'header.sandbox_id');
       const path = validatePath(header.value.path, 'header.path');
       const user = validateUser(header.value.user, 'header.user');
+      const { envd, signal, explain, done } = open(manager, sandboxId, ctx.signal);
       async function* chunks(): AsyncGenerator<Uint8Array> {
         for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
           const part = next.value.part;
@@ -176,12 +247,109 @@ export function hostAgentService(
         }
       }
       try {
-        return { bytesWritten: BigInt(await envd.upload(path, user, chunks(), signal)) };
+        return { bytesWritten: BigInt(await envd.replaceFile(path, user, chunks(), signal)) };
       } catch (err) {
         throw await explain(err);
+      } finally {
+        done();
       }
     },
+
+    async pauseSandbox(req) {
+      return { sandbox: proto(await manager.pause(validateSandboxId(req.sandboxId))) };
+    },
+
+    async resumeSandbox(req, ctx) {
+      const id = validateSandboxId(req.sandboxId);
+      const timeoutSec = req.timeoutSec === undefined ? undefined : validateTimeoutSec(req.timeoutSec);
+      return { sandbox: proto(await manager.resume(id, { timeoutSec }, ctx.signal)) };
+    },
+
+    pingSandbox(req) {
+      manager.ping(validateSandboxId(req.sandboxId));
+      return {};
+    },
+
+    setSandboxTimeout(req) {
+      const timeoutSec = validateTimeoutSec(req.timeoutSec);
+      manager.setTimeout(validateSandboxId(req.sandboxId), timeoutSec);
+      return {};
+    },
+
+    async createSnapshot(req) {
+      const id = validateSandboxId(req.sandboxId);
+      const name = validateTemplateNameField(req.name);
+      const template = await manager.createSnapshot(id, name);
+      return { template: await templateToProto(templates, template) };
+    },
+
+    async deleteSnapshot(req) {
+      await manager.deleteTemplate(validateTemplateNameField(req.name));
+      return {};
+    },
+
+    async flattenRootfs(req) {
+      const id = validateSandboxId(req.sandboxId);
+      const name = validateTemplateNameField(req.name);
+      const template = await manager.flattenRootfs(id, name);
+      return { template: await templateToProto(templates, template) };
+    },
+
+    async listTemplates() {
+      return { templates: (await templates.list()).map(summaryToProto) };
+    },
+
+    getSandboxMetrics(req) {
+      const range = validateMetricsRange(req.range);
+      return { samples: manager.metrics(validateSandboxId(req.sandboxId), range).map(sampleToProto) };
+    },
+
+    flushSandboxMetrics(req) {
+      const id = validateSandboxId(req.sandboxId);
+      return {
+        raw10m: manager.metrics(id, '10m').map(sampleToProto),
+        avg30s2h: manager.metrics(id, '2h').map(sampleToProto),
+        avg5m24h: manager.metrics(id, '24h').map(sampleToProto),
+      };
+    },
   };
+}
+
+async function templateToProto(templates: TemplateStore, template: Template): Promise<hostagent.Template> {
+  return summaryToProto(await templates.summarize(template));
+}
+
+function summaryToProto({ template, sizeBytes }: TemplateSummary): hostagent.Template {
+  const common = { name: template.name, sizeBytes: BigInt(sizeBytes) };
+  if (template.kind === 'image') {
+    return create(hostagent.TemplateSchema, {
+      ...common,
+      kind: hostagent.TemplateKind.IMAGE,
+      createdAt: timestampFromDate(template.createdAt),
+    });
+  }
+  const { meta } = template;
+  return create(hostagent.TemplateSchema, {
+    ...common,
+    kind: hostagent.TemplateKind.SNAPSHOT,
+    vcpus: meta.vcpus,
+    memoryMb: meta.memoryMb,
+    diskMb: meta.diskMb,
+    baseImage: meta.baseImage,
+    createdAt: timestampFromDate(new Date(meta.createdAt)),
+  });
+}
+
+function sampleToProto(sample: MetricSample): hostagent.MetricSample {
+  return create(hostagent.MetricSampleSchema, {
+    time: timestampFromDate(new Date(sample.time)),
+    cpuUsedPct: sample.cpuUsedPct,
+    cpuCount: sample.cpuCount,
+    memUsedBytes: BigInt(sample.memUsedBytes),
+    memTotalBytes: BigInt(sample.memTotalBytes),
+    diskUsedBytes: BigInt(sample.diskUsedBytes),
+    diskTotalBytes: BigInt(sample.diskTotalBytes),
+  });
 }
 
 /**
@@ -189,9 +357,11 @@ export function hostAgentService(
  * or the sandbox stops, and `explain`, which turns the resulting failure into the sandbox's reason.
  */
 function open(manager: SandboxManager, sandboxId: string, callSignal: AbortSignal) {
-  const { envd, stopped } = manager.connection(validateSandboxId(sandboxId));
+  const { envd, stopped, done } = manager.connection(validateSandboxId(sandboxId));
   return {
     envd,
+    /** The call is over: it no longer counts as activity. */
+    done,
     signal: AbortSignal.any([callSignal, stopped]),
     explain: async (err: unknown): Promise<unknown> => {
       if (stopped.aborted) return stopped.reason;
@@ -235,11 +405,12 @@ class OutputCollector {
 const STATUS: Record<SandboxStatus, hostagent.SandboxStatus> = {
   pending: hostagent.SandboxStatus.PENDING,
   running: hostagent.SandboxStatus.RUNNING,
+  paused: hostagent.SandboxStatus.PAUSED,
   stopped: hostagent.SandboxStatus.STOPPED,
   error: hostagent.SandboxStatus.ERROR,
 };
 
-function toProto(info: SandboxInfo): hostagent.Sandbox {
+function toProto(info: SandboxInfo, envdAccessToken: string): hostagent.Sandbox {
   return create(hostagent.SandboxSchema, {
     id: info.id,
     template: info.template,
@@ -251,5 +422,10 @@ function toProto(info: SandboxInfo): hostagent.Sandbox {
     createdAt: timestampFromDate(info.createdAt),
     envdAddress: info.envdAddress,
     statusReason: info.statusReason,
+    timeoutSec: info.timeoutSec,
+    autoPaused: info.autoPaused,
+    lastActiveAt: timestampFromDate(info.lastActiveAt),
+    pausedAt: info.pausedAt ? timestampFromDate(info.pausedAt) : undefined,
+    envdAccessToken,
   });
 }

@@ -1,9 +1,10 @@
 import { invalidArgument } from '@wrenn/core';
-import type { hostagent } from '@wrenn/contracts';
 import type { AgentConfig } from '../config.js';
-import type { CreateSandboxParams } from '../sandbox/manager.js';
+import { SIZE_DEFAULTS, type CreateSandboxParams } from '../sandbox/manager.js';
 import type { CommandSpec } from '../sandbox/commands.js';
 import { validateTemplateName } from '../storage/templates.js';
+import type { MetricsRange } from '../metrics/tiers.js';
+import { hostagent as pb } from '@wrenn/contracts';
 
 const SANDBOX_ID = /^[a-z0-9]{8,32}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -13,7 +14,9 @@ const MAX_METADATA_ENTRIES = 64;
 const MAX_COMMAND_TIMEOUT_MS = 24 * 3600 * 1000;
 const MAX_STDIN_BYTES = 16 * 1024 * 1024;
 
-export const DEFAULTS = { template: 'base', vcpus: 1, memoryMb: 512, diskMb: 4096, commandTimeoutMs: 60_000 };
+export const DEFAULTS = { template: 'base', ...SIZE_DEFAULTS, commandTimeoutMs: 60_000 };
+/** The longest inactivity timeout: 30 days. */
+export const MAX_TIMEOUT_SEC = 30 * 24 * 3600;
 export const MIN_MEMORY_MB = 128;
 export const MIN_DISK_MB = 256;
 
@@ -23,6 +26,7 @@ export function validateSandboxId(id: string, field = 'sandbox_id'): string {
   return id;
 }
 
+/** 0 = unset: the template decides (a snapshot's sizes are fixed) or the default applies. */
 function sized(
   value: number,
   field: string,
@@ -30,8 +34,8 @@ function sized(
   min: number,
   max: number,
   unit: string,
-): number {
-  if (value === 0) return fallback;
+): number | undefined {
+  if (value === 0) return undefined;
   if (!Number.isInteger(value) || value < min || value > max) {
     throw invalidArgument(
       field,
@@ -42,7 +46,7 @@ function sized(
 }
 
 export function validateCreate(
-  req: hostagent.CreateSandboxRequest,
+  req: pb.CreateSandboxRequest,
   limits: AgentConfig['limits'],
 ): CreateSandboxParams {
   const template = req.template || DEFAULTS.template;
@@ -56,7 +60,33 @@ export function validateCreate(
     diskMb: sized(req.diskMb, 'disk_mb', DEFAULTS.diskMb, MIN_DISK_MB, limits.maxDiskMb, ' MiB'),
     env: validateEnv(req.env, 'env'),
     metadata: validateMetadata(req.metadata),
+    timeoutSec: validateTimeoutSec(req.timeoutSec),
   };
+}
+
+export function validateTimeoutSec(value: number, field = 'timeout_sec'): number {
+  if (!Number.isInteger(value) || value < 0 || value > MAX_TIMEOUT_SEC)
+    throw invalidArgument(field, `must be between 0 (never) and ${MAX_TIMEOUT_SEC} seconds, got ${value}`);
+  return value;
+}
+
+export function validateTemplateNameField(name: string, field = 'name'): string {
+  if (!name) throw invalidArgument(field, 'is required');
+  validateTemplateName(name, field);
+  return name;
+}
+
+const RANGES: Partial<Record<pb.MetricsRange, MetricsRange>> = {
+  [pb.MetricsRange.METRICS_RANGE_10M]: '10m',
+  [pb.MetricsRange.METRICS_RANGE_2H]: '2h',
+  [pb.MetricsRange.METRICS_RANGE_24H]: '24h',
+};
+
+export function validateMetricsRange(range: pb.MetricsRange): MetricsRange {
+  if (range === pb.MetricsRange.METRICS_RANGE_UNSPECIFIED) return '10m';
+  const known = RANGES[range];
+  if (!known) throw invalidArgument('range', `unknown range ${range}; use METRICS_RANGE_10M, _2H or _24H`);
+  return known;
 }
 
 function validateEnv(env: Record<string, string>, field: string): Record<string, string> {
@@ -96,8 +126,16 @@ export function validatePath(path: string, field = 'path'): string {
   return path;
 }
 
-export function validateCommand(cmd: hostagent.Command | undefined): CommandSpec {
+export function validateCommand(
+  cmd: pb.Command | undefined,
+  mode: 'unary' | 'stream' = 'unary',
+): CommandSpec {
   if (!cmd) throw invalidArgument('command', 'is required');
+  if (mode === 'unary' && (cmd.interactive || cmd.pty))
+    throw invalidArgument(
+      cmd.pty ? 'command.pty' : 'command.interactive',
+      'only ExecStream takes input later',
+    );
   if (!cmd.cmd) throw invalidArgument('command.cmd', 'is required');
   if (cmd.cmd.includes('\0') || cmd.args.some((a) => a.includes('\0')))
     throw invalidArgument('command', 'contains a NUL byte');
@@ -119,5 +157,24 @@ export function validateCommand(cmd: hostagent.Command | undefined): CommandSpec
     user: validateUser(cmd.user, 'command.user'),
     timeoutMs: cmd.timeoutMs || DEFAULTS.commandTimeoutMs,
     stdin: cmd.stdin,
+    interactive: cmd.interactive,
+    pty: cmd.pty ? validatePtySize(cmd.pty, 'command.pty') : undefined,
   };
+}
+
+const MAX_PTY_SIDE = 1000;
+
+export function validatePtySize(size: pb.PtySize | undefined, field: string): { cols: number; rows: number } {
+  if (!size) throw invalidArgument(field, 'is required');
+  for (const side of ['cols', 'rows'] as const) {
+    if (size[side] < 1 || size[side] > MAX_PTY_SIDE)
+      throw invalidArgument(`${field}.${side}`, `must be between 1 and ${MAX_PTY_SIDE}, got ${size[side]}`);
+  }
+  return { cols: size.cols, rows: size.rows };
+}
+
+export function validateExecInput(data: Uint8Array): Uint8Array {
+  if (data.byteLength > MAX_STDIN_BYTES)
+    throw invalidArgument('data', `larger than ${MAX_STDIN_BYTES} bytes`);
+  return data;
 }

@@ -9,6 +9,19 @@ export interface RuntimeDriver {
   hasExited(id: string): Promise<boolean>;
   /** Whether the host killed any of the sandbox's processes for memory (the sandbox is then broken). */
   wasOomKilled(id: string): Promise<boolean>;
+  /** Starts a sandbox from a checkpoint; the spec may differ from the original in its netns and paths. */
+  restore(spec: RuntimeSandboxSpec, imageDir: string, signal?: AbortSignal): Promise<{ pid: number }>;
+  /** Undefined when `checkpoint` works here; otherwise why not and how to get a runtime that can. */
+  checkpointSupport(): Promise<string | undefined>;
+  /** Saves the whole sandbox (memory, processes, sockets) into imageDir; the sandbox stops with it. */
+  checkpoint(id: string, imageDir: string, signal?: AbortSignal): Promise<void>;
+  /** Sends a signal to the sandbox's first process. */
+  signal(id: string, signal: NodeJS.Signals): Promise<void>;
+  /** Stops every process of the sandbox in place (no checkpoint) until `thaw`. */
+  freeze(id: string): Promise<void>;
+  thaw(id: string): Promise<void>;
+  /** Cumulative CPU time and memory in use, from the host's view of the sandbox. */
+  stats(id: string): Promise<RuntimeStats>;
   /** Stops and removes the sandbox and every runtime resource it holds. Idempotent. */
   destroy(id: string): Promise<void>;
   /** Ids of the sandboxes the runtime knows about (including ones a crashed agent left). */
@@ -31,4 +44,10 @@ export interface RuntimeSandboxSpec {
   mounts: { source: string; destination: string; readonly: boolean }[];
   /** The sandbox's first process (argv), its environment and working directory. */
   init: { args: string[]; env: string[]; cwd: string };
+}
+
+export interface RuntimeStats {
+  /** CPU time consumed since the sandbox started, in nanoseconds. */
+  cpuNs: number;
+  memUsedBytes: number;
 }

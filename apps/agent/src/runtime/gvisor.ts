@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, open, readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { exec, ExecError, type Logger } from '@wrenn/core';
-import type { RuntimeDriver, RuntimeSandboxSpec } from './driver.js';
+import type { RuntimeDriver, RuntimeSandboxSpec, RuntimeStats } from './driver.js';
 import { buildOciSpec } from './oci-spec.js';
 
 export interface GvisorOptions {
@@ -15,6 +15,8 @@ export interface GvisorOptions {
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
 const RUN_TIMEOUT_MS = 30_000;
+// Writing a sandbox's memory to disk: generous, a large sandbox on a slow disk takes a while.
+const CHECKPOINT_TIMEOUT_MS = 300_000;
 
 /**
  * gVisor (`runsc`). Sandboxes run with netstack (`--network=sandbox`) in the slot's netns, and with
@@ -24,26 +26,62 @@ const RUN_TIMEOUT_MS = 30_000;
 export class GvisorDriver implements RuntimeDriver {
   readonly name = 'gvisor';
 
-  constructor(private readonly opts: GvisorOptions) {}
+  private constructor(
+    private readonly opts: GvisorOptions,
+    private readonly canDisconnectOnSave: boolean,
+  ) {}
+
+  /** Asks the installed runsc what it can do (older releases lack the flags checkpointing needs). */
+  static async open(opts: GvisorOptions): Promise<GvisorDriver> {
+    const { stdout, stderr } = await exec([opts.runscPath, 'flags'], { allowFailure: true });
+    return new GvisorDriver(opts, /-net-disconnect-ok\b/.test(stdout + stderr));
+  }
 
   private get globalFlags(): string[] {
     return [
       `--root=${this.opts.stateDir}`,
       `--platform=${this.opts.platform}`,
       '--network=sandbox',
+      // Open TCP connections are dropped on checkpoint instead of making it fail (clients reconnect).
+      ...(this.canDisconnectOnSave ? ['--net-disconnect-ok'] : []),
       '--overlay2=none',
     ];
   }
 
   async create(spec: RuntimeSandboxSpec, signal?: AbortSignal): Promise<{ pid: number }> {
+    return this.startDetached(spec, ['run'], signal);
+  }
+
+  async restore(spec: RuntimeSandboxSpec, imageDir: string, signal?: AbortSignal): Promise<{ pid: number }> {
+    // --background: memory pages load while the sandbox already runs, so restore time does not grow
+    // with the sandbox's memory.
+    return this.startDetached(spec, ['restore', `--image-path=${imageDir}`, '--background'], signal);
+  }
+
+  /** `runsc run|restore -detach`, with the bundle written first; resolves with the sandbox's pid. */
+  private async startDetached(
+    spec: RuntimeSandboxSpec,
+    command: string[],
+    signal?: AbortSignal,
+  ): Promise<{ pid: number }> {
     await mkdir(spec.bundleDir, { recursive: true });
     await mkdir(this.opts.stateDir, { recursive: true });
     await writeFile(path.join(spec.bundleDir, 'config.json'), JSON.stringify(buildOciSpec(spec), null, 1));
-    // runsc's `run -detach` hands its stdout/stderr down to the sandbox, which keeps them open for its
+    // runsc's `-detach` hands its stdout/stderr down to the sandbox, which keeps them open for its
     // whole life: give it a log file (where envd's own output also lands) and wait for exit, not EOF.
+    const pidFile = path.join(spec.bundleDir, 'pid');
     const log = await open(spec.logFile, 'a');
     try {
-      const args = [...this.globalFlags, 'run', '-bundle', spec.bundleDir, '-detach', spec.id];
+      const args = [
+        ...this.globalFlags,
+        ...command,
+        '-bundle',
+        spec.bundleDir,
+        '-pid-file',
+        pidFile,
+        '-detach',
+        spec.id,
+      ];
       this.opts.logger.debug({ argv: [this.opts.runscPath, ...args] }, 'exec');
       const child = spawn(this.opts.runscPath, args, { stdio: ['ignore', log.fd, log.fd], signal });
       const exitCode = await new Promise<number | null>((resolve, reject) => {
@@ -64,9 +102,59 @@ export class GvisorDriver implements RuntimeDriver {
     } finally {
       await log.close();
     }
-    const { stdout } = await this.runsc(['state', spec.id]);
-    const { pid } = JSON.parse(stdout) as { pid: number };
+    // The pid file saves a `runsc state` round trip (tens of ms) on every start.
+    const pid = Number((await readFile(pidFile, 'utf8')).trim());
+    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`runsc wrote no valid pid to ${pidFile}`);
     return { pid };
+  }
+
+  checkpointSupport(): Promise<string | undefined> {
+    if (this.canDisconnectOnSave) return Promise.resolve(undefined);
+    return Promise.resolve(
+      `the installed runsc (${this.opts.runscPath}) cannot checkpoint sandboxes with open network ` +
+        'connections: it has no --net-disconnect-ok (gVisor added it in 2023). Install a current gVisor: ' +
+        '`bash scripts/setup.sh` builds one from its Go module, or set WRENN_RUNSC to a runsc from ' +
+        'https://gvisor.dev/docs/user_guide/install/',
+    );
+  }
+
+  async checkpoint(id: string, imageDir: string, signal?: AbortSignal): Promise<void> {
+    await mkdir(imageDir, { recursive: true });
+    // Without --leave-running the sandbox stops at the moment of the save: nothing it does afterwards
+    // can disagree with the image (its disk layer is saved alongside, unchanged from then on).
+    await exec([this.opts.runscPath, ...this.globalFlags, 'checkpoint', `--image-path=${imageDir}`, id], {
+      timeoutMs: CHECKPOINT_TIMEOUT_MS,
+      signal,
+      logger: this.opts.logger,
+    });
+  }
+
+  async signal(id: string, signal: NodeJS.Signals): Promise<void> {
+    await this.runsc(['kill', id, signal]);
+  }
+
+  async freeze(id: string): Promise<void> {
+    await this.runsc(['pause', id]);
+  }
+
+  async thaw(id: string): Promise<void> {
+    await this.runsc(['resume', id]);
+  }
+
+  async stats(id: string): Promise<RuntimeStats> {
+    const cgroup = (controller: string, file: string) =>
+      readFile(path.join(CGROUP_ROOT, controller, 'wrenn', id, file), 'utf8');
+    const [usage, memUsage, memStat] = await Promise.all([
+      cgroup('cpuacct', 'cpuacct.usage'),
+      cgroup('memory', 'memory.usage_in_bytes'),
+      cgroup('memory', 'memory.stat'),
+    ]);
+    // Reclaimable file cache is not memory in use (the same rule as `docker stats`).
+    const inactiveFile = Number(/^total_inactive_file (\d+)/m.exec(memStat)?.[1] ?? 0);
+    return {
+      cpuNs: Number(usage.trim()),
+      memUsedBytes: Math.max(0, Number(memUsage.trim()) - inactiveFile),
+    };
   }
 
   async exitReason(id: string): Promise<string> {
@@ -88,6 +176,10 @@ export class GvisorDriver implements RuntimeDriver {
   }
 
   async destroy(id: string): Promise<void> {
+    // Nothing in runsc's state dir names the sandbox (a checkpoint removes it): a `runsc delete`
+    // would only spend ~100 ms to say so.
+    const entries = await readdir(this.opts.stateDir).catch(() => [] as string[]);
+    if (!entries.some((entry) => entry.includes(id))) return removeCgroups(id);
     // `delete --force` kills the sandbox's processes and removes its state and cgroups.
     const { exitCode, stderr } = await this.runsc(['delete', '--force', id], true);
     if (exitCode !== 0 && !/does not exist|not found|cannot load/i.test(stderr)) {
@@ -154,8 +246,30 @@ async function listCgroups(): Promise<string[]> {
   return [...ids];
 }
 
+/**
+ * Removes the sandbox's cgroups. A cgroup that still holds tasks (a runsc killed mid-start leaves its
+ * sandbox and gofer exiting, or running) cannot be removed: everything in it belongs to this sandbox,
+ * so it is killed, and the removal retried for up to 5 s.
+ */
 async function removeCgroups(id: string): Promise<void> {
   for (const controller of await readdir(CGROUP_ROOT).catch(() => [] as string[])) {
-    await rmdir(path.join(CGROUP_ROOT, controller, 'wrenn', id)).catch(() => undefined);
+    const dir = path.join(CGROUP_ROOT, controller, 'wrenn', id);
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const err = await rmdir(dir).then(
+        () => undefined,
+        (e: NodeJS.ErrnoException) => e,
+      );
+      if (!err || err.code !== 'EBUSY' || Date.now() > deadline) break;
+      const procs = await readFile(path.join(dir, 'cgroup.procs'), 'utf8').catch(() => '');
+      for (const pid of procs.split('\n').filter(Boolean)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 }

@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
+import { pipeline } from 'node:stream/promises';
 import { createClient, type Client } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { Code, ConnectError, type Logger } from '@wrenn/core';
@@ -15,6 +17,13 @@ export interface EnvdInit {
  * The agent's connection to one sandbox's envd. envd runs next to untrusted code, so everything it
  * answers is bounded in time and size by the callers.
  */
+/** envd's way of naming the Linux user a call acts as (E2B's: Basic auth with an empty password). */
+export function userHeaders(user: string): Headers {
+  const headers = new Headers();
+  if (user) headers.set('Authorization', `Basic ${Buffer.from(`${user}:`).toString('base64')}`);
+  return headers;
+}
+
 export class EnvdClient {
   readonly process: Client<typeof processpb.Process>;
   readonly filesystem: Client<typeof filesystem.Filesystem>;
@@ -53,7 +62,8 @@ export class EnvdClient {
   ) {
     const deadline = Date.now() + timeoutMs;
     let lastError = 'no answer';
-    let nextExitCheck = 0;
+    // envd usually answers within tens of ms: ask the runtime only once that has not happened.
+    let nextExitCheck = Date.now() + 200;
     while (Date.now() < deadline) {
       signal?.throwIfAborted();
       // Asking the runtime costs tens of ms, so only twice a second; polling envd is cheap.
@@ -110,23 +120,54 @@ export class EnvdClient {
       signal,
       headers: { 'content-type': 'application/octet-stream', 'x-access-token': this.accessToken },
     });
+    // envd may answer before it has read the whole body (a bad path, a full disk): that answer,
+    // not the broken pipe it causes, is the error to report.
+    let early: http.IncomingMessage | undefined;
     const response = new Promise<http.IncomingMessage>((resolve, reject) => {
-      req.on('response', resolve);
-      req.on('error', reject);
+      req.once('response', (res: http.IncomingMessage) => resolve((early = res)));
+      req.once('error', reject);
     });
+    // Observed below or, when the body fails first, superseded by that failure.
+    response.catch(() => undefined);
     let sent = 0;
-    try {
+    async function* counted(): AsyncGenerator<Uint8Array> {
       for await (const chunk of chunks) {
         sent += chunk.byteLength;
-        if (!req.write(chunk)) await new Promise<void>((r) => req.once('drain', r));
+        yield chunk;
       }
-      req.end();
+    }
+    try {
+      await pipeline(counted(), req);
     } catch (err) {
-      req.destroy();
+      if (early) await expectOk(early, `write ${path}`);
       throw err;
     }
     await expectOk(await response, `write ${path}`);
     return sent;
+  }
+
+  /**
+   * Writes `path` beside the target and renames it into place: a body that fails or is cut off
+   * midway leaves the target as it was, never half a file.
+   */
+  async replaceFile(
+    path: string,
+    user: string,
+    chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    signal?: AbortSignal,
+  ): Promise<number> {
+    const slash = path.lastIndexOf('/');
+    const partial = `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.wrenn-${randomBytes(6).toString('hex')}.part`;
+    const headers = userHeaders(user);
+    try {
+      const written = await this.upload(partial, user, chunks, signal);
+      await this.filesystem.move({ source: partial, destination: path }, { headers, signal });
+      return written;
+    } catch (err) {
+      // Not tied to the caller's signal: a cancelled upload still has its partial file removed.
+      await this.filesystem.remove({ path: partial }, { headers, timeoutMs: 5000 }).catch(() => undefined);
+      throw err;
+    }
   }
 
   close(): void {

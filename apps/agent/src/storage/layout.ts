@@ -16,6 +16,13 @@ export class DataLayout {
   sandboxDir(id: string): string {
     return path.join(this.sandboxesDir, id);
   }
+  /** Templates this agent made: snapshots, and images flattened from sandboxes. */
+  get templatesDir(): string {
+    return path.join(this.root, 'templates');
+  }
+  templateDir(name: string): string {
+    return path.join(this.templatesDir, name);
+  }
   /** runsc's state directory (its --root). */
   get runscRoot(): string {
     return path.join(this.root, 'run', 'runsc');
@@ -35,6 +42,11 @@ export interface SandboxPaths {
   runtimeLog: string;
   resolvConf: string;
   hosts: string;
+  /** The memory image of a paused sandbox (complete only once renamed here from `checkpointPartial`). */
+  checkpoint: string;
+  checkpointPartial: string;
+  /** What a paused sandbox needs to come back after an agent restart. */
+  stateFile: string;
 }
 
 export function sandboxPaths(layout: DataLayout, id: string): SandboxPaths {
@@ -52,5 +64,8 @@ export function sandboxPaths(layout: DataLayout, id: string): SandboxPaths {
     runtimeLog: path.join(dir, 'runtime.log'),
     resolvConf: path.join(dir, 'resolv.conf'),
     hosts: path.join(dir, 'hosts'),
+    checkpoint: path.join(dir, 'checkpoint'),
+    checkpointPartial: path.join(dir, 'checkpoint.partial'),
+    stateFile: path.join(dir, 'sandbox.json'),
   };
 }

@@ -5,12 +5,38 @@ import type { SandboxPaths } from './layout.js';
 /**
  * A sandbox's root filesystem: overlayfs with the template's read-only rootfs below and the
  * sandbox's own layer above. The layer lives on a sparse ext4 image of `diskMb`, so the disk limit is
- * enforced by the filesystem (ENOSPC inside the sandbox) and the whole writable state is one file.
+ * enforced by the filesystem (ENOSPC inside the sandbox) and the whole writable state is one file,
+ * which pause keeps and a snapshot copies.
  */
 export async function createRootfs(paths: SandboxPaths, lowerDir: string, diskMb: number): Promise<void> {
-  await mkdir(paths.diskMount, { recursive: true });
-  await mkdir(paths.rootfs, { recursive: true });
-  const image = await open(paths.diskImage, 'w');
+  await createDiskImage(paths.diskImage, diskMb);
+  await mountDisk(paths);
+  await mkdir(paths.upper, { mode: 0o755 });
+  await mkdir(paths.work, { mode: 0o755 });
+  await mkdir(paths.tmp);
+  await chmod(paths.tmp, 0o1777);
+  await mountOverlay(paths, lowerDir);
+}
+
+/** Mounts an existing layer again (resume, or a copy of a snapshot's layer). */
+export async function mountRootfs(paths: SandboxPaths, lowerDir: string): Promise<void> {
+  await mountDisk(paths);
+  await mountOverlay(paths, lowerDir);
+}
+
+/** Unmounts the rootfs and its disk, keeping the disk image file (a paused sandbox's layer). */
+export async function unmountRootfs(paths: SandboxPaths, logger: Logger): Promise<void> {
+  await unmountAllBelow(paths.rootfs, logger);
+  await unmountAllBelow(paths.diskMount, logger);
+}
+
+/** Copies a disk image, holes and all (a mostly empty 4 GiB layer copies in milliseconds). */
+export async function copyDiskImage(from: string, to: string): Promise<void> {
+  await exec(['cp', '--sparse=always', from, to], { timeoutMs: 600_000 });
+}
+
+async function createDiskImage(file: string, diskMb: number): Promise<void> {
+  const image = await open(file, 'w');
   try {
     await image.truncate(diskMb * 1024 * 1024);
   } finally {
@@ -25,13 +51,17 @@ export async function createRootfs(paths: SandboxPaths, lowerDir: string, diskMb
     '0',
     '-E',
     'lazy_itable_init=1,lazy_journal_init=1,nodiscard',
-    paths.diskImage,
+    file,
   ]);
+}
+
+async function mountDisk(paths: SandboxPaths): Promise<void> {
+  await mkdir(paths.diskMount, { recursive: true });
   await exec(['mount', '-o', 'loop,noatime', paths.diskImage, paths.diskMount]);
-  await mkdir(paths.upper, { mode: 0o755 });
-  await mkdir(paths.work, { mode: 0o755 });
-  await mkdir(paths.tmp);
-  await chmod(paths.tmp, 0o1777);
+}
+
+async function mountOverlay(paths: SandboxPaths, lowerDir: string): Promise<void> {
+  await mkdir(paths.rootfs, { recursive: true });
   await exec([
     'mount',
     '-t',

@@ -1,9 +1,13 @@
-import { stat } from 'node:fs/promises';
-import { invalidArgument, notFound } from '@wrenn/core';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Code, ConnectError, exec, failedPrecondition, invalidArgument, notFound } from '@wrenn/core';
 import type { DataLayout } from './layout.js';
 
 // An allowlist, not a denylist: a name is a single path segment that cannot climb out (`..`).
 const TEMPLATE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const META_FILE = 'template.json';
+const STAGING_PREFIX = '.staging-';
 
 export function validateTemplateName(name: string, field = 'template'): void {
   if (!TEMPLATE_NAME.test(name)) {
@@ -14,11 +18,186 @@ export function validateTemplateName(name: string, field = 'template'): void {
   }
 }
 
-/** The read-only rootfs of a template, or NotFound. */
-export async function resolveTemplateRootfs(layout: DataLayout, name: string): Promise<string> {
-  validateTemplateName(name);
-  const rootfs = layout.imageRootfs(name);
-  const info = await stat(rootfs).catch(() => undefined);
-  if (!info?.isDirectory()) throw notFound('template', name);
-  return rootfs;
+/** What the agent records about a snapshot: the sizes are fixed, the checkpoint was taken with them. */
+export interface SnapshotMeta {
+  kind: 'snapshot';
+  name: string;
+  /** The image template below the snapshot's writable layer. */
+  baseImage: string;
+  vcpus: number;
+  memoryMb: number;
+  diskMb: number;
+  createdAt: string;
+  sourceSandbox: string;
+  /** envd's access token inside the checkpoint: restored sandboxes are re-keyed with it. */
+  envdToken: string;
+}
+
+interface ImageMeta {
+  kind: 'image';
+  name: string;
+  createdAt: string;
+  flattenedFrom?: string;
+}
+
+export type Template =
+  | { kind: 'image'; name: string; rootfs: string; createdAt: Date; dir: string; madeHere: boolean }
+  | {
+      kind: 'snapshot';
+      name: string;
+      meta: SnapshotMeta;
+      dir: string;
+      checkpoint: string;
+      diskImage: string;
+    };
+
+export interface TemplateSummary {
+  template: Template;
+  sizeBytes: number;
+}
+
+/**
+ * Templates by name. Images built from recipes live in the images dir (shared, read-only to the
+ * agent); templates the agent makes (snapshots, flattened images) live in its data dir, each a
+ * directory with a template.json, written under a staging name and renamed into place when complete.
+ */
+export class TemplateStore {
+  constructor(private readonly layout: DataLayout) {}
+
+  async resolve(name: string, field = 'template'): Promise<Template> {
+    validateTemplateName(name, field);
+    const dir = this.layout.templateDir(name);
+    const meta = await readMeta(dir);
+    if (meta?.kind === 'snapshot') {
+      return {
+        kind: 'snapshot',
+        name,
+        meta,
+        dir,
+        checkpoint: path.join(dir, 'checkpoint'),
+        diskImage: path.join(dir, 'disk.ext4'),
+      };
+    }
+    if (meta?.kind === 'image') {
+      return {
+        kind: 'image',
+        name,
+        rootfs: path.join(dir, 'rootfs'),
+        createdAt: new Date(meta.createdAt),
+        dir,
+        madeHere: true,
+      };
+    }
+    const rootfs = this.layout.imageRootfs(name);
+    const info = await stat(rootfs).catch(() => undefined);
+    if (!info?.isDirectory()) throw notFound('template', name);
+    return { kind: 'image', name, rootfs, createdAt: info.mtime, dir: path.dirname(rootfs), madeHere: false };
+  }
+
+  /** The root filesystem of an image template (a snapshot has none of its own). */
+  async imageRootfs(name: string, field = 'template'): Promise<string> {
+    const template = await this.resolve(name, field);
+    if (template.kind !== 'image') throw failedPrecondition(`template ${name} is a snapshot, not an image`);
+    return template.rootfs;
+  }
+
+  async assertNameFree(name: string, field = 'name'): Promise<void> {
+    validateTemplateName(name, field);
+    const taken = await this.resolve(name).then(
+      () => true,
+      () => false,
+    );
+    if (taken) throw new ConnectError(`template ${JSON.stringify(name)} already exists`, Code.AlreadyExists);
+  }
+
+  /**
+   * Builds a template in a staging directory and moves it into place only when `fill` succeeded, so a
+   * crash or failure never leaves a half-made template under its name.
+   */
+  async stage(
+    name: string,
+    fill: (dir: string) => Promise<SnapshotMeta | Omit<ImageMeta, 'kind' | 'name' | 'createdAt'>>,
+  ): Promise<Template> {
+    await this.assertNameFree(name);
+    await mkdir(this.layout.templatesDir, { recursive: true });
+    const staging = path.join(
+      this.layout.templatesDir,
+      `${STAGING_PREFIX}${name}-${randomBytes(4).toString('hex')}`,
+    );
+    await mkdir(staging);
+    try {
+      const filled = await fill(staging);
+      const meta: SnapshotMeta | ImageMeta =
+        'kind' in filled ? filled : { kind: 'image', name, createdAt: new Date().toISOString(), ...filled };
+      await writeFile(path.join(staging, META_FILE), JSON.stringify(meta, null, 1), { mode: 0o600 });
+      await this.assertNameFree(name);
+      await rename(staging, this.layout.templateDir(name));
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true });
+      throw err;
+    }
+    return this.resolve(name);
+  }
+
+  /** Deletes a template this agent made. Recipe-built images are not the agent's to delete. */
+  async delete(name: string, field = 'name'): Promise<void> {
+    const template = await this.resolve(name, field);
+    if (template.kind === 'image' && !template.madeHere) {
+      throw failedPrecondition(
+        `template ${name} is built from a recipe (images/${name}); the agent does not delete it`,
+      );
+    }
+    // Renamed away first: from that instant the name resolves to nothing, even if removal is slow.
+    const doomed = path.join(
+      this.layout.templatesDir,
+      `${STAGING_PREFIX}deleted-${name}-${randomBytes(4).toString('hex')}`,
+    );
+    await rename(template.dir, doomed);
+    await rm(doomed, { recursive: true, force: true });
+  }
+
+  /** Every template, by name (no sizes: measuring them reads every file). */
+  async all(): Promise<Template[]> {
+    const names = new Set<string>();
+    for (const dir of [this.layout.templatesDir, this.layout.imagesDir]) {
+      for (const entry of await readdir(dir).catch(() => [] as string[])) {
+        if (TEMPLATE_NAME.test(entry)) names.add(entry);
+      }
+    }
+    const out: Template[] = [];
+    for (const name of [...names].sort()) {
+      const template = await this.resolve(name).catch(() => undefined);
+      if (template) out.push(template);
+    }
+    return out;
+  }
+
+  async list(): Promise<TemplateSummary[]> {
+    return Promise.all((await this.all()).map((template) => this.summarize(template)));
+  }
+
+  async summarize(template: Template): Promise<TemplateSummary> {
+    return { template, sizeBytes: await diskUsage(template.dir) };
+  }
+
+  /** Staging directories a crash left behind (start-up cleanup). */
+  async removeStaging(): Promise<string[]> {
+    const leftovers = (await readdir(this.layout.templatesDir).catch(() => [] as string[])).filter((e) =>
+      e.startsWith(STAGING_PREFIX),
+    );
+    for (const entry of leftovers)
+      await rm(path.join(this.layout.templatesDir, entry), { recursive: true, force: true });
+    return leftovers;
+  }
+}
+
+async function readMeta(dir: string): Promise<SnapshotMeta | ImageMeta | undefined> {
+  const text = await readFile(path.join(dir, META_FILE), 'utf8').catch(() => undefined);
+  return text === undefined ? undefined : (JSON.parse(text) as SnapshotMeta | ImageMeta);
+}
+
+/** Bytes allocated on disk (sparse files count for what they hold, not their length). */
+async function diskUsage(dir: string): Promise<number> {
+  const { stdout } = await exec(['du', '-s', '--block-size=1', dir], { allowFailure: true });
+  return Number(stdout.split('\t')[0]) || 0;
 }

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file wrenn/hostagent/v1/hostagent.proto.
  */
 export const file_wrenn_hostagent_v1_hostagent: GenFile = /*@__PURE__*/
-  fileDesc("CiJ3cmVubi9ob3N0YWdlbnQvdjEvaG9zdGFnZW50LnByb3RvEhJ3cmVubi5ob3N0YWdlbnQudjEi2AIKB1NhbmRib3gSCgoCaWQYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSMQoGc3RhdHVzGAMgASgOMiEud3Jlbm4uaG9zdGFnZW50LnYxLlNhbmRib3hTdGF0dXMSDQoFdmNwdXMYBCABKAUSEQoJbWVtb3J5X21iGAUgASgFEg8KB2Rpc2tfbWIYBiABKAUSOwoIbWV0YWRhdGEYByADKAsyKS53cmVubi5ob3N0YWdlbnQudjEuU2FuZGJveC5NZXRhZGF0YUVudHJ5Ei4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGVudmRfYWRkcmVzcxgJIAEoCRIVCg1zdGF0dXNfcmVhc29uGAogASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLWAgoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSEAoIdGVtcGxhdGUYASABKAkSDQoFdmNwdXMYAiABKAUSEQoJbWVtb3J5X21iGAMgASgFEg8KB2Rpc2tfbWIYBCABKAUSPgoDZW52GAUgAygLMjEud3Jlbm4uaG9zdGFnZW50LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkVudkVudHJ5EkgKCG1ldGFkYXRhGAYgAygLMjYud3Jlbm4uaG9zdGFnZW50LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0Lk1ldGFkYXRhRW50cnkSEgoKc2FuZGJveF9pZBgHIAEoCRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJFChVDcmVhdGVTYW5kYm94UmVzcG9uc2USLAoHc2FuZGJveBgBIAEoCzIbLndyZW5uLmhvc3RhZ2VudC52MS5TYW5kYm94IisKFURlc3Ryb3lTYW5kYm94UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJIhgKFkRlc3Ryb3lTYW5kYm94UmVzcG9uc2UiJwoRR2V0U2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCSJCChJHZXRTYW5kYm94UmVzcG9uc2USLAoHc2FuZGJveBgBIAEoCzIbLndyZW5uLmhvc3RhZ2VudC52MS5TYW5kYm94IhYKFExpc3RTYW5kYm94ZXNSZXF1ZXN0IkcKFUxpc3RTYW5kYm94ZXNSZXNwb25zZRIuCglzYW5kYm94ZXMYASADKAsyGy53cmVubi5ob3N0YWdlbnQudjEuU2FuZGJveCLBAQoHQ29tbWFuZBILCgNjbWQYASABKAkSDAoEYXJncxgCIAMoCRIxCgNlbnYYAyADKAsyJC53cmVubi5ob3N0YWdlbnQudjEuQ29tbWFuZC5FbnZFbnRyeRILCgNjd2QYBCABKAkSDAoEdXNlchgFIAEoCRISCgp0aW1lb3V0X21zGAYgASgFEg0KBXN0ZGluGAcgASgMGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTwoLRXhlY1JlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIsCgdjb21tYW5kGAIgASgLMhsud3Jlbm4uaG9zdGFnZW50LnYxLkNvbW1hbmQiVQoRRXhlY1N0cmVhbVJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIsCgdjb21tYW5kGAIgASgLMhsud3Jlbm4uaG9zdGFnZW50LnYxLkNvbW1hbmQidAoMRXhlY1Jlc3BvbnNlEhEKCWV4aXRfY29kZRgBIAEoBRIOCgZzdGRvdXQYAiABKAwSDgoGc3RkZXJyGAMgASgMEhEKCXRpbWVkX291dBgEIAEoCBIRCgl0cnVuY2F0ZWQYBSABKAgSCwoDcGlkGAYgASgNIqcBChJFeGVjU3RyZWFtUmVzcG9uc2USMgoHc3RhcnRlZBgBIAEoCzIfLndyZW5uLmhvc3RhZ2VudC52MS5FeGVjU3RhcnRlZEgAEhAKBnN0ZG91dBgCIAEoDEgAEhAKBnN0ZGVychgDIAEoDEgAEjAKBmV4aXRlZBgEIAEoCzIeLndyZW5uLmhvc3RhZ2VudC52MS5FeGVjRXhpdGVkSABCBwoFZXZlbnQiGgoLRXhlY1N0YXJ0ZWQSCwoDcGlkGAEgASgNIkIKCkV4ZWNFeGl0ZWQSEQoJZXhpdF9jb2RlGAEgASgFEhEKCXRpbWVkX291dBgCIAEoCBIOCgZzdGF0dXMYAyABKAkiQQoPUmVhZEZpbGVSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDAoEcGF0aBgCIAEoCRIMCgR1c2VyGAMgASgJIiMKEFJlYWRGaWxlUmVzcG9uc2USDwoHY29udGVudBgBIAEoDCJHChVSZWFkRmlsZVN0cmVhbVJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBHVzZXIYAyABKAkiJwoWUmVhZEZpbGVTdHJlYW1SZXNwb25zZRINCgVjaHVuaxgBIAEoDCJTChBXcml0ZUZpbGVSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDAoEcGF0aBgCIAEoCRIMCgR1c2VyGAMgASgJEg8KB2NvbnRlbnQYBCABKAwiKgoRV3JpdGVGaWxlUmVzcG9uc2USFQoNYnl0ZXNfd3JpdHRlbhgBIAEoAyIwChdXcml0ZUZpbGVTdHJlYW1SZXNwb25zZRIVCg1ieXRlc193cml0dGVuGAEgASgDImgKFldyaXRlRmlsZVN0cmVhbVJlcXVlc3QSNQoGaGVhZGVyGAEgASgLMiMud3Jlbm4uaG9zdGFnZW50LnYxLldyaXRlRmlsZUhlYWRlckgAEg8KBWNodW5rGAIgASgMSABCBgoEcGFydCJBCg9Xcml0ZUZpbGVIZWFkZXISEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBHVzZXIYAyABKAkquAEKDVNhbmRib3hTdGF0dXMSHgoaU0FOREJPWF9TVEFUVVNfVU5TUEVDSUZJRUQQABIaChZTQU5EQk9YX1NUQVRVU19QRU5ESU5HEAESGgoWU0FOREJPWF9TVEFUVVNfUlVOTklORxACEhkKFVNBTkRCT1hfU1RBVFVTX1BBVVNFRBADEhoKFlNBTkRCT1hfU1RBVFVTX1NUT1BQRUQQBBIYChRTQU5EQk9YX1NUQVRVU19FUlJPUhAFMtgHChBIb3N0QWdlbnRTZXJ2aWNlEmQKDUNyZWF0ZVNhbmRib3gSKC53cmVubi5ob3N0YWdlbnQudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QaKS53cmVubi5ob3N0YWdlbnQudjEuQ3JlYXRlU2FuZGJveFJlc3BvbnNlEmcKDkRlc3Ryb3lTYW5kYm94Eikud3Jlbm4uaG9zdGFnZW50LnYxLkRlc3Ryb3lTYW5kYm94UmVxdWVzdBoqLndyZW5uLmhvc3RhZ2VudC52MS5EZXN0cm95U2FuZGJveFJlc3BvbnNlElsKCkdldFNhbmRib3gSJS53cmVubi5ob3N0YWdlbnQudjEuR2V0U2FuZGJveFJlcXVlc3QaJi53cmVubi5ob3N0YWdlbnQudjEuR2V0U2FuZGJveFJlc3BvbnNlEmQKDUxpc3RTYW5kYm94ZXMSKC53cmVubi5ob3N0YWdlbnQudjEuTGlzdFNhbmRib3hlc1JlcXVlc3QaKS53cmVubi5ob3N0YWdlbnQudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlEkkKBEV4ZWMSHy53cmVubi5ob3N0YWdlbnQudjEuRXhlY1JlcXVlc3QaIC53cmVubi5ob3N0YWdlbnQudjEuRXhlY1Jlc3BvbnNlEl0KCkV4ZWNTdHJlYW0SJS53cmVubi5ob3N0YWdlbnQudjEuRXhlY1N0cmVhbVJlcXVlc3QaJi53cmVubi5ob3N0YWdlbnQudjEuRXhlY1N0cmVhbVJlc3BvbnNlMAESVQoIUmVhZEZpbGUSIy53cmVubi5ob3N0YWdlbnQudjEuUmVhZEZpbGVSZXF1ZXN0GiQud3Jlbm4uaG9zdGFnZW50LnYxLlJlYWRGaWxlUmVzcG9uc2USWAoJV3JpdGVGaWxlEiQud3Jlbm4uaG9zdGFnZW50LnYxLldyaXRlRmlsZVJlcXVlc3QaJS53cmVubi5ob3N0YWdlbnQudjEuV3JpdGVGaWxlUmVzcG9uc2USaQoOUmVhZEZpbGVTdHJlYW0SKS53cmVubi5ob3N0YWdlbnQudjEuUmVhZEZpbGVTdHJlYW1SZXF1ZXN0Gioud3Jlbm4uaG9zdGFnZW50LnYxLlJlYWRGaWxlU3RyZWFtUmVzcG9uc2UwARJsCg9Xcml0ZUZpbGVTdHJlYW0SKi53cmVubi5ob3N0YWdlbnQudjEuV3JpdGVGaWxlU3RyZWFtUmVxdWVzdBorLndyZW5uLmhvc3RhZ2VudC52MS5Xcml0ZUZpbGVTdHJlYW1SZXNwb25zZSgBYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("CiJ3cmVubi9ob3N0YWdlbnQvdjEvaG9zdGFnZW50LnByb3RvEhJ3cmVubi5ob3N0YWdlbnQudjEigAQKB1NhbmRib3gSCgoCaWQYASABKAkSEAoIdGVtcGxhdGUYAiABKAkSMQoGc3RhdHVzGAMgASgOMiEud3Jlbm4uaG9zdGFnZW50LnYxLlNhbmRib3hTdGF0dXMSDQoFdmNwdXMYBCABKAUSEQoJbWVtb3J5X21iGAUgASgFEg8KB2Rpc2tfbWIYBiABKAUSOwoIbWV0YWRhdGEYByADKAsyKS53cmVubi5ob3N0YWdlbnQudjEuU2FuZGJveC5NZXRhZGF0YUVudHJ5Ei4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGVudmRfYWRkcmVzcxgJIAEoCRIVCg1zdGF0dXNfcmVhc29uGAogASgJEhMKC3RpbWVvdXRfc2VjGAsgASgFEhMKC2F1dG9fcGF1c2VkGAwgASgIEjIKDmxhc3RfYWN0aXZlX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglwYXVzZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhkKEWVudmRfYWNjZXNzX3Rva2VuGA8gASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLrAgoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSEAoIdGVtcGxhdGUYASABKAkSDQoFdmNwdXMYAiABKAUSEQoJbWVtb3J5X21iGAMgASgFEg8KB2Rpc2tfbWIYBCABKAUSPgoDZW52GAUgAygLMjEud3Jlbm4uaG9zdGFnZW50LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkVudkVudHJ5EkgKCG1ldGFkYXRhGAYgAygLMjYud3Jlbm4uaG9zdGFnZW50LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0Lk1ldGFkYXRhRW50cnkSEgoKc2FuZGJveF9pZBgHIAEoCRITCgt0aW1lb3V0X3NlYxgIIAEoBRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJFChVDcmVhdGVTYW5kYm94UmVzcG9uc2USLAoHc2FuZGJveBgBIAEoCzIbLndyZW5uLmhvc3RhZ2VudC52MS5TYW5kYm94IisKFURlc3Ryb3lTYW5kYm94UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJIhgKFkRlc3Ryb3lTYW5kYm94UmVzcG9uc2UiJwoRR2V0U2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCSJCChJHZXRTYW5kYm94UmVzcG9uc2USLAoHc2FuZGJveBgBIAEoCzIbLndyZW5uLmhvc3RhZ2VudC52MS5TYW5kYm94IhYKFExpc3RTYW5kYm94ZXNSZXF1ZXN0IkcKFUxpc3RTYW5kYm94ZXNSZXNwb25zZRIuCglzYW5kYm94ZXMYASADKAsyGy53cmVubi5ob3N0YWdlbnQudjEuU2FuZGJveCKAAgoHQ29tbWFuZBILCgNjbWQYASABKAkSDAoEYXJncxgCIAMoCRIxCgNlbnYYAyADKAsyJC53cmVubi5ob3N0YWdlbnQudjEuQ29tbWFuZC5FbnZFbnRyeRILCgNjd2QYBCABKAkSDAoEdXNlchgFIAEoCRISCgp0aW1lb3V0X21zGAYgASgFEg0KBXN0ZGluGAcgASgMEhMKC2ludGVyYWN0aXZlGAggASgIEigKA3B0eRgJIAEoCzIbLndyZW5uLmhvc3RhZ2VudC52MS5QdHlTaXplGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiJQoHUHR5U2l6ZRIMCgRjb2xzGAEgASgNEgwKBHJvd3MYAiABKA0iTwoLRXhlY1JlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIsCgdjb21tYW5kGAIgASgLMhsud3Jlbm4uaG9zdGFnZW50LnYxLkNvbW1hbmQiVQoRRXhlY1N0cmVhbVJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIsCgdjb21tYW5kGAIgASgLMhsud3Jlbm4uaG9zdGFnZW50LnYxLkNvbW1hbmQidAoMRXhlY1Jlc3BvbnNlEhEKCWV4aXRfY29kZRgBIAEoBRIOCgZzdGRvdXQYAiABKAwSDgoGc3RkZXJyGAMgASgMEhEKCXRpbWVkX291dBgEIAEoCBIRCgl0cnVuY2F0ZWQYBSABKAgSCwoDcGlkGAYgASgNIrYBChJFeGVjU3RyZWFtUmVzcG9uc2USMgoHc3RhcnRlZBgBIAEoCzIfLndyZW5uLmhvc3RhZ2VudC52MS5FeGVjU3RhcnRlZEgAEhAKBnN0ZG91dBgCIAEoDEgAEhAKBnN0ZGVychgDIAEoDEgAEjAKBmV4aXRlZBgEIAEoCzIeLndyZW5uLmhvc3RhZ2VudC52MS5FeGVjRXhpdGVkSAASDQoDcHR5GAUgASgMSABCBwoFZXZlbnQiVAoUU2VuZEV4ZWNJbnB1dFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRILCgNwaWQYAiABKA0SDAoEZGF0YRgDIAEoDBINCgVjbG9zZRgEIAEoCCIXChVTZW5kRXhlY0lucHV0UmVzcG9uc2UiYgoUUmVzaXplRXhlY1B0eVJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRILCgNwaWQYAiABKA0SKQoEc2l6ZRgDIAEoCzIbLndyZW5uLmhvc3RhZ2VudC52MS5QdHlTaXplIhcKFVJlc2l6ZUV4ZWNQdHlSZXNwb25zZSIaCgtFeGVjU3RhcnRlZBILCgNwaWQYASABKA0iQgoKRXhlY0V4aXRlZBIRCglleGl0X2NvZGUYASABKAUSEQoJdGltZWRfb3V0GAIgASgIEg4KBnN0YXR1cxgDIAEoCSJBCg9SZWFkRmlsZVJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBHVzZXIYAyABKAkiIwoQUmVhZEZpbGVSZXNwb25zZRIPCgdjb250ZW50GAEgASgMIkcKFVJlYWRGaWxlU3RyZWFtUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEdXNlchgDIAEoCSInChZSZWFkRmlsZVN0cmVhbVJlc3BvbnNlEg0KBWNodW5rGAEgASgMIlMKEFdyaXRlRmlsZVJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBHVzZXIYAyABKAkSDwoHY29udGVudBgEIAEoDCIqChFXcml0ZUZpbGVSZXNwb25zZRIVCg1ieXRlc193cml0dGVuGAEgASgDIjAKF1dyaXRlRmlsZVN0cmVhbVJlc3BvbnNlEhUKDWJ5dGVzX3dyaXR0ZW4YASABKAMiaAoWV3JpdGVGaWxlU3RyZWFtUmVxdWVzdBI1CgZoZWFkZXIYASABKAsyIy53cmVubi5ob3N0YWdlbnQudjEuV3JpdGVGaWxlSGVhZGVySAASDwoFY2h1bmsYAiABKAxIAEIGCgRwYXJ0IkEKD1dyaXRlRmlsZUhlYWRlchISCgpzYW5kYm94X2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEdXNlchgDIAEoCSIpChNQYXVzZVNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkiRAoUUGF1c2VTYW5kYm94UmVzcG9uc2USLAoHc2FuZGJveBgBIAEoCzIbLndyZW5uLmhvc3RhZ2VudC52MS5TYW5kYm94IlQKFFJlc3VtZVNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSGAoLdGltZW91dF9zZWMYAiABKAVIAIgBAUIOCgxfdGltZW91dF9zZWMiRQoVUmVzdW1lU2FuZGJveFJlc3BvbnNlEiwKB3NhbmRib3gYASABKAsyGy53cmVubi5ob3N0YWdlbnQudjEuU2FuZGJveCIoChJQaW5nU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCSIVChNQaW5nU2FuZGJveFJlc3BvbnNlIkMKGFNldFNhbmRib3hUaW1lb3V0UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhMKC3RpbWVvdXRfc2VjGAIgASgFIhsKGVNldFNhbmRib3hUaW1lb3V0UmVzcG9uc2Ui0wEKCFRlbXBsYXRlEgwKBG5hbWUYASABKAkSLgoEa2luZBgCIAEoDjIgLndyZW5uLmhvc3RhZ2VudC52MS5UZW1wbGF0ZUtpbmQSDQoFdmNwdXMYAyABKAUSEQoJbWVtb3J5X21iGAQgASgFEg8KB2Rpc2tfbWIYBSABKAUSEgoKc2l6ZV9ieXRlcxgGIAEoAxIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpiYXNlX2ltYWdlGAggASgJIjkKFUNyZWF0ZVNuYXBzaG90UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBG5hbWUYAiABKAkiSAoWQ3JlYXRlU25hcHNob3RSZXNwb25zZRIuCgh0ZW1wbGF0ZRgBIAEoCzIcLndyZW5uLmhvc3RhZ2VudC52MS5UZW1wbGF0ZSIlChVEZWxldGVTbmFwc2hvdFJlcXVlc3QSDAoEbmFtZRgBIAEoCSIYChZEZWxldGVTbmFwc2hvdFJlc3BvbnNlIjgKFEZsYXR0ZW5Sb290ZnNSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDAoEbmFtZRgCIAEoCSJHChVGbGF0dGVuUm9vdGZzUmVzcG9uc2USLgoIdGVtcGxhdGUYASABKAsyHC53cmVubi5ob3N0YWdlbnQudjEuVGVtcGxhdGUiFgoUTGlzdFRlbXBsYXRlc1JlcXVlc3QiSAoVTGlzdFRlbXBsYXRlc1Jlc3BvbnNlEi8KCXRlbXBsYXRlcxgBIAMoCzIcLndyZW5uLmhvc3RhZ2VudC52MS5UZW1wbGF0ZSLFAQoMTWV0cmljU2FtcGxlEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGNwdV91c2VkX3BjdBgCIAEoARIRCgljcHVfY291bnQYAyABKAUSFgoObWVtX3VzZWRfYnl0ZXMYBCABKAMSFwoPbWVtX3RvdGFsX2J5dGVzGAUgASgDEhcKD2Rpc2tfdXNlZF9ieXRlcxgGIAEoAxIYChBkaXNrX3RvdGFsX2J5dGVzGAcgASgDIl8KGEdldFNhbmRib3hNZXRyaWNzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEi8KBXJhbmdlGAIgASgOMiAud3Jlbm4uaG9zdGFnZW50LnYxLk1ldHJpY3NSYW5nZSJOChlHZXRTYW5kYm94TWV0cmljc1Jlc3BvbnNlEjEKB3NhbXBsZXMYASADKAsyIC53cmVubi5ob3N0YWdlbnQudjEuTWV0cmljU2FtcGxlIjAKGkZsdXNoU2FuZGJveE1ldHJpY3NSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkivAEKG0ZsdXNoU2FuZGJveE1ldHJpY3NSZXNwb25zZRIxCgdyYXdfMTBtGAEgAygLMiAud3Jlbm4uaG9zdGFnZW50LnYxLk1ldHJpY1NhbXBsZRI0CgphdmdfMzBzXzJoGAIgAygLMiAud3Jlbm4uaG9zdGFnZW50LnYxLk1ldHJpY1NhbXBsZRI0CgphdmdfNW1fMjRoGAMgAygLMiAud3Jlbm4uaG9zdGFnZW50LnYxLk1ldHJpY1NhbXBsZSq4AQoNU2FuZGJveFN0YXR1cxIeChpTQU5EQk9YX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFlNBTkRCT1hfU1RBVFVTX1BFTkRJTkcQARIaChZTQU5EQk9YX1NUQVRVU19SVU5OSU5HEAISGQoVU0FOREJPWF9TVEFUVVNfUEFVU0VEEAMSGgoWU0FOREJPWF9TVEFUVVNfU1RPUFBFRBAEEhgKFFNBTkRCT1hfU1RBVFVTX0VSUk9SEAUqYgoMVGVtcGxhdGVLaW5kEh0KGVRFTVBMQVRFX0tJTkRfVU5TUEVDSUZJRUQQABIXChNURU1QTEFURV9LSU5EX0lNQUdFEAESGgoWVEVNUExBVEVfS0lORF9TTkFQU0hPVBACKnEKDE1ldHJpY3NSYW5nZRIdChlNRVRSSUNTX1JBTkdFX1VOU1BFQ0lGSUVEEAASFQoRTUVUUklDU19SQU5HRV8xME0QARIUChBNRVRSSUNTX1JBTkdFXzJIEAISFQoRTUVUUklDU19SQU5HRV8yNEgQAzLHEQoQSG9zdEFnZW50U2VydmljZRJkCg1DcmVhdGVTYW5kYm94Eigud3Jlbm4uaG9zdGFnZW50LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0Gikud3Jlbm4uaG9zdGFnZW50LnYxLkNyZWF0ZVNhbmRib3hSZXNwb25zZRJnCg5EZXN0cm95U2FuZGJveBIpLndyZW5uLmhvc3RhZ2VudC52MS5EZXN0cm95U2FuZGJveFJlcXVlc3QaKi53cmVubi5ob3N0YWdlbnQudjEuRGVzdHJveVNhbmRib3hSZXNwb25zZRJbCgpHZXRTYW5kYm94EiUud3Jlbm4uaG9zdGFnZW50LnYxLkdldFNhbmRib3hSZXF1ZXN0GiYud3Jlbm4uaG9zdGFnZW50LnYxLkdldFNhbmRib3hSZXNwb25zZRJkCg1MaXN0U2FuZGJveGVzEigud3Jlbm4uaG9zdGFnZW50LnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0Gikud3Jlbm4uaG9zdGFnZW50LnYxLkxpc3RTYW5kYm94ZXNSZXNwb25zZRJJCgRFeGVjEh8ud3Jlbm4uaG9zdGFnZW50LnYxLkV4ZWNSZXF1ZXN0GiAud3Jlbm4uaG9zdGFnZW50LnYxLkV4ZWNSZXNwb25zZRJdCgpFeGVjU3RyZWFtEiUud3Jlbm4uaG9zdGFnZW50LnYxLkV4ZWNTdHJlYW1SZXF1ZXN0GiYud3Jlbm4uaG9zdGFnZW50LnYxLkV4ZWNTdHJlYW1SZXNwb25zZTABEmQKDVNlbmRFeGVjSW5wdXQSKC53cmVubi5ob3N0YWdlbnQudjEuU2VuZEV4ZWNJbnB1dFJlcXVlc3QaKS53cmVubi5ob3N0YWdlbnQudjEuU2VuZEV4ZWNJbnB1dFJlc3BvbnNlEmQKDVJlc2l6ZUV4ZWNQdHkSKC53cmVubi5ob3N0YWdlbnQudjEuUmVzaXplRXhlY1B0eVJlcXVlc3QaKS53cmVubi5ob3N0YWdlbnQudjEuUmVzaXplRXhlY1B0eVJlc3BvbnNlElUKCFJlYWRGaWxlEiMud3Jlbm4uaG9zdGFnZW50LnYxLlJlYWRGaWxlUmVxdWVzdBokLndyZW5uLmhvc3RhZ2VudC52MS5SZWFkRmlsZVJlc3BvbnNlElgKCVdyaXRlRmlsZRIkLndyZW5uLmhvc3RhZ2VudC52MS5Xcml0ZUZpbGVSZXF1ZXN0GiUud3Jlbm4uaG9zdGFnZW50LnYxLldyaXRlRmlsZVJlc3BvbnNlEmkKDlJlYWRGaWxlU3RyZWFtEikud3Jlbm4uaG9zdGFnZW50LnYxLlJlYWRGaWxlU3RyZWFtUmVxdWVzdBoqLndyZW5uLmhvc3RhZ2VudC52MS5SZWFkRmlsZVN0cmVhbVJlc3BvbnNlMAESbAoPV3JpdGVGaWxlU3RyZWFtEioud3Jlbm4uaG9zdGFnZW50LnYxLldyaXRlRmlsZVN0cmVhbVJlcXVlc3QaKy53cmVubi5ob3N0YWdlbnQudjEuV3JpdGVGaWxlU3RyZWFtUmVzcG9uc2UoARJhCgxQYXVzZVNhbmRib3gSJy53cmVubi5ob3N0YWdlbnQudjEuUGF1c2VTYW5kYm94UmVxdWVzdBooLndyZW5uLmhvc3RhZ2VudC52MS5QYXVzZVNhbmRib3hSZXNwb25zZRJkCg1SZXN1bWVTYW5kYm94Eigud3Jlbm4uaG9zdGFnZW50LnYxLlJlc3VtZVNhbmRib3hSZXF1ZXN0Gikud3Jlbm4uaG9zdGFnZW50LnYxLlJlc3VtZVNhbmRib3hSZXNwb25zZRJeCgtQaW5nU2FuZGJveBImLndyZW5uLmhvc3RhZ2VudC52MS5QaW5nU2FuZGJveFJlcXVlc3QaJy53cmVubi5ob3N0YWdlbnQudjEuUGluZ1NhbmRib3hSZXNwb25zZRJwChFTZXRTYW5kYm94VGltZW91dBIsLndyZW5uLmhvc3RhZ2VudC52MS5TZXRTYW5kYm94VGltZW91dFJlcXVlc3QaLS53cmVubi5ob3N0YWdlbnQudjEuU2V0U2FuZGJveFRpbWVvdXRSZXNwb25zZRJnCg5DcmVhdGVTbmFwc2hvdBIpLndyZW5uLmhvc3RhZ2VudC52MS5DcmVhdGVTbmFwc2hvdFJlcXVlc3QaKi53cmVubi5ob3N0YWdlbnQudjEuQ3JlYXRlU25hcHNob3RSZXNwb25zZRJnCg5EZWxldGVTbmFwc2hvdBIpLndyZW5uLmhvc3RhZ2VudC52MS5EZWxldGVTbmFwc2hvdFJlcXVlc3QaKi53cmVubi5ob3N0YWdlbnQudjEuRGVsZXRlU25hcHNob3RSZXNwb25zZRJkCg1GbGF0dGVuUm9vdGZzEigud3Jlbm4uaG9zdGFnZW50LnYxLkZsYXR0ZW5Sb290ZnNSZXF1ZXN0Gikud3Jlbm4uaG9zdGFnZW50LnYxLkZsYXR0ZW5Sb290ZnNSZXNwb25zZRJkCg1MaXN0VGVtcGxhdGVzEigud3Jlbm4uaG9zdGFnZW50LnYxLkxpc3RUZW1wbGF0ZXNSZXF1ZXN0Gikud3Jlbm4uaG9zdGFnZW50LnYxLkxpc3RUZW1wbGF0ZXNSZXNwb25zZRJwChFHZXRTYW5kYm94TWV0cmljcxIsLndyZW5uLmhvc3RhZ2VudC52MS5HZXRTYW5kYm94TWV0cmljc1JlcXVlc3QaLS53cmVubi5ob3N0YWdlbnQudjEuR2V0U2FuZGJveE1ldHJpY3NSZXNwb25zZRJ2ChNGbHVzaFNhbmRib3hNZXRyaWNzEi4ud3Jlbm4uaG9zdGFnZW50LnYxLkZsdXNoU2FuZGJveE1ldHJpY3NSZXF1ZXN0Gi8ud3Jlbm4uaG9zdGFnZW50LnYxLkZsdXNoU2FuZGJveE1ldHJpY3NSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message wrenn.hostagent.v1.Sandbox
@@ -73,6 +73,38 @@ export type Sandbox = Message<"wrenn.hostagent.v1.Sandbox"> & {
    * @generated from field: string status_reason = 10;
    */
   statusReason: string;
+
+  /**
+   * Seconds of inactivity after which the agent pauses the sandbox; 0 = never.
+   *
+   * @generated from field: int32 timeout_sec = 11;
+   */
+  timeoutSec: number;
+
+  /**
+   * True when the sandbox was paused by the inactivity timer, not by a caller.
+   *
+   * @generated from field: bool auto_paused = 12;
+   */
+  autoPaused: boolean;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_active_at = 13;
+   */
+  lastActiveAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp paused_at = 14;
+   */
+  pausedAt?: Timestamp | undefined;
+
+  /**
+   * The token envd requires (X-Access-Token), for clients that talk to envd themselves (the E2B SDK,
+   * through the control plane's proxy). The same for the sandbox's whole life.
+   *
+   * @generated from field: string envd_access_token = 15;
+   */
+  envdAccessToken: string;
 };
 
 /**
@@ -87,7 +119,7 @@ export const SandboxSchema: GenMessage<Sandbox> = /*@__PURE__*/
  */
 export type CreateSandboxRequest = Message<"wrenn.hostagent.v1.CreateSandboxRequest"> & {
   /**
-   * Template name; [a-z0-9][a-z0-9._-]{0,62}. Defaults to "base".
+   * Template name; [a-z0-9][a-z0-9_-]{0,62}. Defaults to "base".
    *
    * @generated from field: string template = 1;
    */
@@ -126,6 +158,13 @@ export type CreateSandboxRequest = Message<"wrenn.hostagent.v1.CreateSandboxRequ
    * @generated from field: string sandbox_id = 7;
    */
   sandboxId: string;
+
+  /**
+   * Seconds of inactivity before the sandbox is paused; 0 = never. At most 86400 * 30.
+   *
+   * @generated from field: int32 timeout_sec = 8;
+   */
+  timeoutSec: number;
 };
 
 /**
@@ -285,11 +324,25 @@ export type Command = Message<"wrenn.hostagent.v1.Command"> & {
   timeoutMs: number;
 
   /**
-   * Bytes written to the process's stdin, which is then closed.
+   * Bytes written to the process's stdin, which is then closed (unless `interactive`).
    *
    * @generated from field: bytes stdin = 7;
    */
   stdin: Uint8Array;
+
+  /**
+   * ExecStream only: stdin stays open for SendExecInput until it closes it.
+   *
+   * @generated from field: bool interactive = 8;
+   */
+  interactive: boolean;
+
+  /**
+   * ExecStream only: run on a pseudo-terminal of this size; output then arrives as `pty`.
+   *
+   * @generated from field: wrenn.hostagent.v1.PtySize pty = 9;
+   */
+  pty?: PtySize | undefined;
 };
 
 /**
@@ -298,6 +351,28 @@ export type Command = Message<"wrenn.hostagent.v1.Command"> & {
  */
 export const CommandSchema: GenMessage<Command> = /*@__PURE__*/
   messageDesc(file_wrenn_hostagent_v1_hostagent, 9);
+
+/**
+ * @generated from message wrenn.hostagent.v1.PtySize
+ */
+export type PtySize = Message<"wrenn.hostagent.v1.PtySize"> & {
+  /**
+   * @generated from field: uint32 cols = 1;
+   */
+  cols: number;
+
+  /**
+   * @generated from field: uint32 rows = 2;
+   */
+  rows: number;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.PtySize.
+ * Use `create(PtySizeSchema)` to create a new message.
+ */
+export const PtySizeSchema: GenMessage<PtySize> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 10);
 
 /**
  * @generated from message wrenn.hostagent.v1.ExecRequest
@@ -319,7 +394,7 @@ export type ExecRequest = Message<"wrenn.hostagent.v1.ExecRequest"> & {
  * Use `create(ExecRequestSchema)` to create a new message.
  */
 export const ExecRequestSchema: GenMessage<ExecRequest> = /*@__PURE__*/
-  messageDesc(file_wrenn_hostagent_v1_hostagent, 10);
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 11);
 
 /**
  * @generated from message wrenn.hostagent.v1.ExecStreamRequest
@@ -341,7 +416,7 @@ export type ExecStreamRequest = Message<"wrenn.hostagent.v1.ExecStreamRequest"> 
  * Use `create(ExecStreamRequestSchema)` to create a new message.
  */
 export const ExecStreamRequestSchema: GenMessage<ExecStreamRequest> = /*@__PURE__*/
-  messageDesc(file_wrenn_hostagent_v1_hostagent, 11);
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 12);
 
 /**
  * @generated from message wrenn.hostagent.v1.ExecResponse
@@ -385,7 +460,7 @@ export type ExecResponse = Message<"wrenn.hostagent.v1.ExecResponse"> & {
  * Use `create(ExecResponseSchema)` to create a new message.
  */
 export const ExecResponseSchema: GenMessage<ExecResponse> = /*@__PURE__*/
-  messageDesc(file_wrenn_hostagent_v1_hostagent, 12);
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 13);
 
 /**
  * @generated from message wrenn.hostagent.v1.ExecStreamResponse
@@ -418,6 +493,14 @@ export type ExecStreamResponse = Message<"wrenn.hostagent.v1.ExecStreamResponse"
      */
     value: ExecExited;
     case: "exited";
+  } | {
+    /**
+     * The terminal's output, for a command started with `pty`.
+     *
+     * @generated from field: bytes pty = 5;
+     */
+    value: Uint8Array;
+    case: "pty";
   } | { case: undefined; value?: undefined };
 };
 
@@ -426,7 +509,96 @@ export type ExecStreamResponse = Message<"wrenn.hostagent.v1.ExecStreamResponse"
  * Use `create(ExecStreamResponseSchema)` to create a new message.
  */
 export const ExecStreamResponseSchema: GenMessage<ExecStreamResponse> = /*@__PURE__*/
-  messageDesc(file_wrenn_hostagent_v1_hostagent, 13);
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 14);
+
+/**
+ * @generated from message wrenn.hostagent.v1.SendExecInputRequest
+ */
+export type SendExecInputRequest = Message<"wrenn.hostagent.v1.SendExecInputRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * The pid ExecStream reported in `started`; the command must have been started `interactive`.
+   *
+   * @generated from field: uint32 pid = 2;
+   */
+  pid: number;
+
+  /**
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+
+  /**
+   * Close stdin after `data` (end of input).
+   *
+   * @generated from field: bool close = 4;
+   */
+  close: boolean;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.SendExecInputRequest.
+ * Use `create(SendExecInputRequestSchema)` to create a new message.
+ */
+export const SendExecInputRequestSchema: GenMessage<SendExecInputRequest> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 15);
+
+/**
+ * @generated from message wrenn.hostagent.v1.SendExecInputResponse
+ */
+export type SendExecInputResponse = Message<"wrenn.hostagent.v1.SendExecInputResponse"> & {
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.SendExecInputResponse.
+ * Use `create(SendExecInputResponseSchema)` to create a new message.
+ */
+export const SendExecInputResponseSchema: GenMessage<SendExecInputResponse> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 16);
+
+/**
+ * @generated from message wrenn.hostagent.v1.ResizeExecPtyRequest
+ */
+export type ResizeExecPtyRequest = Message<"wrenn.hostagent.v1.ResizeExecPtyRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: uint32 pid = 2;
+   */
+  pid: number;
+
+  /**
+   * @generated from field: wrenn.hostagent.v1.PtySize size = 3;
+   */
+  size?: PtySize | undefined;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.ResizeExecPtyRequest.
+ * Use `create(ResizeExecPtyRequestSchema)` to create a new message.
+ */
+export const ResizeExecPtyRequestSchema: GenMessage<ResizeExecPtyRequest> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 17);
+
+/**
+ * @generated from message wrenn.hostagent.v1.ResizeExecPtyResponse
+ */
+export type ResizeExecPtyResponse = Message<"wrenn.hostagent.v1.ResizeExecPtyResponse"> & {
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.ResizeExecPtyResponse.
+ * Use `create(ResizeExecPtyResponseSchema)` to create a new message.
+ */
+export const ResizeExecPtyResponseSchema: GenMessage<ResizeExecPtyResponse> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 18);
 
 /**
  * @generated from message wrenn.hostagent.v1.ExecStarted
@@ -443,7 +615,7 @@ export type ExecStarted = Message<"wrenn.hostagent.v1.ExecStarted"> & {
  * Use `create(ExecStartedSchema)` to create a new message.
  */
 export const ExecStartedSchema: GenMessage<ExecStarted> = /*@__PURE__*/
-  messageDesc(file_wrenn_hostagent_v1_hostagent, 14);
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 19);
 
 /**
  * @generated from message wrenn.hostagent.v1.ExecExited
@@ -470,7 +642,7 @@ export type ExecExited = Message<"wrenn.hostagent.v1.ExecExited"> & {
  * Use `create(ExecExitedSchema)` to create a new message.
  */
 export const ExecExitedSchema: GenMessage<ExecExited> = /*@__PURE__*/
-  messageDesc(file_wrenn_hostagent_v1_hostagent, 15);
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 20);
 
 /**
  * @generated from message wrenn.hostagent.v1.ReadFileRequest
@@ -497,7 +669,7 @@ export type ReadFileRequest = Message<"wrenn.hostagent.v1.ReadFileRequest"> & {
  * Use `create(ReadFileRequestSchema)` to create a new message.
  */
 export const ReadFileRequestSchema: GenMessage<ReadFileRequest> = /*@__PURE__*/
-  messageDesc(file_wrenn_hostagent_v1_hostagent, 16);
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 21);
 
 /**
  * @generated from message wrenn.hostagent.v1.ReadFileResponse
@@ -514,7 +686,7 @@ export type ReadFileResponse = Message<"wrenn.hostagent.v1.ReadFileResponse"> & 
  * Use `create(ReadFileResponseSchema)` to create a new message.
  */
 export const ReadFileResponseSchema: GenMessage<ReadFileResponse> = /*@__PURE__*/
-  messageDesc(file_wrenn_hostagent_v1_hostagent, 17);
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 22);
 
 /**
  * @generated from message wrenn.hostagent.v1.ReadFileStreamRequest
@@ -541,7 +713,7 @@ export type ReadFileStreamRequest = Message<"wrenn.hostagent.v1.ReadFileStreamRe
  * Use `create(ReadFileStreamRequestSchema)` to create a new message.
  */
 export const ReadFileStreamRequestSchema: GenMessage<ReadFileStreamRequest> = /*@__PURE__*/
-  messageDesc(file_wrenn_hostagent_v1_hostagent, 18);
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 23);
 
 /**
  * @generated from message wrenn.hostagent.v1.ReadFileStreamResponse
@@ -558,7 +730,7 @@ export type ReadFileStreamResponse = Message<"wrenn.hostagent.v1.ReadFileStreamR
  * Use `create(ReadFileStreamResponseSchema)` to create a new message.
  */
 export const ReadFileStreamResponseSchema: GenMessage<ReadFileStreamResponse> = /*@__PURE__*/
-  messageDesc(file_wrenn_hostagent_v1_hostagent, 19);
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 24);
 
 /**
  * @generated from message wrenn.hostagent.v1.WriteFileRequest
@@ -590,7 +762,7 @@ export type WriteFileRequest = Message<"wrenn.hostagent.v1.WriteFileRequest"> & 
  * Use `create(WriteFileRequestSchema)` to create a new message.
  */
 export const WriteFileRequestSchema: GenMessage<WriteFileRequest> = /*@__PURE__*/
-  messageDesc(file_wrenn_hostagent_v1_hostagent, 20);
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 25);
 
 /**
  * @generated from message wrenn.hostagent.v1.WriteFileResponse
@@ -607,7 +779,7 @@ export type WriteFileResponse = Message<"wrenn.hostagent.v1.WriteFileResponse"> 
  * Use `create(WriteFileResponseSchema)` to create a new message.
  */
 export const WriteFileResponseSchema: GenMessage<WriteFileResponse> = /*@__PURE__*/
-  messageDesc(file_wrenn_hostagent_v1_hostagent, 21);
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 26);
 
 /**
  * @generated from message wrenn.hostagent.v1.WriteFileStreamResponse
@@ -624,7 +796,7 @@ export type WriteFileStreamResponse = Message<"wrenn.hostagent.v1.WriteFileStrea
  * Use `create(WriteFileStreamResponseSchema)` to create a new message.
  */
 export const WriteFileStreamResponseSchema: GenMessage<WriteFileStreamResponse> = /*@__PURE__*/
-  messageDesc(file_wrenn_hostagent_v1_hostagent, 22);
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 27);
 
 /**
  * @generated from message wrenn.hostagent.v1.WriteFileStreamRequest
@@ -653,7 +825,7 @@ export type WriteFileStreamRequest = Message<"wrenn.hostagent.v1.WriteFileStream
  * Use `create(WriteFileStreamRequestSchema)` to create a new message.
  */
 export const WriteFileStreamRequestSchema: GenMessage<WriteFileStreamRequest> = /*@__PURE__*/
-  messageDesc(file_wrenn_hostagent_v1_hostagent, 23);
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 28);
 
 /**
  * @generated from message wrenn.hostagent.v1.WriteFileHeader
@@ -680,7 +852,481 @@ export type WriteFileHeader = Message<"wrenn.hostagent.v1.WriteFileHeader"> & {
  * Use `create(WriteFileHeaderSchema)` to create a new message.
  */
 export const WriteFileHeaderSchema: GenMessage<WriteFileHeader> = /*@__PURE__*/
-  messageDesc(file_wrenn_hostagent_v1_hostagent, 24);
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 29);
+
+/**
+ * @generated from message wrenn.hostagent.v1.PauseSandboxRequest
+ */
+export type PauseSandboxRequest = Message<"wrenn.hostagent.v1.PauseSandboxRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.PauseSandboxRequest.
+ * Use `create(PauseSandboxRequestSchema)` to create a new message.
+ */
+export const PauseSandboxRequestSchema: GenMessage<PauseSandboxRequest> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 30);
+
+/**
+ * @generated from message wrenn.hostagent.v1.PauseSandboxResponse
+ */
+export type PauseSandboxResponse = Message<"wrenn.hostagent.v1.PauseSandboxResponse"> & {
+  /**
+   * @generated from field: wrenn.hostagent.v1.Sandbox sandbox = 1;
+   */
+  sandbox?: Sandbox | undefined;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.PauseSandboxResponse.
+ * Use `create(PauseSandboxResponseSchema)` to create a new message.
+ */
+export const PauseSandboxResponseSchema: GenMessage<PauseSandboxResponse> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 31);
+
+/**
+ * @generated from message wrenn.hostagent.v1.ResumeSandboxRequest
+ */
+export type ResumeSandboxRequest = Message<"wrenn.hostagent.v1.ResumeSandboxRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * The inactivity timeout from now on; unset keeps the one the sandbox had.
+   *
+   * @generated from field: optional int32 timeout_sec = 2;
+   */
+  timeoutSec?: number | undefined;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.ResumeSandboxRequest.
+ * Use `create(ResumeSandboxRequestSchema)` to create a new message.
+ */
+export const ResumeSandboxRequestSchema: GenMessage<ResumeSandboxRequest> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 32);
+
+/**
+ * @generated from message wrenn.hostagent.v1.ResumeSandboxResponse
+ */
+export type ResumeSandboxResponse = Message<"wrenn.hostagent.v1.ResumeSandboxResponse"> & {
+  /**
+   * @generated from field: wrenn.hostagent.v1.Sandbox sandbox = 1;
+   */
+  sandbox?: Sandbox | undefined;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.ResumeSandboxResponse.
+ * Use `create(ResumeSandboxResponseSchema)` to create a new message.
+ */
+export const ResumeSandboxResponseSchema: GenMessage<ResumeSandboxResponse> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 33);
+
+/**
+ * @generated from message wrenn.hostagent.v1.PingSandboxRequest
+ */
+export type PingSandboxRequest = Message<"wrenn.hostagent.v1.PingSandboxRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.PingSandboxRequest.
+ * Use `create(PingSandboxRequestSchema)` to create a new message.
+ */
+export const PingSandboxRequestSchema: GenMessage<PingSandboxRequest> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 34);
+
+/**
+ * @generated from message wrenn.hostagent.v1.PingSandboxResponse
+ */
+export type PingSandboxResponse = Message<"wrenn.hostagent.v1.PingSandboxResponse"> & {
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.PingSandboxResponse.
+ * Use `create(PingSandboxResponseSchema)` to create a new message.
+ */
+export const PingSandboxResponseSchema: GenMessage<PingSandboxResponse> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 35);
+
+/**
+ * @generated from message wrenn.hostagent.v1.SetSandboxTimeoutRequest
+ */
+export type SetSandboxTimeoutRequest = Message<"wrenn.hostagent.v1.SetSandboxTimeoutRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: int32 timeout_sec = 2;
+   */
+  timeoutSec: number;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.SetSandboxTimeoutRequest.
+ * Use `create(SetSandboxTimeoutRequestSchema)` to create a new message.
+ */
+export const SetSandboxTimeoutRequestSchema: GenMessage<SetSandboxTimeoutRequest> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 36);
+
+/**
+ * @generated from message wrenn.hostagent.v1.SetSandboxTimeoutResponse
+ */
+export type SetSandboxTimeoutResponse = Message<"wrenn.hostagent.v1.SetSandboxTimeoutResponse"> & {
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.SetSandboxTimeoutResponse.
+ * Use `create(SetSandboxTimeoutResponseSchema)` to create a new message.
+ */
+export const SetSandboxTimeoutResponseSchema: GenMessage<SetSandboxTimeoutResponse> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 37);
+
+/**
+ * @generated from message wrenn.hostagent.v1.Template
+ */
+export type Template = Message<"wrenn.hostagent.v1.Template"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: wrenn.hostagent.v1.TemplateKind kind = 2;
+   */
+  kind: TemplateKind;
+
+  /**
+   * Snapshots only: the sizes every sandbox from it has (fixed by the checkpoint).
+   *
+   * @generated from field: int32 vcpus = 3;
+   */
+  vcpus: number;
+
+  /**
+   * @generated from field: int32 memory_mb = 4;
+   */
+  memoryMb: number;
+
+  /**
+   * @generated from field: int32 disk_mb = 5;
+   */
+  diskMb: number;
+
+  /**
+   * Bytes the template occupies on this host's disk.
+   *
+   * @generated from field: int64 size_bytes = 6;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 7;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * Snapshots only: the image template below its writable layer.
+   *
+   * @generated from field: string base_image = 8;
+   */
+  baseImage: string;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.Template.
+ * Use `create(TemplateSchema)` to create a new message.
+ */
+export const TemplateSchema: GenMessage<Template> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 38);
+
+/**
+ * @generated from message wrenn.hostagent.v1.CreateSnapshotRequest
+ */
+export type CreateSnapshotRequest = Message<"wrenn.hostagent.v1.CreateSnapshotRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * [a-z0-9][a-z0-9_-]{0,62}; must not name an existing template.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.CreateSnapshotRequest.
+ * Use `create(CreateSnapshotRequestSchema)` to create a new message.
+ */
+export const CreateSnapshotRequestSchema: GenMessage<CreateSnapshotRequest> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 39);
+
+/**
+ * @generated from message wrenn.hostagent.v1.CreateSnapshotResponse
+ */
+export type CreateSnapshotResponse = Message<"wrenn.hostagent.v1.CreateSnapshotResponse"> & {
+  /**
+   * @generated from field: wrenn.hostagent.v1.Template template = 1;
+   */
+  template?: Template | undefined;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.CreateSnapshotResponse.
+ * Use `create(CreateSnapshotResponseSchema)` to create a new message.
+ */
+export const CreateSnapshotResponseSchema: GenMessage<CreateSnapshotResponse> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 40);
+
+/**
+ * @generated from message wrenn.hostagent.v1.DeleteSnapshotRequest
+ */
+export type DeleteSnapshotRequest = Message<"wrenn.hostagent.v1.DeleteSnapshotRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.DeleteSnapshotRequest.
+ * Use `create(DeleteSnapshotRequestSchema)` to create a new message.
+ */
+export const DeleteSnapshotRequestSchema: GenMessage<DeleteSnapshotRequest> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 41);
+
+/**
+ * @generated from message wrenn.hostagent.v1.DeleteSnapshotResponse
+ */
+export type DeleteSnapshotResponse = Message<"wrenn.hostagent.v1.DeleteSnapshotResponse"> & {
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.DeleteSnapshotResponse.
+ * Use `create(DeleteSnapshotResponseSchema)` to create a new message.
+ */
+export const DeleteSnapshotResponseSchema: GenMessage<DeleteSnapshotResponse> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 42);
+
+/**
+ * @generated from message wrenn.hostagent.v1.FlattenRootfsRequest
+ */
+export type FlattenRootfsRequest = Message<"wrenn.hostagent.v1.FlattenRootfsRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * Name of the new image template; [a-z0-9][a-z0-9_-]{0,62}.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.FlattenRootfsRequest.
+ * Use `create(FlattenRootfsRequestSchema)` to create a new message.
+ */
+export const FlattenRootfsRequestSchema: GenMessage<FlattenRootfsRequest> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 43);
+
+/**
+ * @generated from message wrenn.hostagent.v1.FlattenRootfsResponse
+ */
+export type FlattenRootfsResponse = Message<"wrenn.hostagent.v1.FlattenRootfsResponse"> & {
+  /**
+   * @generated from field: wrenn.hostagent.v1.Template template = 1;
+   */
+  template?: Template | undefined;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.FlattenRootfsResponse.
+ * Use `create(FlattenRootfsResponseSchema)` to create a new message.
+ */
+export const FlattenRootfsResponseSchema: GenMessage<FlattenRootfsResponse> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 44);
+
+/**
+ * @generated from message wrenn.hostagent.v1.ListTemplatesRequest
+ */
+export type ListTemplatesRequest = Message<"wrenn.hostagent.v1.ListTemplatesRequest"> & {
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.ListTemplatesRequest.
+ * Use `create(ListTemplatesRequestSchema)` to create a new message.
+ */
+export const ListTemplatesRequestSchema: GenMessage<ListTemplatesRequest> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 45);
+
+/**
+ * @generated from message wrenn.hostagent.v1.ListTemplatesResponse
+ */
+export type ListTemplatesResponse = Message<"wrenn.hostagent.v1.ListTemplatesResponse"> & {
+  /**
+   * @generated from field: repeated wrenn.hostagent.v1.Template templates = 1;
+   */
+  templates: Template[];
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.ListTemplatesResponse.
+ * Use `create(ListTemplatesResponseSchema)` to create a new message.
+ */
+export const ListTemplatesResponseSchema: GenMessage<ListTemplatesResponse> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 46);
+
+/**
+ * @generated from message wrenn.hostagent.v1.MetricSample
+ */
+export type MetricSample = Message<"wrenn.hostagent.v1.MetricSample"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * Share of the sandbox's vCPUs in use, 0-100 (100 = every vCPU busy).
+   *
+   * @generated from field: double cpu_used_pct = 2;
+   */
+  cpuUsedPct: number;
+
+  /**
+   * @generated from field: int32 cpu_count = 3;
+   */
+  cpuCount: number;
+
+  /**
+   * @generated from field: int64 mem_used_bytes = 4;
+   */
+  memUsedBytes: bigint;
+
+  /**
+   * @generated from field: int64 mem_total_bytes = 5;
+   */
+  memTotalBytes: bigint;
+
+  /**
+   * Bytes used on the sandbox's writable layer (its disk image).
+   *
+   * @generated from field: int64 disk_used_bytes = 6;
+   */
+  diskUsedBytes: bigint;
+
+  /**
+   * @generated from field: int64 disk_total_bytes = 7;
+   */
+  diskTotalBytes: bigint;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.MetricSample.
+ * Use `create(MetricSampleSchema)` to create a new message.
+ */
+export const MetricSampleSchema: GenMessage<MetricSample> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 47);
+
+/**
+ * @generated from message wrenn.hostagent.v1.GetSandboxMetricsRequest
+ */
+export type GetSandboxMetricsRequest = Message<"wrenn.hostagent.v1.GetSandboxMetricsRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: wrenn.hostagent.v1.MetricsRange range = 2;
+   */
+  range: MetricsRange;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.GetSandboxMetricsRequest.
+ * Use `create(GetSandboxMetricsRequestSchema)` to create a new message.
+ */
+export const GetSandboxMetricsRequestSchema: GenMessage<GetSandboxMetricsRequest> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 48);
+
+/**
+ * @generated from message wrenn.hostagent.v1.GetSandboxMetricsResponse
+ */
+export type GetSandboxMetricsResponse = Message<"wrenn.hostagent.v1.GetSandboxMetricsResponse"> & {
+  /**
+   * @generated from field: repeated wrenn.hostagent.v1.MetricSample samples = 1;
+   */
+  samples: MetricSample[];
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.GetSandboxMetricsResponse.
+ * Use `create(GetSandboxMetricsResponseSchema)` to create a new message.
+ */
+export const GetSandboxMetricsResponseSchema: GenMessage<GetSandboxMetricsResponse> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 49);
+
+/**
+ * @generated from message wrenn.hostagent.v1.FlushSandboxMetricsRequest
+ */
+export type FlushSandboxMetricsRequest = Message<"wrenn.hostagent.v1.FlushSandboxMetricsRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.FlushSandboxMetricsRequest.
+ * Use `create(FlushSandboxMetricsRequestSchema)` to create a new message.
+ */
+export const FlushSandboxMetricsRequestSchema: GenMessage<FlushSandboxMetricsRequest> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 50);
+
+/**
+ * @generated from message wrenn.hostagent.v1.FlushSandboxMetricsResponse
+ */
+export type FlushSandboxMetricsResponse = Message<"wrenn.hostagent.v1.FlushSandboxMetricsResponse"> & {
+  /**
+   * @generated from field: repeated wrenn.hostagent.v1.MetricSample raw_10m = 1;
+   */
+  raw10m: MetricSample[];
+
+  /**
+   * @generated from field: repeated wrenn.hostagent.v1.MetricSample avg_30s_2h = 2;
+   */
+  avg30s2h: MetricSample[];
+
+  /**
+   * @generated from field: repeated wrenn.hostagent.v1.MetricSample avg_5m_24h = 3;
+   */
+  avg5m24h: MetricSample[];
+};
+
+/**
+ * Describes the message wrenn.hostagent.v1.FlushSandboxMetricsResponse.
+ * Use `create(FlushSandboxMetricsResponseSchema)` to create a new message.
+ */
+export const FlushSandboxMetricsResponseSchema: GenMessage<FlushSandboxMetricsResponse> = /*@__PURE__*/
+  messageDesc(file_wrenn_hostagent_v1_hostagent, 51);
 
 /**
  * @generated from enum wrenn.hostagent.v1.SandboxStatus
@@ -722,6 +1368,73 @@ export enum SandboxStatus {
  */
 export const SandboxStatusSchema: GenEnum<SandboxStatus> = /*@__PURE__*/
   enumDesc(file_wrenn_hostagent_v1_hostagent, 0);
+
+/**
+ * @generated from enum wrenn.hostagent.v1.TemplateKind
+ */
+export enum TemplateKind {
+  /**
+   * @generated from enum value: TEMPLATE_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A root filesystem: sandboxes from it boot.
+   *
+   * @generated from enum value: TEMPLATE_KIND_IMAGE = 1;
+   */
+  IMAGE = 1,
+
+  /**
+   * A checkpoint and a writable layer: sandboxes from it are restored, processes and all.
+   *
+   * @generated from enum value: TEMPLATE_KIND_SNAPSHOT = 2;
+   */
+  SNAPSHOT = 2,
+}
+
+/**
+ * Describes the enum wrenn.hostagent.v1.TemplateKind.
+ */
+export const TemplateKindSchema: GenEnum<TemplateKind> = /*@__PURE__*/
+  enumDesc(file_wrenn_hostagent_v1_hostagent, 1);
+
+/**
+ * @generated from enum wrenn.hostagent.v1.MetricsRange
+ */
+export enum MetricsRange {
+  /**
+   * @generated from enum value: METRICS_RANGE_UNSPECIFIED = 0;
+   */
+  METRICS_RANGE_UNSPECIFIED = 0,
+
+  /**
+   * Raw samples (every 500 ms) of the last 10 minutes.
+   *
+   * @generated from enum value: METRICS_RANGE_10M = 1;
+   */
+  METRICS_RANGE_10M = 1,
+
+  /**
+   * 30-second averages of the last 2 hours.
+   *
+   * @generated from enum value: METRICS_RANGE_2H = 2;
+   */
+  METRICS_RANGE_2H = 2,
+
+  /**
+   * 5-minute averages of the last 24 hours.
+   *
+   * @generated from enum value: METRICS_RANGE_24H = 3;
+   */
+  METRICS_RANGE_24H = 3,
+}
+
+/**
+ * Describes the enum wrenn.hostagent.v1.MetricsRange.
+ */
+export const MetricsRangeSchema: GenEnum<MetricsRange> = /*@__PURE__*/
+  enumDesc(file_wrenn_hostagent_v1_hostagent, 2);
 
 /**
  * @generated from service wrenn.hostagent.v1.HostAgentService
@@ -780,6 +1493,24 @@ export const HostAgentService: GenService<{
     output: typeof ExecStreamResponseSchema;
   },
   /**
+   * Input to, and terminal size of, a command ExecStream started `interactive`.
+   *
+   * @generated from rpc wrenn.hostagent.v1.HostAgentService.SendExecInput
+   */
+  sendExecInput: {
+    methodKind: "unary";
+    input: typeof SendExecInputRequestSchema;
+    output: typeof SendExecInputResponseSchema;
+  },
+  /**
+   * @generated from rpc wrenn.hostagent.v1.HostAgentService.ResizeExecPty
+   */
+  resizeExecPty: {
+    methodKind: "unary";
+    input: typeof ResizeExecPtyRequestSchema;
+    output: typeof ResizeExecPtyResponseSchema;
+  },
+  /**
    * @generated from rpc wrenn.hostagent.v1.HostAgentService.ReadFile
    */
   readFile: {
@@ -812,6 +1543,100 @@ export const HostAgentService: GenService<{
     methodKind: "client_streaming";
     input: typeof WriteFileStreamRequestSchema;
     output: typeof WriteFileStreamResponseSchema;
+  },
+  /**
+   * Checkpoints the whole sandbox to disk and frees its processes, memory and network slot. A failed
+   * pause leaves the sandbox running. Pausing a paused sandbox is a no-op.
+   *
+   * @generated from rpc wrenn.hostagent.v1.HostAgentService.PauseSandbox
+   */
+  pauseSandbox: {
+    methodKind: "unary";
+    input: typeof PauseSandboxRequestSchema;
+    output: typeof PauseSandboxResponseSchema;
+  },
+  /**
+   * Restores a paused sandbox into a fresh slot. A failed resume leaves it paused (retry works).
+   *
+   * @generated from rpc wrenn.hostagent.v1.HostAgentService.ResumeSandbox
+   */
+  resumeSandbox: {
+    methodKind: "unary";
+    input: typeof ResumeSandboxRequestSchema;
+    output: typeof ResumeSandboxResponseSchema;
+  },
+  /**
+   * Counts as activity: resets the inactivity timer (timeout_sec).
+   *
+   * @generated from rpc wrenn.hostagent.v1.HostAgentService.PingSandbox
+   */
+  pingSandbox: {
+    methodKind: "unary";
+    input: typeof PingSandboxRequestSchema;
+    output: typeof PingSandboxResponseSchema;
+  },
+  /**
+   * @generated from rpc wrenn.hostagent.v1.HostAgentService.SetSandboxTimeout
+   */
+  setSandboxTimeout: {
+    methodKind: "unary";
+    input: typeof SetSandboxTimeoutRequestSchema;
+    output: typeof SetSandboxTimeoutResponseSchema;
+  },
+  /**
+   * Freezes a running sandbox into a named snapshot template (checkpoint + writable layer); the
+   * sandbox keeps running. CreateSandbox with the snapshot's name restores new sandboxes from it.
+   *
+   * @generated from rpc wrenn.hostagent.v1.HostAgentService.CreateSnapshot
+   */
+  createSnapshot: {
+    methodKind: "unary";
+    input: typeof CreateSnapshotRequestSchema;
+    output: typeof CreateSnapshotResponseSchema;
+  },
+  /**
+   * @generated from rpc wrenn.hostagent.v1.HostAgentService.DeleteSnapshot
+   */
+  deleteSnapshot: {
+    methodKind: "unary";
+    input: typeof DeleteSnapshotRequestSchema;
+    output: typeof DeleteSnapshotResponseSchema;
+  },
+  /**
+   * Writes a running sandbox's root filesystem (template + changes, merged) as a new image template.
+   *
+   * @generated from rpc wrenn.hostagent.v1.HostAgentService.FlattenRootfs
+   */
+  flattenRootfs: {
+    methodKind: "unary";
+    input: typeof FlattenRootfsRequestSchema;
+    output: typeof FlattenRootfsResponseSchema;
+  },
+  /**
+   * @generated from rpc wrenn.hostagent.v1.HostAgentService.ListTemplates
+   */
+  listTemplates: {
+    methodKind: "unary";
+    input: typeof ListTemplatesRequestSchema;
+    output: typeof ListTemplatesResponseSchema;
+  },
+  /**
+   * @generated from rpc wrenn.hostagent.v1.HostAgentService.GetSandboxMetrics
+   */
+  getSandboxMetrics: {
+    methodKind: "unary";
+    input: typeof GetSandboxMetricsRequestSchema;
+    output: typeof GetSandboxMetricsResponseSchema;
+  },
+  /**
+   * Every tier the agent holds for the sandbox (for the control plane to store on pause and destroy).
+   *
+   * @generated from rpc wrenn.hostagent.v1.HostAgentService.FlushSandboxMetrics
+   */
+  flushSandboxMetrics: {
+    methodKind: "unary";
+    input: typeof FlushSandboxMetricsRequestSchema;
+    output: typeof FlushSandboxMetricsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_wrenn_hostagent_v1_hostagent, 0);

@@ -1,0 +1,86 @@
+import { create } from '@bufbuild/protobuf';
+import { describe, expect, it } from 'vitest';
+import { Code, ConnectError } from '@wrenn/core';
+import { hostagent } from '@wrenn/contracts';
+import {
+  MAX_TIMEOUT_SEC,
+  validateCommand,
+  validateCreate,
+  validateExecInput,
+  validateMetricsRange,
+  validatePtySize,
+  validateTemplateNameField,
+  validateTimeoutSec,
+} from './validation.js';
+
+const limits = { maxVcpus: 4, maxMemoryMb: 8192, maxDiskMb: 20_480 };
+
+function fieldOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    const e = ConnectError.from(err);
+    expect(e.code).toBe(Code.InvalidArgument);
+    return e.rawMessage.split(':')[0]!;
+  }
+  throw new Error('expected InvalidArgument');
+}
+
+describe('validation of the pause/snapshot/metrics inputs', () => {
+  it('leaves unset sizes to the template and keeps the timeout', () => {
+    const params = validateCreate(create(hostagent.CreateSandboxRequestSchema, { timeoutSec: 30 }), limits);
+    expect(params).toMatchObject({ template: 'base', vcpus: undefined, memoryMb: undefined, timeoutSec: 30 });
+  });
+
+  it('takes timeouts from 0 (never) to 30 days and names the field otherwise', () => {
+    expect(validateTimeoutSec(0)).toBe(0);
+    expect(validateTimeoutSec(MAX_TIMEOUT_SEC)).toBe(MAX_TIMEOUT_SEC);
+    expect(fieldOf(() => validateTimeoutSec(-1))).toBe('timeout_sec');
+    expect(fieldOf(() => validateTimeoutSec(MAX_TIMEOUT_SEC + 1))).toBe('timeout_sec');
+    expect(
+      fieldOf(() => validateCreate(create(hostagent.CreateSandboxRequestSchema, { timeoutSec: -5 }), limits)),
+    ).toBe('timeout_sec');
+  });
+
+  it('allows template names from an allowlist only', () => {
+    expect(validateTemplateNameField('my-snap_1')).toBe('my-snap_1');
+    for (const bad of ['', '..', '../x', 'a/b', 'Upper', '-lead', 'x'.repeat(64), 'sp ace', 'dot.ted']) {
+      expect(
+        fieldOf(() => validateTemplateNameField(bad)),
+        bad,
+      ).toBe('name');
+    }
+  });
+
+  it('maps metric ranges, defaulting to raw samples, and refuses unknown ones', () => {
+    expect(validateMetricsRange(hostagent.MetricsRange.METRICS_RANGE_UNSPECIFIED)).toBe('10m');
+    expect(validateMetricsRange(hostagent.MetricsRange.METRICS_RANGE_2H)).toBe('2h');
+    expect(validateMetricsRange(hostagent.MetricsRange.METRICS_RANGE_24H)).toBe('24h');
+    expect(fieldOf(() => validateMetricsRange(7 as hostagent.MetricsRange))).toBe('range');
+  });
+});
+
+describe('validation of interactive commands', () => {
+  const command = (init: { interactive?: boolean; pty?: { cols: number; rows: number } }) =>
+    create(hostagent.CommandSchema, { cmd: 'sh', ...init });
+
+  it('takes input later and terminals on ExecStream only', () => {
+    expect(validateCommand(command({ interactive: true }), 'stream').interactive).toBe(true);
+    expect(fieldOf(() => validateCommand(command({ interactive: true })))).toBe('command.interactive');
+    const pty = { cols: 80, rows: 24 };
+    expect(validateCommand(command({ pty }), 'stream').pty).toEqual(pty);
+    expect(fieldOf(() => validateCommand(command({ pty })))).toBe('command.pty');
+  });
+
+  it('bounds terminal sizes and input, naming the field', () => {
+    expect(
+      fieldOf(() => validatePtySize(create(hostagent.PtySizeSchema, { cols: 0, rows: 24 }), 'size')),
+    ).toBe('size.cols');
+    expect(
+      fieldOf(() => validatePtySize(create(hostagent.PtySizeSchema, { cols: 80, rows: 5000 }), 'size')),
+    ).toBe('size.rows');
+    expect(fieldOf(() => validatePtySize(undefined, 'size'))).toBe('size');
+    expect(fieldOf(() => validateExecInput(new Uint8Array(17 * 1024 * 1024)))).toBe('data');
+    expect(validateExecInput(new Uint8Array(3)).byteLength).toBe(3);
+  });
+});

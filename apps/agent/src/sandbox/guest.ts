@@ -1,0 +1,51 @@
+import { ENVD_PORT } from '@wrenn/contracts';
+import type { AgentConfig } from '../config.js';
+import type { NetworkSlot } from '../network/addresses.js';
+import type { RuntimeSandboxSpec } from '../runtime/driver.js';
+import type { SandboxPaths } from '../storage/layout.js';
+import type { SandboxInfo } from './record.js';
+
+// Paths inside every sandbox where the agent provides envd and its runtime (read-only).
+const GUEST_DIR = '/opt/wrenn';
+
+/**
+ * The runtime spec of a sandbox. Boot and restore use the same one: a checkpoint restores only into
+ * the mount layout it was taken with (the sources may move, the destinations may not).
+ */
+export function guestRuntimeSpec(
+  config: AgentConfig,
+  paths: SandboxPaths,
+  slot: NetworkSlot,
+  info: SandboxInfo,
+): RuntimeSandboxSpec {
+  return {
+    id: info.id,
+    rootfs: paths.rootfs,
+    bundleDir: paths.bundle,
+    logFile: paths.runtimeLog,
+    netnsPath: slot.netnsPath,
+    vcpus: info.vcpus,
+    memoryMb: info.memoryMb,
+    pidsLimit: config.pidsLimit,
+    hostname: 'wrenn',
+    mounts: [
+      { source: config.nodePath, destination: `${GUEST_DIR}/bin/node`, readonly: true },
+      { source: config.tiniPath, destination: `${GUEST_DIR}/bin/tini`, readonly: true },
+      { source: config.envdDir, destination: `${GUEST_DIR}/envd`, readonly: true },
+      // An explicit /tmp also keeps gVisor from putting a memory-backed tmpfs there.
+      { source: paths.tmp, destination: '/tmp', readonly: false },
+      { source: paths.resolvConf, destination: '/etc/resolv.conf', readonly: false },
+      { source: paths.hosts, destination: '/etc/hosts', readonly: false },
+    ],
+    init: {
+      args: [`${GUEST_DIR}/bin/tini`, '--', `${GUEST_DIR}/bin/node`, `${GUEST_DIR}/envd/envd.mjs`],
+      env: [
+        'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+        'HOME=/root',
+        `ENVD_PORT=${ENVD_PORT}`,
+        `ENVD_TASKS_MAX=${config.pidsLimit}`,
+      ],
+      cwd: '/',
+    },
+  };
+}

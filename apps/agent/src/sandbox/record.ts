@@ -1,0 +1,135 @@
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import type { NetworkSlot } from '../network/addresses.js';
+import type { SandboxPaths } from '../storage/layout.js';
+import { MetricTiers } from '../metrics/tiers.js';
+import type { EnvdClient } from './envd-client.js';
+
+export type SandboxStatus = 'pending' | 'running' | 'paused' | 'stopped' | 'error';
+
+export interface SandboxInfo {
+  id: string;
+  template: string;
+  status: SandboxStatus;
+  vcpus: number;
+  memoryMb: number;
+  diskMb: number;
+  metadata: Record<string, string>;
+  createdAt: Date;
+  envdAddress: string;
+  /** Why the sandbox is in its status when nobody asked for it (e.g. out of memory). */
+  statusReason: string;
+  /** Seconds of inactivity before the agent pauses the sandbox; 0 = never. */
+  timeoutSec: number;
+  /** Paused by the inactivity timer rather than by a caller. */
+  autoPaused: boolean;
+  lastActiveAt: Date;
+  pausedAt?: Date;
+}
+
+export interface CreateSandboxParams {
+  id?: string;
+  template: string;
+  /** Unset = the template's (a snapshot's sizes are fixed) or the agent's default. */
+  vcpus?: number;
+  memoryMb?: number;
+  diskMb?: number;
+  env: Record<string, string>;
+  metadata: Record<string, string>;
+  timeoutSec: number;
+}
+
+/** Everything the agent holds for one sandbox. */
+export interface SandboxRecord {
+  info: SandboxInfo;
+  paths: SandboxPaths;
+  /** The image template whose rootfs lies below the sandbox's layer. */
+  baseImage: string;
+  /** envd's access token: only the agent (and whoever it hands the token to) may drive envd. */
+  accessToken: string;
+  slot?: NetworkSlot;
+  envd?: EnvdClient;
+  /** Host pid of the runtime's sandbox process, watched for unexpected death. */
+  pid?: number;
+  /** Aborted when the sandbox stops running (pause, destroy, death): cancels calls in flight. */
+  lifetime: AbortController;
+  /** Set while the sandbox changes state (pausing, resuming…): calls wait for nothing and are refused. */
+  transition?: string;
+  /** Operations that change a sandbox's state run one at a time, in order of arrival. */
+  queue: Promise<unknown>;
+  /** Calls in flight (a long exec stream is activity for as long as it runs). */
+  activeCalls: number;
+  lastActive: number;
+  metrics: MetricTiers;
+  cpuMark?: { ns: number; at: number };
+  /** Freeing the runtime, slot and mounts after a pause answered; later operations wait for it. */
+  teardown?: Promise<void>;
+  /** Set once: releasing the sandbox's resources (on destroy, or when it died). */
+  releasing?: Promise<void>;
+}
+
+export function newRecord(
+  info: SandboxInfo,
+  paths: SandboxPaths,
+  baseImage: string,
+  accessToken: string,
+): SandboxRecord {
+  return {
+    info,
+    paths,
+    baseImage,
+    accessToken,
+    lifetime: new AbortController(),
+    queue: Promise.resolve(),
+    activeCalls: 0,
+    lastActive: Date.now(),
+    metrics: new MetricTiers(),
+  };
+}
+
+/** What a paused sandbox's directory records, so an agent that restarts can resume it. */
+interface PausedState {
+  info: Omit<SandboxInfo, 'createdAt' | 'lastActiveAt' | 'pausedAt'> & {
+    createdAt: string;
+    lastActiveAt: string;
+    pausedAt?: string;
+  };
+  baseImage: string;
+  accessToken: string;
+}
+
+export async function writePausedState(record: SandboxRecord): Promise<void> {
+  const { info } = record;
+  const state: PausedState = {
+    info: {
+      ...info,
+      createdAt: info.createdAt.toISOString(),
+      lastActiveAt: info.lastActiveAt.toISOString(),
+      pausedAt: info.pausedAt?.toISOString(),
+    },
+    baseImage: record.baseImage,
+    accessToken: record.accessToken,
+  };
+  const tmp = `${record.paths.stateFile}.tmp`;
+  await writeFile(tmp, JSON.stringify(state, null, 1), { mode: 0o600 });
+  await rename(tmp, record.paths.stateFile);
+}
+
+export async function readPausedState(
+  paths: SandboxPaths,
+): Promise<{ info: SandboxInfo; baseImage: string; accessToken: string } | undefined> {
+  const text = await readFile(paths.stateFile, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  const state = JSON.parse(text) as PausedState;
+  if (state.info.status !== 'paused') return undefined;
+  return {
+    info: {
+      ...state.info,
+      envdAddress: '',
+      createdAt: new Date(state.info.createdAt),
+      lastActiveAt: new Date(state.info.lastActiveAt),
+      pausedAt: state.info.pausedAt ? new Date(state.info.pausedAt) : undefined,
+    },
+    baseImage: state.baseImage,
+    accessToken: state.accessToken,
+  };
+}
