@@ -1,0 +1,57 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { hashPassword } from './auth/passwords.js';
+import { newApiKey } from './auth/tokens.js';
+import type { Db } from './db/database.js';
+
+export const ADMIN_EMAIL = 'admin@wrenn.local';
+
+/**
+ * On a database without users: an admin user, their team and an API key, so `wrenn up` is usable at
+ * once. The key and the admin's password (for the Bearer-token routes, `/v1/admin/...`) are written
+ * to the data dir (0600) for the machine's owner; the database holds only their hashes.
+ */
+export async function bootstrapAdmin(
+  db: Db,
+  dataDir: string,
+): Promise<{ apiKey: string; password?: string; created: boolean } | undefined> {
+  const file = path.join(dataDir, 'server', 'admin-api-key');
+  const passwordFile = path.join(dataDir, 'server', 'admin-password');
+  const users = await db.selectFrom('users').select(db.fn.countAll().as('n')).executeTakeFirstOrThrow();
+  if (Number(users.n) > 0) {
+    const apiKey = (await readFile(file, 'utf8').catch(() => '')).trim();
+    const password = (await readFile(passwordFile, 'utf8').catch(() => '')).trim() || undefined;
+    return apiKey ? { apiKey, password, created: false } : undefined;
+  }
+  const { key, prefix, hash } = newApiKey();
+  const password = randomBytes(18).toString('base64url');
+  await db.transaction().execute(async (tx) => {
+    const user = await tx
+      .insertInto('users')
+      .values({
+        email: ADMIN_EMAIL,
+        password_hash: await hashPassword(password),
+        is_admin: true,
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const team = await tx
+      .insertInto('teams')
+      .values({ name: 'admin' })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    await tx
+      .insertInto('team_members')
+      .values({ team_id: team.id, user_id: user.id, role: 'owner' })
+      .execute();
+    await tx
+      .insertInto('api_keys')
+      .values({ team_id: team.id, name: 'first admin key', prefix, key_hash: hash, created_by: user.id })
+      .execute();
+  });
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  await writeFile(file, `${key}\n`, { mode: 0o600 });
+  await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+  return { apiKey: key, password, created: true };
+}

@@ -1,0 +1,39 @@
+import { mkdir } from 'node:fs/promises';
+import { PGlite } from '@electric-sql/pglite';
+import { Kysely, PostgresDialect } from 'kysely';
+import { Migrator } from 'kysely/migration';
+import { PGliteDialect } from 'kysely-pglite-dialect';
+import pg from 'pg';
+import { errorMessage, type Logger } from '@wrenn/core';
+import type { ServerConfig } from '../config.js';
+import { migrationProvider } from './migrations.js';
+import type { Database } from './schema.js';
+
+export type Db = Kysely<Database>;
+
+/**
+ * Opens the database (PostgreSQL, or PGlite in the data dir; `memory://` for tests) and brings its
+ * schema up to date. Both backends run the same migrations and the same queries.
+ */
+export async function openDatabase(
+  target: ServerConfig['database'] | { kind: 'pglite'; dir: 'memory://' },
+  logger: Logger,
+): Promise<Db> {
+  let db: Db;
+  if (target.kind === 'postgres') {
+    db = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: target.url, max: 10 }) }),
+    });
+  } else {
+    if (target.dir !== 'memory://') await mkdir(target.dir, { recursive: true });
+    const client = new PGlite(target.dir);
+    db = new Kysely<Database>({ dialect: new PGliteDialect(client) });
+  }
+  const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
+  for (const r of results ?? []) logger.info({ migration: r.migrationName, status: r.status }, 'migration');
+  if (error) {
+    await db.destroy();
+    throw new Error(`database migration failed: ${errorMessage(error)}`);
+  }
+  return db;
+}

@@ -1,0 +1,123 @@
+import { sql, type Kysely } from 'kysely';
+import type { Migration, MigrationProvider } from 'kysely/migration';
+
+// Versioned migrations, in code so they ship with the program; applied in name order at start.
+const migrations: Record<string, Migration> = {
+  '0001_users_teams_keys_sandboxes': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('users')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('email', 'text', (c) => c.notNull().unique())
+        .addColumn('password_hash', 'text', (c) => c.notNull())
+        .addColumn('is_admin', 'boolean', (c) => c.notNull().defaultTo(false))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await db.schema
+        .createTable('teams')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await db.schema
+        .createTable('team_members')
+        .addColumn('team_id', 'uuid', (c) => c.notNull().references('teams.id').onDelete('cascade'))
+        .addColumn('user_id', 'uuid', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('role', 'text', (c) => c.notNull().check(sql`role in ('owner', 'member')`))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addPrimaryKeyConstraint('team_members_pk', ['team_id', 'user_id'])
+        .execute();
+      await db.schema
+        .createTable('api_keys')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('team_id', 'uuid', (c) => c.notNull().references('teams.id').onDelete('cascade'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('prefix', 'text', (c) => c.notNull())
+        .addColumn('key_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('created_by', 'uuid', (c) => c.notNull().references('users.id'))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('last_used_at', 'timestamptz')
+        .execute();
+      await db.schema
+        .createTable('sandboxes')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('team_id', 'uuid', (c) => c.notNull().references('teams.id'))
+        .addColumn('template', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('vcpus', 'integer', (c) => c.notNull())
+        .addColumn('memory_mb', 'integer', (c) => c.notNull())
+        .addColumn('disk_mb', 'integer', (c) => c.notNull())
+        .addColumn('timeout_sec', 'integer', (c) => c.notNull())
+        .addColumn('metadata', 'jsonb', (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await db.schema
+        .createIndex('sandboxes_team_idx')
+        .on('sandboxes')
+        .columns(['team_id', 'status'])
+        .execute();
+    },
+  },
+  '0002_sandbox_status_reason': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .alterTable('sandboxes')
+        .addColumn('status_reason', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('auto_paused', 'boolean', (c) => c.notNull().defaultTo(false))
+        .execute();
+    },
+  },
+  '0003_templates_and_metrics': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('templates')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        // NULL = a platform template every team sees (like `base`).
+        .addColumn('team_id', 'uuid', (c) => c.references('teams.id').onDelete('cascade'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull().check(sql`kind in ('snapshot', 'image')`))
+        .addColumn('source_sandbox_id', 'text')
+        .addColumn('vcpus', 'integer', (c) => c.notNull())
+        .addColumn('memory_mb', 'integer', (c) => c.notNull())
+        .addColumn('disk_mb', 'integer', (c) => c.notNull())
+        .addColumn('size_bytes', 'bigint', (c) => c.notNull().defaultTo(0))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addUniqueConstraint('templates_team_name', ['team_id', 'name'])
+        .execute();
+      await db.schema
+        .createTable('sandbox_metrics')
+        .addColumn('sandbox_id', 'text', (c) => c.notNull().references('sandboxes.id').onDelete('cascade'))
+        .addColumn('tier', 'text', (c) => c.notNull().check(sql`tier in ('10m', '2h', '24h')`))
+        .addColumn('time', 'timestamptz', (c) => c.notNull())
+        .addColumn('cpu_used_pct', 'double precision', (c) => c.notNull())
+        .addColumn('cpu_count', 'integer', (c) => c.notNull())
+        .addColumn('mem_used_bytes', 'bigint', (c) => c.notNull())
+        .addColumn('mem_total_bytes', 'bigint', (c) => c.notNull())
+        .addColumn('disk_used_bytes', 'bigint', (c) => c.notNull())
+        .addColumn('disk_total_bytes', 'bigint', (c) => c.notNull())
+        .addPrimaryKeyConstraint('sandbox_metrics_pk', ['sandbox_id', 'tier', 'time'])
+        .execute();
+    },
+  },
+  '0004_sandbox_lifecycle': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .alterTable('sandboxes')
+        // What the inactivity timeout does: the agent pauses; `kill` makes the reconciler destroy.
+        .addColumn('on_timeout', 'text', (c) =>
+          c
+            .notNull()
+            .defaultTo('pause')
+            .check(sql`on_timeout in ('pause', 'kill')`),
+        )
+        // Proxy traffic to a paused sandbox resumes it.
+        .addColumn('auto_resume', 'boolean', (c) => c.notNull().defaultTo(false))
+        .execute();
+    },
+  },
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: () => Promise.resolve(migrations),
+};

@@ -1,0 +1,29 @@
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { Client } from '@connectrpc/connect';
+import type { Logger } from '@wrenn/core';
+import type { hostagent } from '@wrenn/contracts';
+import type { LoginLimit } from '../auth/login-throttle.js';
+import type { SessionTokens } from '../auth/tokens.js';
+import type { Db } from '../db/database.js';
+
+export type AgentClient = Client<typeof hostagent.HostAgentService>;
+
+export interface ServerDeps {
+  db: Db;
+  tokens: SessionTokens;
+  agent: AgentClient;
+  logger: Logger;
+  /** Failed logins allowed per email (default 10 per 15 minutes, in this process's memory). */
+  loginLimit?: LoginLimit;
+  /** Largest upload, bytes (default 1 GiB); past it 413. */
+  uploadMaxBytes?: number;
+}
+
+/** What the auth middleware puts on the request context. */
+export interface AuthVars {
+  userId: string;
+  teamId: string;
+}
+
+export type Env = { Variables: Partial<AuthVars> };
+export type App = OpenAPIHono<Env>;

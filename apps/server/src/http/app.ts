@@ -1,0 +1,127 @@
+import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { serve, type ServerType } from '@hono/node-server';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { WebSocketServer } from 'ws';
+import { HTTPException } from 'hono/http-exception';
+import { ZodError } from 'zod';
+import { adminRoutes } from '../routes/admin.js';
+import { buildE2bApi, isE2bApiPath } from '../e2b/api.js';
+import type { SandboxProxy } from '../proxy/sandbox-proxy.js';
+import { authRoutes } from '../routes/auth.js';
+import { execWebSocketRoutes } from '../routes/exec-ws.js';
+import { fileRoutes } from '../routes/files.js';
+import { sandboxRoutes } from '../routes/sandboxes.js';
+import { snapshotRoutes } from '../routes/snapshots.js';
+import { teamRoutes } from '../routes/teams.js';
+import type { App, Env, ServerDeps } from './app-types.js';
+import { docsRoutes } from './docs.js';
+import { invalidInput, toApiError } from './errors.js';
+
+export const OPENAPI_INFO = { title: 'Wrenn API', version: '0.1.0' };
+
+/** The whole HTTP API: every route is declared with its schemas, which also make /openapi.json. */
+export function buildApp(deps: ServerDeps): App {
+  const app: App = new OpenAPIHono<Env>({
+    // Schema failures answer 400 naming the first offending field.
+    defaultHook: (result, c) => (result.success ? undefined : c.json(validationError(result.error), 400)),
+  });
+
+  // E2B's API (its own paths, error shape and docs) answers before any of ours.
+  const e2bApi = buildE2bApi(deps);
+  app.use('*', async (c, next) => (isE2bApiPath(c.req.path) ? e2bApi.fetch(c.req.raw, c.env) : next()));
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
+    type: 'http',
+    scheme: 'bearer',
+    bearerFormat: 'JWT',
+  });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', {
+    type: 'apiKey',
+    in: 'header',
+    name: 'X-API-Key',
+  });
+
+  authRoutes(app, deps);
+  teamRoutes(app, deps);
+  adminRoutes(app, deps);
+  sandboxRoutes(app, deps);
+  fileRoutes(app, deps);
+  execWebSocketRoutes(app, deps);
+  snapshotRoutes(app, deps);
+
+  const document = () => app.getOpenAPI31Document({ openapi: '3.1.0', info: OPENAPI_INFO });
+  app.get('/openapi.json', (c) => c.json(document()));
+  docsRoutes(app, document);
+
+  app.notFound((c) =>
+    c.json({ code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` }, 404),
+  );
+  app.onError((err, c) => {
+    if (err instanceof ZodError) return c.json(validationError(err), 400);
+    if (err instanceof HTTPException) {
+      // Hono's own: malformed JSON, a body that is not JSON.
+      const message = /json/i.test(err.message) ? 'body: malformed JSON' : err.message;
+      return c.json({ code: err.status === 400 ? 'invalid_argument' : 'error', message }, err.status);
+    }
+    const known = toApiError(err);
+    if (known) return c.json({ code: known.code, message: known.message }, known.status);
+    deps.logger.error({ err, method: c.req.method, path: c.req.path }, 'internal error');
+    return c.json({ code: 'internal', message: 'internal error; see the server log' }, 500);
+  });
+  return app;
+}
+
+function validationError(err: ZodError): { code: string; message: string } {
+  const { code, message } = invalidInput(err);
+  return { code, message };
+}
+
+/**
+ * Serves the app over HTTP/1.1 with WebSocket upgrades (streaming exec); with a sandbox proxy,
+ * sandbox traffic (by Host or by E2B's routing headers) goes to the sandbox before any route.
+ * Resolves once listening.
+ */
+export async function serveApp(
+  app: App,
+  hostname: string,
+  port: number,
+  proxy?: SandboxProxy,
+): Promise<ServerType> {
+  const server = serve({
+    fetch: app.fetch,
+    hostname,
+    port,
+    websocket: { server: new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 }) },
+  });
+  // Node cuts off any request whose body takes over 5 minutes; uploads and proxied streams may.
+  (server as http.Server).requestTimeout = 0;
+  if (proxy) putProxyFirst(server, proxy);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  return server;
+}
+
+/**
+ * Puts the sandbox proxy in front of the server's own request and upgrade listeners (Hono's, and
+ * node-server's WebSocket upgrade for exec): sandbox traffic never reaches them.
+ */
+function putProxyFirst(server: ServerType, proxy: SandboxProxy): void {
+  const requestListeners = server.listeners('request') as http.RequestListener[];
+  server.removeAllListeners('request');
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const to = proxy.route(req);
+    if (to) proxy.handleRequest(req, res, to);
+    else for (const listener of requestListeners) void listener(req, res);
+  });
+  type UpgradeListener = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
+  const upgradeListeners = server.listeners('upgrade') as UpgradeListener[];
+  server.removeAllListeners('upgrade');
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const to = proxy.route(req);
+    if (to) proxy.handleUpgrade(req, socket, head, to);
+    else for (const listener of upgradeListeners) listener(req, socket, head);
+  });
+}

@@ -1,0 +1,64 @@
+import type { Context, MiddlewareHandler } from 'hono';
+import { hashApiKey } from '../auth/tokens.js';
+import type { ServerDeps, Env } from './app-types.js';
+import { forbidden, unauthorized } from './errors.js';
+
+/** `Authorization: Bearer <JWT>` → the user (user and team management). */
+export function requireUser(deps: ServerDeps): MiddlewareHandler<Env> {
+  return async (c, next) => {
+    const header = c.req.header('authorization') ?? '';
+    const match = /^Bearer (\S+)$/.exec(header);
+    if (!match)
+      throw unauthorized('Authorization: Bearer <token> is required (POST /v1/auth/login gives one)');
+    const userId = await deps.tokens.verify(match[1]!);
+    if (!userId) throw unauthorized('the bearer token is invalid or expired');
+    const user = await deps.db.selectFrom('users').select('id').where('id', '=', userId).executeTakeFirst();
+    if (!user) throw unauthorized('the bearer token names a user that no longer exists');
+    c.set('userId', userId);
+    await next();
+  };
+}
+
+/**
+ * After `requireUser`: the user must be an admin. Read from the database on every request (not put in
+ * the token), so taking the flag away takes effect at once.
+ */
+export function requireAdmin(deps: ServerDeps): MiddlewareHandler<Env> {
+  return async (c, next) => {
+    const user = await deps.db
+      .selectFrom('users')
+      .select('is_admin')
+      .where('id', '=', authed(c, 'userId'))
+      .executeTakeFirst();
+    if (!user?.is_admin) throw forbidden('only administrators may use /v1/admin');
+    await next();
+  };
+}
+
+/** `X-API-Key: wrn_…` → the team that owns the key (sandbox operations). */
+export function requireApiKey(deps: ServerDeps): MiddlewareHandler<Env> {
+  return async (c, next) => {
+    const key = c.req.header('x-api-key');
+    if (!key) throw unauthorized('X-API-Key is required');
+    // Looked up by hash: the index does the comparison, and a key is never held in the clear.
+    const row = await deps.db
+      .selectFrom('api_keys')
+      .select(['id', 'team_id', 'last_used_at'])
+      .where('key_hash', '=', hashApiKey(key))
+      .executeTakeFirst();
+    if (!row) throw unauthorized('the API key is invalid or was revoked');
+    c.set('teamId', row.team_id);
+    // Recorded to the minute: a write per request was most of the API's overhead over the agent.
+    const now = new Date();
+    if (!row.last_used_at || now.getTime() - new Date(row.last_used_at).getTime() > 60_000) {
+      await deps.db.updateTable('api_keys').set({ last_used_at: now }).where('id', '=', row.id).execute();
+    }
+    await next();
+  };
+}
+
+export function authed(c: Context<Env>, what: 'userId' | 'teamId'): string {
+  const value = c.get(what);
+  if (!value) throw unauthorized('not authenticated');
+  return value;
+}

@@ -1,0 +1,70 @@
+import { Code, ConnectError } from '@wrenn/core';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { ZodError } from 'zod';
+
+/** An error the API answers as `{ code, message }` with its HTTP status. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: ContentfulStatusCode,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A schema failure as a 400 naming the first offending field (`whole` when it is the input itself),
+ * with the names of unknown fields.
+ */
+export function invalidInput(err: ZodError, whole = 'body'): ApiError {
+  const issue = err.issues[0];
+  const field = issue?.path.length ? issue.path.join('.') : whole;
+  const unknownKeys = issue?.code === 'unrecognized_keys' ? ` (${issue.keys.join(', ')})` : '';
+  return new ApiError(400, 'invalid_argument', `${field}: ${issue?.message ?? 'invalid'}${unknownKeys}`);
+}
+
+export const badRequest = (field: string, problem: string) =>
+  new ApiError(400, 'invalid_argument', `${field}: ${problem}`);
+/** A request body that may be empty: undefined then, else its JSON (400 when it is not JSON). */
+export async function optionalJsonBody(req: Request): Promise<unknown> {
+  const text = await req.text();
+  if (!text.trim()) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw badRequest('body', 'malformed JSON');
+  }
+}
+
+export const unauthorized = (message: string) => new ApiError(401, 'unauthenticated', message);
+export const forbidden = (message: string) => new ApiError(403, 'permission_denied', message);
+export const notFound = (what: string, id: string) =>
+  new ApiError(404, 'not_found', `${what} ${JSON.stringify(id)} not found`);
+export const conflict = (message: string) => new ApiError(409, 'already_exists', message);
+export const rateLimited = (message: string) => new ApiError(429, 'rate_limited', message);
+
+// The agent speaks Connect codes; the API answers the HTTP status each one means.
+const FROM_CONNECT: Partial<Record<Code, [ContentfulStatusCode, string]>> = {
+  [Code.InvalidArgument]: [400, 'invalid_argument'],
+  [Code.NotFound]: [404, 'not_found'],
+  [Code.AlreadyExists]: [409, 'already_exists'],
+  [Code.FailedPrecondition]: [409, 'failed_precondition'],
+  [Code.Aborted]: [409, 'aborted'],
+  [Code.ResourceExhausted]: [429, 'resource_exhausted'],
+  [Code.PermissionDenied]: [403, 'permission_denied'],
+  [Code.Unauthenticated]: [401, 'unauthenticated'],
+  [Code.DeadlineExceeded]: [504, 'deadline_exceeded'],
+  [Code.Unavailable]: [503, 'unavailable'],
+  [Code.Unimplemented]: [501, 'unimplemented'],
+};
+
+/** What the client is told about a failure; internal errors say nothing of their cause. */
+export function toApiError(err: unknown): ApiError | undefined {
+  if (err instanceof ApiError) return err;
+  if (err instanceof ConnectError) {
+    const mapped = FROM_CONNECT[err.code];
+    if (mapped) return new ApiError(mapped[0], mapped[1], err.rawMessage);
+  }
+  return undefined;
+}

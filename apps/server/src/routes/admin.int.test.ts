@@ -1,0 +1,228 @@
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { create } from '@bufbuild/protobuf';
+import { createClient } from '@connectrpc/connect';
+import { connectNodeAdapter, createConnectTransport } from '@connectrpc/connect-node';
+import { describe, expect, it } from 'vitest';
+import { hostagent } from '@wrenn/contracts';
+import { startTestServer, testBackends, useTestServer } from '../testing/api.js';
+import { insertSandboxRow } from '../testing/rows.js';
+
+const backends = await testBackends();
+const ADMIN_PATHS = ['/v1/admin/teams', '/v1/admin/sandboxes', '/v1/admin/templates', '/v1/admin/hosts'];
+
+describe.each(backends)('the admin API on $name', (backend) => {
+  const api = useTestServer(backend);
+  const { call, signup } = api;
+
+  /** A signed-up user made admin directly in the database (as bootstrap.ts makes the first one). */
+  async function admin(email: string) {
+    const session = await signup(email);
+    await api.db.updateTable('users').set({ is_admin: true }).where('id', '=', session.user.id).execute();
+    return { ...session, auth: { authorization: `Bearer ${session.token}` } };
+  }
+
+  const sandbox = (id: string, team_id: string, status: 'running' | 'paused' | 'stopped') =>
+    insertSandboxRow(api.db, { id, team_id, status, metadata: { owner: team_id.slice(0, 8) } });
+
+  it('answers 401 without a token and 403 to a user who is not an admin, checking the flag on every request', async () => {
+    const user = await signup('plain-user@example.com');
+    const asUser = { authorization: `Bearer ${user.token}` };
+    for (const path of ADMIN_PATHS) {
+      const anonymous = await call('GET', path);
+      expect(anonymous.status, path).toBe(401);
+      expect(anonymous.body.code, path).toBe('unauthenticated');
+      expect(await call('GET', path, { headers: asUser }), path).toEqual({
+        status: 403,
+        body: { code: 'permission_denied', message: 'only administrators may use /v1/admin' },
+      });
+    }
+
+    // Made admin: the same token works at once; the flag taken away: refused at once.
+    await api.db.updateTable('users').set({ is_admin: true }).where('id', '=', user.user.id).execute();
+    for (const path of ADMIN_PATHS) {
+      expect((await call('GET', path, { headers: asUser })).status, path).toBe(200);
+    }
+    await api.db.updateTable('users').set({ is_admin: false }).where('id', '=', user.user.id).execute();
+    expect((await call('GET', '/v1/admin/teams', { headers: asUser })).status).toBe(403);
+  });
+
+  it("lists every team with its member and live sandbox counts, and every team's sandboxes", async () => {
+    const root = await admin('root-lists@example.com');
+    const a = await signup('admin-team-a@example.com');
+    const b = await signup('admin-team-b@example.com');
+    const added = await call('POST', `/v1/teams/${a.team.id}/members`, {
+      body: { email: 'admin-team-b@example.com' },
+      headers: { authorization: `Bearer ${a.token}` },
+    });
+    expect(added.status).toBe(201);
+    await sandbox('adminsbxa001', a.team.id, 'running');
+    await sandbox('adminsbxa002', a.team.id, 'paused');
+    await sandbox('adminsbxa003', a.team.id, 'stopped');
+    await sandbox('adminsbxb001', b.team.id, 'running');
+
+    const teams = await call('GET', '/v1/admin/teams', { headers: root.auth });
+    expect(teams.status).toBe(200);
+    const byId = new Map((teams.body.teams as { id: string }[]).map((t) => [t.id, t]));
+    expect(byId.get(a.team.id)).toEqual({
+      id: a.team.id,
+      name: "admin-team-a@example.com's team",
+      created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as string,
+      member_count: 2,
+      sandbox_count: 2,
+    });
+    expect(byId.get(b.team.id)).toMatchObject({ member_count: 1, sandbox_count: 1 });
+    expect(byId.get(root.team.id)).toMatchObject({ member_count: 1, sandbox_count: 0 });
+
+    const listed = await call('GET', '/v1/admin/sandboxes', { headers: root.auth });
+    expect(listed.status).toBe(200);
+    const sandboxes = listed.body.sandboxes as { id: string; team_id: string }[];
+    expect(sandboxes.map((s) => s.id).sort()).toEqual(['adminsbxa001', 'adminsbxa002', 'adminsbxb001']);
+    expect(sandboxes.find((s) => s.id === 'adminsbxa001')).toEqual({
+      id: 'adminsbxa001',
+      team_id: a.team.id,
+      template: 'base',
+      status: 'running',
+      vcpus: 1,
+      memory_mb: 512,
+      disk_mb: 1024,
+      timeout_sec: 300,
+      metadata: { owner: a.team.id.slice(0, 8) },
+      status_reason: '',
+      auto_paused: false,
+      created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as string,
+    });
+
+    const stopped = await call('GET', '/v1/admin/sandboxes?status=stopped', { headers: root.auth });
+    expect((stopped.body.sandboxes as { id: string }[]).map((s) => s.id)).toEqual(['adminsbxa003']);
+    const ofB = await call('GET', `/v1/admin/sandboxes?team_id=${b.team.id}`, { headers: root.auth });
+    expect((ofB.body.sandboxes as { id: string }[]).map((s) => s.id)).toEqual(['adminsbxb001']);
+    const bad = await call('GET', '/v1/admin/sandboxes?status=sleeping', { headers: root.auth });
+    expect(bad.status).toBe(400);
+    expect(bad.body.message).toMatch(/^status: /);
+  });
+
+  it("lists every template: the platform's (team_id null) and teams' snapshots", async () => {
+    const root = await admin('root-templates@example.com');
+    const team = await signup('snapshotter@example.com');
+    await api.db
+      .insertInto('templates')
+      .values([
+        {
+          team_id: null,
+          name: 'admin-test-image',
+          kind: 'image',
+          vcpus: 1,
+          memory_mb: 512,
+          disk_mb: 2048,
+          size_bytes: 0,
+        },
+        {
+          team_id: team.team.id,
+          name: 'admin-test-snap',
+          kind: 'snapshot',
+          source_sandbox_id: 'adminsbxsrc1',
+          vcpus: 2,
+          memory_mb: 1024,
+          disk_mb: 4096,
+          size_bytes: 5_000_000_000,
+        },
+      ])
+      .execute();
+    const res = await call('GET', '/v1/admin/templates', { headers: root.auth });
+    expect(res.status).toBe(200);
+    const templates = res.body.templates as { name: string }[];
+    expect(templates.find((t) => t.name === 'admin-test-image')).toEqual({
+      id: expect.stringMatching(/^[0-9a-f-]{36}$/) as string,
+      team_id: null,
+      name: 'admin-test-image',
+      kind: 'image',
+      source_sandbox_id: null,
+      vcpus: 1,
+      memory_mb: 512,
+      disk_mb: 2048,
+      size_bytes: 0,
+      created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as string,
+    });
+    expect(templates.find((t) => t.name === 'admin-test-snap')).toMatchObject({
+      team_id: team.team.id,
+      kind: 'snapshot',
+      source_sandbox_id: 'adminsbxsrc1',
+      size_bytes: 5_000_000_000,
+    });
+  });
+
+  it('reports the agent unreachable, quickly, when nothing listens on its port', async () => {
+    const root = await admin('root-hosts@example.com');
+    const started = Date.now();
+    const res = await call('GET', '/v1/admin/hosts', { headers: root.auth });
+    expect(res).toEqual({
+      status: 200,
+      body: { hosts: [{ id: 'local', reachable: false, sandboxes: null }] },
+    });
+    expect(Date.now() - started).toBeLessThan(1500);
+  });
+
+  it('reports an agent that accepts the connection but never answers as unreachable after the timeout', async () => {
+    const root = await admin('root-silent@example.com');
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((s) => sockets.add(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const agentUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const server = await startTestServer(api.db, {
+      agent: createClient(
+        hostagent.HostAgentService,
+        createConnectTransport({ baseUrl: agentUrl, httpVersion: '2' }),
+      ),
+    });
+    try {
+      const started = Date.now();
+      const res = await server.call('GET', '/v1/admin/hosts', { headers: root.auth });
+      expect(res.body).toEqual({ hosts: [{ id: 'local', reachable: false, sandboxes: null }] });
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await server.stop();
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
+  });
+
+  it("counts the agent's sandboxes when it answers", async () => {
+    const root = await admin('root-agent@example.com');
+    const sessions = new Set<http2.ServerHttp2Session>();
+    const fake = http2.createServer(
+      connectNodeAdapter({
+        routes: (router) =>
+          router.service(hostagent.HostAgentService, {
+            listSandboxes: () =>
+              create(hostagent.ListSandboxesResponseSchema, {
+                sandboxes: [
+                  create(hostagent.SandboxSchema, { id: 'x1' }),
+                  create(hostagent.SandboxSchema, { id: 'x2' }),
+                ],
+              }),
+          }),
+      }),
+    );
+    fake.on('session', (s) => sessions.add(s));
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    const server = await startTestServer(api.db, {
+      agent: createClient(
+        hostagent.HostAgentService,
+        createConnectTransport({
+          baseUrl: `http://127.0.0.1:${(fake.address() as AddressInfo).port}`,
+          httpVersion: '2',
+        }),
+      ),
+    });
+    try {
+      const res = await server.call('GET', '/v1/admin/hosts', { headers: root.auth });
+      expect(res).toEqual({ status: 200, body: { hosts: [{ id: 'local', reachable: true, sandboxes: 2 }] } });
+    } finally {
+      await server.stop();
+      for (const s of sessions) s.destroy();
+      await new Promise((r) => fake.close(r));
+    }
+  });
+});

@@ -1,0 +1,190 @@
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { z } from '@hono/zod-openapi';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import busboy from 'busboy';
+import type { hostagent } from '@wrenn/contracts';
+import type { App, ServerDeps } from '../http/app-types.js';
+import { authed } from '../http/auth.js';
+import { ApiError, badRequest } from '../http/errors.js';
+import { apiKey, errors, json, LINUX_USER, SandboxIdParam } from '../http/schemas.js';
+import { ownedSandbox } from '../services/sandbox-access.js';
+
+const DEFAULT_UPLOAD_MAX_BYTES = 1024 ** 3;
+
+const FileQuery = z.object({
+  path: z
+    .string()
+    .min(1)
+    .max(4096)
+    .refine((p) => !p.includes('\0'), 'must not contain NUL')
+    .openapi({ description: "Absolute, or relative to the user's home" }),
+  user: LINUX_USER.optional().openapi({
+    description: "Linux user inside the sandbox (default: the sandbox's)",
+  }),
+});
+const Uploaded = z.object({ path: z.string(), bytes: z.number().int() }).openapi('Uploaded');
+
+const tooLarge = (max: number, size?: number) =>
+  new ApiError(
+    413,
+    'payload_too_large',
+    `body: ${size === undefined ? 'the upload' : `${size} bytes`} is over the upload limit of ${max} bytes`,
+  );
+
+/**
+ * File transfer, streamed both ways: a file never sits whole in the control plane's memory. An upload
+ * lands atomically (the agent writes beside the target and renames), so a refused or broken upload
+ * leaves the file as it was.
+ */
+export function fileRoutes(app: App, deps: ServerDeps): void {
+  const { db, agent } = deps;
+  const max = deps.uploadMaxBytes ?? DEFAULT_UPLOAD_MAX_BYTES;
+
+  // Declared by hand: the schema validator would read the whole body before the handler.
+  app.openAPIRegistry.registerPath({
+    method: 'post',
+    path: '/v1/sandboxes/{id}/files',
+    tags: ['files'],
+    summary: 'Upload a file (streamed; multipart with a part named `file`, or a raw octet-stream body)',
+    description: `Parents are created, an existing file is replaced atomically. Larger than the server's limit (WRENN_UPLOAD_MAX_BYTES) → 413.`,
+    security: apiKey,
+    request: {
+      params: SandboxIdParam,
+      query: FileQuery,
+      body: {
+        required: true,
+        content: {
+          'multipart/form-data': {
+            schema: z.object({ file: z.string().openapi({ type: 'string', format: 'binary' }) }),
+          },
+          'application/octet-stream': { schema: z.string().openapi({ type: 'string', format: 'binary' }) },
+        },
+      },
+    },
+    responses: {
+      200: json(Uploaded, 'Written'),
+      ...errors,
+      413: { description: 'Over the upload limit', content: errors[400].content },
+    },
+  });
+  app.post('/v1/sandboxes/:id/files', async (c) => {
+    const { id } = SandboxIdParam.parse(c.req.param());
+    const query = FileQuery.parse(c.req.query());
+    const row = await ownedSandbox(db, authed(c, 'teamId'), id);
+    const declared = c.req.header('content-length');
+    if (declared !== undefined && Number(declared) > max) throw tooLarge(max, Number(declared));
+    const body = c.req.raw.body;
+    if (!body) throw badRequest('body', 'is required');
+    const contentType = c.req.header('content-type') ?? '';
+    const stream = Readable.fromWeb(body as WebReadableStream<Uint8Array>);
+    const source = /^multipart\/form-data/i.test(contentType)
+      ? await multipartFile(stream, contentType)
+      : stream;
+
+    let written = 0;
+    let overLimit = false;
+    async function* requests(): AsyncGenerator<
+      MessageInitShape<typeof hostagent.WriteFileStreamRequestSchema>
+    > {
+      yield {
+        part: { case: 'header', value: { sandboxId: row.id, path: query.path, user: query.user ?? '' } },
+      };
+      for await (const chunk of source as AsyncIterable<Buffer>) {
+        written += chunk.byteLength;
+        if (written > max) {
+          overLimit = true;
+          throw tooLarge(max);
+        }
+        yield { part: { case: 'chunk', value: chunk } };
+      }
+    }
+    try {
+      await agent.writeFileStream(requests(), { signal: c.req.raw.signal });
+    } catch (err) {
+      if (overLimit) {
+        stream.destroy();
+        c.header('connection', 'close');
+        throw tooLarge(max);
+      }
+      throw err;
+    }
+    return c.json({ path: query.path, bytes: written }, 200);
+  });
+
+  app.openAPIRegistry.registerPath({
+    method: 'get',
+    path: '/v1/sandboxes/{id}/files',
+    tags: ['files'],
+    summary: 'Download a file (streamed)',
+    security: apiKey,
+    request: { params: SandboxIdParam, query: FileQuery },
+    responses: {
+      200: {
+        description: 'The file',
+        content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } },
+      },
+      ...errors,
+    },
+  });
+  app.get('/v1/sandboxes/:id/files', async (c) => {
+    const { id } = SandboxIdParam.parse(c.req.param());
+    const query = FileQuery.parse(c.req.query());
+    const row = await ownedSandbox(db, authed(c, 'teamId'), id);
+    const abort = new AbortController();
+    const stream = agent.readFileStream(
+      { sandboxId: row.id, path: query.path, user: query.user ?? '' },
+      { signal: AbortSignal.any([abort.signal, c.req.raw.signal]) },
+    );
+    const chunks = stream[Symbol.asyncIterator]();
+    // The first chunk (or the error: no such file, a directory…) comes before the status is sent.
+    const first = await chunks.next();
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        if (first.done) controller.close();
+        else controller.enqueue(first.value.chunk);
+      },
+      async pull(controller) {
+        const next = await chunks.next();
+        if (next.done) controller.close();
+        else controller.enqueue(next.value.chunk);
+      },
+      cancel() {
+        abort.abort();
+      },
+    });
+    return new Response(body, { headers: { 'content-type': 'application/octet-stream' } });
+  });
+}
+
+/** The first part named `file` of a multipart body, as a stream (the rest of the body follows it). */
+function multipartFile(body: Readable, contentType: string): Promise<Readable> {
+  return new Promise((resolve, reject) => {
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({ headers: { 'content-type': contentType }, limits: { files: 1 } });
+    } catch (err) {
+      reject(badRequest('body', `invalid multipart request: ${(err as Error).message}`));
+      return;
+    }
+    let file: Readable | undefined;
+    parser.on('file', (field, stream) => {
+      if (field !== 'file' || file) {
+        stream.resume();
+        return;
+      }
+      file = stream;
+      resolve(stream);
+    });
+    parser.on('error', (err: Error) => {
+      const failure = badRequest('body', `invalid multipart body: ${err.message}`);
+      if (file) file.destroy(failure);
+      else reject(failure);
+    });
+    parser.on('close', () => {
+      if (!file) reject(badRequest('file', 'the multipart body has no part named "file"'));
+    });
+    body.on('error', (err) => parser.destroy(err));
+    body.pipe(parser);
+  });
+}

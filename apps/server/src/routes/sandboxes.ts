@@ -1,0 +1,321 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { sql } from 'kysely';
+import type { App, ServerDeps } from '../http/app-types.js';
+import { authed, requireApiKey } from '../http/auth.js';
+import { optionalJsonBody } from '../http/errors.js';
+import {
+  apiKey,
+  ENV_VARS,
+  errors,
+  json,
+  jsonBody,
+  LINUX_USER,
+  SANDBOX_STATUS,
+  SandboxFields,
+  SandboxIdParam,
+  sandboxView,
+  TEMPLATE_NAME,
+  TIMEOUT_SEC,
+} from '../http/schemas.js';
+import { statusFromAgent } from '../services/reconciler.js';
+import { AGENT_METRICS_RANGE, pointFromAgent, storedMetrics } from '../services/metrics-store.js';
+import { ownedSandbox } from '../services/sandbox-access.js';
+import { createSandbox, destroySandbox, pauseSandbox, resumeSandbox } from '../services/sandbox-lifecycle.js';
+
+const Sandbox = SandboxFields.openapi('Sandbox');
+
+const CreateSandbox = z
+  .strictObject({
+    template: TEMPLATE_NAME.default('base').openapi({
+      description: "A platform template (like `base`), or the name or id of one of the team's snapshots",
+    }),
+    vcpus: z.number().int().min(1).max(64).optional(),
+    memory_mb: z.number().int().min(128).max(262_144).optional(),
+    disk_mb: z.number().int().min(256).max(1_048_576).optional(),
+    timeout_sec: TIMEOUT_SEC.default(300),
+    metadata: z.record(z.string().min(1).max(64), z.string().max(1024)).default({}),
+    env: ENV_VARS.default({}),
+  })
+  .openapi('CreateSandbox');
+
+const Exec = z
+  .strictObject({
+    cmd: z
+      .string()
+      .min(1)
+      .openapi({ description: 'A shell command line, or the program when `args` is given' }),
+    args: z.array(z.string()).default([]),
+    env: ENV_VARS.default({}),
+    cwd: z.string().startsWith('/').optional(),
+    user: LINUX_USER.optional(),
+    timeout_ms: z.number().int().min(1).max(86_400_000).default(60_000),
+    stdin: z.string().optional(),
+  })
+  .openapi('Exec');
+
+const ExecResult = z
+  .object({ exit_code: z.number().int(), stdout: z.string(), stderr: z.string(), timed_out: z.boolean() })
+  .openapi('ExecResult');
+
+const MetricPointSchema = z
+  .object({
+    time: z.string(),
+    cpu_used_pct: z.number().openapi({ description: 'Share of the sandbox’s vCPUs in use, 0–100' }),
+    cpu_count: z.number().int(),
+    mem_used_bytes: z.number().int(),
+    mem_total_bytes: z.number().int(),
+    disk_used_bytes: z.number().int(),
+    disk_total_bytes: z.number().int(),
+  })
+  .openapi('MetricPoint');
+
+const Timeout = z.strictObject({ timeout_sec: TIMEOUT_SEC });
+
+export function sandboxRoutes(app: App, deps: ServerDeps): void {
+  const { db, agent } = deps;
+  app.use('/v1/sandboxes', requireApiKey(deps));
+  app.use('/v1/sandboxes/*', requireApiKey(deps));
+
+  const owned = (teamId: string, id: string) => ownedSandbox(db, teamId, id);
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/sandboxes',
+      tags: ['sandboxes'],
+      summary: 'Create a sandbox',
+      security: apiKey,
+      request: { body: jsonBody(CreateSandbox) },
+      responses: { 201: json(Sandbox, 'The running sandbox'), ...errors },
+    }),
+    async (c) => {
+      const body = c.req.valid('json');
+      const { row } = await createSandbox(
+        deps,
+        authed(c, 'teamId'),
+        {
+          template: body.template,
+          vcpus: body.vcpus,
+          memoryMb: body.memory_mb,
+          diskMb: body.disk_mb,
+          timeoutSec: body.timeout_sec,
+          env: body.env,
+          metadata: body.metadata,
+        },
+        c.req.raw.signal,
+      );
+      return c.json(sandboxView(row), 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/sandboxes',
+      tags: ['sandboxes'],
+      summary: "The team's sandboxes",
+      security: apiKey,
+      request: {
+        query: z.object({
+          status: z.enum(SANDBOX_STATUS).optional(),
+          metadata: z
+            .string()
+            .optional()
+            .openapi({ description: '`key:value`; only sandboxes whose metadata has it' }),
+        }),
+      },
+      responses: {
+        200: json(z.object({ sandboxes: z.array(Sandbox) }), 'Sandboxes'),
+        400: errors[400],
+        401: errors[401],
+      },
+    }),
+    async (c) => {
+      const { status, metadata } = c.req.valid('query');
+      let query = db.selectFrom('sandboxes').selectAll().where('team_id', '=', authed(c, 'teamId'));
+      query = status ? query.where('status', '=', status) : query.where('status', '!=', 'stopped');
+      if (metadata) {
+        const at = metadata.indexOf(':');
+        const filter = at < 0 ? { [metadata]: '' } : { [metadata.slice(0, at)]: metadata.slice(at + 1) };
+        query = query.where(sql<boolean>`metadata @> ${JSON.stringify(filter)}::jsonb`);
+      }
+      const rows = await query.orderBy('created_at').execute();
+      return c.json({ sandboxes: rows.map(sandboxView) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/sandboxes/{id}',
+      tags: ['sandboxes'],
+      summary: 'A sandbox',
+      security: apiKey,
+      request: { params: SandboxIdParam },
+      responses: { 200: json(Sandbox, 'The sandbox'), 400: errors[400], 401: errors[401], 404: errors[404] },
+    }),
+    async (c) => c.json(sandboxView(await owned(authed(c, 'teamId'), c.req.valid('param').id)), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/v1/sandboxes/{id}',
+      tags: ['sandboxes'],
+      summary: 'Destroy a sandbox and everything it holds',
+      security: apiKey,
+      request: { params: SandboxIdParam },
+      responses: { 204: { description: 'Destroyed' }, 400: errors[400], 401: errors[401], 404: errors[404] },
+    }),
+    async (c) => {
+      const row = await owned(authed(c, 'teamId'), c.req.valid('param').id);
+      await destroySandbox(deps, row.id);
+      return c.body(null, 204);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/sandboxes/{id}/exec',
+      tags: ['sandboxes'],
+      summary: 'Run a command to completion',
+      security: apiKey,
+      request: { params: SandboxIdParam, body: jsonBody(Exec) },
+      responses: { 200: json(ExecResult, 'Its exit code and output'), ...errors },
+    }),
+    async (c) => {
+      const row = await owned(authed(c, 'teamId'), c.req.valid('param').id);
+      const body = c.req.valid('json');
+      const res = await agent.exec(
+        {
+          sandboxId: row.id,
+          command: {
+            cmd: body.cmd,
+            args: body.args,
+            env: body.env,
+            cwd: body.cwd ?? '',
+            user: body.user ?? '',
+            timeoutMs: body.timeout_ms,
+            stdin: body.stdin === undefined ? new Uint8Array() : Buffer.from(body.stdin),
+          },
+        },
+        { signal: c.req.raw.signal },
+      );
+      const text = (b: Uint8Array) => Buffer.from(b).toString('utf8');
+      return c.json(
+        {
+          exit_code: res.exitCode,
+          stdout: text(res.stdout),
+          stderr: text(res.stderr),
+          timed_out: res.timedOut,
+        },
+        200,
+      );
+    },
+  );
+
+  for (const action of ['pause', 'resume'] as const) {
+    app.openapi(
+      createRoute({
+        method: 'post',
+        path: `/v1/sandboxes/{id}/${action}`,
+        tags: ['sandboxes'],
+        summary:
+          action === 'pause'
+            ? 'Checkpoint the sandbox to disk and free its resources'
+            : 'Resume a paused sandbox',
+        security: apiKey,
+        description:
+          action === 'resume'
+            ? 'An optional JSON body `{ "timeout_sec": n }` sets a new inactivity timeout; without it the sandbox keeps its own.'
+            : undefined,
+        request: { params: SandboxIdParam },
+        responses: { 200: json(Sandbox, 'The sandbox'), ...errors },
+      }),
+      async (c) => {
+        const row = await owned(authed(c, 'teamId'), c.req.valid('param').id);
+        const sandbox =
+          action === 'pause'
+            ? await pauseSandbox(deps, row.id)
+            : await resumeSandbox(deps, row.id, await resumeTimeout(c.req.raw));
+        const status = statusFromAgent(sandbox.status);
+        return c.json(sandboxView({ ...row, status, timeout_sec: sandbox.timeoutSec }), 200);
+      },
+    );
+  }
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/sandboxes/{id}/metrics',
+      tags: ['sandboxes'],
+      summary: 'CPU, memory and disk use: raw samples (10m), 30 s averages (2h) or 5 min averages (24h)',
+      security: apiKey,
+      request: {
+        params: SandboxIdParam,
+        query: z.object({ range: z.enum(['10m', '2h', '24h']).default('10m') }),
+      },
+      responses: {
+        200: json(z.object({ metrics: z.array(MetricPointSchema) }), 'Samples, oldest first'),
+        ...errors,
+      },
+    }),
+    async (c) => {
+      const row = await owned(authed(c, 'teamId'), c.req.valid('param').id);
+      const { range } = c.req.valid('query');
+      if (row.status === 'paused') return c.json({ metrics: await storedMetrics(db, row.id, range) }, 200);
+      const { samples } = await agent.getSandboxMetrics({
+        sandboxId: row.id,
+        range: AGENT_METRICS_RANGE[range],
+      });
+      return c.json({ metrics: samples.map(pointFromAgent) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/sandboxes/{id}/ping',
+      tags: ['sandboxes'],
+      summary: 'Count as activity (resets the inactivity timeout)',
+      security: apiKey,
+      request: { params: SandboxIdParam },
+      responses: { 204: { description: 'Noted' }, ...errors },
+    }),
+    async (c) => {
+      const row = await owned(authed(c, 'teamId'), c.req.valid('param').id);
+      await agent.pingSandbox({ sandboxId: row.id });
+      return c.body(null, 204);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'put',
+      path: '/v1/sandboxes/{id}/timeout',
+      tags: ['sandboxes'],
+      summary: 'Set the inactivity timeout (0 = never)',
+      security: apiKey,
+      request: { params: SandboxIdParam, body: jsonBody(Timeout) },
+      responses: { 204: { description: 'Set' }, ...errors },
+    }),
+    async (c) => {
+      const row = await owned(authed(c, 'teamId'), c.req.valid('param').id);
+      const { timeout_sec } = c.req.valid('json');
+      await agent.setSandboxTimeout({ sandboxId: row.id, timeoutSec: timeout_sec });
+      await db
+        .updateTable('sandboxes')
+        .set({ timeout_sec, updated_at: new Date() })
+        .where('id', '=', row.id)
+        .execute();
+      return c.body(null, 204);
+    },
+  );
+}
+
+/** Resume's body is optional (an empty POST is fine); when present it must be `{ timeout_sec }`. */
+async function resumeTimeout(req: Request): Promise<number | undefined> {
+  const body = await optionalJsonBody(req);
+  return body === undefined ? undefined : Timeout.partial().parse(body).timeout_sec;
+}

@@ -1,0 +1,230 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { newApiKey } from '../auth/tokens.js';
+import type { App, ServerDeps } from '../http/app-types.js';
+import { authed, requireUser } from '../http/auth.js';
+import { forbidden, notFound } from '../http/errors.js';
+import { bearer, errors, json, jsonBody } from '../http/schemas.js';
+
+const Team = z.object({ id: z.uuid(), name: z.string(), role: z.enum(['owner', 'member']) }).openapi('Team');
+const Member = z
+  .object({ user_id: z.uuid(), email: z.string(), role: z.enum(['owner', 'member']) })
+  .openapi('TeamMember');
+const ApiKey = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    prefix: z.string().openapi({ description: 'The first characters of the key, to tell keys apart' }),
+    created_at: z.string(),
+    last_used_at: z.string().nullable(),
+  })
+  .openapi('ApiKey');
+const NewApiKey = ApiKey.extend({
+  key: z.string().openapi({ description: 'The key itself: shown this once, stored only as a hash' }),
+}).openapi('NewApiKey');
+const TeamParam = z.object({ teamId: z.uuid().openapi({ param: { name: 'teamId', in: 'path' } }) });
+
+export function teamRoutes(app: App, deps: ServerDeps): void {
+  const { db } = deps;
+  app.use('/v1/teams', requireUser(deps));
+  app.use('/v1/teams/*', requireUser(deps));
+
+  /** The caller's role in the team; a team they are not in does not exist for them (404). */
+  async function roleIn(userId: string, teamId: string): Promise<'owner' | 'member'> {
+    const row = await db
+      .selectFrom('team_members')
+      .select('role')
+      .where('team_id', '=', teamId)
+      .where('user_id', '=', userId)
+      .executeTakeFirst();
+    if (!row) throw notFound('team', teamId);
+    return row.role;
+  }
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/teams',
+      tags: ['teams'],
+      summary: "The caller's teams",
+      security: bearer,
+      responses: { 200: json(z.object({ teams: z.array(Team) }), 'Teams'), 401: errors[401] },
+    }),
+    async (c) => {
+      const teams = await db
+        .selectFrom('teams')
+        .innerJoin('team_members', 'team_members.team_id', 'teams.id')
+        .select(['teams.id', 'teams.name', 'team_members.role'])
+        .where('team_members.user_id', '=', authed(c, 'userId'))
+        .orderBy('teams.created_at')
+        .execute();
+      return c.json({ teams }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/teams/{teamId}/members',
+      tags: ['teams'],
+      summary: 'Members of a team',
+      security: bearer,
+      request: { params: TeamParam },
+      responses: {
+        200: json(z.object({ members: z.array(Member) }), 'Members'),
+        401: errors[401],
+        404: errors[404],
+      },
+    }),
+    async (c) => {
+      const { teamId } = c.req.valid('param');
+      await roleIn(authed(c, 'userId'), teamId);
+      const members = await db
+        .selectFrom('team_members')
+        .innerJoin('users', 'users.id', 'team_members.user_id')
+        .select(['users.id as user_id', 'users.email', 'team_members.role'])
+        .where('team_members.team_id', '=', teamId)
+        .orderBy('team_members.created_at')
+        .execute();
+      return c.json({ members }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/teams/{teamId}/members',
+      tags: ['teams'],
+      summary: 'Add an existing user to a team (owners only)',
+      security: bearer,
+      request: { params: TeamParam, body: jsonBody(z.strictObject({ email: z.email() })) },
+      responses: {
+        201: json(Member, 'The new member'),
+        400: errors[400],
+        401: errors[401],
+        403: errors[403],
+        404: errors[404],
+      },
+    }),
+    async (c) => {
+      const { teamId } = c.req.valid('param');
+      if ((await roleIn(authed(c, 'userId'), teamId)) !== 'owner')
+        throw forbidden('only team owners add members');
+      const email = c.req.valid('json').email.toLowerCase();
+      const user = await db
+        .selectFrom('users')
+        .select(['id', 'email'])
+        .where('email', '=', email)
+        .executeTakeFirst();
+      if (!user) throw notFound('user', email);
+      await db
+        .insertInto('team_members')
+        .values({ team_id: teamId, user_id: user.id, role: 'member' })
+        .onConflict((oc) => oc.doNothing())
+        .execute();
+      return c.json({ user_id: user.id, email: user.email, role: 'member' as const }, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/teams/{teamId}/api-keys',
+      tags: ['api keys'],
+      summary: 'Create an API key for the team (shown once)',
+      security: bearer,
+      request: { params: TeamParam, body: jsonBody(z.strictObject({ name: z.string().min(1).max(100) })) },
+      responses: {
+        201: json(NewApiKey, 'The key, shown this once'),
+        400: errors[400],
+        401: errors[401],
+        404: errors[404],
+      },
+    }),
+    async (c) => {
+      const { teamId } = c.req.valid('param');
+      const userId = authed(c, 'userId');
+      await roleIn(userId, teamId);
+      const { key, prefix, hash } = newApiKey();
+      const row = await db
+        .insertInto('api_keys')
+        .values({
+          team_id: teamId,
+          name: c.req.valid('json').name,
+          prefix,
+          key_hash: hash,
+          created_by: userId,
+        })
+        .returning(['id', 'name', 'prefix', 'created_at', 'last_used_at'])
+        .executeTakeFirstOrThrow();
+      return c.json({ ...keyView(row), key }, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/teams/{teamId}/api-keys',
+      tags: ['api keys'],
+      summary: "The team's API keys (never the keys themselves)",
+      security: bearer,
+      request: { params: TeamParam },
+      responses: {
+        200: json(z.object({ api_keys: z.array(ApiKey) }), 'Keys'),
+        401: errors[401],
+        404: errors[404],
+      },
+    }),
+    async (c) => {
+      const { teamId } = c.req.valid('param');
+      await roleIn(authed(c, 'userId'), teamId);
+      const rows = await db
+        .selectFrom('api_keys')
+        .select(['id', 'name', 'prefix', 'created_at', 'last_used_at'])
+        .where('team_id', '=', teamId)
+        .orderBy('created_at')
+        .execute();
+      return c.json({ api_keys: rows.map(keyView) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/v1/teams/{teamId}/api-keys/{keyId}',
+      tags: ['api keys'],
+      summary: 'Revoke an API key',
+      security: bearer,
+      request: {
+        params: TeamParam.extend({ keyId: z.uuid().openapi({ param: { name: 'keyId', in: 'path' } }) }),
+      },
+      responses: { 204: { description: 'Revoked' }, 401: errors[401], 404: errors[404] },
+    }),
+    async (c) => {
+      const { teamId, keyId } = c.req.valid('param');
+      await roleIn(authed(c, 'userId'), teamId);
+      const deleted = await db
+        .deleteFrom('api_keys')
+        .where('id', '=', keyId)
+        .where('team_id', '=', teamId)
+        .executeTakeFirst();
+      if (!deleted.numDeletedRows) throw notFound('api key', keyId);
+      return c.body(null, 204);
+    },
+  );
+}
+
+function keyView(row: {
+  id: string;
+  name: string;
+  prefix: string;
+  created_at: Date;
+  last_used_at: Date | null;
+}) {
+  return {
+    id: row.id,
+    name: row.name,
+    prefix: row.prefix,
+    created_at: new Date(row.created_at).toISOString(),
+    last_used_at: row.last_used_at ? new Date(row.last_used_at).toISOString() : null,
+  };
+}

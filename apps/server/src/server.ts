@@ -1,0 +1,72 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { createClient } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import type { Logger } from '@wrenn/core';
+import { hostagent } from '@wrenn/contracts';
+import { SessionTokens } from './auth/tokens.js';
+import type { ServerConfig } from './config.js';
+import { openDatabase } from './db/database.js';
+import { buildApp, serveApp } from './http/app.js';
+import { createSandboxProxy } from './proxy/sandbox-proxy.js';
+import { sandboxTraffic } from './services/sandbox-traffic.js';
+import { bootstrapAdmin } from './bootstrap.js';
+import { startReconciler } from './services/reconciler.js';
+
+export interface RunningServer {
+  url: string;
+  /** The first admin's API key (from the data dir), when this server made one. */
+  adminApiKey?: string;
+  /** The first admin's password (login as admin@wrenn.local for `/v1/admin/...`), likewise. */
+  adminPassword?: string;
+  stop(): Promise<void>;
+}
+
+/** Opens the database, connects to the host agent and serves the API. */
+export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
+  const db = await openDatabase(config.database, logger);
+  const admin = await bootstrapAdmin(db, config.dataDir);
+  const tokens = new SessionTokens(config.jwtSecret ?? (await persistentSecret(config.dataDir)));
+  const agent = createClient(
+    hostagent.HostAgentService,
+    createConnectTransport({ baseUrl: config.agentUrl, httpVersion: '2' }),
+  );
+  const app = buildApp({ db, tokens, agent, logger, uploadMaxBytes: config.uploadMaxBytes });
+  const reconciler = startReconciler(db, agent, logger.child({ component: 'reconciler' }));
+  const proxy = createSandboxProxy(
+    {
+      ...sandboxTraffic({ db, agent, logger }),
+      logger: logger.child({ component: 'proxy' }),
+    },
+    // Under the agent's 2 s reaper period, so even a 3 s timeout sees traffic as activity.
+    { activityIntervalMs: 1000 },
+  );
+  const server = await serveApp(app, config.listenHost, config.listenPort, proxy);
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${config.listenHost}:${port}`;
+  logger.info({ url, database: config.database.kind, agent: config.agentUrl }, 'control plane ready');
+  return {
+    url,
+    adminApiKey: admin?.apiKey,
+    adminPassword: admin?.password,
+    async stop() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await reconciler.stop();
+      await db.destroy();
+    },
+  };
+}
+
+// A secret generated once and kept in the data dir, so sessions survive restarts without setup.
+async function persistentSecret(dataDir: string): Promise<string> {
+  const file = path.join(dataDir, 'server', 'jwt-secret');
+  const existing = await readFile(file, 'utf8').catch(() => undefined);
+  if (existing && existing.trim().length >= 32) return existing.trim();
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const secret = randomBytes(48).toString('base64url');
+  // 'wx': when two servers start at once, the first secret written wins and both read it.
+  await writeFile(file, secret, { mode: 0o600, flag: 'wx' }).catch(() => undefined);
+  return (await readFile(file, 'utf8')).trim();
+}

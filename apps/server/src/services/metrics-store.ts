@@ -1,0 +1,93 @@
+import { timestampDate } from '@bufbuild/protobuf/wkt';
+import { hostagent } from '@wrenn/contracts';
+import type { Db } from '../db/database.js';
+import type { AgentClient } from '../http/app-types.js';
+
+export type MetricsRange = '10m' | '2h' | '24h';
+
+export const AGENT_METRICS_RANGE: Record<MetricsRange, hostagent.MetricsRange> = {
+  '10m': hostagent.MetricsRange.METRICS_RANGE_10M,
+  '2h': hostagent.MetricsRange.METRICS_RANGE_2H,
+  '24h': hostagent.MetricsRange.METRICS_RANGE_24H,
+};
+
+export interface MetricPoint {
+  time: string;
+  cpu_used_pct: number;
+  cpu_count: number;
+  mem_used_bytes: number;
+  mem_total_bytes: number;
+  disk_used_bytes: number;
+  disk_total_bytes: number;
+}
+
+export function pointFromAgent(s: hostagent.MetricSample): MetricPoint {
+  return {
+    time: s.time ? timestampDate(s.time).toISOString() : new Date(0).toISOString(),
+    cpu_used_pct: s.cpuUsedPct,
+    cpu_count: s.cpuCount,
+    mem_used_bytes: Number(s.memUsedBytes),
+    mem_total_bytes: Number(s.memTotalBytes),
+    disk_used_bytes: Number(s.diskUsedBytes),
+    disk_total_bytes: Number(s.diskTotalBytes),
+  };
+}
+
+/**
+ * Takes the agent's metrics of a sandbox into the database (replacing what was stored for those
+ * tiers): all tiers when it pauses (the agent may be restarted while it sleeps), the 24 h tier when
+ * it is destroyed.
+ */
+export async function flushMetrics(
+  db: Db,
+  agent: Pick<AgentClient, 'flushSandboxMetrics'>,
+  sandboxId: string,
+  tiers: MetricsRange[],
+): Promise<void> {
+  const flushed = await agent.flushSandboxMetrics({ sandboxId });
+  const byTier: Record<MetricsRange, hostagent.MetricSample[]> = {
+    '10m': flushed.raw10m,
+    '2h': flushed.avg30s2h,
+    '24h': flushed.avg5m24h,
+  };
+  await db.transaction().execute(async (tx) => {
+    await tx
+      .deleteFrom('sandbox_metrics')
+      .where('sandbox_id', '=', sandboxId)
+      .where('tier', 'in', tiers)
+      .execute();
+    const rows = tiers.flatMap((tier) =>
+      byTier[tier].map((s) => {
+        const p = pointFromAgent(s);
+        return { sandbox_id: sandboxId, tier, ...p, time: new Date(p.time) };
+      }),
+    );
+    // PostgreSQL takes at most 65535 parameters per statement: insert in chunks.
+    for (let i = 0; i < rows.length; i += 1000) {
+      await tx
+        .insertInto('sandbox_metrics')
+        .values(rows.slice(i, i + 1000))
+        .onConflict((oc) => oc.doNothing())
+        .execute();
+    }
+  });
+}
+
+export async function storedMetrics(db: Db, sandboxId: string, tier: MetricsRange): Promise<MetricPoint[]> {
+  const rows = await db
+    .selectFrom('sandbox_metrics')
+    .selectAll()
+    .where('sandbox_id', '=', sandboxId)
+    .where('tier', '=', tier)
+    .orderBy('time')
+    .execute();
+  return rows.map((r) => ({
+    time: new Date(r.time).toISOString(),
+    cpu_used_pct: r.cpu_used_pct,
+    cpu_count: r.cpu_count,
+    mem_used_bytes: Number(r.mem_used_bytes),
+    mem_total_bytes: Number(r.mem_total_bytes),
+    disk_used_bytes: Number(r.disk_used_bytes),
+    disk_total_bytes: Number(r.disk_total_bytes),
+  }));
+}

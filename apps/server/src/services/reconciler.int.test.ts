@@ -1,0 +1,93 @@
+import { create } from '@bufbuild/protobuf';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '@wrenn/core';
+import { hostagent } from '@wrenn/contracts';
+import { openDatabase, type Db } from '../db/database.js';
+import { insertSandboxRow } from '../testing/rows.js';
+import { reconcile } from './reconciler.js';
+
+const logger = createLogger({ name: 'test', level: 'silent', pretty: false });
+let db: Db;
+let teamId: string;
+
+beforeAll(async () => {
+  db = await openDatabase({ kind: 'pglite', dir: 'memory://' }, logger);
+  teamId = (await db.insertInto('teams').values({ name: 't' }).returning('id').executeTakeFirstOrThrow()).id;
+});
+afterAll(async () => {
+  await db.destroy();
+});
+
+const row = (id: string, status: 'pending' | 'running' | 'paused', onTimeout: 'pause' | 'kill' = 'pause') =>
+  insertSandboxRow(db, { id, team_id: teamId, status, timeout_sec: 0, on_timeout: onTimeout });
+
+const onAgent = (
+  id: string,
+  status: hostagent.SandboxStatus,
+  extra: { autoPaused?: boolean; statusReason?: string } = {},
+) => create(hostagent.SandboxSchema, { id, status, ...extra });
+
+describe('reconcile (a fake agent list, a real database)', () => {
+  it('follows the agent: auto-paused → paused (or destroyed when on timeout it should die), died → stopped with the reason, vanished → stopped', async () => {
+    await row('autopaused1', 'running');
+    await row('oomkilled01', 'running');
+    await row('vanished001', 'paused');
+    await row('unchanged01', 'running');
+    await row('inflight001', 'pending');
+    await row('killontime', 'running', 'kill');
+    const destroyed: string[] = [];
+    const agent = {
+      destroySandbox: (req: { sandboxId?: string }) => {
+        destroyed.push(req.sandboxId ?? '');
+        return Promise.resolve(create(hostagent.DestroySandboxResponseSchema, {}));
+      },
+      flushSandboxMetrics: () => Promise.resolve(create(hostagent.FlushSandboxMetricsResponseSchema, {})),
+      listSandboxes: () =>
+        Promise.resolve(
+          create(hostagent.ListSandboxesResponseSchema, {
+            sandboxes: [
+              onAgent('autopaused1', hostagent.SandboxStatus.PAUSED, {
+                autoPaused: true,
+                statusReason: 'paused after 3 s without activity',
+              }),
+              onAgent('oomkilled01', hostagent.SandboxStatus.STOPPED, { statusReason: 'out of memory' }),
+              onAgent('unchanged01', hostagent.SandboxStatus.RUNNING),
+              onAgent('killontime', hostagent.SandboxStatus.PAUSED, { autoPaused: true }),
+            ],
+          }),
+        ),
+    };
+    expect(await reconcile(db, agent, logger)).toBe(4);
+    expect(destroyed).toEqual(['killontime']);
+    const rows = await db
+      .selectFrom('sandboxes')
+      .select(['id', 'status', 'status_reason', 'auto_paused'])
+      .orderBy('id')
+      .execute();
+    expect(rows).toEqual([
+      {
+        id: 'autopaused1',
+        status: 'paused',
+        status_reason: 'paused after 3 s without activity',
+        auto_paused: true,
+      },
+      { id: 'inflight001', status: 'pending', status_reason: '', auto_paused: false },
+      {
+        id: 'killontime',
+        status: 'stopped',
+        status_reason: 'timed out (on timeout: kill)',
+        auto_paused: false,
+      },
+      { id: 'oomkilled01', status: 'stopped', status_reason: 'out of memory', auto_paused: false },
+      { id: 'unchanged01', status: 'running', status_reason: '', auto_paused: false },
+      {
+        id: 'vanished001',
+        status: 'stopped',
+        status_reason: 'the host no longer has this sandbox',
+        auto_paused: false,
+      },
+    ]);
+    // A second pass has nothing to do.
+    expect(await reconcile(db, agent, logger)).toBe(0);
+  });
+});

@@ -1,0 +1,118 @@
+import { errorMessage, type Logger } from '@wrenn/core';
+import { hostagent } from '@wrenn/contracts';
+import type { Db } from '../db/database.js';
+import type { SandboxesTable } from '../db/schema.js';
+import type { AgentClient } from '../http/app-types.js';
+import { flushMetrics } from './metrics-store.js';
+
+type Status = SandboxesTable['status'];
+
+const FROM_AGENT: Record<hostagent.SandboxStatus, Status> = {
+  [hostagent.SandboxStatus.UNSPECIFIED]: 'error',
+  [hostagent.SandboxStatus.PENDING]: 'pending',
+  [hostagent.SandboxStatus.RUNNING]: 'running',
+  [hostagent.SandboxStatus.PAUSED]: 'paused',
+  [hostagent.SandboxStatus.STOPPED]: 'stopped',
+  [hostagent.SandboxStatus.ERROR]: 'error',
+};
+
+export function statusFromAgent(status: hostagent.SandboxStatus): Status {
+  return FROM_AGENT[status];
+}
+
+/**
+ * Makes the database agree with the agent: a sandbox the agent paused for inactivity becomes
+ * `paused`, one that died or vanished becomes `stopped` (with the agent's reason). It follows the
+ * agent, with one exception: a sandbox created with `on_timeout: kill` (E2B's default) that the agent
+ * paused for inactivity is destroyed. Returns the number of rows changed.
+ */
+export async function reconcile(
+  db: Db,
+  agent: Pick<AgentClient, 'listSandboxes' | 'flushSandboxMetrics' | 'destroySandbox'>,
+  logger: Logger,
+): Promise<number> {
+  const { sandboxes } = await agent.listSandboxes({});
+  const onAgent = new Map(sandboxes.map((s) => [s.id, s]));
+  const rows = await db
+    .selectFrom('sandboxes')
+    .select(['id', 'status', 'status_reason', 'auto_paused', 'on_timeout', 'updated_at'])
+    .where('status', 'in', ['pending', 'running', 'paused'])
+    .execute();
+  let changed = 0;
+  for (const row of rows) {
+    const info = onAgent.get(row.id);
+    if (info?.autoPaused && row.on_timeout === 'kill') {
+      await agent.destroySandbox({ sandboxId: row.id });
+      await db
+        .updateTable('sandboxes')
+        .set({ status: 'stopped', status_reason: 'timed out (on timeout: kill)', updated_at: new Date() })
+        .where('id', '=', row.id)
+        .execute();
+      logger.info({ sandboxId: row.id }, 'timed out; destroyed (on timeout: kill)');
+      changed++;
+      continue;
+    }
+    const next = info
+      ? {
+          status: statusFromAgent(info.status),
+          status_reason: info.statusReason,
+          auto_paused: info.autoPaused,
+        }
+      : {
+          status: 'stopped' as const,
+          status_reason: 'the host no longer has this sandbox',
+          auto_paused: false,
+        };
+    // A create still in flight is not on the agent's list yet: leave it to its request.
+    if (!info && row.status === 'pending') continue;
+    if (
+      next.status === row.status &&
+      next.status_reason === row.status_reason &&
+      next.auto_paused === row.auto_paused
+    ) {
+      continue;
+    }
+    await db
+      .updateTable('sandboxes')
+      .set({ ...next, updated_at: new Date() })
+      .where('id', '=', row.id)
+      // A request that changed the row since this pass read it (a snapshot's resume) knows better.
+      .where('updated_at', '=', row.updated_at)
+      .execute();
+    logger.info(
+      { sandboxId: row.id, from: row.status, to: next.status, reason: next.status_reason },
+      'reconciled',
+    );
+    // Paused behind our back (the inactivity timeout): keep its metrics while it sleeps.
+    if (next.status === 'paused' && row.status !== 'paused') {
+      await flushMetrics(db, agent, row.id, ['10m', '2h', '24h']).catch((err: unknown) =>
+        logger.warn({ sandboxId: row.id, err: errorMessage(err) }, 'could not store metrics'),
+      );
+    }
+    changed++;
+  }
+  return changed;
+}
+
+/** Runs `reconcile` every `intervalMs`, one pass at a time; an unreachable agent is logged, not fatal. */
+export function startReconciler(
+  db: Db,
+  agent: AgentClient,
+  logger: Logger,
+  intervalMs = 5000,
+): { stop(): Promise<void> } {
+  let running: Promise<unknown> | undefined;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = reconcile(db, agent, logger)
+      .catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'reconcile pass failed'))
+      .finally(() => (running = undefined));
+  }, intervalMs);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

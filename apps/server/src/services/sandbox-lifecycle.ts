@@ -1,0 +1,111 @@
+import { Code, ConnectError } from '@wrenn/core';
+import type { hostagent } from '@wrenn/contracts';
+import type { AgentClient } from '../http/app-types.js';
+import type { Db } from '../db/database.js';
+import { flushMetrics } from './metrics-store.js';
+import { statusFromAgent } from './reconciler.js';
+import { resolveTemplate } from './templates.js';
+
+/** The sandbox operations both APIs (Wrenn's `/v1` and the E2B-compatible one) share. */
+export interface SandboxLifecycleDeps {
+  db: Db;
+  agent: AgentClient;
+}
+
+export interface NewSandbox {
+  template: string;
+  vcpus?: number;
+  memoryMb?: number;
+  diskMb?: number;
+  timeoutSec: number;
+  metadata: Record<string, string>;
+  env: Record<string, string>;
+  /** What happens when the inactivity timeout fires (the agent pauses; `kill` then destroys). */
+  onTimeout?: 'pause' | 'kill';
+  /** Traffic through the proxy resumes the sandbox when it is paused. */
+  autoResume?: boolean;
+}
+
+export async function createSandbox(
+  { db, agent }: SandboxLifecycleDeps,
+  teamId: string,
+  spec: NewSandbox,
+  signal?: AbortSignal,
+) {
+  const template = await resolveTemplate(db, teamId, spec.template);
+  const { sandbox } = await agent.createSandbox(
+    {
+      template: template.agentName,
+      vcpus: spec.vcpus ?? 0,
+      memoryMb: spec.memoryMb ?? 0,
+      diskMb: spec.diskMb ?? 0,
+      timeoutSec: spec.timeoutSec,
+      env: spec.env,
+      metadata: spec.metadata,
+    },
+    { signal },
+  );
+  const info = sandbox!;
+  const row = await db
+    .insertInto('sandboxes')
+    .values({
+      id: info.id,
+      team_id: teamId,
+      template: template.name,
+      status: statusFromAgent(info.status),
+      vcpus: info.vcpus,
+      memory_mb: info.memoryMb,
+      disk_mb: info.diskMb,
+      timeout_sec: info.timeoutSec,
+      metadata: JSON.stringify(info.metadata),
+      on_timeout: spec.onTimeout ?? 'pause',
+      auto_resume: spec.autoResume ?? false,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return { row, info };
+}
+
+/** Destroys the sandbox (running or paused) and marks its row stopped; its last day of metrics stays. */
+export async function destroySandbox({ db, agent }: SandboxLifecycleDeps, id: string): Promise<void> {
+  await flushMetrics(db, agent, id, ['24h']).catch(() => undefined);
+  await agent.destroySandbox({ sandboxId: id }).catch((err: unknown) => {
+    // Gone from the agent already (it restarted, the host was lost): the row still goes.
+    if (ConnectError.from(err).code !== Code.NotFound) throw err;
+  });
+  await setStatus(db, id, 'stopped');
+}
+
+export async function pauseSandbox(
+  { db, agent }: SandboxLifecycleDeps,
+  id: string,
+): Promise<hostagent.Sandbox> {
+  const { sandbox } = await agent.pauseSandbox({ sandboxId: id });
+  await setStatus(db, id, statusFromAgent(sandbox!.status));
+  // While it sleeps, its metrics come from the database (the agent may restart meanwhile).
+  await flushMetrics(db, agent, id, ['10m', '2h', '24h']);
+  return sandbox!;
+}
+
+export async function resumeSandbox(
+  { db, agent }: SandboxLifecycleDeps,
+  id: string,
+  timeoutSec?: number,
+): Promise<hostagent.Sandbox> {
+  const { sandbox } = await agent.resumeSandbox({ sandboxId: id, timeoutSec });
+  await db
+    .updateTable('sandboxes')
+    .set({
+      status: statusFromAgent(sandbox!.status),
+      timeout_sec: sandbox!.timeoutSec,
+      auto_paused: false,
+      updated_at: new Date(),
+    })
+    .where('id', '=', id)
+    .execute();
+  return sandbox!;
+}
+
+async function setStatus(db: Db, id: string, status: ReturnType<typeof statusFromAgent>): Promise<void> {
+  await db.updateTable('sandboxes').set({ status, updated_at: new Date() }).where('id', '=', id).execute();
+}

@@ -1,0 +1,159 @@
+import type { AddressInfo } from 'node:net';
+import type { ServerType } from '@hono/node-server';
+import { createClient } from '@connectrpc/connect';
+import { createConnectTransport } from '@connectrpc/connect-node';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { createLogger } from '@wrenn/core';
+import { hostagent } from '@wrenn/contracts';
+import { SessionTokens } from '../auth/tokens.js';
+import { openDatabase, type Db } from '../db/database.js';
+import type { App, ServerDeps } from '../http/app-types.js';
+import { buildApp, serveApp } from '../http/app.js';
+import { createTestPostgres, postgresMissing } from './databases.js';
+
+// What the server's *.int.test.ts files share: the backends every test runs on, and an API server on
+// a real socket in front of each. Only for tests in this package (it registers vitest hooks).
+
+export const testLogger = createLogger({ name: 'server-test', level: 'warn', pretty: false });
+
+export interface Backend {
+  name: string;
+  open(): Promise<Db>;
+}
+
+/**
+ * PGlite, and a fresh database on the local PostgreSQL (dropped after the file's tests) when one is
+ * reachable. Call once per test file, at its top level: `describe.each(await testBackends())`.
+ */
+export async function testBackends(): Promise<Backend[]> {
+  const target = await createTestPostgres();
+  const pglite: Backend = {
+    name: 'PGlite',
+    open: () => openDatabase({ kind: 'pglite', dir: 'memory://' }, testLogger),
+  };
+  if ('unavailable' in target) {
+    postgresMissing(target.unavailable); // throws under CI
+    return [pglite];
+  }
+  afterAll(() => target.drop());
+  return [
+    pglite,
+    { name: 'PostgreSQL', open: () => openDatabase({ kind: 'postgres', url: target.url }, testLogger) },
+  ];
+}
+
+export interface CallOptions {
+  body?: unknown;
+  raw?: string;
+  headers?: Record<string, string>;
+}
+
+export interface CallResult {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+export interface Session {
+  token: string;
+  user: { id: string };
+  team: { id: string };
+}
+
+export interface TestServer {
+  app: App;
+  base: string;
+  tokens: SessionTokens;
+  /** A JSON request to the server; the raw answer (for its headers). */
+  send: (method: string, path: string, opts?: CallOptions) => Promise<Response>;
+  /** A JSON request to the server; the answer's status and body parsed (`{}` when empty). */
+  call: (method: string, path: string, opts?: CallOptions) => Promise<CallResult>;
+  /** Signs a user up (expecting 201) and returns the session. */
+  signup: (email: string, password?: string) => Promise<Session>;
+  stop: () => Promise<void>;
+}
+
+export const TEST_PASSWORD = 'correct horse battery';
+
+/**
+ * The API on 127.0.0.1 (a free port) over `db`. The agent is a dead port: nothing here reaches it,
+ * and what asks it gets a quick connection error.
+ */
+export async function startTestServer(db: Db, extra: Partial<ServerDeps> = {}): Promise<TestServer> {
+  const tokens = new SessionTokens('test-secret-that-is-long-enough-for-hs256!');
+  const agent = createClient(
+    hostagent.HostAgentService,
+    createConnectTransport({ baseUrl: 'http://127.0.0.1:9', httpVersion: '2' }),
+  );
+  const app = buildApp({ db, tokens, agent, logger: testLogger, ...extra });
+  const server: ServerType = await serveApp(app, '127.0.0.1', 0);
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  function send(method: string, path: string, opts: CallOptions = {}): Promise<Response> {
+    return fetch(base + path, {
+      method,
+      headers: { 'content-type': 'application/json', ...opts.headers },
+      body: opts.raw ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body)),
+    });
+  }
+
+  async function call(method: string, path: string, opts: CallOptions = {}): Promise<CallResult> {
+    const res = await send(method, path, opts);
+    const text = await res.text();
+    return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+  }
+
+  return {
+    app,
+    base,
+    tokens,
+    send,
+    call,
+    async signup(email, password = TEST_PASSWORD) {
+      const res = await call('POST', '/v1/auth/signup', { body: { email, password } });
+      expect(res.status, `signup ${email}: ${JSON.stringify(res.body)}`).toBe(201);
+      return res.body as unknown as Session;
+    },
+    stop: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+/** Hooks for a describe block: a fresh database on `backend` and a server over it, for its tests. */
+export function useTestServer(
+  backend: Backend,
+  extra: Partial<ServerDeps> = {},
+): TestServer & { readonly db: Db } {
+  let db: Db | undefined;
+  let server: TestServer | undefined;
+  const started = () => {
+    if (!server) throw new Error('the test server is not started (use it inside a test)');
+    return server;
+  };
+  // Opening PGlite takes seconds on a busy 2-core machine; the default 10 s hook limit is too tight.
+  beforeAll(async () => {
+    db = await backend.open();
+    server = await startTestServer(db, extra);
+  }, 60_000);
+  afterAll(async () => {
+    await server?.stop();
+    await db?.destroy();
+  });
+  return {
+    get db() {
+      if (!db) throw new Error('the test database is not open (use it inside a test)');
+      return db;
+    },
+    get app() {
+      return started().app;
+    },
+    get base() {
+      return started().base;
+    },
+    get tokens() {
+      return started().tokens;
+    },
+    send: (...args) => started().send(...args),
+    call: (...args) => started().call(...args),
+    signup: (...args) => started().signup(...args),
+    stop: () => started().stop(),
+  };
+}

@@ -1,0 +1,23 @@
+import type { Insertable } from 'kysely';
+import type { Db } from '../db/database.js';
+import type { SandboxesTable } from '../db/schema.js';
+
+/** A sandbox row as a test needs it (no agent involved): small defaults, any field overridden. */
+export async function insertSandboxRow(
+  db: Db,
+  row: Pick<Insertable<SandboxesTable>, 'id' | 'team_id' | 'status'> &
+    Partial<Omit<Insertable<SandboxesTable>, 'metadata'>> & { metadata?: Record<string, string> },
+): Promise<void> {
+  await db
+    .insertInto('sandboxes')
+    .values({
+      template: 'base',
+      vcpus: 1,
+      memory_mb: 512,
+      disk_mb: 1024,
+      timeout_sec: 300,
+      ...row,
+      metadata: JSON.stringify(row.metadata ?? {}),
+    })
+    .execute();
+}
