@@ -43,6 +43,7 @@ export async function* runCommand(
     pty: spec.pty ? { size: spec.pty } : undefined,
   });
   let pid = 0;
+  let exited = false;
   try {
     for await (const res of envd.process.start(request, { signal, timeoutMs: spec.timeoutMs, headers })) {
       const event = res.event?.event;
@@ -72,7 +73,10 @@ export async function* runCommand(
             timedOut: false,
             status: event.value.status,
           };
-          return;
+          // The stream ends right after; reading it to the end (not cancelling it) returns the
+          // connection to the pool, and a new connection into gVisor costs up to ~200 ms.
+          exited = true;
+          break;
         case 'keepalive':
         case undefined:
           break;
@@ -80,6 +84,7 @@ export async function* runCommand(
           break;
       }
     }
+    if (exited) return;
     throw new ConnectError('envd ended the process stream without an exit event', Code.Unavailable);
   } catch (err) {
     // The caller went away (a closed WebSocket, a cancelled call): its command goes with it.
