@@ -16,6 +16,7 @@ beforeAll(async () => {
   const handler = connectNodeAdapter({
     routes: (router) =>
       router.service(processpb.Process, {
+        // eslint-disable-next-line @typescript-eslint/require-await -- the events are ready at once
         async *start(req) {
           const pid = nextPid++;
           yield { event: { event: { case: 'start', value: { pid } } } };
