@@ -19,20 +19,35 @@ let server: RunningServer;
 let keyA: string;
 let keyB: string;
 
-/** GET through the server with a Host header, as a wildcard DNS name would arrive. */
-function getByHost(host: string, urlPath: string): Promise<{ status: number; body: string }> {
+/** A request through the server with a Host header, as a wildcard DNS name would arrive. */
+function requestByHost(
+  host: string,
+  urlPath: string,
+  opts: { method?: string; body?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; body: string }> {
   const { port } = new URL(server.url);
   return new Promise((resolve, reject) => {
     http
-      .get({ host: '127.0.0.1', port, path: urlPath, headers: { host } }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      })
-      .on('error', reject);
+      .request(
+        {
+          host: '127.0.0.1',
+          port,
+          path: urlPath,
+          method: opts.method ?? 'GET',
+          headers: { ...opts.headers, host },
+        },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      )
+      .on('error', reject)
+      .end(opts.body);
   });
 }
+const getByHost = (host: string, urlPath: string) => requestByHost(host, urlPath);
 
 beforeAll(async () => {
   agent = await startAgentProcess();
@@ -121,6 +136,38 @@ describe(`the e2b SDK ${E2B_VERSION} against Wrenn`, () => {
       }, 15_000);
       // envd by the same Host-based form.
       expect((await getByHost(`49983-${sbx.sandboxId}.e2b.app`, '/health')).status).toBe(204);
+
+      // Signed file URLs carry no sandbox id, so they are reached by Host; envd checks the signature.
+      const envdHost = `49983-${sbx.sandboxId}.e2b.app`;
+      const upload = new URL(await sbx.uploadUrl('/home/user/signed.txt', { useSignatureExpiration: 60 }));
+      expect(upload.searchParams.get('signature')).toMatch(/^v1_/);
+      const boundary = 'wrenn-e2e-boundary';
+      const form = [
+        `--${boundary}`,
+        'Content-Disposition: form-data; name="file"; filename="signed.txt"',
+        'Content-Type: application/octet-stream',
+        '',
+        'signed hello',
+        `--${boundary}--`,
+        '',
+      ].join('\r\n');
+      const uploadPath = upload.pathname + upload.search;
+      const multipart = { 'content-type': `multipart/form-data; boundary=${boundary}` };
+      const posted = await requestByHost(envdHost, uploadPath, {
+        method: 'POST',
+        body: form,
+        headers: multipart,
+      });
+      expect(posted.status, posted.body).toBe(200);
+      const download = new URL(await sbx.downloadUrl('/home/user/signed.txt'));
+      const fetched = await getByHost(envdHost, download.pathname + download.search);
+      expect(fetched).toEqual({ status: 200, body: 'signed hello' });
+      // A signature for another path, or none, is refused.
+      const forged = uploadPath.replace('signed.txt', 'other.txt');
+      expect(
+        (await requestByHost(envdHost, forged, { method: 'POST', body: form, headers: multipart })).status,
+      ).toBe(401);
+      expect((await getByHost(envdHost, '/files?path=%2Fhome%2Fuser%2Fsigned.txt')).status).toBe(401);
 
       const listedRunning = await Sandbox.list({ query: { metadata: { suite: 'e2b-sdk' } } }).nextItems();
       expect(listedRunning.map((s) => [s.sandboxId, s.state])).toEqual([[sbx.sandboxId, 'running']]);
