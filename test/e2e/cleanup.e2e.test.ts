@@ -20,6 +20,8 @@ describe('nothing of Wrenn outlives the sandbox it belongs to', () => {
       // The listing really sees sandboxes' resources (so "empty" below means something).
       expect(during.netns.length).toBe(3);
       expect(during.interfaces.length).toBe(3);
+      // Each slot's connected route, and the one to its sandbox with a low retransmit floor.
+      expect(during.routes.filter((r) => /rto_min lock 20ms/.test(r)).length).toBe(3);
       expect(during.mounts.length).toBeGreaterThanOrEqual(6);
       expect(during.runscProcesses.length).toBeGreaterThanOrEqual(3);
       expect(during.sandboxDirs.sort()).toEqual([...ids].sort());

@@ -9,6 +9,8 @@ import { exec } from '@wrenn/core';
 export interface WrennHostState {
   netns: string[];
   interfaces: string[];
+  /** Host routes through Wrenn's interfaces. */
+  routes: string[];
   mounts: string[];
   runscProcesses: string[];
   iptablesRules: string[];
@@ -24,6 +26,10 @@ export async function wrennHostState(dataDir: string): Promise<WrennHostState> {
   const interfaces = [...links.matchAll(/^\d+: ([^:@\s]+)/gm)]
     .map((m) => m[1]!)
     .filter((n) => n.startsWith('wrn-'))
+    .sort();
+  const routes = (await exec(['ip', '-o', 'route', 'show'])).stdout
+    .split('\n')
+    .filter((l) => / dev wrn-/.test(l))
     .sort();
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
   const sandboxesDir = path.join(dataDir, 'sandboxes');
@@ -57,12 +63,13 @@ export async function wrennHostState(dataDir: string): Promise<WrennHostState> {
     }).catch(() => []);
     for (const entry of entries) if (entry.isDirectory()) cgroups.push(`${controller}/wrenn/${entry.name}`);
   }
-  return { netns, interfaces, mounts, runscProcesses, iptablesRules, sandboxDirs, cgroups };
+  return { netns, interfaces, routes, mounts, runscProcesses, iptablesRules, sandboxDirs, cgroups };
 }
 
 export const EMPTY_HOST_STATE: WrennHostState = {
   netns: [],
   interfaces: [],
+  routes: [],
   mounts: [],
   runscProcesses: [],
   iptablesRules: [],
