@@ -45,9 +45,8 @@ export class SlotNetwork {
       `addr add ${slot.hostIp}/${TRANSIT_PREFIX} dev ${slot.hostInterface}`,
       `neigh replace ${slot.slotIp} lladdr ${slot.slotMac} dev ${slot.hostInterface} nud permanent`,
       `link set ${slot.hostInterface} up`,
-      // gVisor's netstack now and then drops the first data segment of a new connection; the host
-      // then resends it after its minimum RTO of 200 ms. The link is a veth with sub-ms RTT, so a
-      // lower floor for this route costs nothing and makes that stall ~20 ms (docs/gvisor.md).
+      // The link is a veth with sub-ms RTT: a segment that is lost on the way in should be resent
+      // after ~20 ms, not after Linux's minimum RTO of 200 ms (docs/gvisor.md).
       `route replace ${slot.slotIp}/32 dev ${slot.hostInterface} src ${slot.hostIp} rto_min ${SLOT_RTO_MIN}`,
     ]);
     await ipBatch(slot.netnsName, [
@@ -69,8 +68,8 @@ export class SlotNetwork {
       `addr add ${slot.slotIp}/${TRANSIT_PREFIX} dev ${SLOT_TRANSIT_INTERFACE}`,
       `route replace default via ${slot.hostIp} dev ${SLOT_TRANSIT_INTERFACE}`,
       `neigh replace ${slot.hostIp} lladdr ${slot.hostMac} dev ${SLOT_TRANSIT_INTERFACE} nud permanent`,
-      // We chose the sandbox's MAC, so the netns never has to ARP for it: a netstack busy elsewhere
-      // once failed to answer in time and the kernel sent the host `host unreachable`.
+      // We chose the sandbox's MAC, so the netns never has to ARP for it (nor wait on a busy netstack
+      // to answer).
       `neigh replace ${SANDBOX_IP} lladdr ${SANDBOX_MAC} dev ${GATEWAY_INTERFACE} nud permanent`,
     ]);
     // Inbound: everything sent to the slot IP goes to the sandbox (envd and user servers alike).
@@ -83,6 +82,10 @@ export class SlotNetwork {
       '*filter',
       `-A INPUT -i ${GATEWAY_INTERFACE} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`,
       `-A INPUT -i ${GATEWAY_INTERFACE} -j DROP`,
+      // What arrives on eth0 was sent to the sandbox and is read by gVisor from the device. The kernel
+      // must not forward it too: it would route it out gw0, back into eth0, until the TTL runs out,
+      // handing gVisor dozens of copies and the sender an ICMP time-exceeded (EHOSTUNREACH).
+      `-A FORWARD -i ${SANDBOX_INTERFACE} -j DROP`,
       'COMMIT',
       '',
     ].join('\n');

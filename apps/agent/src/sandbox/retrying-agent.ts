@@ -8,9 +8,8 @@ const BACKOFF_MS = [50, 150, 400];
 const CONNECT_TIMEOUT_MS = 5000;
 
 /**
- * An HTTP agent whose TCP connects are retried on setup failures. Seen on our hosts: the first
- * connect to a sandbox right after another sandbox was OOM-killed can get `host unreachable` once,
- * while every table on the path is intact (docs/gvisor.md).
+ * An HTTP agent whose TCP connects are retried on setup failures. The cause seen on our hosts (a
+ * routing loop in the slot, docs/gvisor.md) is fixed; a retry still costs nothing when no byte left.
  */
 export class RetryingAgent extends http.Agent {
   constructor(
