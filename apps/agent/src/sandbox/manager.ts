@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import path from 'node:path';
 import {
+  allSucceeded,
   Code,
   ConnectError,
   errorMessage,
@@ -60,6 +61,14 @@ const CHECKPOINT_SETTLE_MS = 300_000;
 
 /** How the runtime of a sandbox comes up: a cold boot, or a restore from a checkpoint. */
 type Start = { boot: true } | { restoreFrom: string; rekeyFrom?: string };
+
+interface StartOptions {
+  env?: Record<string, string>;
+  signal?: AbortSignal;
+  phase?: (name: string) => void;
+  /** What the runtime needs on disk first; it runs side by side with the network slot's set-up. */
+  prepareDisk?: () => Promise<void>;
+}
 
 /** Owns the sandboxes of this host: their state machine and every resource each one holds. */
 export class SandboxManager {
@@ -130,17 +139,18 @@ export class SandboxManager {
       await mkdir(paths.dir, { recursive: true });
       undo.push('remove sandbox dir', () => destroyRootfs(paths, logger));
       await this.writeGuestFiles(paths);
-      let start: Start;
-      if (template.kind === 'snapshot') {
-        await copyDiskImage(template.diskImage, paths.diskImage);
-        await mountRootfs(paths, await this.deps.templates.imageRootfs(template.meta.baseImage));
-        start = { restoreFrom: template.checkpoint, rekeyFrom: template.meta.envdToken };
-      } else {
-        await createRootfs(paths, template.rootfs, info.diskMb);
-        start = { boot: true };
-      }
-      timer.phase('rootfs');
-      await this.startRuntime(record, start, undo, env, signal, timer.phase);
+      const { templates } = this.deps;
+      const [start, prepareDisk]: [Start, () => Promise<void>] =
+        template.kind === 'snapshot'
+          ? [
+              { restoreFrom: template.checkpoint, rekeyFrom: template.meta.envdToken },
+              async () => {
+                await copyDiskImage(template.diskImage, paths.diskImage);
+                await mountRootfs(paths, await templates.imageRootfs(template.meta.baseImage));
+              },
+            ]
+          : [{ boot: true }, () => createRootfs(paths, template.rootfs, info.diskMb)];
+      await this.startRuntime(record, start, undo, { env, signal, phase: timer.phase, prepareDisk });
       this.markRunning(record);
       logger.info(
         { ms: timer.total(), phases: timer.phases, slot: record.slot?.index, template: info.template },
@@ -162,17 +172,17 @@ export class SandboxManager {
     record: SandboxRecord,
     start: Start,
     undo: UndoStack,
-    env: Record<string, string>,
-    signal: AbortSignal | undefined,
-    phase: (name: string) => void = () => undefined,
+    { env = {}, signal, phase = () => undefined, prepareDisk }: StartOptions = {},
   ): Promise<void> {
     const { config, runtime, network, slots } = this.deps;
     const { info, paths } = record;
     const slot = slotAddresses(slots.allocate(), config.slotSubnet.base);
     undo.push('release slot index', () => slots.release(slot.index));
     undo.push('remove network slot', () => network.release(slot));
-    await network.prepare(slot);
-    phase('network');
+    // Independent work side by side; both settle before a failure is rethrown, so the undo stack
+    // holds every step that ran.
+    await allSucceeded([network.prepare(slot), prepareDisk ? prepareDisk() : Promise.resolve()]);
+    phase('prepare');
 
     signal?.throwIfAborted();
     // Registered before the call: a start that fails halfway can leave runsc state and cgroups, and
@@ -422,7 +432,7 @@ export class SandboxManager {
       await this.releaseRuntimeAndSlot(record);
       const undo = new UndoStack();
       try {
-        await this.startRuntime(record, { restoreFrom: paths.checkpointPartial }, undo, {}, undefined);
+        await this.startRuntime(record, { restoreFrom: paths.checkpointPartial }, undo);
       } catch (err) {
         await undo.run(logger);
         throw err;
@@ -502,10 +512,15 @@ export class SandboxManager {
     const undo = new UndoStack();
     record.transition = 'resuming';
     try {
-      await mountRootfs(paths, await this.deps.templates.imageRootfs(record.baseImage));
-      undo.push('unmount rootfs', () => unmountRootfs(paths, logger));
-      timer.phase('rootfs');
-      await this.startRuntime(record, { restoreFrom: paths.checkpoint }, undo, {}, signal, timer.phase);
+      const prepareDisk = async () => {
+        await mountRootfs(paths, await this.deps.templates.imageRootfs(record.baseImage));
+        undo.push('unmount rootfs', () => unmountRootfs(paths, logger));
+      };
+      await this.startRuntime(record, { restoreFrom: paths.checkpoint }, undo, {
+        signal,
+        phase: timer.phase,
+        prepareDisk,
+      });
     } catch (err) {
       logger.error({ err: errorMessage(err) }, 'resume failed; the sandbox stays paused');
       await undo.run(logger);
