@@ -1,7 +1,7 @@
 // The control plane's overhead: the REST API (`@wrenn/server` over HTTP with an API key, embedded
 // PGlite) next to the agent's RPCs called directly, in the same run, on the same agent, iterations
 // interleaved (and alternating which goes first) so drift hits both alike.
-// Usage: npm run bench:api [-- --creates 10 --execs 50]
+// Usage: npm run bench:api [-- --creates 10 --execs 200]
 import { startAgentProcess, type AgentProcess } from '../test/e2e/support/agent-process.js';
 import { apiCall, startControlPlane, teamApiKey, type ControlPlane } from '../test/e2e/support/api-client.js';
 import { printTable, timed } from './stats.js';
@@ -11,7 +11,7 @@ const arg = (name: string, fallback: number) => {
   return at < 0 ? fallback : Number(process.argv[at + 1]) || fallback;
 };
 const creates = arg('--creates', 10);
-const execs = arg('--execs', 50);
+const execs = arg('--execs', 200);
 const createWarmups = 2;
 const execWarmups = 5;
 
@@ -148,9 +148,23 @@ async function bench() {
       const samples = await compare(execWarmups, execs, apiExec, agentExec);
       exec[cmd] = samples;
     }
+    // Ping: no process starts in the sandbox, so this is the control plane's fixed cost per request.
+    console.error(`ping: ${execWarmups} warm-ups, then ${execs * 2} each…`);
+    const ping = await compare(
+      execWarmups,
+      execs * 2,
+      async (samples) => {
+        const [, ms] = await timed(() => call('POST', `/v1/sandboxes/${sandboxId}/ping`, { key }));
+        samples?.push(ms);
+      },
+      async (samples) => {
+        const [, ms] = await timed(() => client.pingSandbox({ sandboxId }));
+        samples?.push(ms);
+      },
+    );
     await call('DELETE', `/v1/sandboxes/${sandboxId}`, { key });
     live.delete(sandboxId);
-    return { create, exec };
+    return { create, exec, ping };
   } finally {
     // Whatever is left (a failure midway): straight through the agent, then stop both.
     if (agent && live.size > 0) {
@@ -167,7 +181,7 @@ async function bench() {
   }
 }
 
-const { create, exec } = await bench();
+const { create, exec, ping } = await bench();
 const execRows = COMMANDS.flatMap(({ cmd }) => {
   const s = exec[cmd]!;
   return [
@@ -181,4 +195,7 @@ printTable(`Control plane overhead, ${creates} creates, ${execs} execs per comma
   ['agent CreateSandbox (baseline)', create.agent, 'ms'],
   { name: '  overhead, median API − agent', measured: create.api, baseline: create.agent },
   ...execRows,
+  ['API POST /v1/sandboxes/{id}/ping', ping.api, 'ms'],
+  ['agent PingSandbox (baseline)', ping.agent, 'ms'],
+  { name: '  overhead, median API − agent', measured: ping.api, baseline: ping.agent },
 ]);
