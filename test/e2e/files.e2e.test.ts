@@ -47,6 +47,7 @@ describe('files in a real sandbox', () => {
       for (let off = 0; off < size; off += chunkSize) {
         yield { part: { case: 'chunk' as const, value: data.subarray(off, off + chunkSize) } };
       }
+      yield { part: { case: 'end' as const, value: { size: BigInt(size) } } };
     }
     const written = await agent.client.writeFileStream(upload());
     expect(written.bytesWritten).toBe(BigInt(size));
@@ -99,6 +100,29 @@ describe('files in a real sandbox', () => {
       expect(res.stdout).toBe('old\n0\n');
     });
     expect(agent.child.exitCode).toBeNull();
+  });
+
+  it('writes nothing from a stream that stops without its end message, or whose end miscounts', async () => {
+    await agent.client.writeFile({ sandboxId, path: '/home/user/whole.txt', content: Buffer.from('old\n') });
+    // eslint-disable-next-line @typescript-eslint/require-await -- the RPC takes an AsyncIterable
+    async function* upload(end?: bigint) {
+      yield { part: { case: 'header' as const, value: { sandboxId, path: '/home/user/whole.txt' } } };
+      yield { part: { case: 'chunk' as const, value: Buffer.from('new, but cut off\n') } };
+      if (end !== undefined) yield { part: { case: 'end' as const, value: { size: end } } };
+    }
+    const cut = await agent.client.writeFileStream(upload()).catch((e: unknown) => ConnectError.from(e));
+    expect((cut as ConnectError).code).toBe(Code.Aborted);
+    const miscounted = await agent.client
+      .writeFileStream(upload(999n))
+      .catch((e: unknown) => ConnectError.from(e));
+    expect((miscounted as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((miscounted as ConnectError).rawMessage).toMatch(/^end\.size: /);
+    const res = await sh(
+      agent.client,
+      sandboxId,
+      'cat /home/user/whole.txt; ls -a /home/user | grep -c wrenn-',
+    );
+    expect(res.stdout).toBe('old\n0\n');
   });
 
   it('answers NotFound for a missing file', async () => {

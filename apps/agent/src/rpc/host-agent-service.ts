@@ -238,13 +238,27 @@ export function hostAgentService(
       const path = validatePath(header.value.path, 'header.path');
       const user = validateUser(header.value.user, 'header.user');
       const { envd, signal, explain, done } = open(manager, sandboxId, ctx.signal);
+      // Only a stream that ends with `end` is a whole file: a cancelled stream can look like one
+      // that ended, and must not replace the target.
       async function* chunks(): AsyncGenerator<Uint8Array> {
+        let received = 0n;
         for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
           const part = next.value.part;
+          if (part.case === 'end') {
+            if (part.value.size !== received)
+              throw invalidArgument('end.size', `is ${part.value.size}, but ${received} bytes arrived`);
+            if (!(await iterator.next()).done) throw invalidArgument('end', 'must be the last message');
+            return;
+          }
           if (part.case !== 'chunk')
             throw invalidArgument('chunk', 'only the first message may carry a header');
+          received += BigInt(part.value.byteLength);
           yield part.value;
         }
+        throw new ConnectError(
+          'the upload stopped before its end message; nothing was written',
+          Code.Aborted,
+        );
       }
       try {
         return { bytesWritten: BigInt(await envd.replaceFile(path, user, chunks(), signal)) };

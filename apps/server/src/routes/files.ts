@@ -98,6 +98,7 @@ export function fileRoutes(app: App, deps: ServerDeps): void {
         }
         yield { part: { case: 'chunk', value: chunk } };
       }
+      yield { part: { case: 'end', value: { size: BigInt(written) } } };
     }
     try {
       await agent.writeFileStream(requests(), { signal: c.req.raw.signal });
