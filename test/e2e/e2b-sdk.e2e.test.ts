@@ -124,7 +124,7 @@ describe(`the e2b SDK ${E2B_VERSION} against Wrenn`, () => {
         background: true,
       });
       await sbx.commands.run(
-        'sh -c "i=0; while true; do i=\\$((i+1)); echo \\$i > /home/user/count; sleep 0.2; done"',
+        'sh -c "i=0; while true; do i=\\$((i+1)); echo \\$i > /home/user/.count; mv /home/user/.count /home/user/count; sleep 0.2; done"',
         { background: true },
       );
       const host = sbx.getHost(8000);

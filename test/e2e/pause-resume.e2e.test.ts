@@ -23,9 +23,10 @@ afterAll(async () => {
 
 const { PAUSED, RUNNING } = hostagent.SandboxStatus;
 
-// A counter that a shell loop bumps in a file five times a second, and an HTTP server.
+// A counter that a shell loop bumps in a file five times a second (written beside, then renamed: a
+// reader must never catch it truncated), and an HTTP server.
 const START_WORKLOAD = [
-  "nohup bash -c 'i=0; while true; do i=$((i+1)); echo $i > /home/user/counter; sleep 0.2; done' >/dev/null 2>&1 &",
+  "nohup bash -c 'i=0; while true; do i=$((i+1)); echo $i > /home/user/.counter; mv /home/user/.counter /home/user/counter; sleep 0.2; done' >/dev/null 2>&1 &",
   'cd /home/user && echo served-before-pause > index.html && nohup python3 -m http.server 8000 >/dev/null 2>&1 &',
   'for i in $(seq 50); do curl -sf localhost:8000/ >/dev/null && break; sleep 0.1; done',
 ].join('\n');
@@ -135,7 +136,7 @@ describe('pause and resume by checkpoint (real gVisor)', () => {
       await sh(
         agent.client,
         id,
-        "nohup python3 -c \"import time\nn=0\nwhile True:\n  n+=1; open('/tmp/n','w').write(str(n)); time.sleep(0.1)\" >/dev/null 2>&1 &",
+        "nohup python3 -c \"import os, time\nn=0\nwhile True:\n  n+=1; open('/tmp/n.tmp','w').write(str(n)); os.rename('/tmp/n.tmp', '/tmp/n'); time.sleep(0.1)\" >/dev/null 2>&1 &",
       );
       let last = 0;
       for (let round = 1; round <= 5; round++) {
