@@ -24,6 +24,9 @@ export function userHeaders(user: string): Headers {
   return headers;
 }
 
+// How long after a failed upload its partial file is removed a second time.
+const LATE_PARTIAL_REMOVE_MS = 1000;
+
 export class EnvdClient {
   readonly process: Client<typeof processpb.Process>;
   readonly filesystem: Client<typeof filesystem.Filesystem>;
@@ -164,8 +167,13 @@ export class EnvdClient {
       await this.filesystem.move({ source: partial, destination: path }, { headers, signal });
       return written;
     } catch (err) {
-      // Not tied to the caller's signal: a cancelled upload still has its partial file removed.
-      await this.filesystem.remove({ path: partial }, { headers, timeoutMs: 5000 }).catch(() => undefined);
+      // Not tied to the caller's signal: a cancelled upload still has its partial file removed. envd
+      // may create it only after this (the upload was cut before envd opened the file), so once more
+      // a little later.
+      const remove = () =>
+        this.filesystem.remove({ path: partial }, { headers, timeoutMs: 5000 }).catch(() => undefined);
+      await remove();
+      setTimeout(() => void remove(), LATE_PARTIAL_REMOVE_MS).unref();
       throw err;
     }
   }
