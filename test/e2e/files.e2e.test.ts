@@ -20,6 +20,14 @@ afterAll(async () => {
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
+/** The target still holds `old`, and no partial upload file is left in its directory (eventually). */
+async function expectOldAndNoPartial(target: string) {
+  await eventually(async () => {
+    const res = await sh(agent.client, sandboxId, `cat ${target}; ls -a /home/user | grep -c wrenn-`);
+    expect(res.stdout).toBe('old\n0\n');
+  });
+}
+
 describe('files in a real sandbox', () => {
   it('writes and reads a small file (unary), visible to commands', async () => {
     await agent.client.writeFile({
@@ -91,14 +99,7 @@ describe('files in a real sandbox', () => {
     expect((err as ConnectError).code).toBe(Code.Canceled);
     // The agent still answers, the target is untouched and the partial file beside it goes away
     // (the agent removes it once it sees the cancellation).
-    await eventually(async () => {
-      const res = await sh(
-        agent.client,
-        sandboxId,
-        'cat /home/user/keep.txt; ls -a /home/user | grep -c wrenn-',
-      );
-      expect(res.stdout).toBe('old\n0\n');
-    });
+    await expectOldAndNoPartial('/home/user/keep.txt');
     expect(agent.child.exitCode).toBeNull();
   });
 
@@ -118,14 +119,7 @@ describe('files in a real sandbox', () => {
     expect((miscounted as ConnectError).code).toBe(Code.InvalidArgument);
     expect((miscounted as ConnectError).rawMessage).toMatch(/^end\.size: /);
     // The partial file beside the target goes too (envd may create it after the upload was cut).
-    await eventually(async () => {
-      const res = await sh(
-        agent.client,
-        sandboxId,
-        'cat /home/user/whole.txt; ls -a /home/user | grep -c wrenn-',
-      );
-      expect(res.stdout).toBe('old\n0\n');
-    });
+    await expectOldAndNoPartial('/home/user/whole.txt');
   });
 
   it('answers NotFound for a missing file', async () => {
