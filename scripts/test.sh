@@ -7,6 +7,10 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 bash scripts/setup.sh
 
+printf '\n==> test services\n'
+# shellcheck source=scripts/test-postgres.sh
+source scripts/test-postgres.sh
+
 printf '\n==> generated code is current\n'
 before=$(mktemp -d)
 cp -a packages/contracts/src/gen "$before/"

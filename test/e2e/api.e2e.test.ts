@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { RunningServer } from '@wrenn/server';
-import { createTestPostgres, postgresMissing, type TestPostgres } from '@wrenn/server/testing';
+import { createTestPostgres, describeOnBackends, postgresMissing } from '@wrenn/server/testing';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 import {
   apiCall,
@@ -21,15 +21,15 @@ const UPLOAD_MAX = 8 * 1024 * 1024;
 const pgTarget = await createTestPostgres();
 const backends = [
   { name: 'PGlite', database: (dir: string) => ({ kind: 'pglite' as const, dir: path.join(dir, 'db') }) },
-  ...('unavailable' in pgTarget && postgresMissing(pgTarget.unavailable)
-    ? []
-    : [
-        {
-          name: 'PostgreSQL',
-          database: () => ({ kind: 'postgres' as const, url: (pgTarget as TestPostgres).url }),
-        },
-      ]),
+  'unavailable' in pgTarget
+    ? { name: 'PostgreSQL', skip: pgTarget.unavailable, database: () => unreachable(pgTarget.unavailable) }
+    : { name: 'PostgreSQL', database: () => ({ kind: 'postgres' as const, url: pgTarget.url }) },
 ];
+if ('unavailable' in pgTarget) postgresMissing(pgTarget.unavailable);
+
+function unreachable(reason: string): never {
+  throw new Error(reason);
+}
 
 beforeAll(async () => {
   agent = await startAgentProcess();
@@ -40,7 +40,7 @@ afterAll(async () => {
   if (!('unavailable' in pgTarget)) await pgTarget.drop();
 });
 
-describe.each(backends)('the API end to end on $name', ({ database }) => {
+describeOnBackends('the API end to end', backends, ({ database }) => {
   let plane: ControlPlane;
   let server: RunningServer;
 

@@ -1,12 +1,12 @@
-import { describe, expect, it } from 'vitest';
-import { testBackends, useTestServer } from '../testing/api.js';
+import { expect, it } from 'vitest';
+import { describeOnBackends, testBackends, useTestServer } from '../testing/api.js';
 import { insertSandboxRow } from '../testing/rows.js';
 
 const backends = await testBackends();
 
 // The E2B API's contract that needs no sandbox: its error shape (the JS SDK reads `code` from the
 // body), validation, team scoping and listing. The flows with sandboxes are in test/e2e/e2b-sdk.
-describe.each(backends)('the E2B-compatible API on $name', (backend) => {
+describeOnBackends('the E2B-compatible API', backends, (backend) => {
   const api = useTestServer(backend);
 
   async function teamKey(email: string) {

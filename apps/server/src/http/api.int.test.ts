@@ -3,12 +3,18 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { inspectRoutes } from 'hono/dev';
 import { describe, expect, it } from 'vitest';
 import { SessionTokens } from '../auth/tokens.js';
-import { startTestServer, TEST_PASSWORD, testBackends, useTestServer } from '../testing/api.js';
+import {
+  startTestServer,
+  TEST_PASSWORD,
+  describeOnBackends,
+  testBackends,
+  useTestServer,
+} from '../testing/api.js';
 import type { App } from './app-types.js';
 
 const backends = await testBackends();
 
-describe.each(backends)('the HTTP API on $name', (backend) => {
+describeOnBackends('the HTTP API', backends, (backend) => {
   // Auth and team routes never reach the agent; sandbox routes are tested end to end (test/e2e).
   const api = useTestServer(backend);
   const { call, signup } = api;

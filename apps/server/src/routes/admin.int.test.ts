@@ -4,15 +4,15 @@ import type { AddressInfo } from 'node:net';
 import { create } from '@bufbuild/protobuf';
 import { createClient } from '@connectrpc/connect';
 import { connectNodeAdapter, createConnectTransport } from '@connectrpc/connect-node';
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { hostagent } from '@wrenn/contracts';
-import { startTestServer, testBackends, useTestServer } from '../testing/api.js';
+import { startTestServer, describeOnBackends, testBackends, useTestServer } from '../testing/api.js';
 import { insertSandboxRow } from '../testing/rows.js';
 
 const backends = await testBackends();
 const ADMIN_PATHS = ['/v1/admin/teams', '/v1/admin/sandboxes', '/v1/admin/templates', '/v1/admin/hosts'];
 
-describe.each(backends)('the admin API on $name', (backend) => {
+describeOnBackends('the admin API', backends, (backend) => {
   const api = useTestServer(backend);
   const { call, signup } = api;
 

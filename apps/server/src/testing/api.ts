@@ -11,6 +11,8 @@ import type { App, ServerDeps } from '../http/app-types.js';
 import { buildApp, serveApp } from '../http/app.js';
 import { createTestPostgres, postgresMissing } from './databases.js';
 
+export { describeOnBackends } from './databases.js';
+
 // What the server's *.int.test.ts files share: the backends every test runs on, and an API server on
 // a real socket in front of each. Only for tests in this package (it registers vitest hooks).
 
@@ -18,12 +20,14 @@ export const testLogger = createLogger({ name: 'server-test', level: 'warn', pre
 
 export interface Backend {
   name: string;
+  /** Why this backend's tests are skipped (outside CI only: under CI a missing backend fails). */
+  skip?: string;
   open(): Promise<Db>;
 }
 
 /**
- * PGlite, and a fresh database on the local PostgreSQL (dropped after the file's tests) when one is
- * reachable. Call once per test file, at its top level: `describe.each(await testBackends())`.
+ * PGlite, and a fresh database on the test PostgreSQL (dropped after the file's tests). Call once per
+ * test file, at its top level, and hand the result to `describeOnBackends`.
  */
 export async function testBackends(): Promise<Backend[]> {
   const target = await createTestPostgres();
@@ -33,7 +37,8 @@ export async function testBackends(): Promise<Backend[]> {
   };
   if ('unavailable' in target) {
     postgresMissing(target.unavailable); // throws under CI
-    return [pglite];
+    const skip = target.unavailable;
+    return [pglite, { name: 'PostgreSQL', skip, open: () => Promise.reject(new Error(skip)) }];
   }
   afterAll(() => target.drop());
   return [

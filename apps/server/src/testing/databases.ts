@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { describe } from 'vitest';
 
 // The tests run on both backends: embedded PGlite, and a real PostgreSQL server (TEST_DATABASE_URL,
-// default the local one). Each run gets a fresh database on the server, dropped afterwards.
+// which scripts/test-postgres.sh sets; default the local one). Each run gets a fresh database on the
+// server, dropped afterwards.
 const ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 export interface TestPostgres {
@@ -34,9 +36,29 @@ export async function createTestPostgres(): Promise<TestPostgres | { unavailable
   };
 }
 
-/** Where PostgreSQL is missing: fail under CI (nothing may be skipped there), skip loudly elsewhere. */
-export function postgresMissing(reason: string): boolean {
-  if (process.env.CI === 'true') throw new Error(`PostgreSQL is required under CI: ${reason}`);
+/**
+ * Where PostgreSQL is missing: fail under CI (nothing may be skipped there); elsewhere the caller
+ * reports its tests as skipped, with the reason (`describeOnBackends`).
+ */
+export function postgresMissing(reason: string): void {
+  if (process.env.CI === 'true') {
+    throw new Error(`PostgreSQL is required under CI: ${reason} (scripts/test-postgres.sh starts one)`);
+  }
   console.warn(`\n!!! SKIPPING the PostgreSQL half of the server tests: ${reason}\n`);
-  return true;
+}
+
+/**
+ * One describe block per backend. A backend that is not there shows up as skipped tests with the
+ * reason in their name, never as tests that silently do not exist.
+ */
+export function describeOnBackends<B extends { name: string; skip?: string }>(
+  title: string,
+  backends: readonly B[],
+  fn: (backend: B) => void,
+): void {
+  for (const backend of backends) {
+    const name = `${title} on ${backend.name}`;
+    if (backend.skip) describe.skip(`${name} (skipped: ${backend.skip})`, () => fn(backend));
+    else describe(name, () => fn(backend));
+  }
 }
