@@ -18,10 +18,10 @@ import { TemplateStore } from './storage/templates.js';
 import { SandboxManager } from './sandbox/manager.js';
 import { hostAgentService, MAX_UNARY_FILE_BYTES } from './rpc/host-agent-service.js';
 import { releaseRuntimeState, removeLeftovers } from './services/janitor.js';
-
-const METRICS_INTERVAL_MS = 500;
-const REAPER_INTERVAL_MS = 2000;
 import { PeriodicTask } from './services/periodic-task.js';
+import { pauseExpired, REAPER_INTERVAL_MS } from './services/reaper.js';
+import { METRICS_INTERVAL_MS, sampleMetrics } from './services/sampler.js';
+import { reapDead, WATCHDOG_INTERVAL_MS } from './services/watchdog.js';
 
 export interface RunningAgent {
   /** http://host:port of the Connect RPC server. */
@@ -62,11 +62,12 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
 
   await manager.adoptPaused();
 
+  const { ctx } = manager;
   const tasks = [
     // Notices sandboxes that died on their own (host OOM kill, runtime crash) so callers get the reason.
-    new PeriodicTask('watchdog', 1000, () => manager.reapDead(), logger),
-    new PeriodicTask('ttl-reaper', REAPER_INTERVAL_MS, () => manager.pauseExpired(), logger),
-    new PeriodicTask('metrics', METRICS_INTERVAL_MS, () => manager.sampleMetrics(), logger),
+    new PeriodicTask('watchdog', WATCHDOG_INTERVAL_MS, () => reapDead(ctx), logger),
+    new PeriodicTask('ttl-reaper', REAPER_INTERVAL_MS, () => pauseExpired(ctx), logger),
+    new PeriodicTask('metrics', METRICS_INTERVAL_MS, () => sampleMetrics(ctx), logger),
   ].map((task) => task.start());
 
   const handler = connectNodeAdapter({

@@ -5,6 +5,7 @@ import { assertExhaustive, Code, ConnectError, invalidArgument, resourceExhauste
 import { hostagent } from '@wrenn/contracts';
 import type { AgentConfig } from '../config.js';
 import { resizePty, runCommand, sendInput } from '../sandbox/commands.js';
+import type { EnvdClient } from '../sandbox/envd-client.js';
 import type { SandboxInfo, SandboxManager, SandboxStatus } from '../sandbox/manager.js';
 import type { Template, TemplateStore, TemplateSummary } from '../storage/templates.js';
 import type { MetricSample } from '../metrics/tiers.js';
@@ -30,20 +31,8 @@ export function hostAgentService(
   templates: TemplateStore,
   config: AgentConfig,
 ): ServiceImpl<typeof hostagent.HostAgentService> {
-  // Commands ExecStream started `interactive`, while their stream lasts: only these take input.
-  const interactive = new Map<string, { pty: boolean; user: string }>();
-  const interactiveKey = (sandboxId: string, pid: number) => `${sandboxId}/${pid}`;
-  function interactiveCommand(sandboxId: string, pid: number) {
-    const command = interactive.get(interactiveKey(sandboxId, pid));
-    if (!command)
-      throw new ConnectError(
-        `no interactive command with pid ${pid} is running in sandbox ${sandboxId}`,
-        Code.NotFound,
-      );
-    return command;
-  }
-
   const proto = (info: SandboxInfo) => toProto(info, manager.envdAccessToken(info.id));
+  const { interactive } = manager;
 
   return {
     async createSandbox(req, ctx) {
@@ -52,8 +41,8 @@ export function hostAgentService(
       return { sandbox: proto(info) };
     },
 
-    async destroySandbox(req) {
-      await manager.destroy(validateSandboxId(req.sandboxId));
+    async destroySandbox(req, ctx) {
+      await manager.destroy(validateSandboxId(req.sandboxId), ctx.signal);
       return {};
     },
 
@@ -67,10 +56,9 @@ export function hostAgentService(
 
     async exec(req, ctx) {
       const spec = validateCommand(req.command);
-      const { envd, signal, explain, done } = open(manager, req.sandboxId, ctx.signal);
-      const out = { stdout: new OutputCollector(), stderr: new OutputCollector() };
-      const res = create(hostagent.ExecResponseSchema);
-      try {
+      return withSandbox(manager, req.sandboxId, ctx.signal, async ({ envd, signal }) => {
+        const out = { stdout: new OutputCollector(), stderr: new OutputCollector() };
+        const res = create(hostagent.ExecResponseSchema);
         for await (const ev of runCommand(envd, spec, signal)) {
           switch (ev.type) {
             case 'started':
@@ -91,94 +79,76 @@ export function hostAgentService(
               assertExhaustive(ev);
           }
         }
-      } catch (err) {
-        throw await explain(err);
-      } finally {
-        done();
-      }
-      res.stdout = out.stdout.bytes();
-      res.stderr = out.stderr.bytes();
-      res.truncated = out.stdout.truncated || out.stderr.truncated;
-      return res;
+        res.stdout = out.stdout.bytes();
+        res.stderr = out.stderr.bytes();
+        res.truncated = out.stdout.truncated || out.stderr.truncated;
+        return res;
+      });
     },
 
-    async *execStream(req, ctx) {
+    execStream(req, ctx) {
       const spec = validateCommand(req.command, 'stream');
-      const { envd, signal, explain, done } = open(manager, req.sandboxId, ctx.signal);
-      let key: string | undefined;
-      try {
-        for await (const ev of runCommand(envd, spec, signal)) {
-          switch (ev.type) {
-            case 'started':
-              if (spec.interactive || spec.pty) {
-                key = interactiveKey(req.sandboxId, ev.pid);
-                interactive.set(key, { pty: !!spec.pty, user: spec.user });
-              }
-              yield { event: { case: 'started', value: { pid: ev.pid } } };
-              break;
-            case 'stdout':
-            case 'stderr':
-            case 'pty':
-              yield { event: { case: ev.type, value: ev.data } };
-              break;
-            case 'exited':
-              yield {
-                event: {
-                  case: 'exited',
-                  value: { exitCode: ev.exitCode, timedOut: ev.timedOut, status: ev.status },
-                },
-              };
-              break;
-            default:
-              assertExhaustive(ev);
+      return streamFromSandbox(manager, req.sandboxId, ctx.signal, async function* ({ envd, signal }) {
+        let forget: (() => void) | undefined;
+        try {
+          for await (const ev of runCommand(envd, spec, signal)) {
+            switch (ev.type) {
+              case 'started':
+                if (spec.interactive || spec.pty) {
+                  forget = interactive.register(req.sandboxId, ev.pid, { pty: !!spec.pty, user: spec.user });
+                }
+                yield { event: { case: 'started', value: { pid: ev.pid } } };
+                break;
+              case 'stdout':
+              case 'stderr':
+              case 'pty':
+                yield { event: { case: ev.type, value: ev.data } };
+                break;
+              case 'exited':
+                yield {
+                  event: {
+                    case: 'exited',
+                    value: { exitCode: ev.exitCode, timedOut: ev.timedOut, status: ev.status },
+                  },
+                };
+                break;
+              default:
+                assertExhaustive(ev);
+            }
           }
+        } finally {
+          forget?.();
         }
-      } catch (err) {
-        throw await explain(err);
-      } finally {
-        if (key) interactive.delete(key);
-        done();
-      }
+      });
     },
 
     async sendExecInput(req, ctx) {
       const sandboxId = validateSandboxId(req.sandboxId);
       const data = validateExecInput(req.data);
-      const command = interactiveCommand(sandboxId, req.pid);
-      const { envd, explain, done } = open(manager, sandboxId, ctx.signal);
-      try {
+      const command = interactive.get(sandboxId, req.pid);
+      return withSandbox(manager, sandboxId, ctx.signal, async ({ envd }) => {
         await sendInput(envd, req.pid, { data, close: req.close, pty: command.pty }, command.user);
         return {};
-      } catch (err) {
-        throw await explain(err);
-      } finally {
-        done();
-      }
+      });
     },
 
     async resizeExecPty(req, ctx) {
       const sandboxId = validateSandboxId(req.sandboxId);
       const size = validatePtySize(req.size, 'size');
-      if (!interactiveCommand(sandboxId, req.pid).pty)
+      if (!interactive.get(sandboxId, req.pid).pty)
         throw new ConnectError(`the command with pid ${req.pid} has no terminal`, Code.FailedPrecondition);
-      const { envd, explain, done } = open(manager, sandboxId, ctx.signal);
-      try {
+      return withSandbox(manager, sandboxId, ctx.signal, async ({ envd }) => {
         await resizePty(envd, req.pid, size);
         return {};
-      } catch (err) {
-        throw await explain(err);
-      } finally {
-        done();
-      }
+      });
     },
 
     async readFile(req, ctx) {
       const path = validatePath(req.path);
       const user = validateUser(req.user);
-      const { envd, signal, explain, done } = open(manager, req.sandboxId, ctx.signal);
-      const chunks: Buffer[] = [];
-      let size = 0;
-      try {
+      return withSandbox(manager, req.sandboxId, ctx.signal, async ({ envd, signal }) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
         const res = await envd.download(path, user, signal);
         for await (const chunk of res) {
           size += (chunk as Buffer).length;
@@ -190,26 +160,17 @@ export function hostAgentService(
           }
           chunks.push(chunk as Buffer);
         }
-      } catch (err) {
-        throw await explain(err);
-      } finally {
-        done();
-      }
-      return { content: Buffer.concat(chunks) };
+        return { content: Buffer.concat(chunks) };
+      });
     },
 
-    async *readFileStream(req, ctx) {
+    readFileStream(req, ctx) {
       const path = validatePath(req.path);
       const user = validateUser(req.user);
-      const { envd, signal, explain, done } = open(manager, req.sandboxId, ctx.signal);
-      try {
+      return streamFromSandbox(manager, req.sandboxId, ctx.signal, async function* ({ envd, signal }) {
         const res = await envd.download(path, user, signal);
         for await (const chunk of res) yield { chunk: chunk as Buffer };
-      } catch (err) {
-        throw await explain(err);
-      } finally {
-        done();
-      }
+      });
     },
 
     async writeFile(req, ctx) {
@@ -218,14 +179,9 @@ export function hostAgentService(
       if (req.content.byteLength > MAX_UNARY_FILE_BYTES) {
         throw invalidArgument('content', `larger than ${MAX_UNARY_FILE_BYTES} bytes; use WriteFileStream`);
       }
-      const { envd, signal, explain, done } = open(manager, req.sandboxId, ctx.signal);
-      try {
-        return { bytesWritten: BigInt(await envd.replaceFile(path, user, [req.content], signal)) };
-      } catch (err) {
-        throw await explain(err);
-      } finally {
-        done();
-      }
+      return withSandbox(manager, req.sandboxId, ctx.signal, async ({ envd, signal }) => ({
+        bytesWritten: BigInt(await envd.replaceFile(path, user, [req.content], signal)),
+      }));
     },
 
     async writeFileStream(requests, ctx) {
@@ -237,7 +193,6 @@ export function hostAgentService(
       const sandboxId = validateSandboxId(header.value.sandboxId, 'header.sandbox_id');
       const path = validatePath(header.value.path, 'header.path');
       const user = validateUser(header.value.user, 'header.user');
-      const { envd, signal, explain, done } = open(manager, sandboxId, ctx.signal);
       // Only a stream that ends with `end` is a whole file: a cancelled stream can look like one
       // that ended, and must not replace the target.
       async function* chunks(): AsyncGenerator<Uint8Array> {
@@ -260,17 +215,13 @@ export function hostAgentService(
           Code.Aborted,
         );
       }
-      try {
-        return { bytesWritten: BigInt(await envd.replaceFile(path, user, chunks(), signal)) };
-      } catch (err) {
-        throw await explain(err);
-      } finally {
-        done();
-      }
+      return withSandbox(manager, sandboxId, ctx.signal, async ({ envd, signal }) => ({
+        bytesWritten: BigInt(await envd.replaceFile(path, user, chunks(), signal)),
+      }));
     },
 
-    async pauseSandbox(req) {
-      return { sandbox: proto(await manager.pause(validateSandboxId(req.sandboxId))) };
+    async pauseSandbox(req, ctx) {
+      return { sandbox: proto(await manager.pause(validateSandboxId(req.sandboxId), ctx.signal)) };
     },
 
     async resumeSandbox(req, ctx) {
@@ -290,10 +241,10 @@ export function hostAgentService(
       return {};
     },
 
-    async createSnapshot(req) {
+    async createSnapshot(req, ctx) {
       const id = validateSandboxId(req.sandboxId);
       const name = validateTemplateNameField(req.name);
-      const template = await manager.createSnapshot(id, name);
+      const template = await manager.createSnapshot(id, name, ctx.signal);
       return { template: await templateToProto(templates, template) };
     },
 
@@ -302,10 +253,10 @@ export function hostAgentService(
       return {};
     },
 
-    async flattenRootfs(req) {
+    async flattenRootfs(req, ctx) {
       const id = validateSandboxId(req.sandboxId);
       const name = validateTemplateNameField(req.name);
-      const template = await manager.flattenRootfs(id, name);
+      const template = await manager.flattenRootfs(id, name, ctx.signal);
       return { template: await templateToProto(templates, template) };
     },
 
@@ -366,32 +317,62 @@ function sampleToProto(sample: MetricSample): hostagent.MetricSample {
   });
 }
 
+/** A call's view of a running sandbox: its envd, and a signal that fires when either the caller goes away or the sandbox stops. */
+interface SandboxCall {
+  envd: EnvdClient;
+  signal: AbortSignal;
+}
+
 /**
- * A call's view of a running sandbox: its envd, a signal that fires when either the caller goes away
- * or the sandbox stops, and `explain`, which turns the resulting failure into the sandbox's reason.
+ * Runs one call against a running sandbox: it counts as activity while it runs, and a failure caused
+ * by the sandbox stopping or dying is answered with the sandbox's reason instead.
  */
-function open(manager: SandboxManager, sandboxId: string, callSignal: AbortSignal) {
+async function withSandbox<T>(
+  manager: SandboxManager,
+  sandboxId: string,
+  callSignal: AbortSignal,
+  fn: (call: SandboxCall) => Promise<T>,
+): Promise<T> {
   const { envd, stopped, done } = manager.connection(validateSandboxId(sandboxId));
-  return {
-    envd,
-    /** The call is over: it no longer counts as activity. */
-    done,
-    signal: AbortSignal.any([callSignal, stopped]),
-    explain: async (err: unknown): Promise<unknown> => {
-      if (stopped.aborted) return stopped.reason;
-      // A connection that broke may mean the sandbox died; its reason beats "connection reset".
-      const code = ConnectError.from(err).code;
-      if (
-        code === Code.Aborted ||
-        code === Code.Unavailable ||
-        code === Code.Internal ||
-        code === Code.Unknown
-      ) {
-        return (await manager.deathOf(sandboxId)) ?? err;
-      }
-      return err;
-    },
-  };
+  try {
+    return await fn({ envd, signal: AbortSignal.any([callSignal, stopped]) });
+  } catch (err) {
+    throw await explain(manager, sandboxId, stopped, err);
+  } finally {
+    done();
+  }
+}
+
+/** `withSandbox` for a call that answers with a stream: activity lasts as long as the stream. */
+async function* streamFromSandbox<T>(
+  manager: SandboxManager,
+  sandboxId: string,
+  callSignal: AbortSignal,
+  fn: (call: SandboxCall) => AsyncIterable<T>,
+): AsyncGenerator<T> {
+  const { envd, stopped, done } = manager.connection(validateSandboxId(sandboxId));
+  try {
+    yield* fn({ envd, signal: AbortSignal.any([callSignal, stopped]) });
+  } catch (err) {
+    throw await explain(manager, sandboxId, stopped, err);
+  } finally {
+    done();
+  }
+}
+
+async function explain(
+  manager: SandboxManager,
+  sandboxId: string,
+  stopped: AbortSignal,
+  err: unknown,
+): Promise<unknown> {
+  if (stopped.aborted) return stopped.reason as unknown;
+  // A connection that broke may mean the sandbox died; its reason beats "connection reset".
+  const code = ConnectError.from(err).code;
+  if (code === Code.Aborted || code === Code.Unavailable || code === Code.Internal || code === Code.Unknown) {
+    return (await manager.deathOf(sandboxId)) ?? err;
+  }
+  return err;
 }
 
 class OutputCollector {

@@ -3,6 +3,7 @@ import type { NetworkSlot } from '../network/addresses.js';
 import type { SandboxPaths } from '../storage/layout.js';
 import { MetricTiers } from '../metrics/tiers.js';
 import type { EnvdClient } from './envd-client.js';
+import type { SandboxState } from './state.js';
 
 export type SandboxStatus = 'pending' | 'running' | 'paused' | 'stopped' | 'error';
 
@@ -40,6 +41,8 @@ export interface CreateSandboxParams {
 
 /** Everything the agent holds for one sandbox. */
 export interface SandboxRecord {
+  /** Changed only by `transition` (state.ts), which keeps `info.status` in step. */
+  state: SandboxState;
   info: SandboxInfo;
   paths: SandboxPaths;
   /** The image template whose rootfs lies below the sandbox's layer. */
@@ -52,8 +55,6 @@ export interface SandboxRecord {
   pid?: number;
   /** Aborted when the sandbox stops running (pause, destroy, death): cancels calls in flight. */
   lifetime: AbortController;
-  /** Set while the sandbox changes state (pausing, resuming…): calls wait for nothing and are refused. */
-  transition?: string;
   /** Operations that change a sandbox's state run one at a time, in order of arrival. */
   queue: Promise<unknown>;
   /** Calls in flight (a long exec stream is activity for as long as it runs). */
@@ -63,18 +64,20 @@ export interface SandboxRecord {
   cpuMark?: { ns: number; at: number };
   /** Freeing the runtime, slot and mounts after a pause answered; later operations wait for it. */
   teardown?: Promise<void>;
-  /** Set once: releasing the sandbox's resources (on destroy, or when it died). */
+  /** Releasing the sandbox's resources while it is `stopping` (destroy, death): others wait for it. */
   releasing?: Promise<void>;
 }
 
 export function newRecord(
+  state: 'creating' | 'paused',
   info: SandboxInfo,
   paths: SandboxPaths,
   baseImage: string,
   accessToken: string,
 ): SandboxRecord {
   return {
-    info,
+    state,
+    info: { ...info, status: state === 'creating' ? 'pending' : 'paused' },
     paths,
     baseImage,
     accessToken,

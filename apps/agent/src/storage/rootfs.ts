@@ -31,8 +31,8 @@ export async function unmountRootfs(paths: SandboxPaths, logger: Logger): Promis
 }
 
 /** Copies a disk image, holes and all (a mostly empty 4 GiB layer copies in milliseconds). */
-export async function copyDiskImage(from: string, to: string): Promise<void> {
-  await exec(['cp', '--sparse=always', from, to], { timeoutMs: 600_000 });
+export async function copyDiskImage(from: string, to: string, signal?: AbortSignal): Promise<void> {
+  await exec(['cp', '--sparse=always', from, to], { timeoutMs: 600_000, signal });
 }
 
 async function createDiskImage(file: string, diskMb: number): Promise<void> {

@@ -1,0 +1,188 @@
+import { readdir, rename, rm } from 'node:fs/promises';
+import { errorMessage, failedPrecondition, UndoStack } from '@wrenn/core';
+import { sandboxPaths } from '../storage/layout.js';
+import { recoverFromFailedCheckpoint } from './checkpoint-recovery.js';
+import {
+  newRecord,
+  readPausedState,
+  writePausedState,
+  type SandboxInfo,
+  type SandboxRecord,
+} from './record.js';
+import { touch } from './registry.js';
+import {
+  asConnectError,
+  markRunning,
+  phaseTimer,
+  releaseResources,
+  sandboxLogger,
+  startRuntime,
+  type SandboxContext,
+} from './resources.js';
+import { assertRunning, transition } from './state.js';
+
+// envd stops listening within milliseconds of SIGUSR2; past this the checkpoint goes ahead anyway
+// (a current runsc saves a listening socket fine, the quiesce is for older ones).
+const QUIESCE_WAIT_MS = 1000;
+
+/**
+ * Checkpoints the sandbox to disk and frees its runtime, memory and network slot. A failure leaves
+ * it running. Pausing a paused sandbox changes nothing. `signal` is honoured until the checkpoint
+ * starts: a checkpoint cut short leaves the sandbox saving itself, which costs a restore to undo.
+ */
+export async function pauseSandbox(
+  ctx: SandboxContext,
+  id: string,
+  opts: { auto?: boolean; signal?: AbortSignal } = {},
+): Promise<SandboxInfo> {
+  const record = ctx.registry.find(id);
+  return ctx.registry.serially(record, async () => {
+    if (record.state === 'paused') return { ...record.info };
+    opts.signal?.throwIfAborted();
+    await checkpointRunning(ctx, record);
+    await enterPaused(record, opts.auto ?? false);
+    return { ...record.info };
+  });
+}
+
+/**
+ * Quiesces envd, saves the sandbox into its checkpoint dir and starts freeing its runtime, slot and
+ * mounts (the disk image stays); the sandbox is left `pausing` for the caller to finish. On failure
+ * it is running again, or — if the save went through even though the runtime reported an error —
+ * restored from what it saved, or lost (`stopped`, with the reason).
+ */
+export async function checkpointRunning(ctx: SandboxContext, record: SandboxRecord): Promise<void> {
+  const { runtime } = ctx.deps;
+  const { info, paths } = record;
+  assertRunning(record, 'pause');
+  const unsupported = await runtime.checkpointSupport();
+  if (unsupported) throw failedPrecondition(`cannot pause sandbox ${info.id}: ${unsupported}`);
+  // It may have died while the runtime was asked.
+  assertRunning(record, 'pause');
+  const logger = sandboxLogger(ctx, record);
+  const timer = phaseTimer();
+  transition(record, 'pausing');
+  let saved = false;
+  try {
+    await rm(paths.checkpointPartial, { recursive: true, force: true });
+    await quiesce(ctx, record);
+    timer.phase('quiesce');
+    try {
+      await runtime.checkpoint(info.id, paths.checkpointPartial);
+    } catch (err) {
+      await recoverFromFailedCheckpoint(ctx, record, err);
+      throw asConnectError(err, `pause sandbox ${info.id} (it keeps running)`);
+    }
+    timer.phase('checkpoint');
+    await rm(paths.checkpoint, { recursive: true, force: true });
+    await rename(paths.checkpointPartial, paths.checkpoint);
+    saved = true;
+  } finally {
+    // A failure before the save began (the quiesce, say) leaves the sandbox as it was.
+    if (!saved && record.state === 'pausing') transition(record, 'running');
+  }
+  // The image is on disk: the pause has happened. Freeing the runtime, slot and mounts (~120 ms)
+  // goes on after the answer; every later operation on this sandbox waits for it.
+  record.teardown = releaseResources(ctx, record, 'paused', { keepLayer: true })
+    .catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'teardown after pause failed'))
+    .finally(() => (record.teardown = undefined));
+  logger.info({ ms: timer.total(), phases: timer.phases }, 'sandbox checkpointed');
+}
+
+async function quiesce(ctx: SandboxContext, record: SandboxRecord): Promise<void> {
+  const { info, slot } = record;
+  record.envd?.close();
+  await ctx.deps.runtime.signal(info.id, 'SIGUSR2');
+  if (!slot) return;
+  const deadline = Date.now() + QUIESCE_WAIT_MS;
+  while (Date.now() < deadline && (await ctx.deps.guest.isListening(slot.slotIp))) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/**
+ * `pausing` → `paused`, on disk as well: the state file is what an agent that restarts adopts, so a
+ * checkpoint it does not name is lost with the agent.
+ */
+export async function enterPaused(record: SandboxRecord, auto: boolean): Promise<void> {
+  const { info } = record;
+  transition(record, 'paused', auto ? `paused after ${info.timeoutSec} s without activity` : '');
+  info.autoPaused = auto;
+  info.pausedAt = new Date();
+  await writePausedState(record);
+}
+
+/** Restores a paused sandbox into a fresh slot. A failure leaves it paused with its checkpoint. */
+export async function resumeSandbox(
+  ctx: SandboxContext,
+  id: string,
+  opts: { timeoutSec?: number } = {},
+  signal?: AbortSignal,
+): Promise<SandboxInfo> {
+  const record = ctx.registry.find(id);
+  return ctx.registry.serially(record, async () => {
+    if (opts.timeoutSec !== undefined) record.info.timeoutSec = opts.timeoutSec;
+    if (record.state === 'running') {
+      touch(record);
+      return { ...record.info };
+    }
+    await restorePaused(ctx, record, signal);
+    return { ...record.info };
+  });
+}
+
+export async function restorePaused(
+  ctx: SandboxContext,
+  record: SandboxRecord,
+  signal?: AbortSignal,
+): Promise<void> {
+  await record.teardown;
+  const { info, paths } = record;
+  if (record.state !== 'paused') throw failedPrecondition(`sandbox ${info.id} is ${info.status}, not paused`);
+  const logger = sandboxLogger(ctx, record);
+  const timer = phaseTimer();
+  const undo = new UndoStack();
+  transition(record, 'resuming');
+  try {
+    const prepareDisk = async () => {
+      await ctx.deps.storage.mount(paths, await ctx.deps.templates.imageRootfs(record.baseImage));
+      undo.push('unmount rootfs', () => ctx.deps.storage.unmount(paths, logger));
+    };
+    await startRuntime(ctx, record, { restoreFrom: paths.checkpoint }, undo, {
+      signal,
+      phase: timer.phase,
+      prepareDisk,
+    });
+  } catch (err) {
+    logger.error({ err: errorMessage(err) }, 'resume failed; the sandbox stays paused');
+    await undo.run(logger);
+    transition(record, 'paused');
+    throw asConnectError(err, `resume sandbox ${info.id} (it stays paused)`);
+  }
+  try {
+    // The checkpoint is spent: the sandbox has moved on from it. The state file goes first: an agent
+    // that dies here must not adopt a checkpoint older than the disk.
+    await rm(paths.stateFile, { force: true });
+    await rm(paths.checkpoint, { recursive: true, force: true });
+  } finally {
+    markRunning(record);
+  }
+  logger.info({ ms: timer.total(), phases: timer.phases, slot: record.slot?.index }, 'sandbox resumed');
+}
+
+/** At start: paused sandboxes a previous agent left on disk become this agent's again. */
+export async function adoptPaused(ctx: SandboxContext): Promise<string[]> {
+  const { layout, logger } = ctx.deps;
+  const adopted: string[] = [];
+  for (const id of await readdir(layout.sandboxesDir).catch(() => [] as string[])) {
+    const paths = sandboxPaths(layout, id);
+    const state = await readPausedState(paths).catch(() => undefined);
+    if (!state || ctx.registry.has(id)) continue;
+    const record = newRecord('paused', state.info, paths, state.baseImage, state.accessToken);
+    record.lastActive = state.info.lastActiveAt.getTime();
+    ctx.registry.add(record);
+    adopted.push(id);
+  }
+  if (adopted.length) logger.info({ sandboxes: adopted }, 'adopted paused sandboxes');
+  return adopted;
+}

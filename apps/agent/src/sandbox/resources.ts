@@ -1,0 +1,217 @@
+import { readFile } from 'node:fs/promises';
+import {
+  allSucceeded,
+  Code,
+  ConnectError,
+  errorMessage,
+  failedPrecondition,
+  type Logger,
+  type UndoStack,
+} from '@wrenn/core';
+import { ENVD_PORT } from '@wrenn/contracts';
+import { slotAddresses } from '../network/addresses.js';
+import type { LifecycleDeps } from './deps.js';
+import type { EnvdClient } from './envd-client.js';
+import { guestRuntimeSpec } from './guest.js';
+import type { SandboxRecord } from './record.js';
+import { touch, type SandboxRegistry } from './registry.js';
+import { transition } from './state.js';
+
+/** What every lifecycle operation works with: the host's parts and this host's sandboxes. */
+export interface SandboxContext {
+  deps: LifecycleDeps;
+  registry: SandboxRegistry;
+}
+
+const ENVD_READY_TIMEOUT_MS = 20_000;
+
+/** How the runtime of a sandbox comes up: a cold boot, or a restore from a checkpoint. */
+export type Start = { boot: true } | { restoreFrom: string; rekeyFrom?: string };
+
+export interface StartOptions {
+  env?: Record<string, string>;
+  signal?: AbortSignal;
+  phase?: (name: string) => void;
+  /** What the runtime needs on disk first; it runs side by side with the network slot's set-up. */
+  prepareDisk?: () => Promise<void>;
+}
+
+export function sandboxLogger(ctx: SandboxContext, record: SandboxRecord): Logger {
+  return ctx.deps.logger.child({ sandboxId: record.info.id });
+}
+
+/**
+ * Network slot → runtime (boot or restore) → envd healthy and initialised. Every step registers its
+ * undo before it runs, so a failure anywhere rolls back exactly what exists.
+ */
+export async function startRuntime(
+  ctx: SandboxContext,
+  record: SandboxRecord,
+  start: Start,
+  undo: UndoStack,
+  { env = {}, signal, phase = () => undefined, prepareDisk }: StartOptions = {},
+): Promise<void> {
+  const { config, runtime, network, slots, guest, pidAlive } = ctx.deps;
+  const { info, paths } = record;
+  const logger = sandboxLogger(ctx, record);
+  const slot = slotAddresses(slots.allocate(), config.slotSubnet.base);
+  record.slot = slot;
+  undo.push('release network slot', () => releaseSlot(ctx.deps, record));
+  // Independent work side by side; both settle before a failure is rethrown, so the undo stack
+  // holds every step that ran.
+  await allSucceeded([network.prepare(slot), prepareDisk ? prepareDisk() : Promise.resolve()]);
+  phase('prepare');
+
+  signal?.throwIfAborted();
+  // Registered before the call: a start that fails halfway can leave runsc state and cgroups, and
+  // destroy is idempotent.
+  undo.push('destroy runtime sandbox', () => runtime.destroy(info.id));
+  const spec = guestRuntimeSpec(config, paths, slot, info);
+  const { pid } =
+    'boot' in start
+      ? await runtime.create(spec, signal)
+      : await runtime.restore(spec, start.restoreFrom, signal);
+  phase('runtime');
+  await Promise.all([
+    network.activate(slot),
+    // envd was quiesced before the checkpoint: it listens again on SIGUSR1.
+    'boot' in start ? undefined : runtime.signal(info.id, 'SIGUSR1'),
+  ]);
+  phase('activate');
+
+  const firstToken = 'rekeyFrom' in start && start.rekeyFrom ? start.rekeyFrom : record.accessToken;
+  let envd = guest.connect(slot.slotIp, firstToken, logger);
+  undo.push('close envd client', () => envd.close());
+  const hasExited = async () => !pidAlive(pid) || (await runtime.hasExited(info.id));
+  await envd.waitHealthy(ENVD_READY_TIMEOUT_MS, signal, hasExited).catch(async (err: unknown) => {
+    // Whatever the sandbox's init said on its way out is the useful part of the error.
+    if (!(await hasExited())) throw err;
+    const log = await readFile(paths.runtimeLog, 'utf8').catch(() => '');
+    const tail = log.trim().split('\n').slice(-5).join(' | ');
+    throw failedPrecondition(
+      `sandbox exited while starting from template ${info.template}: ${tail || 'no output'}`,
+    );
+  });
+  // A sandbox restored from a snapshot wakes up with the snapshot's token; it gets its own here.
+  await envd.init({ envVars: env, accessToken: record.accessToken });
+  if (firstToken !== record.accessToken) {
+    envd.close();
+    envd = guest.connect(slot.slotIp, record.accessToken, logger);
+    undo.push('close envd client', () => envd.close());
+  }
+  phase('envd');
+  record.pid = pid;
+  record.envd = envd;
+  record.lifetime = new AbortController();
+}
+
+/** Waits for envd of a sandbox that kept running to answer again, and makes it the sandbox's client. */
+export async function reconnectEnvd(
+  ctx: SandboxContext,
+  record: SandboxRecord,
+  hasExited: () => Promise<boolean>,
+): Promise<void> {
+  const { slot, info } = record;
+  if (!slot) throw new Error(`sandbox ${info.id} has no network slot`);
+  const envd: EnvdClient = ctx.deps.guest.connect(
+    slot.slotIp,
+    record.accessToken,
+    sandboxLogger(ctx, record),
+  );
+  try {
+    await envd.waitHealthy(ENVD_READY_TIMEOUT_MS, undefined, hasExited);
+  } catch (err) {
+    envd.close();
+    throw err;
+  }
+  record.envd = envd;
+}
+
+export function markRunning(record: SandboxRecord): void {
+  const { info, slot } = record;
+  transition(record, 'running');
+  info.envdAddress = slot ? `${slot.slotIp}:${ENVD_PORT}` : '';
+  info.autoPaused = false;
+  info.pausedAt = undefined;
+  touch(record);
+  record.cpuMark = undefined;
+}
+
+/**
+ * The one place a network slot is given back: its namespace goes, and its index is free again even
+ * if removing the namespace failed (the janitor's start-up pass removes what is left).
+ */
+export async function releaseSlot(deps: LifecycleDeps, record: SandboxRecord): Promise<void> {
+  const { slot } = record;
+  if (!slot) return;
+  try {
+    await deps.network.release(slot);
+  } finally {
+    deps.slots.release(slot.index);
+    record.slot = undefined;
+  }
+}
+
+/**
+ * Frees what a sandbox holds and ends its calls in flight. `keepLayer` (pause): the runtime, slot and
+ * mounts go, the disk image and checkpoint stay. Every step runs even if another failed.
+ */
+export async function releaseResources(
+  ctx: SandboxContext,
+  record: SandboxRecord,
+  why: string,
+  opts: { keepLayer: boolean },
+): Promise<void> {
+  const { runtime, storage } = ctx.deps;
+  const { info, paths } = record;
+  const logger = sandboxLogger(ctx, record);
+  const message = `sandbox ${info.id} ${why === 'paused' ? 'was paused' : `stopped: ${why}`}`;
+  record.lifetime.abort(new ConnectError(message, Code.Aborted));
+  const failures: string[] = [];
+  const step = async (what: string, fn: () => Promise<unknown>) => {
+    try {
+      await fn();
+    } catch (err) {
+      failures.push(`${what}: ${errorMessage(err)}`);
+      logger.error({ err: errorMessage(err), step: what }, 'release step failed');
+    }
+  };
+  record.envd?.close();
+  record.envd = undefined;
+  info.envdAddress = '';
+  // The slot and the runtime are independent; storage waits for the runtime (its gofer holds files).
+  await Promise.all([
+    step('network', () => releaseSlot(ctx.deps, record)),
+    step('runtime', () => runtime.destroy(info.id)).then(() =>
+      step('storage', () =>
+        opts.keepLayer ? storage.unmount(paths, logger) : storage.destroy(paths, logger),
+      ),
+    ),
+  ]);
+  record.pid = undefined;
+  if (failures.length) {
+    throw new ConnectError(`releasing ${info.id} left work undone: ${failures.join('; ')}`, Code.Internal);
+  }
+  logger.info({ why }, 'sandbox resources released');
+}
+
+/** Milliseconds per phase, logged with the result: where the time goes is an operator's question. */
+export function phaseTimer() {
+  const started = performance.now();
+  let mark = started;
+  const phases: Record<string, number> = {};
+  return {
+    phases,
+    phase: (name: string) => {
+      const now = performance.now();
+      phases[name] = Math.round(now - mark);
+      mark = now;
+    },
+    total: () => Math.round(performance.now() - started),
+  };
+}
+
+export function asConnectError(err: unknown, what: string): ConnectError {
+  if (err instanceof ConnectError) return new ConnectError(`${what}: ${err.rawMessage}`, err.code);
+  return new ConnectError(`${what}: ${errorMessage(err)}`, Code.Internal, undefined, undefined, err);
+}
