@@ -10,6 +10,7 @@ bash scripts/setup.sh
 printf '\n==> test services\n'
 # shellcheck source=scripts/test-postgres.sh
 source scripts/test-postgres.sh
+bash scripts/test-python.sh
 
 printf '\n==> generated code is current\n'
 before=$(mktemp -d)
