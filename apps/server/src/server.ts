@@ -33,16 +33,21 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     hostagent.HostAgentService,
     createConnectTransport({ baseUrl: config.agentUrl, httpVersion: '2' }),
   );
-  const app = buildApp({ db, tokens, agent, logger, uploadMaxBytes: config.uploadMaxBytes });
-  const reconciler = startReconciler(db, agent, logger.child({ component: 'reconciler' }));
+  // Every path that destroys, pauses, resumes or snapshots a sandbox tells the proxy, which then
+  // never hands that sandbox's kept-alive connections to whatever next has its address.
+  const sandboxReleased = (sandboxId: string) => proxy.release(sandboxId);
   const proxy = createSandboxProxy(
     {
-      ...sandboxTraffic({ db, agent, logger }),
+      ...sandboxTraffic({ db, agent, logger, sandboxReleased }),
       logger: logger.child({ component: 'proxy' }),
     },
     // Under the agent's 2 s reaper period, so even a 3 s timeout sees traffic as activity.
     { activityIntervalMs: 1000 },
   );
+  const app = buildApp({ db, tokens, agent, logger, uploadMaxBytes: config.uploadMaxBytes, sandboxReleased });
+  const reconciler = startReconciler(db, agent, logger.child({ component: 'reconciler' }), {
+    sandboxReleased,
+  });
   const server = await serveApp(app, config.listenHost, config.listenPort, proxy);
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.listenHost}:${port}`;

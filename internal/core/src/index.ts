@@ -5,3 +5,6 @@ export * from './config.js';
 export * from './ids.js';
 export * from './undo-stack.js';
 export * from './settle.js';
+export * from './net-address.js';
+export * from './sandbox-vocabulary.js';
+export * from './poll.js';

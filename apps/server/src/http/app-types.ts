@@ -17,6 +17,11 @@ export interface ServerDeps {
   loginLimit?: LoginLimit;
   /** Largest upload, bytes (default 1 GiB); past it 413. */
   uploadMaxBytes?: number;
+  /**
+   * Told when a sandbox is destroyed, paused, resumed or snapshotted (its network identity ends or
+   * changes): the sandbox proxy drops its connections to it (`SandboxProxy.release`).
+   */
+  sandboxReleased?: (sandboxId: string) => void;
 }
 
 /** What the auth middleware puts on the request context. */

@@ -21,8 +21,8 @@ interface Echo {
 
 /** Sandbox id → address; ids not listed are gone. */
 const sandboxes = new Map<string, string>([
-  ['sbx1', '127.0.0.1'],
-  ['abc123', '127.0.0.1'],
+  ['sbx1sbx1', '127.0.0.1'],
+  ['abc123abc', '127.0.0.1'],
 ]);
 const resolve = vi.fn((id: string): Promise<ResolveResult> => {
   const host = sandboxes.get(id);
@@ -161,7 +161,7 @@ describe('the sandbox proxy', () => {
       method: 'POST',
       path: '/a/b?x=1&y=%20',
       headers: {
-        'E2b-Sandbox-Id': 'sbx1',
+        'E2b-Sandbox-Id': 'sbx1sbx1',
         'E2B-SANDBOX-PORT': String(targetPort),
         'content-type': 'application/json',
         'x-custom': 'yes',
@@ -183,7 +183,7 @@ describe('the sandbox proxy', () => {
       'x-custom': 'yes',
       'content-type': 'application/json',
       'content-length': '17',
-      'e2b-sandbox-id': 'sbx1',
+      'e2b-sandbox-id': 'sbx1sbx1',
       'x-forwarded-for': '10.0.0.9, 127.0.0.1',
       'x-forwarded-proto': 'http',
       'x-forwarded-host': `127.0.0.1:${frontPort}`,
@@ -195,7 +195,7 @@ describe('the sandbox proxy', () => {
     expect(res.headers['x-resp-hop']).toBeUndefined();
     expect(res.headers['x-resp-kept']).toBe('kept');
     expect(res.headers['set-cookie']).toEqual(['a=1', 'b=2']);
-    expect(resolve).toHaveBeenCalledWith('sbx1');
+    expect(resolve).toHaveBeenCalledWith('sbx1sbx1');
   });
 
   it('keeps a chunked body chunked, also for methods Node sends unframed by default', async () => {
@@ -205,7 +205,7 @@ describe('the sandbox proxy', () => {
         path: '/chunked',
         // Explicit: this client would send a DELETE body unframed too.
         headers: {
-          'e2b-sandbox-id': 'sbx1',
+          'e2b-sandbox-id': 'sbx1sbx1',
           'e2b-sandbox-port': String(targetPort),
           'transfer-encoding': 'chunked',
         },
@@ -219,14 +219,17 @@ describe('the sandbox proxy', () => {
   });
 
   it('routes by the left-most label of Host', async () => {
-    const res = await call({ path: '/by-host', headers: { host: `${targetPort}-abc123.wrenn.test:9999` } });
+    const res = await call({
+      path: '/by-host',
+      headers: { host: `${targetPort}-abc123abc.wrenn.test:9999` },
+    });
     expect(res.status).toBe(200);
     const echo = JSON.parse(res.body) as Echo;
     expect(echo.url).toBe('/by-host');
-    expect(echo.headers['x-forwarded-host']).toBe(`${targetPort}-abc123.wrenn.test:9999`);
-    expect(resolve).toHaveBeenCalledWith('abc123');
-    expect(proxy.route(fakeRequest({ host: '8080-abc123.wrenn.test:9999' }))).toEqual({
-      sandboxId: 'abc123',
+    expect(echo.headers['x-forwarded-host']).toBe(`${targetPort}-abc123abc.wrenn.test:9999`);
+    expect(resolve).toHaveBeenCalledWith('abc123abc');
+    expect(proxy.route(fakeRequest({ host: '8080-abc123abc.wrenn.test:9999' }))).toEqual({
+      sandboxId: 'abc123abc',
       port: 8080,
     });
   });
@@ -242,11 +245,11 @@ describe('the sandbox proxy', () => {
 
   it('answers 400 for half or malformed routing headers', async () => {
     const cases: OutgoingHttpHeaders[] = [
-      { 'e2b-sandbox-id': 'sbx1' },
+      { 'e2b-sandbox-id': 'sbx1sbx1' },
       { 'e2b-sandbox-port': String(targetPort) },
-      { 'e2b-sandbox-id': 'sbx1', 'e2b-sandbox-port': '0' },
-      { 'e2b-sandbox-id': 'sbx1', 'e2b-sandbox-port': '65536' },
-      { 'e2b-sandbox-id': 'sbx1', 'e2b-sandbox-port': 'http' },
+      { 'e2b-sandbox-id': 'sbx1sbx1', 'e2b-sandbox-port': '0' },
+      { 'e2b-sandbox-id': 'sbx1sbx1', 'e2b-sandbox-port': '65536' },
+      { 'e2b-sandbox-id': 'sbx1sbx1', 'e2b-sandbox-port': 'http' },
       { 'e2b-sandbox-id': 'SBX1', 'e2b-sandbox-port': String(targetPort) },
     ];
     for (const headers of cases) {
@@ -264,40 +267,40 @@ describe('the sandbox proxy', () => {
   it('answers 502 in E2B’s shape when the sandbox is gone or its port is closed', async () => {
     const gone = await call({
       path: '/health',
-      headers: { 'e2b-sandbox-id': 'nosuch', 'e2b-sandbox-port': '49983' },
+      headers: { 'e2b-sandbox-id': 'nosuch00', 'e2b-sandbox-port': '49983' },
     });
     expect(gone.status).toBe(502);
     expect(gone.headers['content-type']).toBe('application/json');
     expect(JSON.parse(gone.body)).toEqual({
-      sandboxId: 'nosuch',
+      sandboxId: 'nosuch00',
       message: 'The sandbox was not found',
       code: 502,
     });
 
-    const closed = await call({ path: '/health', headers: { host: `${closedPort}-sbx1.wrenn.test` } });
+    const closed = await call({ path: '/health', headers: { host: `${closedPort}-sbx1sbx1.wrenn.test` } });
     expect(closed.status).toBe(502);
     expect(JSON.parse(closed.body)).toEqual({
-      sandboxId: 'sbx1',
+      sandboxId: 'sbx1sbx1',
       message: `The sandbox is not reachable on port ${closedPort}`,
       code: 502,
     });
   });
 
   it('reuses a resolved address for a second, forgets it after a connection error, never keeps "gone"', async () => {
-    const headers = { 'e2b-sandbox-id': 'sbx1', 'e2b-sandbox-port': String(targetPort) };
+    const headers = { 'e2b-sandbox-id': 'sbx1sbx1', 'e2b-sandbox-port': String(targetPort) };
     await sleep(1100); // past any address cached by earlier tests
     for (let i = 0; i < 5; i++) expect((await call({ path: '/', headers })).status).toBe(200);
     expect(resolve).toHaveBeenCalledTimes(1);
 
     // Same sandbox, a closed port: the failure drops the cached address, so the next request asks again.
-    const closed = { 'e2b-sandbox-id': 'sbx1', 'e2b-sandbox-port': String(closedPort) };
+    const closed = { 'e2b-sandbox-id': 'sbx1sbx1', 'e2b-sandbox-port': String(closedPort) };
     expect((await call({ path: '/', headers: closed })).status).toBe(502);
     expect(resolve).toHaveBeenCalledTimes(1);
     expect((await call({ path: '/', headers })).status).toBe(200);
     expect(resolve).toHaveBeenCalledTimes(2);
 
     resolve.mockClear();
-    const gone = { 'e2b-sandbox-id': 'nosuch', 'e2b-sandbox-port': '49983' };
+    const gone = { 'e2b-sandbox-id': 'nosuch00', 'e2b-sandbox-port': '49983' };
     for (let i = 0; i < 3; i++) expect((await call({ path: '/', headers: gone })).status).toBe(502);
     expect(resolve).toHaveBeenCalledTimes(3);
   });
@@ -314,7 +317,7 @@ describe('the sandbox proxy', () => {
     });
     const port = await listen(flaky);
     try {
-      const headers = { 'e2b-sandbox-id': 'sbx1', 'e2b-sandbox-port': String(port) };
+      const headers = { 'e2b-sandbox-id': 'sbx1sbx1', 'e2b-sandbox-port': String(port) };
       for (let i = 0; i < 3; i++) {
         const res = await call({ path: '/', headers });
         expect(res.status, `request ${i}`).toBe(200);
@@ -328,15 +331,15 @@ describe('the sandbox proxy', () => {
 
   it('shares one lookup between concurrent requests', async () => {
     await sleep(1100);
-    const headers = { 'e2b-sandbox-id': 'abc123', 'e2b-sandbox-port': String(targetPort) };
+    const headers = { 'e2b-sandbox-id': 'abc123abc', 'e2b-sandbox-port': String(targetPort) };
     const all = await Promise.all(Array.from({ length: 10 }, () => call({ path: '/', headers })));
     expect(all.map((r) => r.status)).toEqual(Array(10).fill(200));
     expect(resolve).toHaveBeenCalledTimes(1);
   });
 
   it('reports activity at most once per 5 s per sandbox', async () => {
-    const a = { 'e2b-sandbox-id': 'sbx1', 'e2b-sandbox-port': String(targetPort) };
-    const b = { host: `${targetPort}-abc123.wrenn.test` };
+    const a = { 'e2b-sandbox-id': 'sbx1sbx1', 'e2b-sandbox-port': String(targetPort) };
+    const b = { host: `${targetPort}-abc123abc.wrenn.test` };
     // Earlier tests may have touched these within the window: start from a fresh proxy.
     const calls: string[] = [];
     const local = createSandboxProxy({
@@ -357,9 +360,9 @@ describe('the sandbox proxy', () => {
       for (let i = 0; i < 20; i++) {
         expect((await call({ path: '/', headers: i % 2 ? a : b }, port)).status).toBe(200);
       }
-      expect(calls.sort()).toEqual(['abc123', 'sbx1']);
+      expect(calls.sort()).toEqual(['abc123abc', 'sbx1sbx1']);
       // Gone sandboxes are not active.
-      await call({ path: '/', headers: { 'e2b-sandbox-id': 'nosuch', 'e2b-sandbox-port': '1' } }, port);
+      await call({ path: '/', headers: { 'e2b-sandbox-id': 'nosuch00', 'e2b-sandbox-port': '1' } }, port);
       expect(calls).toHaveLength(2);
     } finally {
       await new Promise((r) => server.close(r));
@@ -373,7 +376,7 @@ describe('the sandbox proxy', () => {
       port: frontPort,
       host: '127.0.0.1',
       path: '/slow',
-      headers: { 'e2b-sandbox-id': 'sbx1', 'e2b-sandbox-port': String(targetPort) },
+      headers: { 'e2b-sandbox-id': 'sbx1sbx1', 'e2b-sandbox-port': String(targetPort) },
       agent: false,
     });
     req.end();
@@ -400,7 +403,7 @@ describe('the sandbox proxy', () => {
       method: 'PUT',
       path: '/upload',
       headers: {
-        'e2b-sandbox-id': 'sbx1',
+        'e2b-sandbox-id': 'sbx1sbx1',
         'e2b-sandbox-port': String(targetPort),
         'content-length': String(total),
       },
@@ -418,7 +421,7 @@ describe('the sandbox proxy', () => {
       port: frontPort,
       host: '127.0.0.1',
       path: '/download?mb=200',
-      headers: { 'e2b-sandbox-id': 'sbx1', 'e2b-sandbox-port': String(targetPort) },
+      headers: { 'e2b-sandbox-id': 'sbx1sbx1', 'e2b-sandbox-port': String(targetPort) },
       agent: false,
     });
     req.end();
@@ -441,7 +444,7 @@ describe('the sandbox proxy', () => {
       port: frontPort,
       host: '127.0.0.1',
       path: '/hold',
-      headers: { 'e2b-sandbox-id': 'sbx1', 'e2b-sandbox-port': String(targetPort) },
+      headers: { 'e2b-sandbox-id': 'sbx1sbx1', 'e2b-sandbox-port': String(targetPort) },
       agent: false,
     });
     req.on('error', () => undefined);
@@ -458,7 +461,7 @@ describe('the sandbox proxy', () => {
       host: '127.0.0.1',
       method: 'PUT',
       path: '/upload',
-      headers: { 'e2b-sandbox-id': 'sbx1', 'e2b-sandbox-port': String(targetPort) },
+      headers: { 'e2b-sandbox-id': 'sbx1sbx1', 'e2b-sandbox-port': String(targetPort) },
       agent: false,
     });
     upload.on('error', () => undefined);
@@ -472,7 +475,7 @@ describe('the sandbox proxy', () => {
       port: frontPort,
       host: '127.0.0.1',
       path: '/cut',
-      headers: { 'e2b-sandbox-id': 'sbx1', 'e2b-sandbox-port': String(targetPort) },
+      headers: { 'e2b-sandbox-id': 'sbx1sbx1', 'e2b-sandbox-port': String(targetPort) },
       agent: false,
     });
     cut.end();
@@ -483,7 +486,7 @@ describe('the sandbox proxy', () => {
 
   it('tunnels WebSockets both ways, by header and by host', async () => {
     const byHeader = new WebSocket(`ws://127.0.0.1:${frontPort}/ws?x=1`, {
-      headers: { 'e2b-sandbox-id': 'sbx1', 'e2b-sandbox-port': String(wsPort) },
+      headers: { 'e2b-sandbox-id': 'sbx1sbx1', 'e2b-sandbox-port': String(wsPort) },
     });
     await new Promise((r, j) => byHeader.once('open', r).once('error', j));
     byHeader.send('hello');
@@ -499,7 +502,7 @@ describe('the sandbox proxy', () => {
     expect([code, reason]).toEqual([4001, 'bye']);
 
     const byHost = new WebSocket(`ws://127.0.0.1:${frontPort}/h`, {
-      headers: { host: `${wsPort}-abc123.wrenn.test` },
+      headers: { host: `${wsPort}-abc123abc.wrenn.test` },
     });
     await new Promise((r, j) => byHost.once('open', r).once('error', j));
     byHost.send('hi');
@@ -515,17 +518,17 @@ describe('the sandbox proxy', () => {
   it('answers failed upgrades with a raw 502 or 400 and closes the socket', async () => {
     const cases: [OutgoingHttpHeaders, number, Record<string, unknown>][] = [
       [
-        { 'e2b-sandbox-id': 'nosuch', 'e2b-sandbox-port': '49983' },
+        { 'e2b-sandbox-id': 'nosuch00', 'e2b-sandbox-port': '49983' },
         502,
-        { sandboxId: 'nosuch', message: 'The sandbox was not found', code: 502 },
+        { sandboxId: 'nosuch00', message: 'The sandbox was not found', code: 502 },
       ],
       [
-        { 'e2b-sandbox-id': 'sbx1', 'e2b-sandbox-port': String(closedPort) },
+        { 'e2b-sandbox-id': 'sbx1sbx1', 'e2b-sandbox-port': String(closedPort) },
         502,
-        { sandboxId: 'sbx1', message: `The sandbox is not reachable on port ${closedPort}`, code: 502 },
+        { sandboxId: 'sbx1sbx1', message: `The sandbox is not reachable on port ${closedPort}`, code: 502 },
       ],
       [
-        { 'e2b-sandbox-id': 'sbx1' },
+        { 'e2b-sandbox-id': 'sbx1sbx1' },
         400,
         { code: 400, message: 'E2b-Sandbox-Id given without E2b-Sandbox-Port' },
       ],

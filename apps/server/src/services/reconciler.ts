@@ -4,6 +4,7 @@ import type { Db } from '../db/database.js';
 import type { SandboxesTable } from '../db/schema.js';
 import type { AgentClient } from '../http/app-types.js';
 import { flushMetrics } from './metrics-store.js';
+import { releasing } from './sandbox-release.js';
 
 type Status = SandboxesTable['status'];
 
@@ -30,6 +31,7 @@ export async function reconcile(
   db: Db,
   agent: Pick<AgentClient, 'listSandboxes' | 'flushSandboxMetrics' | 'destroySandbox'>,
   logger: Logger,
+  opts: ReconcilerOptions = {},
 ): Promise<number> {
   const { sandboxes } = await agent.listSandboxes({});
   const onAgent = new Map(sandboxes.map((s) => [s.id, s]));
@@ -42,7 +44,7 @@ export async function reconcile(
   for (const row of rows) {
     const info = onAgent.get(row.id);
     if (info?.autoPaused && row.on_timeout === 'kill') {
-      await agent.destroySandbox({ sandboxId: row.id });
+      await releasing(opts, row.id, () => agent.destroySandbox({ sandboxId: row.id }));
       await db
         .updateTable('sandboxes')
         .set({ status: 'stopped', status_reason: 'timed out (on timeout: kill)', updated_at: new Date() })
@@ -83,6 +85,8 @@ export async function reconcile(
       { sandboxId: row.id, from: row.status, to: next.status, reason: next.status_reason },
       'reconciled',
     );
+    // Paused or stopped behind our back: whatever connections the proxy kept to it are dead.
+    if (next.status !== 'running') opts.sandboxReleased?.(row.id);
     // Paused behind our back (the inactivity timeout): keep its metrics while it sleeps.
     if (next.status === 'paused' && row.status !== 'paused') {
       await flushMetrics(db, agent, row.id, ['10m', '2h', '24h']).catch((err: unknown) =>
@@ -94,17 +98,25 @@ export async function reconcile(
   return changed;
 }
 
+export interface ReconcilerOptions {
+  /** Between passes (ms); default 5 s. */
+  intervalMs?: number;
+  /** Told of every sandbox found paused or stopped, or destroyed here (see `ServerDeps`). */
+  sandboxReleased?: (sandboxId: string) => void;
+}
+
 /** Runs `reconcile` every `intervalMs`, one pass at a time; an unreachable agent is logged, not fatal. */
 export function startReconciler(
   db: Db,
   agent: AgentClient,
   logger: Logger,
-  intervalMs = 5000,
+  opts: ReconcilerOptions = {},
 ): { stop(): Promise<void> } {
+  const intervalMs = opts.intervalMs ?? 5000;
   let running: Promise<unknown> | undefined;
   const timer = setInterval(() => {
     if (running) return;
-    running = reconcile(db, agent, logger)
+    running = reconcile(db, agent, logger, opts)
       .catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'reconcile pass failed'))
       .finally(() => (running = undefined));
   }, intervalMs);

@@ -5,11 +5,14 @@ import type { Db } from '../db/database.js';
 import { flushMetrics } from './metrics-store.js';
 import { statusFromAgent } from './reconciler.js';
 import { resolveTemplate } from './templates.js';
+import { releasing } from './sandbox-release.js';
 
 /** The sandbox operations both APIs (Wrenn's `/v1` and the E2B-compatible one) share. */
 export interface SandboxLifecycleDeps {
   db: Db;
   agent: AgentClient;
+  /** Called once a sandbox was destroyed, paused or resumed, whether or not that succeeded. */
+  sandboxReleased?: (sandboxId: string) => void;
 }
 
 export interface NewSandbox {
@@ -67,20 +70,21 @@ export async function createSandbox(
 }
 
 /** Destroys the sandbox (running or paused) and marks its row stopped; its last day of metrics stays. */
-export async function destroySandbox({ db, agent }: SandboxLifecycleDeps, id: string): Promise<void> {
+export async function destroySandbox(deps: SandboxLifecycleDeps, id: string): Promise<void> {
+  const { db, agent } = deps;
   await flushMetrics(db, agent, id, ['24h']).catch(() => undefined);
-  await agent.destroySandbox({ sandboxId: id }).catch((err: unknown) => {
-    // Gone from the agent already (it restarted, the host was lost): the row still goes.
-    if (ConnectError.from(err).code !== Code.NotFound) throw err;
-  });
+  await releasing(deps, id, () =>
+    agent.destroySandbox({ sandboxId: id }).catch((err: unknown) => {
+      // Gone from the agent already (it restarted, the host was lost): the row still goes.
+      if (ConnectError.from(err).code !== Code.NotFound) throw err;
+    }),
+  );
   await setStatus(db, id, 'stopped');
 }
 
-export async function pauseSandbox(
-  { db, agent }: SandboxLifecycleDeps,
-  id: string,
-): Promise<hostagent.Sandbox> {
-  const { sandbox } = await agent.pauseSandbox({ sandboxId: id });
+export async function pauseSandbox(deps: SandboxLifecycleDeps, id: string): Promise<hostagent.Sandbox> {
+  const { db, agent } = deps;
+  const { sandbox } = await releasing(deps, id, () => agent.pauseSandbox({ sandboxId: id }));
   await setStatus(db, id, statusFromAgent(sandbox!.status));
   // While it sleeps, its metrics come from the database (the agent may restart meanwhile).
   await flushMetrics(db, agent, id, ['10m', '2h', '24h']);
@@ -88,11 +92,12 @@ export async function pauseSandbox(
 }
 
 export async function resumeSandbox(
-  { db, agent }: SandboxLifecycleDeps,
+  deps: SandboxLifecycleDeps,
   id: string,
   timeoutSec?: number,
 ): Promise<hostagent.Sandbox> {
-  const { sandbox } = await agent.resumeSandbox({ sandboxId: id, timeoutSec });
+  const { db, agent } = deps;
+  const { sandbox } = await releasing(deps, id, () => agent.resumeSandbox({ sandboxId: id, timeoutSec }));
   await db
     .updateTable('sandboxes')
     .set({

@@ -11,7 +11,12 @@ export type TrafficTarget = { kind: 'target'; host: string } | { kind: 'gone' };
  * with auto-resume is resumed first (concurrent requests share one resume). Anything else is gone
  * (E2B answers 502 then, and its SDK reads that as "not running").
  */
-export function sandboxTraffic(deps: { db: Db; agent: AgentClient; logger: Logger }) {
+export function sandboxTraffic(deps: {
+  db: Db;
+  agent: AgentClient;
+  logger: Logger;
+  sandboxReleased?: (sandboxId: string) => void;
+}) {
   const { db, agent, logger } = deps;
   const resuming = new Map<string, Promise<TrafficTarget>>();
 
@@ -28,7 +33,7 @@ export function sandboxTraffic(deps: { db: Db; agent: AgentClient; logger: Logge
     if (!row?.auto_resume) return { kind: 'gone' };
     let pending = resuming.get(sandboxId);
     if (!pending) {
-      pending = resumeSandbox({ db, agent }, sandboxId)
+      pending = resumeSandbox(deps, sandboxId)
         .then(target, (err: unknown) => {
           logger.warn({ sandboxId, err }, 'auto-resume on traffic failed');
           return { kind: 'gone' } as const;

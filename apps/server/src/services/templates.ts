@@ -4,6 +4,7 @@ import type { Db } from '../db/database.js';
 import type { AgentClient } from '../http/app-types.js';
 import { conflict, notFound } from '../http/errors.js';
 import { statusFromAgent } from './reconciler.js';
+import { releasing } from './sandbox-release.js';
 
 /**
  * A team's snapshot lives on the agent under a name derived from its UUID, so snapshot names only
@@ -47,12 +48,13 @@ export async function resolveTemplate(db: Db, teamId: string, ref: string): Prom
  * template. Names are unique per team; the agent knows the template by its UUID.
  */
 export async function createTeamSnapshot(
-  { db, agent }: { db: Db; agent: AgentClient },
+  deps: { db: Db; agent: AgentClient; sandboxReleased?: (sandboxId: string) => void },
   teamId: string,
   sandboxId: string,
   name: string,
   signal?: AbortSignal,
 ) {
+  const { db, agent } = deps;
   const sandbox = await db
     .selectFrom('sandboxes')
     .select('id')
@@ -71,7 +73,10 @@ export async function createTeamSnapshot(
   if (taken) throw nameTaken();
 
   const id = randomUUID();
-  const { template } = await agent.createSnapshot({ sandboxId, name: agentSnapshotName(id) }, { signal });
+  // The source is paused for the copy and resumed: a new incarnation for the proxy.
+  const { template } = await releasing(deps, sandboxId, () =>
+    agent.createSnapshot({ sandboxId, name: agentSnapshotName(id) }, { signal }),
+  );
   // The source was paused for the copy and resumed; a reconciler pass in between may have
   // recorded the pause, so record how it is now.
   const { sandbox: source } = await agent.getSandbox({ sandboxId });

@@ -1,0 +1,118 @@
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import { LRUCache } from 'lru-cache';
+
+export type ResolveResult =
+  | { kind: 'target'; host: string } // sandbox running: its address (IP/host) on this machine
+  | { kind: 'gone' }; // unknown, paused without auto-resume, stopped
+
+/** A running sandbox: where it is, and the connections kept open to it. */
+export interface Target {
+  host: string;
+  agent: http.Agent;
+}
+
+/**
+ * The kept-alive connections to one sandbox *incarnation*: one sandbox id at one address, from the
+ * moment it was seen running until it is released. Network slots are reused, so a new sandbox (or
+ * the same one resumed) often has the address of one just gone; a connection to the old one would
+ * be reset on first use, and envd's calls carry a body, so that cannot be retried safely. A pool
+ * is therefore never shared between incarnations: a retired pool closes its idle connections and
+ * keeps none of the ones still in use once their request ends.
+ */
+export class SandboxPool extends http.Agent {
+  private retired = false;
+
+  constructor(readonly host: string) {
+    // Keep-alive: the SDK makes many small envd calls per operation; a fresh TCP handshake for
+    // each would dominate their latency. Free sockets are unref'd by Node, so a pool never holds
+    // the process open. No socket timeout: Connect server-streams and downloads may idle for minutes.
+    super({ keepAlive: true });
+  }
+
+  override keepSocketAlive(socket: Socket): boolean {
+    if (this.retired) return false;
+    // Node's returns true (typed void): the socket goes back to the free list.
+    return (super.keepSocketAlive(socket) as unknown) !== false;
+  }
+
+  retire(): void {
+    this.retired = true;
+    for (const sockets of Object.values(this.freeSockets))
+      for (const socket of sockets ?? []) socket.destroy();
+  }
+}
+
+export interface TargetCacheOptions {
+  /** How long a resolved address is reused (ms). */
+  cacheMs: number;
+  /** Most sandboxes remembered at once (addresses and pools each); the least recently used go first. */
+  max?: number;
+}
+
+/**
+ * Where each sandbox is, looked up through `resolve` at most once per `cacheMs` (concurrent
+ * requests share one lookup, and so one auto-resume), and the connection pool of its current
+ * incarnation. "Gone" is never remembered: right after a create or resume the SDK talks to envd at
+ * once, and a remembered "not found" would fail that call.
+ */
+export class TargetCache {
+  private readonly lookups: LRUCache<string, Promise<ResolveResult>>;
+  private readonly pools: LRUCache<string, SandboxPool>;
+
+  constructor(
+    private readonly resolve: (sandboxId: string) => Promise<ResolveResult>,
+    private readonly options: TargetCacheOptions,
+  ) {
+    const max = options.max ?? 4096;
+    this.lookups = new LRUCache({ max });
+    // Evicted, replaced or deleted: its idle connections go with it.
+    this.pools = new LRUCache({ max, dispose: (pool) => pool.retire() });
+  }
+
+  /** The sandbox's address and connection pool, or undefined when it is gone. Rejects when `resolve` does. */
+  async target(sandboxId: string): Promise<Target | undefined> {
+    const result = await this.lookup(sandboxId);
+    if (result.kind === 'gone') {
+      this.pools.delete(sandboxId);
+      return undefined;
+    }
+    let pool = this.pools.get(sandboxId);
+    if (pool?.host !== result.host) {
+      // At another address: resumed or restored elsewhere, a new incarnation.
+      pool = new SandboxPool(result.host);
+      this.pools.set(sandboxId, pool);
+    }
+    return { host: result.host, agent: pool };
+  }
+
+  /**
+   * The sandbox's incarnation ended (destroyed, paused, resumed, snapshotted), or a connection to it
+   * failed before any answer (its address may be stale): look it up again next time, over new
+   * connections. Requests in flight keep theirs.
+   */
+  release(sandboxId: string): void {
+    this.lookups.delete(sandboxId);
+    this.pools.delete(sandboxId);
+  }
+
+  private lookup(sandboxId: string): Promise<ResolveResult> {
+    const cached = this.lookups.get(sandboxId);
+    if (cached) return cached;
+    const result = this.resolve(sandboxId);
+    // No TTL while resolving, so concurrent requests share it; the clock starts once it answers.
+    this.lookups.set(sandboxId, result, { ttl: 0 });
+    const current = () => this.lookups.peek(sandboxId, { allowStale: true }) === result;
+    result.then(
+      (r) => {
+        if (!current()) return;
+        if (r.kind === 'target') this.lookups.set(sandboxId, result, { ttl: this.options.cacheMs });
+        else this.lookups.delete(sandboxId);
+      },
+      () => {
+        if (current()) this.lookups.delete(sandboxId);
+      },
+    );
+    return result;
+  }
+}

@@ -1,0 +1,70 @@
+import type { IncomingMessage } from 'node:http';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { ForwardContext } from './forward.js';
+import { upgradeRequestHead } from './headers.js';
+import { closeGently, rawReply, timeoutError, unreachableBody } from './replies.js';
+import type { SandboxAddress } from './routing.js';
+import type { Target } from './target-cache.js';
+
+/**
+ * An upgrade (WebSocket, or any other protocol switch) to a port inside the sandbox: a TCP
+ * connection of its own (never pooled), the request head written to it, then bytes both ways
+ * until either side closes. The sandbox answers the upgrade itself.
+ */
+export function tunnelUpgrade(
+  ctx: ForwardContext,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  to: SandboxAddress,
+): void {
+  void ctx
+    .targetFor(to, (status, body) =>
+      rawReply(socket, status, status === 502 ? 'Bad Gateway' : 'Service Unavailable', body),
+    )
+    .then((target) => {
+      if (!target) return;
+      if (socket.destroyed) return;
+      ctx.touch(to.sandboxId);
+      open(target);
+    });
+
+  function open(target: Target): void {
+    const upstream = net.connect({ host: target.host, port: to.port, noDelay: true });
+    let connected = false;
+    const timer = setTimeout(() => upstream.destroy(timeoutError()), ctx.connectTimeoutMs);
+    const onClientClose = () => upstream.destroy();
+    socket.once('close', onClientClose);
+    upstream.once('close', () => clearTimeout(timer));
+
+    upstream.once('connect', () => {
+      clearTimeout(timer);
+      connected = true;
+      socket.off('close', onClientClose);
+      upstream.write(upgradeRequestHead(req, { host: target.host, port: to.port }));
+      if (head.length > 0) upstream.write(head);
+      socket.pipe(upstream);
+      upstream.pipe(socket);
+      socket.on('data', () => ctx.touch(to.sandboxId));
+      upstream.on('data', () => ctx.touch(to.sandboxId));
+      // Either side closing ends the other once its pending bytes are written (a WebSocket close
+      // frame must still reach the peer); an error drops both at once.
+      socket.once('close', () => closeGently(upstream));
+      upstream.once('close', () => closeGently(socket));
+      socket.on('error', () => upstream.destroy());
+    });
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (connected) {
+        socket.destroy();
+        return;
+      }
+      socket.off('close', onClientClose);
+      if (socket.destroyed) return;
+      ctx.release(to.sandboxId);
+      ctx.logger.debug({ sandboxId: to.sandboxId, port: to.port, err }, 'sandbox port unreachable (upgrade)');
+      rawReply(socket, 502, 'Bad Gateway', unreachableBody(to.sandboxId, to.port));
+    });
+  }
+}
