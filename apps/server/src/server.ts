@@ -1,11 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import type { Logger } from '@wrenn/core';
 import { hostagent } from '@wrenn/contracts';
+import { persistentJwtSecret } from './auth/jwt-secret.js';
 import { SessionTokens } from './auth/tokens.js';
 import type { ServerConfig } from './config.js';
 import { openDatabase } from './db/database.js';
@@ -28,7 +26,7 @@ export interface RunningServer {
 export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
   const db = await openDatabase(config.database, logger);
   const admin = await bootstrapAdmin(db, config.dataDir);
-  const tokens = new SessionTokens(config.jwtSecret ?? (await persistentSecret(config.dataDir)));
+  const tokens = new SessionTokens(config.jwtSecret ?? (await persistentJwtSecret(config.dataDir, logger)));
   const agent = createClient(
     hostagent.HostAgentService,
     createConnectTransport({ baseUrl: config.agentUrl, httpVersion: '2' }),
@@ -62,16 +60,4 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       await db.destroy();
     },
   };
-}
-
-// A secret generated once and kept in the data dir, so sessions survive restarts without setup.
-async function persistentSecret(dataDir: string): Promise<string> {
-  const file = path.join(dataDir, 'server', 'jwt-secret');
-  const existing = await readFile(file, 'utf8').catch(() => undefined);
-  if (existing && existing.trim().length >= 32) return existing.trim();
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const secret = randomBytes(48).toString('base64url');
-  // 'wx': when two servers start at once, the first secret written wins and both read it.
-  await writeFile(file, secret, { mode: 0o600, flag: 'wx' }).catch(() => undefined);
-  return (await readFile(file, 'utf8')).trim();
 }
