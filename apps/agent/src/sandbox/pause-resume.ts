@@ -145,8 +145,10 @@ export async function restorePaused(
   transition(record, 'resuming');
   try {
     const prepareDisk = async () => {
-      await ctx.deps.storage.mount(paths, await ctx.deps.templates.imageRootfs(record.baseImage));
+      const lower = await ctx.deps.templates.imageRootfs(record.baseImage);
+      // Before the mount: one that fails halfway leaves the disk mounted without the overlay.
       undo.push('unmount rootfs', () => ctx.deps.storage.unmount(paths, logger));
+      await ctx.deps.storage.mount(paths, lower);
     };
     await startRuntime(ctx, record, { restoreFrom: paths.checkpoint }, undo, {
       signal,

@@ -54,6 +54,8 @@ export async function startRuntime(
   const { config, runtime, network, slots, guest, pidAlive } = ctx.deps;
   const { info, paths } = record;
   const logger = sandboxLogger(ctx, record);
+  // A slot an earlier release could not remove is retried first, or this start fails.
+  await releaseSlot(ctx.deps, record);
   const slot = slotAddresses(slots.allocate(), config.slotSubnet.base);
   record.slot = slot;
   undo.push('release network slot', () => releaseSlot(ctx.deps, record));
@@ -138,18 +140,16 @@ export function markRunning(record: SandboxRecord): void {
 }
 
 /**
- * The one place a network slot is given back: its namespace goes, and its index is free again even
- * if removing the namespace failed (the janitor's start-up pass removes what is left).
+ * The one place a network slot is given back. Its index is free again only once its namespace is
+ * gone: a namespace that could not be removed keeps the index out of use (reusing it would fail on
+ * the leftover), and stays on the record for the next release to retry.
  */
 export async function releaseSlot(deps: LifecycleDeps, record: SandboxRecord): Promise<void> {
   const { slot } = record;
   if (!slot) return;
-  try {
-    await deps.network.release(slot);
-  } finally {
-    deps.slots.release(slot.index);
-    record.slot = undefined;
-  }
+  await deps.network.release(slot);
+  deps.slots.release(slot.index);
+  record.slot = undefined;
 }
 
 /**

@@ -105,8 +105,10 @@ export async function flattenRootfs(
       });
     if (record.state === 'paused') {
       await record.teardown;
-      await storage.mount(paths, await templates.imageRootfs(record.baseImage));
+      const lower = await templates.imageRootfs(record.baseImage);
       try {
+        // Inside the try: a mount that fails halfway leaves the disk mounted without the overlay.
+        await storage.mount(paths, lower);
         return await stage();
       } finally {
         await storage.unmount(paths, logger);
