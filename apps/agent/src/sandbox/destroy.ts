@@ -11,7 +11,8 @@ export async function destroySandbox(ctx: SandboxContext, id: string, signal?: A
   const { registry } = ctx;
   const record = registry.find(id);
   await registry.serially(record, async () => {
-    if (!registry.has(id)) return;
+    // A create that failed (it queued first) has removed the sandbox already.
+    if (!registry.has(id) || record.state === 'destroyed') return;
     signal?.throwIfAborted();
     await record.teardown;
     // A sandbox that died is being released already: wait for that rather than start another.
