@@ -26,6 +26,7 @@ import {
 export const MAX_UNARY_OUTPUT_BYTES = 8 * 1024 * 1024;
 export const MAX_UNARY_FILE_BYTES = 32 * 1024 * 1024;
 
+// Long only because it lists every handler; each one is a few lines over a helper below.
 export function hostAgentService(
   manager: SandboxManager,
   templates: TemplateStore,
@@ -86,9 +87,9 @@ export function hostAgentService(
       });
     },
 
-    execStream(req, ctx) {
+    async *execStream(req, ctx) {
       const spec = validateCommand(req.command, 'stream');
-      return streamFromSandbox(manager, req.sandboxId, ctx.signal, async function* ({ envd, signal }) {
+      yield* streamFromSandbox(manager, req.sandboxId, ctx.signal, async function* ({ envd, signal }) {
         let forget: (() => void) | undefined;
         try {
           for await (const ev of runCommand(envd, spec, signal)) {
@@ -164,10 +165,10 @@ export function hostAgentService(
       });
     },
 
-    readFileStream(req, ctx) {
+    async *readFileStream(req, ctx) {
       const path = validatePath(req.path);
       const user = validateUser(req.user);
-      return streamFromSandbox(manager, req.sandboxId, ctx.signal, async function* ({ envd, signal }) {
+      yield* streamFromSandbox(manager, req.sandboxId, ctx.signal, async function* ({ envd, signal }) {
         const res = await envd.download(path, user, signal);
         for await (const chunk of res) yield { chunk: chunk as Buffer };
       });
