@@ -1,11 +1,11 @@
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { Hono, type Context } from 'hono';
-import { HTTPException } from 'hono/http-exception';
-import { z, ZodError } from 'zod';
+import { z } from 'zod';
 import { ENVD_VERSION, type hostagent } from '@wrenn/contracts';
 import type { Env, ServerDeps } from '../http/app-types.js';
 import { authed, requireApiKey } from '../http/auth.js';
-import { ApiError, invalidInput, notFound, optionalJsonBody, toApiError } from '../http/errors.js';
+import { ApiError, notFound, optionalJsonBody } from '../http/errors.js';
+import { e2bApiError } from './errors.js';
 import { ENV_VARS, MAX_TIMEOUT_SEC, TEMPLATE_NAME } from '../http/schemas.js';
 import {
   AGENT_METRICS_RANGE,
@@ -52,7 +52,7 @@ export function buildE2bApi(deps: ServerDeps): Hono<Env> {
   api.use('*', requireApiKey(deps));
 
   api.onError((err, c) => {
-    const known = asApiError(err);
+    const known = e2bApiError(err);
     if (!known)
       deps.logger.error({ err, method: c.req.method, path: c.req.path }, 'internal error (E2B API)');
     const status = known?.status ?? 500;
@@ -315,7 +315,7 @@ export function buildE2bApi(deps: ServerDeps): Hono<Env> {
       return c.json(
         results.map((r) => {
           if (r.status === 'fulfilled') return { sandbox: r.value };
-          const err = asApiError(r.reason);
+          const err = e2bApiError(r.reason);
           return { error: { code: err?.status ?? 500, message: err?.message ?? 'the fork failed to start' } };
         }),
         201,
@@ -417,10 +417,4 @@ function parseCursor(token: string): { time: Date; id: string } {
   if (!id || Number.isNaN(date.getTime()))
     throw new ApiError(400, 'invalid_argument', 'nextToken: invalid cursor');
   return { time: date, id };
-}
-
-function asApiError(err: unknown): ApiError | undefined {
-  if (err instanceof ZodError) return invalidInput(err);
-  if (err instanceof HTTPException) return new ApiError(err.status === 400 ? 400 : 500, 'error', err.message);
-  return toApiError(err);
 }

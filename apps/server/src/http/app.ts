@@ -3,7 +3,6 @@ import type { Duplex } from 'node:stream';
 import { serve, type ServerType } from '@hono/node-server';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { WebSocketServer } from 'ws';
-import { HTTPException } from 'hono/http-exception';
 import { ZodError } from 'zod';
 import { adminRoutes } from '../routes/admin.js';
 import { buildE2bApi, isE2bApiPath } from '../e2b/api.js';
@@ -59,11 +58,6 @@ export function buildApp(deps: ServerDeps): App {
   );
   app.onError((err, c) => {
     if (err instanceof ZodError) return c.json(validationError(err), 400);
-    if (err instanceof HTTPException) {
-      // Hono's own: malformed JSON, a body that is not JSON.
-      const message = /json/i.test(err.message) ? 'body: malformed JSON' : err.message;
-      return c.json({ code: err.status === 400 ? 'invalid_argument' : 'error', message }, err.status);
-    }
     const known = toApiError(err);
     if (known) return c.json({ code: known.code, message: known.message }, known.status);
     deps.logger.error({ err, method: c.req.method, path: c.req.path }, 'internal error');

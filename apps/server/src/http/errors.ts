@@ -1,4 +1,5 @@
 import { Code, ConnectError } from '@wrenn/core';
+import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { ZodError } from 'zod';
 
@@ -62,6 +63,16 @@ const FROM_CONNECT: Partial<Record<Code, [ContentfulStatusCode, string]>> = {
 /** What the client is told about a failure; internal errors say nothing of their cause. */
 export function toApiError(err: unknown): ApiError | undefined {
   if (err instanceof ApiError) return err;
+  if (err instanceof HTTPException) {
+    // Hono's own (malformed JSON, a body over a limit…): their status is the answer.
+    if (err.status === 400)
+      return new ApiError(
+        400,
+        'invalid_argument',
+        /json/i.test(err.message) ? 'body: malformed JSON' : err.message,
+      );
+    return new ApiError(err.status, 'error', err.message);
+  }
   if (err instanceof ConnectError) {
     const mapped = FROM_CONNECT[err.code];
     if (mapped) return new ApiError(mapped[0], mapped[1], err.rawMessage);
