@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { CommandExitError, Sandbox } from 'e2b';
+import { CommandExitError, Sandbox, SandboxNotFoundError } from 'e2b';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '@wrenn/server';
 import { repoRoot, startAgentProcess, type AgentProcess } from './support/agent-process.js';
@@ -276,7 +276,11 @@ describe(`the e2b SDK ${E2B_VERSION} against Wrenn`, () => {
   it("keeps another team's key away from the sandbox", async () => {
     const sbx = await Sandbox.create();
     try {
-      await expect(Sandbox.connect(sbx.sandboxId, { apiKey: keyB })).rejects.toThrow();
+      // A 404 (the SDK's SandboxNotFoundError with the message it gives a 404 from connect), not
+      // any failure: a 401, a 500 or a proxy error must not pass for "not visible to this team".
+      const refused = await Sandbox.connect(sbx.sandboxId, { apiKey: keyB }).catch((err: unknown) => err);
+      expect(refused).toBeInstanceOf(SandboxNotFoundError);
+      expect((refused as Error).message).toBe(`Paused sandbox ${sbx.sandboxId} not found`);
       expect((await Sandbox.list({ apiKey: keyB }).nextItems()).map((s) => s.sandboxId)).not.toContain(
         sbx.sandboxId,
       );
