@@ -4,7 +4,7 @@ import http2 from 'node:http2';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import { Code, ConnectError, exec, type Logger } from '@wrenn/core';
+import { Code, ConnectError, exec, formatHostPort, type Logger } from '@wrenn/core';
 import { hostagent } from '@wrenn/contracts';
 import type { AgentConfig } from './config.js';
 import { GvisorDriver } from './runtime/gvisor.js';
@@ -90,7 +90,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     server.listen(config.listenPort, config.listenHost, resolve);
   });
   const { port } = server.address() as AddressInfo;
-  const url = `http://${config.listenHost}:${port}`;
+  const url = `http://${formatHostPort(config.listenHost, port)}`;
   logger.info({ url, runsc: config.runscPath, dataDir: config.dataDir }, 'host agent ready');
 
   let stopping: Promise<void> | undefined;

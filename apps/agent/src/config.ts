@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { parseConfig } from '@wrenn/core';
+import { errorMessage, parseCidrList, parseConfig, parseHostPort } from '@wrenn/core';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -54,10 +54,15 @@ export interface AgentConfig {
 
 export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
   const raw = parseConfig(shape, env);
-  const [host, portText] = splitHostPort(raw.WRENN_AGENT_LISTEN);
-  const [subnetAddr, subnetPrefix] = raw.WRENN_SLOT_SUBNET.split('/');
+  const listen = setting('WRENN_AGENT_LISTEN', () =>
+    parseHostPort(raw.WRENN_AGENT_LISTEN, { allowZero: true }),
+  );
+  const [subnet] = setting('WRENN_SLOT_SUBNET', () =>
+    parseCidrList(raw.WRENN_SLOT_SUBNET, { family: 'ipv4' }),
+  );
+  const [subnetAddr = '', subnetPrefix] = (subnet ?? '').split('/');
   const prefix = Number(subnetPrefix);
-  if (!subnetAddr || !Number.isInteger(prefix) || prefix < 8 || prefix > 28) {
+  if (!subnet || prefix < 8 || prefix > 28) {
     throw new Error(
       `invalid configuration: WRENN_SLOT_SUBNET: expected a.b.c.d/8..28, got ${raw.WRENN_SLOT_SUBNET}`,
     );
@@ -65,14 +70,15 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
   return {
     dataDir: raw.WRENN_DIR,
     imagesDir: raw.WRENN_IMAGES_DIR ?? path.join(raw.WRENN_DIR, 'images'),
-    listenHost: host,
-    listenPort: Number(portText),
+    listenHost: listen.host,
+    listenPort: listen.port,
     runscPath: raw.WRENN_RUNSC ?? findRunsc(raw.WRENN_DIR),
     envdDir: raw.WRENN_ENVD_DIR,
     nodePath: raw.WRENN_NODE,
     tiniPath: raw.WRENN_TINI,
     slotSubnet: { base: ipv4ToInt(subnetAddr), prefix },
-    egressDeny: splitList(raw.WRENN_EGRESS_DENY),
+    // IPv4 only: the firewall's rules are IPv4 and sandboxes have no IPv6.
+    egressDeny: setting('WRENN_EGRESS_DENY', () => parseCidrList(raw.WRENN_EGRESS_DENY, { family: 'ipv4' })),
     nameservers:
       raw.WRENN_SANDBOX_NAMESERVERS === undefined
         ? hostNameservers()
@@ -89,13 +95,13 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
   };
 }
 
-function splitHostPort(addr: string): [string, string] {
-  const i = addr.lastIndexOf(':');
-  const port = addr.slice(i + 1);
-  if (i <= 0 || !/^\d{1,5}$/.test(port)) {
-    throw new Error(`invalid configuration: WRENN_AGENT_LISTEN: expected host:port, got ${addr}`);
+/** A setting's parsed value; a parse failure becomes an error naming the setting. */
+function setting<T>(name: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new Error(`invalid configuration: ${name}: ${errorMessage(err)}`);
   }
-  return [addr.slice(0, i), port];
 }
 
 function splitList(value: string): string[] {

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { parseConfig } from '@wrenn/core';
+import { errorMessage, parseConfig, parseHostPort } from '@wrenn/core';
 
 // Every setting of the control plane, with its default. Parsed once in main; nothing else reads env.
 const shape = {
@@ -34,16 +34,17 @@ export interface ServerConfig {
 
 export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const raw = parseConfig(shape, env);
-  const [host, port] = raw.WRENN_SERVER_LISTEN.split(':');
-  if (!host || !/^\d+$/.test(port ?? '')) {
-    throw new Error(
-      `invalid configuration: WRENN_SERVER_LISTEN must be host:port, got ${raw.WRENN_SERVER_LISTEN}`,
-    );
+  let listen: { host: string; port: number };
+  try {
+    // Port 0: any free port (tests).
+    listen = parseHostPort(raw.WRENN_SERVER_LISTEN, { allowZero: true });
+  } catch (err) {
+    throw new Error(`invalid configuration: WRENN_SERVER_LISTEN: ${errorMessage(err)}`);
   }
   return {
     dataDir: raw.WRENN_DIR,
-    listenHost: host,
-    listenPort: Number(port),
+    listenHost: listen.host,
+    listenPort: listen.port,
     database: raw.DATABASE_URL
       ? { kind: 'postgres', url: raw.DATABASE_URL }
       : { kind: 'pglite', dir: path.join(raw.WRENN_DIR, 'db') },

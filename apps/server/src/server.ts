@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
-import type { Logger } from '@wrenn/core';
+import { formatHostPort, type Logger } from '@wrenn/core';
 import { hostagent } from '@wrenn/contracts';
 import { persistentJwtSecret } from './auth/jwt-secret.js';
 import { SessionTokens } from './auth/tokens.js';
@@ -48,7 +48,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   });
   const server = await serveApp(app, config.listenHost, config.listenPort, proxy);
   const { port } = server.address() as AddressInfo;
-  const url = `http://${config.listenHost}:${port}`;
+  const url = `http://${formatHostPort(config.listenHost, port)}`;
   logger.info({ url, database: config.database.kind, agent: config.agentUrl }, 'control plane ready');
   return {
     url,

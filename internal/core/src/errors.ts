@@ -25,44 +25,40 @@ export function unavailable(message: string): ConnectError {
   return new ConnectError(message, Code.Unavailable);
 }
 
-/** HTTP status for a Connect code (the table of the Connect protocol). */
+/**
+ * The HTTP status each Connect code means: one table for every HTTP face of Wrenn (the control
+ * plane's `/v1` and E2B APIs, envd's HTTP errors). It is the Connect protocol's table but for one
+ * code: `failed_precondition` is 409 Conflict ("the sandbox is pausing", "already paused": the
+ * request conflicts with the resource's current state, RFC 9110 §15.5.10), where Connect says 400.
+ * Connect clients read the code from the error body, so the status is only for HTTP clients.
+ */
+const HTTP_STATUS: Record<Code, number> = {
+  [Code.Canceled]: 499,
+  [Code.Unknown]: 500,
+  [Code.InvalidArgument]: 400,
+  [Code.DeadlineExceeded]: 504,
+  [Code.NotFound]: 404,
+  [Code.AlreadyExists]: 409,
+  [Code.PermissionDenied]: 403,
+  [Code.ResourceExhausted]: 429,
+  [Code.FailedPrecondition]: 409,
+  [Code.Aborted]: 409,
+  [Code.OutOfRange]: 400,
+  [Code.Unimplemented]: 501,
+  [Code.Internal]: 500,
+  [Code.Unavailable]: 503,
+  [Code.DataLoss]: 500,
+  [Code.Unauthenticated]: 401,
+};
+
+/** HTTP status for a Connect code (see `HTTP_STATUS`). */
 export function httpStatusFromCode(code: Code): number {
-  switch (code) {
-    case Code.Canceled:
-      return 499;
-    case Code.Unknown:
-      return 500;
-    case Code.InvalidArgument:
-      return 400;
-    case Code.DeadlineExceeded:
-      return 504;
-    case Code.NotFound:
-      return 404;
-    case Code.AlreadyExists:
-      return 409;
-    case Code.PermissionDenied:
-      return 403;
-    case Code.ResourceExhausted:
-      return 429;
-    case Code.FailedPrecondition:
-      return 400;
-    case Code.Aborted:
-      return 409;
-    case Code.OutOfRange:
-      return 400;
-    case Code.Unimplemented:
-      return 501;
-    case Code.Internal:
-      return 500;
-    case Code.Unavailable:
-      return 503;
-    case Code.DataLoss:
-      return 500;
-    case Code.Unauthenticated:
-      return 401;
-    default:
-      return assertExhaustive(code);
-  }
+  return HTTP_STATUS[code];
+}
+
+/** A Connect code's name on the wire and in API errors: `failed_precondition`. */
+export function codeName(code: Code): string {
+  return Code[code].replace(/(?<=[a-z])(?=[A-Z])/g, '_').toLowerCase();
 }
 
 /** Connect code for a Node.js errno, for errors that come from the filesystem or a syscall. */

@@ -39,9 +39,10 @@ export function formatHostPort(host: string, port: number): string {
 /**
  * A comma-separated list of CIDRs (`10.0.0.0/8, fd00::/8`) → each validated and written the
  * canonical way with its network address (`10.1.2.3/8` → `10.0.0.0/8`), as firewall rules take
- * them. Throws an Error naming the first entry that is not a CIDR.
+ * them; with `family`, entries of the other family are refused. Throws an Error naming the first
+ * entry that does not fit.
  */
-export function parseCidrList(text: string): string[] {
+export function parseCidrList(text: string, opts: { family?: 'ipv4' | 'ipv6' } = {}): string[] {
   return text
     .split(',')
     .map((s) => s.trim())
@@ -50,8 +51,13 @@ export function parseCidrList(text: string): string[] {
       if (!ipaddr.isValidCIDR(entry))
         throw new Error(`${JSON.stringify(entry)} is not a CIDR (like 10.0.0.0/8)`);
       const [address, prefix] = ipaddr.parseCIDR(entry);
+      const family = address.kind();
+      if (opts.family && family !== opts.family)
+        throw new Error(
+          `${JSON.stringify(entry)} is ${family === 'ipv4' ? 'IPv4' : 'IPv6'}; only ${opts.family === 'ipv4' ? 'IPv4' : 'IPv6'} is taken here`,
+        );
       const network =
-        address.kind() === 'ipv4'
+        family === 'ipv4'
           ? ipaddr.IPv4.networkAddressFromCIDR(entry).toString()
           : ipaddr.IPv6.networkAddressFromCIDR(entry).toRFC5952String();
       return `${network}/${prefix}`;

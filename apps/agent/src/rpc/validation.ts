@@ -1,4 +1,4 @@
-import { invalidArgument } from '@wrenn/core';
+import { invalidArgument, isSandboxId, MAX_TIMEOUT_SEC, SANDBOX_ID_RULE } from '@wrenn/core';
 import type { AgentConfig } from '../config.js';
 import { SIZE_DEFAULTS, type CreateSandboxParams } from '../sandbox/manager.js';
 import type { CommandSpec } from '../sandbox/commands.js';
@@ -6,7 +6,6 @@ import { validateTemplateName } from '../storage/templates.js';
 import type { MetricsRange } from '../metrics/tiers.js';
 import { hostagent as pb } from '@wrenn/contracts';
 
-const SANDBOX_ID = /^[a-z0-9]{8,32}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const USER_NAME = /^[a-z_][a-z0-9_-]{0,31}$/;
 const MAX_ENV_BYTES = 128 * 1024;
@@ -15,14 +14,13 @@ const MAX_COMMAND_TIMEOUT_MS = 24 * 3600 * 1000;
 const MAX_STDIN_BYTES = 16 * 1024 * 1024;
 
 export const DEFAULTS = { template: 'base', ...SIZE_DEFAULTS, commandTimeoutMs: 60_000 };
-/** The longest inactivity timeout: 30 days. */
-export const MAX_TIMEOUT_SEC = 30 * 24 * 3600;
+/** The longest inactivity timeout: 30 days (one bound for every program, in @wrenn/core). */
+export { MAX_TIMEOUT_SEC };
 export const MIN_MEMORY_MB = 128;
 export const MIN_DISK_MB = 256;
 
 export function validateSandboxId(id: string, field = 'sandbox_id'): string {
-  if (!SANDBOX_ID.test(id))
-    throw invalidArgument(field, `must be 8-32 lowercase letters or digits, got ${JSON.stringify(id)}`);
+  if (!isSandboxId(id)) throw invalidArgument(field, `${SANDBOX_ID_RULE}, got ${JSON.stringify(id)}`);
   return id;
 }
 

@@ -6,7 +6,8 @@ import type { Env, ServerDeps } from '../http/app-types.js';
 import { authed, requireApiKey } from '../http/auth.js';
 import { ApiError, notFound, optionalJsonBody } from '../http/errors.js';
 import { e2bApiError } from './errors.js';
-import { ENV_VARS, MAX_TIMEOUT_SEC, TEMPLATE_NAME } from '../http/schemas.js';
+import { clampTimeoutSec, isSandboxId, MAX_TIMEOUT_SEC, SANDBOX_ID_RULE } from '@wrenn/core';
+import { ENV_VARS, TEMPLATE_NAME } from '../http/schemas.js';
 import {
   AGENT_METRICS_RANGE,
   pointFromAgent,
@@ -133,7 +134,9 @@ export function buildE2bApi(deps: ServerDeps): Hono<Env> {
     // Connect: a running sandbox has its timeout extended (never shortened), a paused one resumes.
     api.post(`${path}/:id/connect`, async (c) => {
       const row = await sandboxOf(c);
-      const timeout = clampTimeout(Timeout.parse((await optionalJsonBody(c.req.raw)) ?? {}).timeout ?? 300);
+      const timeout = clampTimeoutSec(
+        Timeout.parse((await optionalJsonBody(c.req.raw)) ?? {}).timeout ?? 300,
+      );
       if (row.status === 'paused') {
         const info = await resumeSandbox(deps, row.id, Math.max(timeout, row.timeout_sec));
         return c.json(sandboxView({ ...row, status: 'running' }, info), 201);
@@ -151,7 +154,11 @@ export function buildE2bApi(deps: ServerDeps): Hono<Env> {
     if (row.status !== 'paused')
       throw new ApiError(409, 'failed_precondition', `sandbox ${row.id} is already running`);
     const timeout = Timeout.parse((await optionalJsonBody(c.req.raw)) ?? {}).timeout;
-    const info = await resumeSandbox(deps, row.id, timeout === undefined ? undefined : clampTimeout(timeout));
+    const info = await resumeSandbox(
+      deps,
+      row.id,
+      timeout === undefined ? undefined : clampTimeoutSec(timeout),
+    );
     return c.json(sandboxView({ ...row, status: 'running' }, info), 201);
   });
 
@@ -176,7 +183,7 @@ export function buildE2bApi(deps: ServerDeps): Hono<Env> {
     if (row.status !== 'running') throw notFound('running sandbox', row.id);
     const { timeout } = Timeout.parse(await optionalJsonBody(c.req.raw));
     if (timeout === undefined) throw new ApiError(400, 'invalid_argument', 'timeout: is required');
-    await setTimeoutSec(row.id, clampTimeout(timeout));
+    await setTimeoutSec(row.id, clampTimeoutSec(timeout));
     return c.body(null, 204);
   });
 
@@ -299,7 +306,7 @@ export function buildE2bApi(deps: ServerDeps): Hono<Env> {
         Array.from({ length: body.count }, async () => {
           const made = await createSandbox(deps, teamId, {
             template: snapshot.id,
-            timeoutSec: clampTimeout(body.timeout),
+            timeoutSec: clampTimeoutSec(body.timeout),
             metadata: row.metadata,
             env: {},
             onTimeout: 'kill',
@@ -387,13 +394,8 @@ const ListQuery = z.object({
 /** `<id>` or E2B's legacy `<id>-<clientID>`. */
 function sandboxIdParam(raw: string | undefined): string {
   const id = (raw ?? '').split('-')[0]!;
-  if (!/^[a-z0-9]{8,32}$/.test(id))
-    throw new ApiError(400, 'invalid_argument', 'sandboxID: Invalid sandbox ID');
+  if (!isSandboxId(id)) throw new ApiError(400, 'invalid_argument', `sandboxID: ${SANDBOX_ID_RULE}`);
   return id;
-}
-
-function clampTimeout(seconds: number): number {
-  return Math.min(Math.max(seconds, 1), MAX_TIMEOUT_SEC);
 }
 
 /** E2B's JS SDK encodes the filter twice over (`a%3Db%252520c` for `{a: "b c"}`). */

@@ -1,4 +1,4 @@
-import { Code, ConnectError } from '@wrenn/core';
+import { Code, codeName, ConnectError, httpStatusFromCode } from '@wrenn/core';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { ZodError } from 'zod';
@@ -45,20 +45,22 @@ export const notFound = (what: string, id: string) =>
 export const conflict = (message: string) => new ApiError(409, 'already_exists', message);
 export const rateLimited = (message: string) => new ApiError(429, 'rate_limited', message);
 
-// The agent speaks Connect codes; the API answers the HTTP status each one means.
-const FROM_CONNECT: Partial<Record<Code, [ContentfulStatusCode, string]>> = {
-  [Code.InvalidArgument]: [400, 'invalid_argument'],
-  [Code.NotFound]: [404, 'not_found'],
-  [Code.AlreadyExists]: [409, 'already_exists'],
-  [Code.FailedPrecondition]: [409, 'failed_precondition'],
-  [Code.Aborted]: [409, 'aborted'],
-  [Code.ResourceExhausted]: [429, 'resource_exhausted'],
-  [Code.PermissionDenied]: [403, 'permission_denied'],
-  [Code.Unauthenticated]: [401, 'unauthenticated'],
-  [Code.DeadlineExceeded]: [504, 'deadline_exceeded'],
-  [Code.Unavailable]: [503, 'unavailable'],
-  [Code.Unimplemented]: [501, 'unimplemented'],
-};
+// The agent speaks Connect codes; the API answers the HTTP status each one means (one table, in
+// @wrenn/core). Only these carry a message meant for the client; the others (internal, unknown,
+// data_loss…) are a 500 without detail.
+const TOLD_TO_CLIENT = new Set<Code>([
+  Code.InvalidArgument,
+  Code.NotFound,
+  Code.AlreadyExists,
+  Code.FailedPrecondition,
+  Code.Aborted,
+  Code.ResourceExhausted,
+  Code.PermissionDenied,
+  Code.Unauthenticated,
+  Code.DeadlineExceeded,
+  Code.Unavailable,
+  Code.Unimplemented,
+]);
 
 /** What the client is told about a failure; internal errors say nothing of their cause. */
 export function toApiError(err: unknown): ApiError | undefined {
@@ -73,9 +75,11 @@ export function toApiError(err: unknown): ApiError | undefined {
       );
     return new ApiError(err.status, 'error', err.message);
   }
-  if (err instanceof ConnectError) {
-    const mapped = FROM_CONNECT[err.code];
-    if (mapped) return new ApiError(mapped[0], mapped[1], err.rawMessage);
-  }
+  if (err instanceof ConnectError && TOLD_TO_CLIENT.has(err.code))
+    return new ApiError(
+      httpStatusFromCode(err.code) as ContentfulStatusCode,
+      codeName(err.code),
+      err.rawMessage,
+    );
   return undefined;
 }

@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import { MAX_TIMEOUT_SEC, SANDBOX_ID_PATTERN, SANDBOX_ID_RULE } from '@wrenn/core';
 
 export const ErrorSchema = z
   .object({
@@ -36,8 +37,8 @@ export const jsonBody = <T extends z.ZodType>(schema: T) => ({
 export const bearer = [{ bearer: [] }];
 export const apiKey = [{ apiKey: [] }];
 
-/** Sandbox ids as the agent makes them. */
-export const SANDBOX_ID = z.string().regex(/^[a-z0-9]{8,32}$/, 'must be a sandbox id ([a-z0-9]{8,32})');
+/** Sandbox ids as the agent makes them (one rule for every program, in @wrenn/core). */
+export const SANDBOX_ID = z.string().regex(SANDBOX_ID_PATTERN, SANDBOX_ID_RULE);
 
 export const SandboxIdParam = z.object({ id: SANDBOX_ID.openapi({ param: { name: 'id', in: 'path' } }) });
 
@@ -48,7 +49,7 @@ export const ENV_VARS = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z
 export const LINUX_USER = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/);
 
 /** Inactivity timeouts: 0 (never) to 30 days, as the agent takes them. */
-export const MAX_TIMEOUT_SEC = 2_592_000;
+export { MAX_TIMEOUT_SEC };
 export const TIMEOUT_SEC = z.number().int().min(0).max(MAX_TIMEOUT_SEC);
 
 /** Template and snapshot names: an allowlist, so no name can be a path. */

@@ -1,5 +1,5 @@
 import { hostagent } from '@wrenn/contracts';
-import type { Logger } from '@wrenn/core';
+import { parseHostPort, type Logger } from '@wrenn/core';
 import type { Db } from '../db/database.js';
 import type { AgentClient } from '../http/app-types.js';
 import { resumeSandbox } from './sandbox-lifecycle.js';
@@ -53,6 +53,9 @@ export function sandboxTraffic(deps: {
 }
 
 function target(info: hostagent.Sandbox): TrafficTarget {
-  const host = info.envdAddress.slice(0, info.envdAddress.lastIndexOf(':'));
-  return host ? { kind: 'target', host } : { kind: 'gone' };
+  try {
+    return { kind: 'target', host: parseHostPort(info.envdAddress).host };
+  } catch {
+    return { kind: 'gone' }; // no address (yet): nothing to send traffic to
+  }
 }

@@ -1,0 +1,15 @@
+import { describe, expect, it } from 'vitest';
+import { loadServerConfig } from './config.js';
+
+describe('the server settings', () => {
+  it('listen on host:port, an IPv6 address in brackets', () => {
+    expect(loadServerConfig({})).toMatchObject({ listenHost: '127.0.0.1', listenPort: 8080 });
+    expect(loadServerConfig({ WRENN_SERVER_LISTEN: '[::1]:9090' })).toMatchObject({
+      listenHost: '::1',
+      listenPort: 9090,
+    });
+    expect(loadServerConfig({ WRENN_SERVER_LISTEN: '0.0.0.0:0' })).toMatchObject({ listenPort: 0 });
+    for (const bad of ['::1:9090', 'localhost', 'localhost:http', '[::1]'])
+      expect(() => loadServerConfig({ WRENN_SERVER_LISTEN: bad }), bad).toThrow(/WRENN_SERVER_LISTEN/);
+  });
+});
