@@ -1,5 +1,4 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { sql } from 'kysely';
 import type { App, ServerDeps } from '../http/app-types.js';
 import { authed, requireApiKey } from '../http/auth.js';
 import { optionalJsonBody } from '../http/errors.js';
@@ -18,9 +17,15 @@ import {
   TIMEOUT_SEC,
 } from '../http/schemas.js';
 import { statusFromAgent } from '../services/reconciler.js';
-import { AGENT_METRICS_RANGE, pointFromAgent, storedMetrics } from '../services/metrics-store.js';
-import { ownedSandbox } from '../services/sandbox-access.js';
-import { createSandbox, destroySandbox, pauseSandbox, resumeSandbox } from '../services/sandbox-lifecycle.js';
+import { sandboxMetrics } from '../services/metrics-store.js';
+import { listTeamSandboxes, ownedSandbox } from '../services/sandbox-access.js';
+import {
+  createSandbox,
+  destroySandbox,
+  pauseSandbox,
+  resumeSandbox,
+  setSandboxTimeout,
+} from '../services/sandbox-lifecycle.js';
 
 const Sandbox = SandboxFields.openapi('Sandbox');
 
@@ -132,14 +137,16 @@ export function sandboxRoutes(app: App, deps: ServerDeps): void {
     }),
     async (c) => {
       const { status, metadata } = c.req.valid('query');
-      let query = db.selectFrom('sandboxes').selectAll().where('team_id', '=', authed(c, 'teamId'));
-      query = status ? query.where('status', '=', status) : query.where('status', '!=', 'stopped');
-      if (metadata) {
-        const at = metadata.indexOf(':');
-        const filter = at < 0 ? { [metadata]: '' } : { [metadata.slice(0, at)]: metadata.slice(at + 1) };
-        query = query.where(sql<boolean>`metadata @> ${JSON.stringify(filter)}::jsonb`);
-      }
-      const rows = await query.orderBy('created_at').execute();
+      const at = metadata?.indexOf(':') ?? -1;
+      const rows = await listTeamSandboxes(db, authed(c, 'teamId'), {
+        statuses: status ? [status] : undefined,
+        metadata:
+          metadata === undefined
+            ? undefined
+            : at < 0
+              ? { [metadata]: '' }
+              : { [metadata.slice(0, at)]: metadata.slice(at + 1) },
+      });
       return c.json({ sandboxes: rows.map(sandboxView) }, 200);
     },
   );
@@ -264,12 +271,7 @@ export function sandboxRoutes(app: App, deps: ServerDeps): void {
     async (c) => {
       const row = await owned(authed(c, 'teamId'), c.req.valid('param').id);
       const { range } = c.req.valid('query');
-      if (row.status === 'paused') return c.json({ metrics: await storedMetrics(db, row.id, range) }, 200);
-      const { samples } = await agent.getSandboxMetrics({
-        sandboxId: row.id,
-        range: AGENT_METRICS_RANGE[range],
-      });
-      return c.json({ metrics: samples.map(pointFromAgent) }, 200);
+      return c.json({ metrics: await sandboxMetrics(deps, row, range) }, 200);
     },
   );
 
@@ -302,13 +304,7 @@ export function sandboxRoutes(app: App, deps: ServerDeps): void {
     }),
     async (c) => {
       const row = await owned(authed(c, 'teamId'), c.req.valid('param').id);
-      const { timeout_sec } = c.req.valid('json');
-      await agent.setSandboxTimeout({ sandboxId: row.id, timeoutSec: timeout_sec });
-      await db
-        .updateTable('sandboxes')
-        .set({ timeout_sec, updated_at: new Date() })
-        .where('id', '=', row.id)
-        .execute();
+      await setSandboxTimeout(deps, row.id, c.req.valid('json').timeout_sec);
       return c.body(null, 204);
     },
   );

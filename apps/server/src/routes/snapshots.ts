@@ -2,9 +2,15 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { hostagent } from '@wrenn/contracts';
 import type { App, ServerDeps } from '../http/app-types.js';
 import { authed, requireApiKey } from '../http/auth.js';
-import { notFound } from '../http/errors.js';
 import { apiKey, errors, json, jsonBody, SANDBOX_ID, snapshotView, TEMPLATE_NAME } from '../http/schemas.js';
-import { createTeamSnapshot, deleteTeamSnapshot, isAgentSnapshotName } from '../services/templates.js';
+import {
+  createTeamSnapshot,
+  deleteTeamSnapshot,
+  isAgentSnapshotName,
+  listTeamSnapshots,
+  listTeamTemplates,
+  teamSnapshot,
+} from '../services/templates.js';
 
 const Snapshot = z
   .object({
@@ -48,17 +54,7 @@ export function snapshotRoutes(app: App, deps: ServerDeps): void {
   for (const path of ['/v1/snapshots', '/v1/snapshots/*', '/v1/templates'])
     app.use(path, requireApiKey(deps));
 
-  async function owned(teamId: string, id: string) {
-    const row = await db
-      .selectFrom('templates')
-      .selectAll()
-      .where('id', '=', id)
-      .where('team_id', '=', teamId)
-      .where('kind', '=', 'snapshot')
-      .executeTakeFirst();
-    if (!row) throw notFound('snapshot', id);
-    return row;
-  }
+  const owned = (teamId: string, id: string) => teamSnapshot(db, teamId, id);
 
   app.openapi(
     createRoute({
@@ -89,13 +85,7 @@ export function snapshotRoutes(app: App, deps: ServerDeps): void {
       responses: { 200: json(z.object({ snapshots: z.array(Snapshot) }), 'Snapshots'), 401: errors[401] },
     }),
     async (c) => {
-      const rows = await db
-        .selectFrom('templates')
-        .selectAll()
-        .where('team_id', '=', authed(c, 'teamId'))
-        .where('kind', '=', 'snapshot')
-        .orderBy('created_at')
-        .execute();
+      const rows = await listTeamSnapshots(db, authed(c, 'teamId'));
       return c.json({ snapshots: rows.map(snapshotView) }, 200);
     },
   );
@@ -151,12 +141,7 @@ export function snapshotRoutes(app: App, deps: ServerDeps): void {
       const platform = templates
         .filter((t) => t.kind === hostagent.TemplateKind.IMAGE && !isAgentSnapshotName(t.name))
         .map((t) => ({ name: t.name, kind: 'image' as const, platform: true, id: null }));
-      const own = await db
-        .selectFrom('templates')
-        .select(['id', 'name'])
-        .where('team_id', '=', authed(c, 'teamId'))
-        .orderBy('name')
-        .execute();
+      const own = await listTeamTemplates(db, authed(c, 'teamId'));
       const snapshots = own.map((t) => ({
         name: t.name,
         kind: 'snapshot' as const,

@@ -73,6 +73,23 @@ export async function flushMetrics(
   });
 }
 
+/**
+ * A sandbox's metrics for `range`, for both APIs: from the agent while it runs, from the database
+ * while it is paused (the agent may have restarted meanwhile).
+ */
+export async function sandboxMetrics(
+  { db, agent }: { db: Db; agent: AgentClient },
+  sandbox: { id: string; status: string },
+  range: MetricsRange,
+): Promise<MetricPoint[]> {
+  if (sandbox.status === 'paused') return storedMetrics(db, sandbox.id, range);
+  const { samples } = await agent.getSandboxMetrics({
+    sandboxId: sandbox.id,
+    range: AGENT_METRICS_RANGE[range],
+  });
+  return samples.map(pointFromAgent);
+}
+
 export async function storedMetrics(db: Db, sandboxId: string, tier: MetricsRange): Promise<MetricPoint[]> {
   const rows = await db
     .selectFrom('sandbox_metrics')

@@ -1,5 +1,9 @@
+import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
+import type { SandboxesTable } from '../db/schema.js';
 import { notFound } from '../http/errors.js';
+
+export type SandboxStatus = SandboxesTable['status'];
 
 /** The team's live sandbox row; another team's sandbox is indistinguishable from a missing one. */
 export async function ownedSandbox(db: Db, teamId: string, id: string) {
@@ -12,4 +16,40 @@ export async function ownedSandbox(db: Db, teamId: string, id: string) {
     .executeTakeFirst();
   if (!row) throw notFound('sandbox', id);
   return row;
+}
+
+export type SandboxRow = Awaited<ReturnType<typeof ownedSandbox>>;
+
+export interface SandboxListing {
+  /** Only these statuses; default every status but `stopped`. */
+  statuses?: SandboxStatus[];
+  /** Only sandboxes whose metadata has every one of these pairs. */
+  metadata?: Record<string, string>;
+  /** Oldest first (default) or newest first; ties broken by id, so pages never overlap. */
+  order?: 'asc' | 'desc';
+  /** Only the sandboxes after this one in that order (a page's cursor). */
+  after?: { createdAt: Date; id: string };
+  limit?: number;
+}
+
+/** The team's sandboxes, for both APIs' listings. */
+export async function listTeamSandboxes(db: Db, teamId: string, listing: SandboxListing = {}) {
+  const desc = listing.order === 'desc';
+  let query = db.selectFrom('sandboxes').selectAll().where('team_id', '=', teamId);
+  query = listing.statuses
+    ? query.where('status', 'in', listing.statuses)
+    : query.where('status', '!=', 'stopped');
+  if (listing.metadata && Object.keys(listing.metadata).length > 0)
+    query = query.where(sql<boolean>`metadata @> ${JSON.stringify(listing.metadata)}::jsonb`);
+  const after = listing.after;
+  if (after)
+    query = query.where((eb) =>
+      eb.or([
+        eb('created_at', desc ? '<' : '>', after.createdAt),
+        eb.and([eb('created_at', '=', after.createdAt), eb('id', desc ? '<' : '>', after.id)]),
+      ]),
+    );
+  query = query.orderBy('created_at', desc ? 'desc' : 'asc').orderBy('id', desc ? 'desc' : 'asc');
+  if (listing.limit !== undefined) query = query.limit(listing.limit);
+  return query.execute();
 }

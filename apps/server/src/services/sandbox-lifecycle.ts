@@ -27,6 +27,8 @@ export interface NewSandbox {
   onTimeout?: 'pause' | 'kill';
   /** Traffic through the proxy resumes the sandbox when it is paused. */
   autoResume?: boolean;
+  /** The template the row shows, when not `template` (a fork shows its source's, not the snapshot). */
+  shownTemplate?: string;
 }
 
 export async function createSandbox(
@@ -54,7 +56,7 @@ export async function createSandbox(
     .values({
       id: info.id,
       team_id: teamId,
-      template: template.name,
+      template: spec.shownTemplate ?? template.name,
       status: statusFromAgent(info.status),
       vcpus: info.vcpus,
       memory_mb: info.memoryMb,
@@ -109,6 +111,28 @@ export async function resumeSandbox(
     .where('id', '=', id)
     .execute();
   return sandbox!;
+}
+
+/** Sets the inactivity timeout (0 = never) on the agent and in the row. */
+export async function setSandboxTimeout(
+  { db, agent }: SandboxLifecycleDeps,
+  id: string,
+  timeoutSec: number,
+): Promise<void> {
+  await agent.setSandboxTimeout({ sandboxId: id, timeoutSec });
+  await db
+    .updateTable('sandboxes')
+    .set({ timeout_sec: timeoutSec, updated_at: new Date() })
+    .where('id', '=', id)
+    .execute();
+}
+
+/** What the agent knows of the sandbox now, or undefined when it cannot say (gone, unreachable). */
+export async function sandboxInfo(
+  { agent }: Pick<SandboxLifecycleDeps, 'agent'>,
+  id: string,
+): Promise<hostagent.Sandbox | undefined> {
+  return (await agent.getSandbox({ sandboxId: id }).catch(() => undefined))?.sandbox;
 }
 
 async function setStatus(db: Db, id: string, status: ReturnType<typeof statusFromAgent>): Promise<void> {

@@ -109,6 +109,47 @@ export async function createTeamSnapshot(
   }
 }
 
+/** One of the team's snapshots; another team's is indistinguishable from a missing one. */
+export async function teamSnapshot(db: Db, teamId: string, id: string, what = 'snapshot') {
+  const row = UUID.test(id)
+    ? await db
+        .selectFrom('templates')
+        .selectAll()
+        .where('id', '=', id)
+        .where('team_id', '=', teamId)
+        .where('kind', '=', 'snapshot')
+        .executeTakeFirst()
+    : undefined;
+  if (!row) throw notFound(what, id);
+  return row;
+}
+
+/** The team's snapshots, oldest first; optionally only those of one sandbox or with one name. */
+export async function listTeamSnapshots(
+  db: Db,
+  teamId: string,
+  filter: { sourceSandboxId?: string; name?: string } = {},
+) {
+  let query = db
+    .selectFrom('templates')
+    .selectAll()
+    .where('team_id', '=', teamId)
+    .where('kind', '=', 'snapshot');
+  if (filter.sourceSandboxId) query = query.where('source_sandbox_id', '=', filter.sourceSandboxId);
+  if (filter.name) query = query.where('name', '=', filter.name);
+  return query.orderBy('created_at').orderBy('id').execute();
+}
+
+/** The names and ids of every template the team made, by name. */
+export async function listTeamTemplates(db: Db, teamId: string) {
+  return db
+    .selectFrom('templates')
+    .select(['id', 'name'])
+    .where('team_id', '=', teamId)
+    .orderBy('name')
+    .execute();
+}
+
 /** Deletes a team snapshot's files and row (sandboxes made from it do not need it). */
 export async function deleteTeamSnapshot(
   { db, agent }: { db: Db; agent: AgentClient },

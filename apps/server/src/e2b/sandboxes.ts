@@ -1,0 +1,188 @@
+import type { Context, Hono } from 'hono';
+import { z } from 'zod';
+import { clampTimeoutSec, MAX_TIMEOUT_SEC } from '@wrenn/core';
+import type { Env, ServerDeps } from '../http/app-types.js';
+import { authed } from '../http/auth.js';
+import { ApiError, notFound, optionalJsonBody } from '../http/errors.js';
+import { ENV_VARS, TEMPLATE_NAME } from '../http/schemas.js';
+import { sandboxMetrics } from '../services/metrics-store.js';
+import { listTeamSandboxes, ownedSandbox, type SandboxRow } from '../services/sandbox-access.js';
+import {
+  createSandbox,
+  destroySandbox,
+  pauseSandbox,
+  resumeSandbox,
+  sandboxInfo,
+  setSandboxTimeout,
+} from '../services/sandbox-lifecycle.js';
+import {
+  detailView,
+  makeCursor,
+  metricView,
+  parseCursor,
+  parseMetadataFilter,
+  sandboxIdParam,
+  sandboxView,
+} from './views.js';
+
+const Metadata = z.record(z.string(), z.string());
+// E2B's bodies carry many fields Wrenn does not act on (network, iam, mcp, volumes…): accepted and
+// ignored (docs/e2b-compat.md says which), never refused.
+const NewSandbox = z.object({
+  templateID: z.string().default('base'),
+  timeout: z.number().int().min(0).max(MAX_TIMEOUT_SEC).optional(),
+  metadata: Metadata.optional(),
+  envVars: ENV_VARS.optional(),
+  secure: z.boolean().optional(),
+  autoPause: z.boolean().optional(),
+  autoResume: z.object({ enabled: z.boolean() }).optional(),
+});
+const Timeout = z.object({ timeout: z.number().int().optional() });
+const ListQuery = z.object({
+  state: z.string().optional(),
+  metadata: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(100),
+  nextToken: z.string().optional(),
+  order: z.enum(['asc', 'desc']).optional(),
+});
+
+/** The team's sandbox named by the path's `:id`. */
+export function sandboxOf(deps: ServerDeps, c: Context<Env>): Promise<SandboxRow> {
+  return ownedSandbox(deps.db, authed(c, 'teamId'), sandboxIdParam(c.req.param('id')));
+}
+
+/** E2B's sandbox routes: create (v1 and v2), connect, resume, get, kill, timeout, pause, list, metrics. */
+export function e2bSandboxRoutes(api: Hono<Env>, deps: ServerDeps): void {
+  for (const [path, defaultTimeout] of [
+    ['/sandboxes', 15],
+    ['/v2/sandboxes', 300],
+  ] as const) {
+    api.post(path, async (c) => {
+      const body = NewSandbox.parse(await optionalJsonBody(c.req.raw));
+      const template = body.templateID.replace(/:default$/, '');
+      if (!TEMPLATE_NAME.safeParse(template).success)
+        throw new ApiError(
+          400,
+          'invalid_argument',
+          `templateID: no template ${JSON.stringify(body.templateID)}`,
+        );
+      const { row, info } = await createSandbox(
+        deps,
+        authed(c, 'teamId'),
+        {
+          template,
+          timeoutSec: body.timeout || defaultTimeout,
+          metadata: body.metadata ?? {},
+          env: body.envVars ?? {},
+          onTimeout: body.autoPause ? 'pause' : 'kill',
+          autoResume: body.autoResume?.enabled ?? false,
+        },
+        c.req.raw.signal,
+      );
+      return c.json(sandboxView(row, info), 201);
+    });
+
+    // Connect: a running sandbox has its timeout extended (never shortened), a paused one resumes.
+    api.post(`${path}/:id/connect`, async (c) => {
+      const row = await sandboxOf(deps, c);
+      const timeout = clampTimeoutSec(
+        Timeout.parse((await optionalJsonBody(c.req.raw)) ?? {}).timeout ?? 300,
+      );
+      if (row.status === 'paused') {
+        const info = await resumeSandbox(deps, row.id, Math.max(timeout, row.timeout_sec));
+        return c.json(sandboxView({ ...row, status: 'running' }, info), 201);
+      }
+      if (row.status !== 'running')
+        throw new ApiError(409, 'failed_precondition', `sandbox ${row.id} is ${row.status}`);
+      if (timeout > row.timeout_sec && row.timeout_sec !== 0) await setSandboxTimeout(deps, row.id, timeout);
+      return c.json(sandboxView(row, await sandboxInfo(deps, row.id)), 200);
+    });
+  }
+
+  // E2B SDK 2.0–2.5's resume.
+  api.post('/sandboxes/:id/resume', async (c) => {
+    const row = await sandboxOf(deps, c);
+    if (row.status !== 'paused')
+      throw new ApiError(409, 'failed_precondition', `sandbox ${row.id} is already running`);
+    const timeout = Timeout.parse((await optionalJsonBody(c.req.raw)) ?? {}).timeout;
+    const info = await resumeSandbox(
+      deps,
+      row.id,
+      timeout === undefined ? undefined : clampTimeoutSec(timeout),
+    );
+    return c.json(sandboxView({ ...row, status: 'running' }, info), 201);
+  });
+
+  api.get('/sandboxes/:id', async (c) => {
+    const row = await sandboxOf(deps, c);
+    const info = await sandboxInfo(deps, row.id);
+    return c.json(
+      { ...detailView(row, info), envdAccessToken: info?.envdAccessToken ?? '', domain: null },
+      200,
+    );
+  });
+
+  api.delete('/sandboxes/:id', async (c) => {
+    const row = await sandboxOf(deps, c);
+    await destroySandbox(deps, row.id);
+    return c.body(null, 204);
+  });
+
+  api.post('/sandboxes/:id/timeout', async (c) => {
+    const row = await sandboxOf(deps, c);
+    // A paused sandbox has no clock running (E2B: not found; its SDK 2.0–2.5 then resumes it).
+    if (row.status !== 'running') throw notFound('running sandbox', row.id);
+    const { timeout } = Timeout.parse(await optionalJsonBody(c.req.raw));
+    if (timeout === undefined) throw new ApiError(400, 'invalid_argument', 'timeout: is required');
+    await setSandboxTimeout(deps, row.id, clampTimeoutSec(timeout));
+    return c.body(null, 204);
+  });
+
+  api.post('/sandboxes/:id/pause', async (c) => {
+    const row = await sandboxOf(deps, c);
+    if (row.status === 'paused')
+      throw new ApiError(409, 'failed_precondition', `sandbox ${row.id} is already paused`);
+    await pauseSandbox(deps, row.id);
+    return c.body(null, 204);
+  });
+
+  api.get('/v2/sandboxes', async (c) => {
+    const query = ListQuery.parse(c.req.query());
+    const states = (query.state ?? 'running,paused').split(',').filter(Boolean);
+    for (const s of states)
+      if (s !== 'running' && s !== 'paused')
+        throw new ApiError(400, 'invalid_argument', `state: unknown state ${JSON.stringify(s)}`);
+    const rows = await listTeamSandboxes(deps.db, authed(c, 'teamId'), {
+      statuses: states as ('running' | 'paused')[],
+      metadata: query.metadata ? parseMetadataFilter(query.metadata) : undefined,
+      after: query.nextToken ? parseCursor(query.nextToken) : undefined,
+      order: query.order === 'asc' ? 'asc' : 'desc',
+      limit: query.limit + 1,
+    });
+    const page = rows.slice(0, query.limit);
+    if (rows.length > query.limit) {
+      const last = page.at(-1)!;
+      c.header('X-Next-Token', makeCursor(new Date(last.created_at), last.id));
+    }
+    return c.json(
+      page.map((row) => detailView(row, undefined)),
+      200,
+    );
+  });
+
+  api.get('/sandboxes/:id/metrics', async (c) => {
+    const row = await sandboxOf(deps, c);
+    const now = Date.now() / 1000;
+    const start = Number(c.req.query('start') ?? now - 600);
+    const end = Number(c.req.query('end') ?? now);
+    if (!Number.isFinite(start) || !Number.isFinite(end))
+      throw new ApiError(400, 'invalid_argument', 'start, end: must be unix seconds');
+    const age = now - start;
+    const points = await sandboxMetrics(deps, row, age <= 600 ? '10m' : age <= 7200 ? '2h' : '24h');
+    const inWindow = points.filter((p) => {
+      const t = new Date(p.time).getTime() / 1000;
+      return t >= start && t <= end;
+    });
+    return c.json(inWindow.map(metricView), 200);
+  });
+}
