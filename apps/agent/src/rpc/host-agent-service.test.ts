@@ -1,0 +1,93 @@
+import { create } from '@bufbuild/protobuf';
+import type { HandlerContext } from '@connectrpc/connect';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Code, ConnectError } from '@wrenn/core';
+import { hostagent } from '@wrenn/contracts';
+import { BASE, fakeHost, type FakeHost } from '../testing/fakes.js';
+import { hostAgentService } from './host-agent-service.js';
+
+let host: FakeHost;
+let service: ReturnType<typeof hostAgentService>;
+beforeEach(async () => {
+  host = await fakeHost();
+  service = hostAgentService(host.manager, host.templates, host.manager.ctx.deps.config);
+  await host.manager.create({ ...BASE, id: 'sbxone01' });
+});
+afterEach(() => host.cleanup());
+
+const callCtx = (signal: AbortSignal) => ({ signal }) as HandlerContext;
+const cancelled = () => {
+  const ac = new AbortController();
+  ac.abort(new ConnectError('the caller went away', Code.Canceled));
+  return ac.signal;
+};
+
+describe('the RPC layer passes the caller’s signal on', () => {
+  it('pause: a caller that went away pauses nothing', async () => {
+    const req = create(hostagent.PauseSandboxRequestSchema, { sandboxId: 'sbxone01' });
+    await expect(service.pauseSandbox(req, callCtx(cancelled()))).rejects.toMatchObject({
+      code: Code.Canceled,
+    });
+    expect(host.manager.get('sbxone01').status).toBe('running');
+  });
+
+  it('destroy: a caller that went away destroys nothing', async () => {
+    const req = create(hostagent.DestroySandboxRequestSchema, { sandboxId: 'sbxone01' });
+    await expect(service.destroySandbox(req, callCtx(cancelled()))).rejects.toMatchObject({
+      code: Code.Canceled,
+    });
+    expect(host.manager.get('sbxone01').status).toBe('running');
+  });
+
+  it('flatten: cancelling the call stops the copy and thaws the sandbox', async () => {
+    const ac = new AbortController();
+    const gate = host.faults.hold('storage.copyTree');
+    const req = create(hostagent.FlattenRootfsRequestSchema, { sandboxId: 'sbxone01', name: 'flat' });
+    const flatten = Promise.resolve(service.flattenRootfs(req, callCtx(ac.signal))).catch((e: unknown) => e);
+    await gate.reached;
+    ac.abort(new ConnectError('the caller went away', Code.Canceled));
+    gate.release();
+    expect(((await flatten) as ConnectError).code).toBe(Code.Canceled);
+    expect(host.runtime.sandboxes.get('sbxone01')?.frozen).toBe(false);
+    expect(host.manager.get('sbxone01').status).toBe('running');
+  });
+
+  it('snapshot: cancelling the call stops the copy and resumes the sandbox', async () => {
+    const ac = new AbortController();
+    const gate = host.faults.hold('storage.copyDiskImage');
+    const req = create(hostagent.CreateSnapshotRequestSchema, { sandboxId: 'sbxone01', name: 'snap' });
+    const snapshot = Promise.resolve(service.createSnapshot(req, callCtx(ac.signal))).catch(
+      (e: unknown) => e,
+    );
+    await gate.reached;
+    ac.abort(new ConnectError('the caller went away', Code.Canceled));
+    gate.release();
+    expect(((await snapshot) as ConnectError).code).toBe(Code.Canceled);
+    expect(host.manager.get('sbxone01').status).toBe('running');
+  });
+});
+
+describe('interactive commands', () => {
+  it('input to a command that is not interactive is refused as not found', async () => {
+    const req = create(hostagent.SendExecInputRequestSchema, { sandboxId: 'sbxone01', pid: 7 });
+    await expect(service.sendExecInput(req, callCtx(new AbortController().signal))).rejects.toMatchObject({
+      code: Code.NotFound,
+    });
+  });
+
+  it('a resize of a command without a terminal is refused', async () => {
+    const forget = host.manager.interactive.register('sbxone01', 7, { pty: false, user: 'root' });
+    const req = create(hostagent.ResizeExecPtyRequestSchema, {
+      sandboxId: 'sbxone01',
+      pid: 7,
+      size: { cols: 80, rows: 24 },
+    });
+    await expect(service.resizeExecPty(req, callCtx(new AbortController().signal))).rejects.toMatchObject({
+      code: Code.FailedPrecondition,
+    });
+    forget();
+    await expect(service.resizeExecPty(req, callCtx(new AbortController().signal))).rejects.toMatchObject({
+      code: Code.NotFound,
+    });
+  });
+});
