@@ -53,6 +53,12 @@ export function sandboxOf(deps: ServerDeps, c: Context<Env>): Promise<SandboxRow
 
 /** E2B's sandbox routes: create (v1 and v2), connect, resume, get, kill, timeout, pause, list, metrics. */
 export function e2bSandboxRoutes(api: Hono<Env>, deps: ServerDeps): void {
+  lifecycleRoutes(api, deps);
+  readRoutes(api, deps);
+}
+
+/** Create, connect, resume, pause, kill, timeout. */
+function lifecycleRoutes(api: Hono<Env>, deps: ServerDeps): void {
   for (const [path, defaultTimeout] of [
     ['/sandboxes', 15],
     ['/v2/sandboxes', 300],
@@ -113,15 +119,6 @@ export function e2bSandboxRoutes(api: Hono<Env>, deps: ServerDeps): void {
     return c.json(sandboxView({ ...row, status: 'running' }, info), 201);
   });
 
-  api.get('/sandboxes/:id', async (c) => {
-    const row = await sandboxOf(deps, c);
-    const info = await sandboxInfo(deps, row.id);
-    return c.json(
-      { ...detailView(row, info), envdAccessToken: info?.envdAccessToken ?? '', domain: null },
-      200,
-    );
-  });
-
   api.delete('/sandboxes/:id', async (c) => {
     const row = await sandboxOf(deps, c);
     await destroySandbox(deps, row.id);
@@ -144,6 +141,18 @@ export function e2bSandboxRoutes(api: Hono<Env>, deps: ServerDeps): void {
       throw new ApiError(409, 'failed_precondition', `sandbox ${row.id} is already paused`);
     await pauseSandbox(deps, row.id);
     return c.body(null, 204);
+  });
+}
+
+/** Get, list, metrics. */
+function readRoutes(api: Hono<Env>, deps: ServerDeps): void {
+  api.get('/sandboxes/:id', async (c) => {
+    const row = await sandboxOf(deps, c);
+    const info = await sandboxInfo(deps, row.id);
+    return c.json(
+      { ...detailView(row, info), envdAccessToken: info?.envdAccessToken ?? '', domain: null },
+      200,
+    );
   });
 
   api.get('/v2/sandboxes', async (c) => {
