@@ -21,6 +21,7 @@ const Session = z
   .openapi('Session');
 
 export function authRoutes(app: App, deps: ServerDeps): void {
+  // Longer than ~80 lines on purpose: a table of routes, each a declaration and a short handler.
   const { db, tokens } = deps;
   const throttle = new LoginThrottle(deps.loginLimit);
 

@@ -1,34 +1,9 @@
 import { upgradeWebSocket } from '@hono/node-server';
-import type { WSContext } from 'hono/ws';
-import { z } from '@hono/zod-openapi';
 import type { App, ServerDeps } from '../http/app-types.js';
 import { authed } from '../http/auth.js';
-import { ApiError, invalidInput, toApiError } from '../http/errors.js';
-import { apiKey, ENV_VARS, errors, LINUX_USER, SandboxIdParam } from '../http/schemas.js';
+import { apiKey, errors, SandboxIdParam } from '../http/schemas.js';
 import { ownedSandbox } from '../services/sandbox-access.js';
-
-const PtySize = z.strictObject({
-  cols: z.number().int().min(1).max(1000),
-  rows: z.number().int().min(1).max(1000),
-});
-
-/** The client's messages: text frames of JSON; a binary frame is stdin as it is. */
-const ClientMessage = z.discriminatedUnion('type', [
-  z.strictObject({
-    type: z.literal('start'),
-    cmd: z.string().min(1),
-    args: z.array(z.string()).default([]),
-    env: ENV_VARS.default({}),
-    cwd: z.string().startsWith('/').optional(),
-    user: LINUX_USER.optional(),
-    timeout_ms: z.number().int().min(1).max(86_400_000).default(3_600_000),
-    pty: PtySize.optional(),
-  }),
-  z.strictObject({ type: z.literal('stdin'), data: z.string() }),
-  z.strictObject({ type: z.literal('eof') }),
-  z.strictObject({ type: z.literal('resize'), cols: z.number().int(), rows: z.number().int() }),
-]);
-type Start = Extract<z.infer<typeof ClientMessage>, { type: 'start' }>;
+import { ExecSession } from './exec-session.js';
 
 /**
  * Streaming exec over a WebSocket: the first message starts the command; stdin, end of input and
@@ -60,141 +35,11 @@ export function execWebSocketRoutes(app: App, deps: ServerDeps): void {
   });
 
   const upgrade = upgradeWebSocket((c) => {
-    const sandboxId = c.req.param('id')!;
-    const abort = new AbortController();
-    let started: Promise<number> | undefined;
-    let pty = false;
-    // Input is sent in order, each after the previous and after the command has a pid.
-    let input: Promise<void> = Promise.resolve();
-
-    const send = (ws: WSContext, msg: object) => {
-      if (ws.readyState === 1) ws.send(JSON.stringify(msg));
-    };
-    const fail = (ws: WSContext, err: unknown) => {
-      const known = toApiError(err);
-      if (!known) logger.error({ err, sandboxId }, 'exec over WebSocket failed');
-      send(ws, {
-        type: 'error',
-        code: known?.code ?? 'internal',
-        message: known?.message ?? 'internal error; see the server log',
-      });
-      ws.close(known && known.status < 500 ? 1008 : 1011, known?.code ?? 'internal');
-      abort.abort();
-    };
-    const queueInput = (ws: WSContext, fn: (pid: number) => Promise<unknown>) => {
-      if (!started)
-        return fail(ws, new ApiError(400, 'invalid_argument', 'type: the first message must be "start"'));
-      const pidReady = started;
-      input = input.then(async () => {
-        if (abort.signal.aborted) return;
-        await fn(await pidReady);
-      });
-      input.catch((err: unknown) => fail(ws, err));
-    };
-
-    async function run(ws: WSContext, start: Start) {
-      let resolvePid!: (pid: number) => void;
-      started = new Promise((r) => (resolvePid = r));
-      pty = !!start.pty;
-      const events = agent.execStream(
-        {
-          sandboxId,
-          command: {
-            cmd: start.cmd,
-            args: start.args,
-            env: start.env,
-            cwd: start.cwd ?? '',
-            user: start.user ?? '',
-            timeoutMs: start.timeout_ms,
-            interactive: true,
-            pty: start.pty,
-          },
-        },
-        { signal: abort.signal },
-      );
-      for await (const res of events) {
-        const event = res.event;
-        switch (event.case) {
-          case 'started':
-            resolvePid(event.value.pid);
-            send(ws, { type: 'started', pid: event.value.pid });
-            break;
-          case 'stdout':
-          case 'stderr':
-          case 'pty':
-            send(ws, { type: event.case, data: Buffer.from(event.value).toString('base64') });
-            break;
-          case 'exited':
-            send(ws, {
-              type: 'exit',
-              exit_code: event.value.exitCode,
-              timed_out: event.value.timedOut,
-              status: event.value.status,
-            });
-            ws.close(1000, 'exited');
-            return;
-          case undefined:
-            break;
-        }
-      }
-    }
-
+    const session = new ExecSession(agent, logger, c.req.param('id')!);
     return {
-      onMessage(event, ws) {
-        const { data: frame } = event as { data: unknown };
-        if (typeof frame !== 'string') {
-          const data = new Uint8Array(frame as ArrayBuffer);
-          queueInput(ws, (pid) => agent.sendExecInput({ sandboxId, pid, data }, { signal: abort.signal }));
-          return;
-        }
-        let parsed: z.infer<typeof ClientMessage>;
-        try {
-          parsed = ClientMessage.parse(JSON.parse(frame));
-        } catch (err) {
-          return fail(
-            ws,
-            err instanceof z.ZodError
-              ? invalidInput(err, 'message')
-              : new ApiError(400, 'invalid_argument', 'message: malformed JSON'),
-          );
-        }
-        switch (parsed.type) {
-          case 'start':
-            if (started)
-              return fail(ws, new ApiError(400, 'invalid_argument', 'type: the command was already started'));
-            run(ws, parsed).catch((err: unknown) => {
-              if (!abort.signal.aborted) fail(ws, err);
-            });
-            return;
-          case 'stdin':
-            return queueInput(ws, (pid) =>
-              agent.sendExecInput(
-                { sandboxId, pid, data: Buffer.from(parsed.data) },
-                { signal: abort.signal },
-              ),
-            );
-          case 'eof':
-            return queueInput(ws, (pid) =>
-              pty
-                ? agent.sendExecInput({ sandboxId, pid, data: Buffer.from([4]) }, { signal: abort.signal })
-                : agent.sendExecInput({ sandboxId, pid, close: true }, { signal: abort.signal }),
-            );
-          case 'resize':
-            return queueInput(ws, (pid) =>
-              agent.resizeExecPty(
-                { sandboxId, pid, size: { cols: parsed.cols, rows: parsed.rows } },
-                { signal: abort.signal },
-              ),
-            );
-        }
-      },
-      onClose() {
-        // The agent kills the command when its stream is cancelled.
-        abort.abort();
-      },
-      onError() {
-        abort.abort();
-      },
+      onMessage: (event, ws) => session.message(ws, (event as { data: unknown }).data),
+      onClose: () => session.close(),
+      onError: () => session.close(),
     };
   });
 

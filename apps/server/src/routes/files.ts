@@ -38,6 +38,7 @@ const tooLarge = (max: number, size?: number) =>
  * leaves the file as it was.
  */
 export function fileRoutes(app: App, deps: ServerDeps): void {
+  // Longer than ~80 lines on purpose: a table of routes, each a declaration and a short handler.
   const { db, agent } = deps;
   const max = deps.uploadMaxBytes ?? DEFAULT_UPLOAD_MAX_BYTES;
 

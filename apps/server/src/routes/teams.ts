@@ -24,6 +24,7 @@ const NewApiKey = ApiKey.extend({
 const TeamParam = z.object({ teamId: z.uuid().openapi({ param: { name: 'teamId', in: 'path' } }) });
 
 export function teamRoutes(app: App, deps: ServerDeps): void {
+  // Longer than ~80 lines on purpose: a table of routes, each a declaration and a short handler.
   const { db } = deps;
   app.use('/v1/teams', requireUser(deps));
   app.use('/v1/teams/*', requireUser(deps));
