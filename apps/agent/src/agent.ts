@@ -13,6 +13,7 @@ import { SlotAllocator } from './network/slot-allocator.js';
 import { slotCapacity } from './network/addresses.js';
 import { SlotNetwork } from './network/slot-network.js';
 import { intToIpv4 } from './config.js';
+import { InstanceNames } from './instance-names.js';
 import { DataLayout } from './storage/layout.js';
 import { TemplateStore } from './storage/templates.js';
 import { SandboxManager } from './sandbox/manager.js';
@@ -37,15 +38,22 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   await mkdir(layout.sandboxesDir, { recursive: true });
   await mkdir(layout.runscRoot, { recursive: true });
 
+  const names = new InstanceNames(config.instance);
   const runtime = await GvisorDriver.open({
     runscPath: config.runscPath,
     stateDir: layout.runscRoot,
     platform: config.platform,
+    cgroupParent: names.cgroupParent,
     logger: logger.child({ component: 'runtime' }),
   });
   const subnet = `${intToIpv4(config.slotSubnet.base)}/${config.slotSubnet.prefix}`;
-  const firewall = new HostFirewall(subnet, config.egressDeny, logger.child({ component: 'firewall' }));
-  const network = new SlotNetwork(logger.child({ component: 'network' }));
+  const firewall = new HostFirewall(
+    names,
+    subnet,
+    config.egressDeny,
+    logger.child({ component: 'firewall' }),
+  );
+  const network = new SlotNetwork(names, logger.child({ component: 'network' }));
   const templates = new TemplateStore(layout);
   await removeLeftovers({ runtime, network, firewall, layout, templates, logger });
   await firewall.install();

@@ -34,3 +34,34 @@ describe('the agent settings', () => {
       expect(() => loadAgentConfig({ WRENN_SLOT_SUBNET: bad }), bad).toThrow(/WRENN_SLOT_SUBNET/);
   });
 });
+
+describe('the fleet settings', () => {
+  it('default to no control plane, heartbeats every 30 s and a grace of 3', () => {
+    expect(loadAgentConfig({})).toMatchObject({
+      instance: undefined,
+      fleet: { controlPlaneUrl: undefined, heartbeatSec: 30, heartbeatGrace: 3, advertise: undefined },
+    });
+  });
+
+  it('take the control plane URL, token, advertised address and an instance tag', () => {
+    const config = loadAgentConfig({
+      WRENN_CONTROL_PLANE_URL: 'http://10.0.0.1:8080/',
+      WRENN_REGISTRATION_TOKEN: 'tok',
+      WRENN_ADVERTISE_ADDRESS: '10.0.0.2:7070',
+      WRENN_HEARTBEAT_SEC: '1',
+      WRENN_INSTANCE: 'dev1',
+    });
+    expect(config).toMatchObject({
+      instance: 'dev1',
+      fleet: {
+        controlPlaneUrl: 'http://10.0.0.1:8080',
+        registrationToken: 'tok',
+        advertise: { host: '10.0.0.2', port: 7070 },
+        heartbeatSec: 1,
+      },
+    });
+    expect(() => loadAgentConfig({ WRENN_CONTROL_PLANE_URL: 'ftp://x' })).toThrow(/WRENN_CONTROL_PLANE_URL/);
+    expect(() => loadAgentConfig({ WRENN_ADVERTISE_ADDRESS: 'nope' })).toThrow(/WRENN_ADVERTISE_ADDRESS/);
+    expect(() => loadAgentConfig({ WRENN_INSTANCE: 'dev-1' })).toThrow(/WRENN_INSTANCE/);
+  });
+});

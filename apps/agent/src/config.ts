@@ -5,6 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { errorMessage, parseCidrList, parseConfig, parseHostPort } from '@wrenn/core';
 
+/** An instance tag: short enough that `wrn<tag>-<slot>` fits Linux's 15-character interface names. */
+export const INSTANCE_PATTERN = /^[a-z][a-z0-9]{0,3}$/;
+
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
 // Every setting of the agent, with its default. Parsed once in main; nothing else reads process.env.
@@ -30,6 +33,22 @@ const shape = {
   // Processes and threads a sandbox may have at once (a fork bomb stops here, not at the host's limit).
   WRENN_SANDBOX_PIDS_LIMIT: z.coerce.number().int().min(16).max(65536).default(1024),
   WRENN_RUNSC_PLATFORM: z.enum(['systrap', 'ptrace']).default('systrap'),
+  // A short tag naming this agent's host resources (netns, interfaces, firewall chains, cgroups), so
+  // several agents share one machine without one's janitor touching another's. Unset: the default
+  // instance, with the plain names.
+  WRENN_INSTANCE: z
+    .string()
+    .regex(INSTANCE_PATTERN, 'expected 1 to 4 lowercase letters and digits, starting with a letter')
+    .optional(),
+  // The fleet (docs/fleet.md). Without a control plane and without stored credentials the agent
+  // speaks h2c on loopback only.
+  WRENN_CONTROL_PLANE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  WRENN_REGISTRATION_TOKEN: z.string().min(1).optional(),
+  // The host:port the control plane dials (default: the listen address).
+  WRENN_ADVERTISE_ADDRESS: z.string().optional(),
+  WRENN_HEARTBEAT_SEC: z.coerce.number().positive().max(3600).default(30),
+  // Heartbeats that may fail in a row before the agent pauses every sandbox (PauseAll).
+  WRENN_HEARTBEAT_GRACE: z.coerce.number().int().min(1).max(100).default(3),
   LOG_LEVEL: z.string().default('info'),
 };
 
@@ -49,7 +68,20 @@ export interface AgentConfig {
   pidsLimit: number;
   limits: { maxVcpus: number; maxMemoryMb: number; maxDiskMb: number };
   platform: 'systrap' | 'ptrace';
+  /** Undefined: the default instance (plain names). */
+  instance: string | undefined;
+  fleet: FleetConfig;
   logLevel: string;
+}
+
+export interface FleetConfig {
+  /** Where the control plane's API is; undefined when none was given (then only stored credentials name it). */
+  controlPlaneUrl: string | undefined;
+  registrationToken: string | undefined;
+  /** The address the control plane dials; undefined: the address the agent listens on. */
+  advertise: { host: string; port: number } | undefined;
+  heartbeatSec: number;
+  heartbeatGrace: number;
 }
 
 export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
@@ -91,6 +123,17 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
       maxDiskMb: raw.WRENN_MAX_DISK_MB,
     },
     platform: raw.WRENN_RUNSC_PLATFORM,
+    instance: raw.WRENN_INSTANCE,
+    fleet: {
+      controlPlaneUrl: raw.WRENN_CONTROL_PLANE_URL?.replace(/\/+$/, ''),
+      registrationToken: raw.WRENN_REGISTRATION_TOKEN,
+      advertise:
+        raw.WRENN_ADVERTISE_ADDRESS === undefined
+          ? undefined
+          : setting('WRENN_ADVERTISE_ADDRESS', () => parseHostPort(raw.WRENN_ADVERTISE_ADDRESS ?? '')),
+      heartbeatSec: raw.WRENN_HEARTBEAT_SEC,
+      heartbeatGrace: raw.WRENN_HEARTBEAT_GRACE,
+    },
     logLevel: raw.LOG_LEVEL,
   };
 }

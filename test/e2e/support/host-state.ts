@@ -25,11 +25,12 @@ export async function wrennHostState(dataDir: string): Promise<WrennHostState> {
   const links = (await exec(['ip', '-o', 'link', 'show'])).stdout;
   const interfaces = [...links.matchAll(/^\d+: ([^:@\s]+)/gm)]
     .map((m) => m[1]!)
-    .filter((n) => n.startsWith('wrn-'))
+    // wrn-h-N (the default agent instance) and wrn<tag>-N (another instance on this host).
+    .filter((n) => n.startsWith('wrn'))
     .sort();
   const routes = (await exec(['ip', '-o', 'route', 'show'])).stdout
     .split('\n')
-    .filter((l) => / dev wrn-/.test(l))
+    .filter((l) => / dev wrn/.test(l))
     .sort();
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
   const sandboxesDir = path.join(dataDir, 'sandboxes');
@@ -58,10 +59,17 @@ export async function wrennHostState(dataDir: string): Promise<WrennHostState> {
   const sandboxDirs = (await readdir(sandboxesDir).catch(() => [] as string[])).sort();
   const cgroups: string[] = [];
   for (const controller of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
-    const entries = await readdir(path.join('/sys/fs/cgroup', controller, 'wrenn'), {
-      withFileTypes: true,
-    }).catch(() => []);
-    for (const entry of entries) if (entry.isDirectory()) cgroups.push(`${controller}/wrenn/${entry.name}`);
+    // `wrenn` (the default agent instance) and `wrenn-<tag>` (another instance on this host).
+    const parents = (
+      await readdir(path.join('/sys/fs/cgroup', controller)).catch(() => [] as string[])
+    ).filter((name) => name === 'wrenn' || name.startsWith('wrenn-'));
+    for (const parent of parents) {
+      const entries = await readdir(path.join('/sys/fs/cgroup', controller, parent), {
+        withFileTypes: true,
+      }).catch(() => []);
+      for (const entry of entries)
+        if (entry.isDirectory()) cgroups.push(`${controller}/${parent}/${entry.name}`);
+    }
   }
   return { netns, interfaces, routes, mounts, runscProcesses, iptablesRules, sandboxDirs, cgroups };
 }

@@ -1,4 +1,5 @@
 import { intToIpv4 } from '../config.js';
+import { DEFAULT_INSTANCE, type InstanceNames } from '../instance-names.js';
 
 // Every sandbox sees the same inside address, so a checkpoint taken in one slot restores in any other.
 export const SANDBOX_IP = '169.254.0.21';
@@ -22,22 +23,24 @@ export interface NetworkSlot {
   slotMac: string;
 }
 
-export const NETNS_PREFIX = 'wrenn-';
-export const HOST_INTERFACE_PREFIX = 'wrn-h-';
 // Inside the netns: the transit link and the veth pair whose `eth0` end gVisor takes over.
 export const SLOT_TRANSIT_INTERFACE = 'veth0';
 export const SANDBOX_INTERFACE = 'eth0';
 export const GATEWAY_INTERFACE = 'gw0';
 
 /** Slot N owns the /30 at subnet base + 4N: .1 on the host side, .2 on the slot side. */
-export function slotAddresses(index: number, subnetBase: number): NetworkSlot {
+export function slotAddresses(
+  index: number,
+  subnetBase: number,
+  names: InstanceNames = DEFAULT_INSTANCE,
+): NetworkSlot {
   const block = subnetBase + index * 4;
-  const netnsName = `${NETNS_PREFIX}${index}`;
+  const netnsName = names.netnsName(index);
   return {
     index,
     netnsName,
     netnsPath: `/var/run/netns/${netnsName}`,
-    hostInterface: `${HOST_INTERFACE_PREFIX}${index}`,
+    hostInterface: names.hostInterface(index),
     hostIp: intToIpv4(block + 1),
     slotIp: intToIpv4(block + 2),
     hostMac: slotMac(0x68, index),

@@ -1,11 +1,10 @@
 import { exec, type Logger } from '@wrenn/core';
-import { HOST_INTERFACE_PREFIX } from './addresses.js';
+import { ANY_INSTANCE_INTERFACE_PREFIX, type InstanceNames } from '../instance-names.js';
 
-const sandboxInterfaces = `${HOST_INTERFACE_PREFIX}+`;
-const CHAINS = [
-  { table: 'filter', chain: 'WRENN-INPUT', hook: 'INPUT' },
-  { table: 'filter', chain: 'WRENN-FORWARD', hook: 'FORWARD' },
-  { table: 'nat', chain: 'WRENN-POSTROUTING', hook: 'POSTROUTING' },
+const HOOKS = [
+  { table: 'filter', hook: 'INPUT' },
+  { table: 'filter', hook: 'FORWARD' },
+  { table: 'nat', hook: 'POSTROUTING' },
 ] as const;
 
 /**
@@ -14,37 +13,42 @@ const CHAINS = [
  * - a sandbox reaches no service of the host (INPUT from a slot interface: replies only);
  * - a sandbox reaches no other sandbox and nothing new is forwarded into a slot;
  * - egress to the denied ranges (the host's LAN, metadata addresses) is dropped; the rest is NATed out.
+ * Each agent instance has chains of its own and matches only its own interfaces; a sandbox never
+ * reaches another instance's slots either, whichever instance's chain the kernel walks first.
  */
 export class HostFirewall {
+  private readonly chains: { table: 'filter' | 'nat'; chain: string; hook: string }[];
+  private readonly sandboxInterfaces: string;
+
   constructor(
+    names: InstanceNames,
     private readonly subnet: string,
     private readonly egressDeny: readonly string[],
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.chains = HOOKS.map(({ table, hook }) => ({ table, hook, chain: names.chain(hook) }));
+    this.sandboxInterfaces = `${names.hostInterfacePrefix}+`;
+  }
 
   async install(): Promise<void> {
     await exec(['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     await this.remove();
     const repliesOnly = ['-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT'];
+    const slots = this.sandboxInterfaces;
+    const [input, forward, postrouting] = this.chains.map((c) => c.chain) as [string, string, string];
     const rules: string[][] = [
-      ['filter', 'WRENN-INPUT', '-i', sandboxInterfaces, ...repliesOnly],
-      ['filter', 'WRENN-INPUT', '-i', sandboxInterfaces, '-j', 'DROP'],
-      ['filter', 'WRENN-FORWARD', '-o', sandboxInterfaces, ...repliesOnly],
-      ['filter', 'WRENN-FORWARD', '-o', sandboxInterfaces, '-j', 'DROP'],
-      ...this.egressDeny.map((cidr) => [
-        'filter',
-        'WRENN-FORWARD',
-        '-i',
-        sandboxInterfaces,
-        '-d',
-        cidr,
-        '-j',
-        'DROP',
-      ]),
-      ['filter', 'WRENN-FORWARD', '-i', sandboxInterfaces, '-j', 'ACCEPT'],
-      ['nat', 'WRENN-POSTROUTING', '-s', this.subnet, '!', '-o', sandboxInterfaces, '-j', 'MASQUERADE'],
+      ['filter', input, '-i', slots, ...repliesOnly],
+      ['filter', input, '-i', slots, '-j', 'DROP'],
+      ['filter', forward, '-o', slots, ...repliesOnly],
+      ['filter', forward, '-o', slots, '-j', 'DROP'],
+      ...this.egressDeny.map((cidr) => ['filter', forward, '-i', slots, '-d', cidr, '-j', 'DROP']),
+      // Another agent instance's slots on this host: its own chain would refuse this, but ours may be
+      // walked first, and our ACCEPT below would win.
+      ['filter', forward, '-i', slots, '-o', `${ANY_INSTANCE_INTERFACE_PREFIX}+`, '-j', 'DROP'],
+      ['filter', forward, '-i', slots, '-j', 'ACCEPT'],
+      ['nat', postrouting, '-s', this.subnet, '!', '-o', slots, '-j', 'MASQUERADE'],
     ];
-    for (const { table, chain, hook } of CHAINS) {
+    for (const { table, chain, hook } of this.chains) {
       await iptables(['-t', table, '-N', chain]);
       await iptables(['-t', table, '-I', hook, '1', '-j', chain]);
     }
@@ -54,9 +58,9 @@ export class HostFirewall {
     this.logger.info({ subnet: this.subnet, egressDeny: this.egressDeny }, 'host firewall rules installed');
   }
 
-  /** Removes every rule and chain of Wrenn; safe to call when none exist. */
+  /** Removes every rule and chain of this instance; safe to call when none exist. */
   async remove(): Promise<void> {
-    for (const { table, chain, hook } of CHAINS) {
+    for (const { table, chain, hook } of this.chains) {
       // A crashed predecessor may have left the jump more than once.
       while ((await iptables(['-t', table, '-D', hook, '-j', chain], true)).exitCode === 0);
       await iptables(['-t', table, '-F', chain], true);

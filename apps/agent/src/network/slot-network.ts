@@ -2,8 +2,6 @@ import { exec, type Logger } from '@wrenn/core';
 import { readdir } from 'node:fs/promises';
 import {
   GATEWAY_INTERFACE,
-  HOST_INTERFACE_PREFIX,
-  NETNS_PREFIX,
   SANDBOX_GATEWAY_IP,
   SANDBOX_INTERFACE,
   SANDBOX_IP,
@@ -12,6 +10,7 @@ import {
   SLOT_TRANSIT_INTERFACE,
   type NetworkSlot,
 } from './addresses.js';
+import type { InstanceNames } from '../instance-names.js';
 
 const TRANSIT_PREFIX = 30;
 const SLOT_RTO_MIN = '20ms';
@@ -24,7 +23,10 @@ const SLOT_RTO_MIN = '20ms';
  * after the runtime is up (`activate`); the kernel then routes and NATs between them.
  */
 export class SlotNetwork {
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly names: InstanceNames,
+    private readonly logger: Logger,
+  ) {}
 
   /** Before the runtime starts: namespace, links, and the sandbox-side address for gVisor to adopt. */
   async prepare(slot: NetworkSlot): Promise<void> {
@@ -101,20 +103,23 @@ export class SlotNetwork {
     await ip(['link', 'del', slot.hostInterface], true);
   }
 
-  /** Namespaces and host interfaces of Wrenn that exist now (for cleanup at start and leak checks). */
-  static async listLeftovers(): Promise<{ netns: string[]; interfaces: string[] }> {
+  /**
+   * Slot namespaces and host interfaces of this agent's instance that exist now (for cleanup at
+   * start); another instance's are not listed.
+   */
+  static async listLeftovers(names: InstanceNames): Promise<{ netns: string[]; interfaces: string[] }> {
     const netns = (await readdir('/var/run/netns').catch(() => [] as string[])).filter((n) =>
-      n.startsWith(NETNS_PREFIX),
+      names.ownsNetns(n),
     );
     const { stdout } = await exec(['ip', '-o', 'link', 'show']);
     const interfaces = [...stdout.matchAll(/^\d+: ([^:@\s]+)/gm)]
       .map((m) => m[1] ?? '')
-      .filter((n) => n.startsWith(HOST_INTERFACE_PREFIX));
+      .filter((n) => names.ownsInterface(n));
     return { netns, interfaces };
   }
 
   async removeLeftovers(): Promise<void> {
-    const { netns, interfaces } = await SlotNetwork.listLeftovers();
+    const { netns, interfaces } = await SlotNetwork.listLeftovers(this.names);
     for (const name of netns) await ip(['netns', 'del', name], true);
     for (const name of interfaces) await ip(['link', 'del', name], true);
     if (netns.length || interfaces.length)

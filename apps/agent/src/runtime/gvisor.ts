@@ -10,6 +10,8 @@ export interface GvisorOptions {
   /** runsc's state directory; every sandbox of this agent lives under it. */
   stateDir: string;
   platform: 'systrap' | 'ptrace';
+  /** The cgroup (under each controller) that holds this agent instance's sandboxes: `wrenn` by default. */
+  cgroupParent: string;
   logger: Logger;
 }
 
@@ -66,7 +68,10 @@ export class GvisorDriver implements RuntimeDriver {
   ): Promise<{ pid: number }> {
     await mkdir(spec.bundleDir, { recursive: true });
     await mkdir(this.opts.stateDir, { recursive: true });
-    await writeFile(path.join(spec.bundleDir, 'config.json'), JSON.stringify(buildOciSpec(spec), null, 1));
+    await writeFile(
+      path.join(spec.bundleDir, 'config.json'),
+      JSON.stringify(buildOciSpec(spec, this.opts.cgroupParent), null, 1),
+    );
     // runsc's `-detach` hands its stdout/stderr down to the sandbox, which keeps them open for its
     // whole life: give it a log file (where envd's own output also lands) and wait for exit, not EOF.
     const pidFile = path.join(spec.bundleDir, 'pid');
@@ -143,7 +148,7 @@ export class GvisorDriver implements RuntimeDriver {
 
   async stats(id: string): Promise<RuntimeStats> {
     const cgroup = (controller: string, file: string) =>
-      readFile(path.join(CGROUP_ROOT, controller, 'wrenn', id, file), 'utf8');
+      readFile(path.join(CGROUP_ROOT, controller, this.opts.cgroupParent, id, file), 'utf8');
     const [usage, memUsage, memStat] = await Promise.all([
       cgroup('cpuacct', 'cpuacct.usage'),
       cgroup('memory', 'memory.usage_in_bytes'),
@@ -170,7 +175,7 @@ export class GvisorDriver implements RuntimeDriver {
   }
 
   async wasOomKilled(id: string): Promise<boolean> {
-    const file = path.join(CGROUP_ROOT, 'memory', 'wrenn', id, 'memory.oom_control');
+    const file = path.join(CGROUP_ROOT, 'memory', this.opts.cgroupParent, id, 'memory.oom_control');
     const oomControl = await readFile(file, 'utf8').catch(() => '');
     return Number(/^oom_kill (\d+)/m.exec(oomControl)?.[1] ?? 0) > 0;
   }
@@ -179,13 +184,13 @@ export class GvisorDriver implements RuntimeDriver {
     // Nothing in runsc's state dir names the sandbox (a checkpoint removes it): a `runsc delete`
     // would only spend ~100 ms to say so.
     const entries = await readdir(this.opts.stateDir).catch(() => [] as string[]);
-    if (!entries.some((entry) => entry.includes(id))) return removeCgroups(id);
+    if (!entries.some((entry) => entry.includes(id))) return removeCgroups(this.opts.cgroupParent, id);
     // `delete --force` kills the sandbox's processes and removes its state and cgroups.
     const { exitCode, stderr } = await this.runsc(['delete', '--force', id], true);
     if (exitCode !== 0 && !/does not exist|not found|cannot load/i.test(stderr)) {
       throw new ExecError([this.opts.runscPath, 'delete', '--force', id], exitCode, stderr);
     }
-    await removeCgroups(id);
+    await removeCgroups(this.opts.cgroupParent, id);
   }
 
   async list(): Promise<string[]> {
@@ -210,7 +215,8 @@ export class GvisorDriver implements RuntimeDriver {
         // already gone
       }
     }
-    for (const id of await listCgroups()) await removeCgroups(id);
+    for (const id of await listCgroups(this.opts.cgroupParent))
+      await removeCgroups(this.opts.cgroupParent, id);
     if (ids.length || pids.length) this.opts.logger.warn({ ids, pids }, 'removed leftover runsc sandboxes');
   }
 
@@ -235,10 +241,10 @@ export async function runscPidsUsingRoot(stateDir: string): Promise<number[]> {
   return pids;
 }
 
-async function listCgroups(): Promise<string[]> {
+async function listCgroups(parent: string): Promise<string[]> {
   const ids = new Set<string>();
   for (const controller of await readdir(CGROUP_ROOT).catch(() => [] as string[])) {
-    const entries = await readdir(path.join(CGROUP_ROOT, controller, 'wrenn'), { withFileTypes: true }).catch(
+    const entries = await readdir(path.join(CGROUP_ROOT, controller, parent), { withFileTypes: true }).catch(
       () => [],
     );
     for (const entry of entries) if (entry.isDirectory()) ids.add(entry.name);
@@ -251,9 +257,9 @@ async function listCgroups(): Promise<string[]> {
  * sandbox and gofer exiting, or running) cannot be removed: everything in it belongs to this sandbox,
  * so it is killed, and the removal retried for up to 5 s.
  */
-async function removeCgroups(id: string): Promise<void> {
+async function removeCgroups(parent: string, id: string): Promise<void> {
   for (const controller of await readdir(CGROUP_ROOT).catch(() => [] as string[])) {
-    const dir = path.join(CGROUP_ROOT, controller, 'wrenn', id);
+    const dir = path.join(CGROUP_ROOT, controller, parent, id);
     const deadline = Date.now() + 5000;
     for (;;) {
       const err = await rmdir(dir).then(

@@ -28,8 +28,11 @@ const CPU_PERIOD_US = 100_000;
  */
 export const hostTaskLimit = (guestTasks: number) => guestTasks * 8 + 1024;
 
-/** The OCI runtime spec of a sandbox. Resource limits become cgroups under /wrenn/<id>. */
-export function buildOciSpec(spec: RuntimeSandboxSpec): object {
+/**
+ * The OCI runtime spec of a sandbox. Resource limits become cgroups under /<cgroupParent>/<id>
+ * (`wrenn` for the default agent instance).
+ */
+export function buildOciSpec(spec: RuntimeSandboxSpec, cgroupParent = 'wrenn'): object {
   return {
     ociVersion: '1.0.2',
     process: {
@@ -91,7 +94,7 @@ export function buildOciSpec(spec: RuntimeSandboxSpec): object {
         { type: 'uts' },
         { type: 'mount' },
       ],
-      cgroupsPath: `/wrenn/${spec.id}`,
+      cgroupsPath: `/${cgroupParent}/${spec.id}`,
       resources: {
         memory: { limit: spec.memoryMb * 1024 * 1024 },
         cpu: { quota: spec.vcpus * CPU_PERIOD_US, period: CPU_PERIOD_US },

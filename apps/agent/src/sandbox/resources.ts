@@ -10,6 +10,7 @@ import {
 } from '@wrenn/core';
 import { ENVD_PORT } from '@wrenn/contracts';
 import { slotAddresses } from '../network/addresses.js';
+import { InstanceNames } from '../instance-names.js';
 import type { LifecycleDeps } from './deps.js';
 import type { EnvdClient } from './envd-client.js';
 import { guestRuntimeSpec } from './guest.js';
@@ -56,7 +57,7 @@ export async function startRuntime(
   const logger = sandboxLogger(ctx, record);
   // A slot an earlier release could not remove is retried first, or this start fails.
   await releaseSlot(ctx.deps, record);
-  const slot = slotAddresses(slots.allocate(), config.slotSubnet.base);
+  const slot = slotAddresses(slots.allocate(), config.slotSubnet.base, new InstanceNames(config.instance));
   record.slot = slot;
   undo.push('release network slot', () => releaseSlot(ctx.deps, record));
   // Independent work side by side; both settle before a failure is rethrown, so the undo stack
