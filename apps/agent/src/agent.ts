@@ -1,10 +1,8 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import http2 from 'node:http2';
 import path from 'node:path';
-import type { AddressInfo } from 'node:net';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import { Code, ConnectError, exec, formatHostPort, type Logger } from '@wrenn/core';
+import { Code, ConnectError, exec, type Logger } from '@wrenn/core';
 import { hostagent } from '@wrenn/contracts';
 import type { AgentConfig } from './config.js';
 import { GvisorDriver } from './runtime/gvisor.js';
@@ -14,6 +12,9 @@ import { slotCapacity } from './network/addresses.js';
 import { SlotNetwork } from './network/slot-network.js';
 import { intToIpv4 } from './config.js';
 import { InstanceNames } from './instance-names.js';
+import { listenAgentServer } from './fleet/agent-server.js';
+import { tlsMaterialOf } from './fleet/credentials-store.js';
+import { hostCredentials, startHeartbeats } from './fleet/fleet-member.js';
 import { DataLayout } from './storage/layout.js';
 import { TemplateStore } from './storage/templates.js';
 import { SandboxManager } from './sandbox/manager.js';
@@ -25,8 +26,10 @@ import { METRICS_INTERVAL_MS, sampleMetrics } from './services/sampler.js';
 import { reapDead, WATCHDOG_INTERVAL_MS } from './services/watchdog.js';
 
 export interface RunningAgent {
-  /** http://host:port of the Connect RPC server. */
+  /** http://host:port of the Connect RPC server (https:// when registered: mutual TLS). */
   url: string;
+  /** The id the control plane knows this host by; undefined when unregistered. */
+  hostId: string | undefined;
   manager: SandboxManager;
   stop(): Promise<void>;
 }
@@ -37,6 +40,8 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   const layout = new DataLayout(config.dataDir, config.imagesDir);
   await mkdir(layout.sandboxesDir, { recursive: true });
   await mkdir(layout.runscRoot, { recursive: true });
+  // Before anything on the host changes: an agent that may not serve stops here.
+  const credentials = await hostCredentials(config, logger);
 
   const names = new InstanceNames(config.instance);
   const runtime = await GvisorDriver.open({
@@ -92,24 +97,33 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       },
     ],
   });
-  const server = http2.createServer(handler);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.listenPort, config.listenHost, resolve);
+  const server = await listenAgentServer({
+    host: config.listenHost,
+    port: config.listenPort,
+    handler,
+    tunnels: manager,
+    tls: credentials && tlsMaterialOf(credentials),
+    logger,
   });
-  const { port } = server.address() as AddressInfo;
-  const url = `http://${formatHostPort(config.listenHost, port)}`;
-  logger.info({ url, runsc: config.runscPath, dataDir: config.dataDir }, 'host agent ready');
+  const { url } = server;
+  const heartbeats = credentials && startHeartbeats(config, credentials, server, manager, logger);
+  logger.info(
+    {
+      url,
+      runsc: config.runscPath,
+      dataDir: config.dataDir,
+      instance: config.instance,
+      hostId: credentials?.hostId,
+    },
+    'host agent ready',
+  );
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       logger.info('stopping: destroying sandboxes');
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        // Streams in flight would hold close() open forever.
-        setTimeout(resolve, 2000).unref();
-      });
+      await heartbeats?.stop();
+      await server.close();
       // A pause the reaper started finishes before the sandboxes go: never half a pause.
       await Promise.all(tasks.map((task) => task.stop()));
       await manager.destroyAll();
@@ -117,7 +131,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       await releaseRuntimeState(layout, logger);
       logger.info('stopped');
     })());
-  return { url, manager, stop };
+  return { url, hostId: credentials?.hostId, manager, stop };
 }
 
 // Failures that are not ConnectErrors are bugs or host trouble: log the cause, answer generically.

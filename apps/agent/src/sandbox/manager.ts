@@ -1,4 +1,4 @@
-import type { ConnectError } from '@wrenn/core';
+import { failedPrecondition, type ConnectError } from '@wrenn/core';
 import type { MetricSample, MetricsRange } from '../metrics/tiers.js';
 import type { Template } from '../storage/templates.js';
 import { createSandbox } from './create.js';
@@ -100,6 +100,20 @@ export class SandboxManager {
 
   connection(id: string): { envd: EnvdClient; stopped: AbortSignal; done: () => void } {
     return this.ctx.registry.connection(id);
+  }
+
+  /**
+   * Where a tunnel to a port of the running sandbox goes (its slot address). The tunnel is a call
+   * like any other: activity while it is open, closed when the sandbox stops.
+   */
+  tunnelTarget(id: string): { host: string; stopped: AbortSignal; done: () => void } {
+    const { stopped, done } = this.ctx.registry.connection(id);
+    const host = this.ctx.registry.lookup(id)?.slot?.slotIp;
+    if (!host) {
+      done();
+      throw failedPrecondition(`sandbox ${id} has no network slot`);
+    }
+    return { host, stopped, done };
   }
 
   deathOf(id: string, graceMs?: number): Promise<ConnectError | undefined> {
