@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Code, codeName, httpStatusFromCode } from './errors.js';
+import { Code, codeFromHttpStatus, codeName, httpStatusFromCode } from './errors.js';
 
 describe('the Connect code vocabulary', () => {
   it('names every code as the Connect protocol does', () => {
@@ -19,6 +19,24 @@ describe('the Connect code vocabulary', () => {
     expect(httpStatusFromCode(Code.Unauthenticated)).toBe(401);
     for (const code of Object.values(Code).filter((c): c is Code => typeof c === 'number')) {
       expect(httpStatusFromCode(code), Code[code]).toBeGreaterThanOrEqual(400);
+    }
+  });
+});
+
+describe('codeFromHttpStatus', () => {
+  it('inverts the status table, preferring the code a caller acts on where statuses are shared', () => {
+    expect(codeFromHttpStatus(404)).toBe(Code.NotFound);
+    expect(codeFromHttpStatus(401)).toBe(Code.Unauthenticated);
+    expect(codeFromHttpStatus(403)).toBe(Code.PermissionDenied);
+    expect(codeFromHttpStatus(400)).toBe(Code.InvalidArgument);
+    expect(codeFromHttpStatus(409)).toBe(Code.AlreadyExists);
+    expect(codeFromHttpStatus(413)).toBe(Code.ResourceExhausted);
+    expect(codeFromHttpStatus(507)).toBe(Code.ResourceExhausted);
+    expect(codeFromHttpStatus(502)).toBe(Code.Unavailable);
+    expect(codeFromHttpStatus(501)).toBe(Code.Unavailable);
+    expect(codeFromHttpStatus(418)).toBe(Code.Unknown);
+    for (const code of [Code.NotFound, Code.Unauthenticated, Code.PermissionDenied, Code.Canceled]) {
+      expect(codeFromHttpStatus(httpStatusFromCode(code))).toBe(code);
     }
   });
 });

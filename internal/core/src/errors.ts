@@ -56,6 +56,30 @@ export function httpStatusFromCode(code: Code): number {
   return HTTP_STATUS[code];
 }
 
+/**
+ * The Connect code an HTTP error status stands for, for errors read off HTTP answers (envd's). The
+ * inverse of `HTTP_STATUS` where it is one-to-one; where several codes share a status, the one a
+ * caller should act on: 409 is `already_exists` (what envd means by it), 413 and 507 (no room) are
+ * `resource_exhausted`, and any other 5xx is `unavailable` (the peer is in trouble, try later).
+ */
+export function codeFromHttpStatus(status: number): Code {
+  switch (status) {
+    case 409:
+      return Code.AlreadyExists;
+    case 413:
+    case 507:
+    case 429:
+      return Code.ResourceExhausted;
+    case 400:
+      return Code.InvalidArgument;
+    default: {
+      const exact = Object.entries(HTTP_STATUS).find(([, s]) => s === status);
+      if (exact && status < 500) return Number(exact[0]);
+      return status >= 500 ? Code.Unavailable : Code.Unknown;
+    }
+  }
+}
+
 /** A Connect code's name on the wire and in API errors: `failed_precondition`. */
 export function codeName(code: Code): string {
   return Code[code].replace(/(?<=[a-z])(?=[A-Z])/g, '_').toLowerCase();

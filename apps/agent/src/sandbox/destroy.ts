@@ -1,4 +1,4 @@
-import { ConnectError, errorMessage } from '@wrenn/core';
+import { ConnectError, errorMessage, pollUntil } from '@wrenn/core';
 import type { SandboxRecord } from './record.js';
 import { releaseResources, type SandboxContext } from './resources.js';
 import { transition } from './state.js';
@@ -102,12 +102,11 @@ export async function deathOf(
   const record = ctx.registry.lookup(id);
   if (!record) return undefined;
   const lifetime = record.lifetime;
-  const deadline = Date.now() + graceMs;
-  let broken = await isBroken(ctx, record);
-  while (!broken && !lifetime.signal.aborted && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 50));
-    broken = await isBroken(ctx, record);
-  }
+  // Done when it is found broken, or when it stopped for a reason already known.
+  const broken = await pollUntil(
+    async () => ((await isBroken(ctx, record)) ? true : lifetime.signal.aborted ? false : undefined),
+    { timeoutMs: graceMs, intervalMs: 50 },
+  );
   if (broken) await reap(ctx, record);
   const reason: unknown = lifetime.signal.reason;
   return lifetime.signal.aborted && reason instanceof ConnectError ? reason : undefined;

@@ -3,7 +3,7 @@ import http from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { createClient, type Client } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
-import { Code, ConnectError, type Logger } from '@wrenn/core';
+import { Code, codeFromHttpStatus, ConnectError, pollUntil, type Logger } from '@wrenn/core';
 import { RetryingAgent } from './retrying-agent.js';
 import { filesystem, process as processpb } from '@wrenn/contracts';
 
@@ -63,28 +63,30 @@ export class EnvdClient {
     signal?: AbortSignal,
     hasExited: () => Promise<boolean> = () => Promise.resolve(false),
   ) {
-    const deadline = Date.now() + timeoutMs;
     let lastError = 'no answer';
     // envd usually answers within tens of ms: ask the runtime only once that has not happened.
     let nextExitCheck = Date.now() + 200;
-    while (Date.now() < deadline) {
-      signal?.throwIfAborted();
-      // Asking the runtime costs tens of ms, so only twice a second; polling envd is cheap.
-      if (Date.now() >= nextExitCheck) {
-        if (await hasExited())
-          throw new ConnectError('the sandbox exited while starting', Code.FailedPrecondition);
-        nextExitCheck = Date.now() + 500;
-      }
-      try {
-        const res = await this.request('GET', '/health', { timeoutMs: 1000 });
-        res.resume();
-        if (res.statusCode === 204 || res.statusCode === 200) return;
-        lastError = `status ${res.statusCode}`;
-      } catch (err) {
-        lastError = err instanceof Error ? err.message : String(err);
-      }
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    const healthy = await pollUntil(
+      async () => {
+        // Asking the runtime costs tens of ms, so only twice a second; polling envd is cheap.
+        if (Date.now() >= nextExitCheck) {
+          if (await hasExited())
+            throw new ConnectError('the sandbox exited while starting', Code.FailedPrecondition);
+          nextExitCheck = Date.now() + 500;
+        }
+        try {
+          const res = await this.request('GET', '/health', { timeoutMs: 1000 });
+          res.resume();
+          if (res.statusCode === 204 || res.statusCode === 200) return true;
+          lastError = `status ${res.statusCode}`;
+        } catch (err) {
+          lastError = err instanceof Error ? err.message : String(err);
+        }
+        return undefined;
+      },
+      { timeoutMs, intervalMs: 10, signal },
+    );
+    if (healthy) return;
     throw new ConnectError(
       `envd did not become healthy within ${timeoutMs} ms (${lastError})`,
       Code.Unavailable,
@@ -232,24 +234,4 @@ async function expectOk(res: http.IncomingMessage, what: string): Promise<void> 
     // not JSON: keep the text
   }
   throw new ConnectError(`${what}: ${message}`, codeFromHttpStatus(status));
-}
-
-function codeFromHttpStatus(status: number): Code {
-  switch (status) {
-    case 400:
-      return Code.InvalidArgument;
-    case 401:
-      return Code.Unauthenticated;
-    case 403:
-      return Code.PermissionDenied;
-    case 404:
-      return Code.NotFound;
-    case 409:
-      return Code.AlreadyExists;
-    case 413:
-    case 507:
-      return Code.ResourceExhausted;
-    default:
-      return status >= 500 ? Code.Unavailable : Code.Unknown;
-  }
 }

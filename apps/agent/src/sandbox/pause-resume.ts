@@ -1,5 +1,5 @@
 import { readdir, rename, rm } from 'node:fs/promises';
-import { errorMessage, failedPrecondition, UndoStack } from '@wrenn/core';
+import { errorMessage, failedPrecondition, pollUntil, UndoStack } from '@wrenn/core';
 import { sandboxPaths } from '../storage/layout.js';
 import { recoverFromFailedCheckpoint } from './checkpoint-recovery.js';
 import {
@@ -94,10 +94,10 @@ async function quiesce(ctx: SandboxContext, record: SandboxRecord): Promise<void
   record.envd?.close();
   await ctx.deps.runtime.signal(info.id, 'SIGUSR2');
   if (!slot) return;
-  const deadline = Date.now() + QUIESCE_WAIT_MS;
-  while (Date.now() < deadline && (await ctx.deps.guest.isListening(slot.slotIp))) {
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await pollUntil(async () => ((await ctx.deps.guest.isListening(slot.slotIp)) ? undefined : true), {
+    timeoutMs: QUIESCE_WAIT_MS,
+    intervalMs: 5,
+  });
 }
 
 /**
