@@ -60,8 +60,9 @@ class FakeControlPlane {
     let text = '';
     for await (const chunk of req) text += String(chunk);
     const body = JSON.parse(text || '{}') as Record<string, string>;
-    const send = (status: number, payload: object) =>
+    const send = (status: number, payload: object): void => {
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(payload));
+    };
     const refuse = () => send(401, { code: 'unauthenticated', message: 'token refused' });
     switch (req.url ?? '') {
       case '/v1/hosts/register': {
