@@ -10,7 +10,22 @@ const shape = {
   DATABASE_URL: z.string().optional(),
   // HS256 key for user JWTs; generated once into the data dir when not set.
   WRENN_JWT_SECRET: z.string().min(32).optional(),
+  // The static host: an agent reached over plain h2c, without registration or heartbeats (one box,
+  // the e2e tests). Empty: none, every host registers (docs/fleet.md).
   WRENN_AGENT_URL: z.string().default('http://127.0.0.1:7070'),
+  // A registered host whose last heartbeat is older than this is unreachable, its sandboxes missing.
+  WRENN_HOST_STALE_SEC: z.coerce.number().int().min(1).default(90),
+  // What agents are told: how often to send heartbeats.
+  WRENN_HEARTBEAT_SEC: z.coerce.number().int().min(1).default(30),
+  // Placement: capacity × over-commit − reserve is what a host may give its sandboxes.
+  WRENN_OVERCOMMIT_CPU: z.coerce.number().min(0.1).default(4),
+  WRENN_OVERCOMMIT_MEMORY: z.coerce.number().min(0.1).default(1),
+  WRENN_OVERCOMMIT_DISK: z.coerce.number().min(0.1).default(1),
+  WRENN_RESERVE_CPU: z.coerce.number().min(0).default(0),
+  WRENN_RESERVE_MEMORY_MB: z.coerce.number().int().min(0).default(1024),
+  WRENN_RESERVE_DISK_MB: z.coerce.number().int().min(0).default(10_240),
+  // How much of its size a paused sandbox counts for (memory and CPU; its disk counts fully).
+  WRENN_PAUSED_WEIGHT: z.coerce.number().min(0).max(1).default(0.25),
   LOG_LEVEL: z.string().default('info'),
   // Largest file one upload may carry; bigger ones get 413 (before any byte reaches the sandbox
   // when the request says its length).
@@ -27,10 +42,38 @@ export interface ServerConfig {
   listenPort: number;
   database: { kind: 'postgres'; url: string } | { kind: 'pglite'; dir: string };
   jwtSecret?: string;
+  /** The static host's URL; empty: none. */
   agentUrl: string;
   logLevel: string;
   uploadMaxBytes?: number;
+  /** The fleet's settings; defaults as in the schema above. */
+  fleet?: FleetConfig;
 }
+
+export interface PlacementConfig {
+  overcommit: { cpu: number; memory: number; disk: number };
+  reserve: { cpu: number; memoryMb: number; diskMb: number };
+  pausedWeight: number;
+}
+
+export interface FleetConfig {
+  hostStaleSec: number;
+  heartbeatSec: number;
+  /** How often a server that does not lead tries to take the leader lock (PostgreSQL). */
+  leaderRetryMs: number;
+  placement: PlacementConfig;
+}
+
+export const FLEET_DEFAULTS: FleetConfig = {
+  hostStaleSec: 90,
+  heartbeatSec: 30,
+  leaderRetryMs: 3000,
+  placement: {
+    overcommit: { cpu: 4, memory: 1, disk: 1 },
+    reserve: { cpu: 0, memoryMb: 1024, diskMb: 10_240 },
+    pausedWeight: 0.25,
+  },
+};
 
 export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const raw = parseConfig(shape, env);
@@ -52,5 +95,23 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     agentUrl: raw.WRENN_AGENT_URL,
     logLevel: raw.LOG_LEVEL,
     uploadMaxBytes: raw.WRENN_UPLOAD_MAX_BYTES,
+    fleet: {
+      hostStaleSec: raw.WRENN_HOST_STALE_SEC,
+      heartbeatSec: raw.WRENN_HEARTBEAT_SEC,
+      leaderRetryMs: FLEET_DEFAULTS.leaderRetryMs,
+      placement: {
+        overcommit: {
+          cpu: raw.WRENN_OVERCOMMIT_CPU,
+          memory: raw.WRENN_OVERCOMMIT_MEMORY,
+          disk: raw.WRENN_OVERCOMMIT_DISK,
+        },
+        reserve: {
+          cpu: raw.WRENN_RESERVE_CPU,
+          memoryMb: raw.WRENN_RESERVE_MEMORY_MB,
+          diskMb: raw.WRENN_RESERVE_DISK_MB,
+        },
+        pausedWeight: raw.WRENN_PAUSED_WEIGHT,
+      },
+    },
   };
 }

@@ -1,14 +1,14 @@
 import type { AddressInfo } from 'node:net';
-import { createClient } from '@connectrpc/connect';
-import { createConnectTransport } from '@connectrpc/connect-node';
 import { formatHostPort, type Logger } from '@wrenn/core';
-import { hostagent } from '@wrenn/contracts';
 import { persistentJwtSecret } from './auth/jwt-secret.js';
 import { SessionTokens } from './auth/tokens.js';
-import type { ServerConfig } from './config.js';
+import { FLEET_DEFAULTS, type ServerConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { buildApp, serveApp } from './http/app.js';
 import { createSandboxProxy } from './proxy/sandbox-proxy.js';
+import { openFleet } from './services/fleet/fleet.js';
+import { startHostMonitor } from './services/fleet/host-monitor.js';
+import { startLeaderElection } from './services/fleet/leader.js';
 import { sandboxTraffic } from './services/sandbox-traffic.js';
 import { bootstrapAdmin } from './bootstrap.js';
 import { startReconciler } from './services/reconciler.js';
@@ -19,32 +19,56 @@ export interface RunningServer {
   adminApiKey?: string;
   /** The first admin's password (login as admin@wrenn.local for `/v1/admin/...`), likewise. */
   adminPassword?: string;
+  /** Whether this server runs the cluster's host monitor and reconciler now (leader election). */
+  isLeader(): boolean;
   stop(): Promise<void>;
 }
 
-/** Opens the database, connects to the host agent and serves the API. */
+/**
+ * Opens the database, the fleet (cluster keys, the static host of WRENN_AGENT_URL, connections to
+ * registered hosts) and serves the API; the host monitor and reconciler run while this server leads.
+ */
 export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
+  const fleetConfig = config.fleet ?? FLEET_DEFAULTS;
   const db = await openDatabase(config.database, logger);
   const admin = await bootstrapAdmin(db, config.dataDir);
   const tokens = new SessionTokens(config.jwtSecret ?? (await persistentJwtSecret(config.dataDir, logger)));
-  const agent = createClient(
-    hostagent.HostAgentService,
-    createConnectTransport({ baseUrl: config.agentUrl, httpVersion: '2' }),
-  );
+  const fleet = await openFleet(db, logger.child({ component: 'fleet' }), {
+    staticAgentUrl: config.agentUrl || undefined,
+    config: fleetConfig,
+  });
+  const hosts = fleet.directory;
   // Every path that destroys, pauses, resumes or snapshots a sandbox tells the proxy, which then
   // never hands that sandbox's kept-alive connections to whatever next has its address.
   const sandboxReleased = (sandboxId: string) => proxy.release(sandboxId);
   const proxy = createSandboxProxy(
     {
-      ...sandboxTraffic({ db, agent, logger, sandboxReleased }),
+      ...sandboxTraffic({ db, hosts, logger, sandboxReleased }),
       logger: logger.child({ component: 'proxy' }),
     },
     // Under the agent's 2 s reaper period, so even a 3 s timeout sees traffic as activity.
     { activityIntervalMs: 1000 },
   );
-  const app = buildApp({ db, tokens, agent, logger, uploadMaxBytes: config.uploadMaxBytes, sandboxReleased });
-  const reconciler = startReconciler(db, agent, logger.child({ component: 'reconciler' }), {
+  const app = buildApp({
+    db,
+    tokens,
+    hosts,
+    fleet,
+    logger,
+    uploadMaxBytes: config.uploadMaxBytes,
     sandboxReleased,
+  });
+  const leadership = startLeaderElection(config.database, logger.child({ component: 'leader' }), {
+    retryMs: fleetConfig.leaderRetryMs,
+  });
+  const isLeader = () => leadership.isLeader();
+  const reconciler = startReconciler(db, hosts, logger.child({ component: 'reconciler' }), {
+    sandboxReleased,
+    isLeader,
+  });
+  const monitor = startHostMonitor(db, logger.child({ component: 'host-monitor' }), {
+    staleSec: fleetConfig.hostStaleSec,
+    isLeader,
   });
   const server = await serveApp(app, config.listenHost, config.listenPort, proxy);
   const { port } = server.address() as AddressInfo;
@@ -54,9 +78,13 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     url,
     adminApiKey: admin?.apiKey,
     adminPassword: admin?.password,
+    isLeader,
     async stop() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await monitor.stop();
       await reconciler.stop();
+      await leadership.stop();
+      hosts.close();
       await db.destroy();
     },
   };

@@ -116,6 +116,81 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0005_fleet': {
+    async up(db: Kysely<unknown>) {
+      // The cluster's CA and host-token signing key (docs/fleet.md): made by the first server, shared
+      // by every replica. `value` is JSON (PEMs).
+      await db.schema
+        .createTable('cluster_keys')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('value', 'jsonb', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await db.schema
+        .alterTable('teams')
+        .addColumn('is_byoc', 'boolean', (c) => c.notNull().defaultTo(false))
+        .execute();
+      await db.schema
+        .createTable('hosts')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('kind', 'text', (c) => c.notNull().check(sql`kind in ('platform', 'byoc')`))
+        .addColumn('team_id', 'uuid', (c) => c.references('teams.id').onDelete('cascade'))
+        .addColumn('status', 'text', (c) =>
+          c.notNull().check(sql`status in ('pending', 'online', 'unreachable', 'deleted')`),
+        )
+        // The host a server was configured with (WRENN_AGENT_URL): plain h2c, no heartbeats.
+        .addColumn('is_static', 'boolean', (c) => c.notNull().defaultTo(false))
+        .addColumn('address', 'text')
+        .addColumn('arch', 'text')
+        .addColumn('agent_version', 'text')
+        .addColumn('cpu_cores', 'integer')
+        .addColumn('memory_mb', 'integer')
+        .addColumn('disk_mb', 'integer')
+        .addColumn('public_key', 'text')
+        .addColumn('load', 'jsonb')
+        .addColumn('running_count', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('paused_count', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('last_heartbeat_at', 'timestamptz')
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('registered_at', 'timestamptz')
+        .execute();
+      await sql`create unique index hosts_static_address on hosts (address) where is_static`.execute(db);
+      await db.schema
+        .createTable('host_registration_tokens')
+        .addColumn('token_hash', 'text', (c) => c.primaryKey())
+        .addColumn('host_id', 'uuid', (c) => c.notNull().references('hosts.id').onDelete('cascade'))
+        .addColumn('expires_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('used_at', 'timestamptz')
+        .execute();
+      await db.schema
+        .createTable('host_refresh_tokens')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('host_id', 'uuid', (c) => c.notNull().references('hosts.id').onDelete('cascade'))
+        // Every token descended from one registration; a reused one revokes them all.
+        .addColumn('family', 'uuid', (c) => c.notNull())
+        .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('status', 'text', (c) =>
+          c.notNull().check(sql`status in ('active', 'rotated', 'revoked')`),
+        )
+        .addColumn('expires_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await db.schema
+        .createIndex('host_refresh_tokens_family')
+        .on('host_refresh_tokens')
+        .column('family')
+        .execute();
+      await db.schema
+        .alterTable('sandboxes')
+        .addColumn('host_id', 'uuid', (c) => c.references('hosts.id'))
+        .execute();
+      await db.schema
+        .createIndex('sandboxes_host_idx')
+        .on('sandboxes')
+        .columns(['host_id', 'status'])
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -15,6 +15,8 @@ export interface UsersTable {
 export interface TeamsTable {
   id: Generated<string>;
   name: string;
+  /** Brings its own hosts: its sandboxes run only there (docs/fleet.md). */
+  is_byoc: Generated<boolean>;
   created_at: CreatedAt;
 }
 
@@ -42,7 +44,10 @@ export interface SandboxesTable {
   id: string;
   team_id: string;
   template: string;
-  status: 'pending' | 'running' | 'paused' | 'stopped' | 'error';
+  /** `missing`: its host stopped sending heartbeats; reversible when the host returns. */
+  status: 'pending' | 'running' | 'paused' | 'stopped' | 'error' | 'missing';
+  /** NULL only for rows from before the fleet: the server's static host. */
+  host_id: string | null;
   vcpus: number;
   memory_mb: number;
   disk_mb: number;
@@ -83,7 +88,64 @@ export interface SandboxMetricsTable {
   disk_total_bytes: ColumnType<string, string | number | bigint, never>;
 }
 
+export interface ClusterKeysTable {
+  name: 'ca' | 'host_token_key';
+  value: ColumnType<Record<string, string>, string, never>;
+  created_at: CreatedAt;
+}
+
+export interface HostLoad {
+  cpu_pct: number;
+  memory_used_mb: number;
+  disk_used_mb: number;
+}
+
+export interface HostsTable {
+  id: Generated<string>;
+  kind: 'platform' | 'byoc';
+  team_id: string | null;
+  status: 'pending' | 'online' | 'unreachable' | 'deleted';
+  is_static: Generated<boolean>;
+  /** host:port the agent listens on (a static host: its URL). */
+  address: string | null;
+  arch: string | null;
+  agent_version: string | null;
+  cpu_cores: number | null;
+  memory_mb: number | null;
+  disk_mb: number | null;
+  /** SPKI PEM of the agent's key; its certificate is issued for it. */
+  public_key: string | null;
+  load: ColumnType<HostLoad | null, string | null, string | null>;
+  running_count: Generated<number>;
+  paused_count: Generated<number>;
+  last_heartbeat_at: Date | null;
+  created_at: CreatedAt;
+  registered_at: Date | null;
+}
+
+export interface HostRegistrationTokensTable {
+  /** SHA-256 of the token, hex. */
+  token_hash: string;
+  host_id: string;
+  expires_at: Date;
+  used_at: Date | null;
+}
+
+export interface HostRefreshTokensTable {
+  id: Generated<string>;
+  host_id: string;
+  family: string;
+  token_hash: string;
+  status: 'active' | 'rotated' | 'revoked';
+  expires_at: Date;
+  created_at: CreatedAt;
+}
+
 export interface Database {
+  cluster_keys: ClusterKeysTable;
+  hosts: HostsTable;
+  host_registration_tokens: HostRegistrationTokensTable;
+  host_refresh_tokens: HostRefreshTokensTable;
   templates: TemplatesTable;
   sandbox_metrics: SandboxMetricsTable;
   users: UsersTable;

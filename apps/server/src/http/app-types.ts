@@ -5,13 +5,18 @@ import type { hostagent } from '@wrenn/contracts';
 import type { LoginLimit } from '../auth/login-throttle.js';
 import type { SessionTokens } from '../auth/tokens.js';
 import type { Db } from '../db/database.js';
+import type { Fleet } from '../services/fleet/fleet.js';
+import type { Hosts } from '../services/fleet/host-agents.js';
 
 export type AgentClient = Client<typeof hostagent.HostAgentService>;
 
 export interface ServerDeps {
   db: Db;
   tokens: SessionTokens;
-  agent: AgentClient;
+  /** Every host's agent, and placement: what sandbox operations need. */
+  hosts: Hosts;
+  /** Hosts' credentials and directory: what the host routes need. */
+  fleet: Fleet;
   logger: Logger;
   /** Failed logins allowed per email (default 10 per 15 minutes, in this process's memory). */
   loginLimit?: LoginLimit;

@@ -57,7 +57,8 @@ export const TEMPLATE_NAME = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "must be lowercase letters, digits, '-' or '_' (at most 63)");
 
-export const SANDBOX_STATUS = ['pending', 'running', 'paused', 'stopped', 'error'] as const;
+/** `missing`: its host stopped sending heartbeats; it gets its state back when the host returns. */
+export const SANDBOX_STATUS = ['pending', 'running', 'paused', 'stopped', 'error', 'missing'] as const;
 
 /** A sandbox's fields as the API shows them; unnamed, so each listing can name its own extension. */
 export const SandboxFields = z.object({
@@ -71,6 +72,7 @@ export const SandboxFields = z.object({
   metadata: z.record(z.string(), z.string()),
   status_reason: z.string().openapi({ description: 'Why the sandbox is in its status when nobody asked' }),
   auto_paused: z.boolean().openapi({ description: 'Paused by the inactivity timeout' }),
+  host_id: z.uuid().nullable().openapi({ description: 'The host it runs on' }),
   created_at: z.string(),
 });
 
@@ -86,6 +88,7 @@ export function sandboxView(row: {
   metadata: Record<string, string>;
   status_reason: string;
   auto_paused: boolean;
+  host_id: string | null;
   created_at: Date;
 }): z.infer<typeof SandboxFields> {
   return {
@@ -99,6 +102,7 @@ export function sandboxView(row: {
     metadata: row.metadata,
     status_reason: row.status_reason,
     auto_paused: row.auto_paused,
+    host_id: row.host_id,
     created_at: new Date(row.created_at).toISOString(),
   };
 }

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '@wrenn/core';
+import { TunnelPool } from './agent-tunnel.js';
 import { forwardRequest, type ForwardContext } from './forward.js';
 import { rawReply, notFoundBody, sendJson } from './replies.js';
 import { routeSandboxRequest, type SandboxAddress, type SandboxRoute } from './routing.js';
@@ -55,13 +56,18 @@ export interface SandboxProxyOptions {
 
 export function createSandboxProxy(deps: SandboxProxyDeps, options: SandboxProxyOptions = {}): SandboxProxy {
   const { logger } = deps;
-  const targets = new TargetCache((id) => deps.resolve(id), { cacheMs: options.cacheMs ?? 1000 });
+  const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+  const targets = new TargetCache((id) => deps.resolve(id), {
+    cacheMs: options.cacheMs ?? 1000,
+    // A sandbox on a registered host: its connections are CONNECT streams through the agent.
+    tunnelPool: (host, session, sandboxId) => new TunnelPool(host, session, sandboxId, connectTimeoutMs),
+  });
   // Sandboxes whose activity was reported within the interval.
   const recentlyActive = new LRUCache<string, true>({ max: 4096, ttl: options.activityIntervalMs ?? 5000 });
 
   const ctx: ForwardContext = {
     logger,
-    connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+    connectTimeoutMs,
     release: (sandboxId) => targets.release(sandboxId),
     /** Called on every request and on every chunk both ways: a long stream keeps its sandbox alive. */
     touch(sandboxId) {

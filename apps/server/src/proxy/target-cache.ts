@@ -1,15 +1,17 @@
 import http from 'node:http';
+import type http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import { LRUCache } from 'lru-cache';
 
 export type ResolveResult =
-  | { kind: 'target'; host: string } // sandbox running: its address (IP/host) on this machine
-  | { kind: 'gone' }; // unknown, paused without auto-resume, stopped
+  // Sandbox running: its address (IP/host) reachable from here; with `tunnel`, on a registered
+  // host, reached through its agent's HTTP/2 session (`host` is then only a name for the Host header).
+  { kind: 'target'; host: string; tunnel?: http2.ClientHttp2Session } | { kind: 'gone' }; // unknown, paused without auto-resume, stopped
 
 /** A running sandbox: where it is, and the connections kept open to it. */
 export interface Target {
   host: string;
-  agent: http.Agent;
+  agent: SandboxPool;
 }
 
 /**
@@ -22,6 +24,8 @@ export interface Target {
  */
 export class SandboxPool extends http.Agent {
   private retired = false;
+  /** The agent's HTTP/2 session the pool's connections are tunnelled over, if any. */
+  readonly session?: http2.ClientHttp2Session;
 
   constructor(readonly host: string) {
     // Keep-alive: the SDK makes many small envd calls per operation; a fresh TCP handshake for
@@ -36,6 +40,10 @@ export class SandboxPool extends http.Agent {
     return (super.keepSocketAlive(socket) as unknown) !== false;
   }
 
+  protected get isRetired(): boolean {
+    return this.retired;
+  }
+
   retire(): void {
     this.retired = true;
     for (const sockets of Object.values(this.freeSockets))
@@ -46,6 +54,8 @@ export class SandboxPool extends http.Agent {
 export interface TargetCacheOptions {
   /** How long a resolved address is reused (ms). */
   cacheMs: number;
+  /** A pool for a sandbox reached through its agent (see `TunnelPool`). */
+  tunnelPool?: (host: string, session: http2.ClientHttp2Session, sandboxId: string) => SandboxPool;
   /** Most sandboxes remembered at once (addresses and pools each); the least recently used go first. */
   max?: number;
 }
@@ -78,9 +88,12 @@ export class TargetCache {
       return undefined;
     }
     let pool = this.pools.get(sandboxId);
-    if (pool?.host !== result.host) {
-      // At another address: resumed or restored elsewhere, a new incarnation.
-      pool = new SandboxPool(result.host);
+    if (pool?.host !== result.host || pool.session !== result.tunnel) {
+      // At another address or host: resumed or restored elsewhere, a new incarnation.
+      const { tunnel } = result;
+      if (tunnel && !this.options.tunnelPool)
+        throw new Error('no tunnel pool for a sandbox on a registered host');
+      pool = tunnel ? this.options.tunnelPool!(result.host, tunnel, sandboxId) : new SandboxPool(result.host);
       this.pools.set(sandboxId, pool);
     }
     return { host: result.host, agent: pool };

@@ -5,6 +5,7 @@ import type { ForwardContext } from './forward.js';
 import { upgradeRequestHead } from './headers.js';
 import { closeGently, rawReply, timeoutError, unreachableBody } from './replies.js';
 import type { SandboxAddress } from './routing.js';
+import { openAgentTunnel } from './agent-tunnel.js';
 import type { Target } from './target-cache.js';
 
 /**
@@ -31,40 +32,73 @@ export function tunnelUpgrade(
     });
 
   function open(target: Target): void {
-    const upstream = net.connect({ host: target.host, port: to.port, noDelay: true });
     let connected = false;
-    const timer = setTimeout(() => upstream.destroy(timeoutError()), ctx.connectTimeoutMs);
-    const onClientClose = () => upstream.destroy();
+    const onClientClose = () => pending.abort();
+    const pending = new AbortController();
     socket.once('close', onClientClose);
-    upstream.once('close', () => clearTimeout(timer));
+    connectUpstream(target, to, ctx.connectTimeoutMs, pending.signal).then(
+      (upstream) => {
+        socket.off('close', onClientClose);
+        if (socket.destroyed) {
+          upstream.destroy();
+          return;
+        }
+        connected = true;
+        upstream.write(upgradeRequestHead(req, { host: target.host, port: to.port }));
+        if (head.length > 0) upstream.write(head);
+        socket.pipe(upstream);
+        upstream.pipe(socket);
+        socket.on('data', () => ctx.touch(to.sandboxId));
+        upstream.on('data', () => ctx.touch(to.sandboxId));
+        // Either side closing ends the other once its pending bytes are written (a WebSocket close
+        // frame must still reach the peer); an error drops both at once.
+        socket.once('close', () => closeGently(upstream));
+        upstream.once('close', () => closeGently(socket));
+        socket.on('error', () => upstream.destroy());
+        upstream.on('error', () => {
+          if (connected) socket.destroy();
+        });
+      },
+      (err: NodeJS.ErrnoException) => {
+        socket.off('close', onClientClose);
+        if (socket.destroyed) return;
+        ctx.release(to.sandboxId);
+        ctx.logger.debug(
+          { sandboxId: to.sandboxId, port: to.port, err },
+          'sandbox port unreachable (upgrade)',
+        );
+        rawReply(socket, 502, 'Bad Gateway', unreachableBody(to.sandboxId, to.port));
+      },
+    );
+  }
+}
 
+/**
+ * A connection of its own to the sandbox's port: TCP to its address, or a CONNECT stream through
+ * its agent when it is on a registered host. Rejects when it cannot be opened in `timeoutMs`.
+ */
+function connectUpstream(
+  target: Target,
+  { sandboxId, port }: SandboxAddress,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<Duplex> {
+  const { session } = target.agent;
+  if (session) return openAgentTunnel(session, sandboxId, port, timeoutMs);
+  return new Promise((resolve, reject) => {
+    const upstream = net.connect({ host: target.host, port, noDelay: true });
+    const timer = setTimeout(() => upstream.destroy(timeoutError()), timeoutMs);
+    const abort = () => upstream.destroy();
+    signal.addEventListener('abort', abort, { once: true });
     upstream.once('connect', () => {
       clearTimeout(timer);
-      connected = true;
-      socket.off('close', onClientClose);
-      upstream.write(upgradeRequestHead(req, { host: target.host, port: to.port }));
-      if (head.length > 0) upstream.write(head);
-      socket.pipe(upstream);
-      upstream.pipe(socket);
-      socket.on('data', () => ctx.touch(to.sandboxId));
-      upstream.on('data', () => ctx.touch(to.sandboxId));
-      // Either side closing ends the other once its pending bytes are written (a WebSocket close
-      // frame must still reach the peer); an error drops both at once.
-      socket.once('close', () => closeGently(upstream));
-      upstream.once('close', () => closeGently(socket));
-      socket.on('error', () => upstream.destroy());
+      signal.removeEventListener('abort', abort);
+      resolve(upstream);
     });
-    upstream.on('error', (err: NodeJS.ErrnoException) => {
+    upstream.once('error', (err) => {
       clearTimeout(timer);
-      if (connected) {
-        socket.destroy();
-        return;
-      }
-      socket.off('close', onClientClose);
-      if (socket.destroyed) return;
-      ctx.release(to.sandboxId);
-      ctx.logger.debug({ sandboxId: to.sandboxId, port: to.port, err }, 'sandbox port unreachable (upgrade)');
-      rawReply(socket, 502, 'Bad Gateway', unreachableBody(to.sandboxId, to.port));
+      signal.removeEventListener('abort', abort);
+      reject(err);
     });
-  }
+  });
 }

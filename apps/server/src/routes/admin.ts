@@ -1,23 +1,23 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { App, ServerDeps } from '../http/app-types.js';
 import { requireAdmin, requireUser } from '../http/auth.js';
+import { notFound } from '../http/errors.js';
 import {
   AdminSandbox,
   bearer,
   errors,
   json,
+  jsonBody,
   SANDBOX_STATUS,
   sandboxView,
   snapshotView,
 } from '../http/schemas.js';
 
-/** How long GET /v1/admin/hosts waits for the agent before calling it unreachable. */
-const HOST_PROBE_TIMEOUT_MS = 2000;
-
 const AdminTeam = z
   .object({
     id: z.uuid(),
     name: z.string(),
+    is_byoc: z.boolean(),
     created_at: z.string(),
     member_count: z.number().int(),
     sandbox_count: z.number().int().openapi({ description: 'Sandboxes not stopped' }),
@@ -39,26 +39,12 @@ const AdminTemplate = z
   })
   .openapi('AdminTemplate');
 
-const AdminHost = z
-  .object({
-    id: z.string().openapi({ example: 'local' }),
-    reachable: z
-      .boolean()
-      .openapi({ description: `Whether the agent answered within ${HOST_PROBE_TIMEOUT_MS} ms` }),
-    sandboxes: z
-      .number()
-      .int()
-      .nullable()
-      .openapi({ description: 'Sandboxes the agent holds; null when it did not answer' }),
-  })
-  .openapi('AdminHost');
-
 const iso = (d: Date) => new Date(d).toISOString();
 
 /** Read-only views across every team, for users with `is_admin` (checked on every request). */
 export function adminRoutes(app: App, deps: ServerDeps): void {
   // Longer than ~80 lines on purpose: a table of routes, each a declaration and a short handler.
-  const { db, agent } = deps;
+  const { db } = deps;
   app.use('/v1/admin/*', requireUser(deps), requireAdmin(deps));
 
   const adminErrors = { 401: errors[401], 403: errors[403] };
@@ -78,6 +64,7 @@ export function adminRoutes(app: App, deps: ServerDeps): void {
         .select((eb) => [
           'teams.id',
           'teams.name',
+          'teams.is_byoc',
           'teams.created_at',
           eb
             .selectFrom('team_members')
@@ -97,6 +84,7 @@ export function adminRoutes(app: App, deps: ServerDeps): void {
       const teams = rows.map((r) => ({
         id: r.id,
         name: r.name,
+        is_byoc: r.is_byoc,
         created_at: iso(r.created_at),
         member_count: Number(r.member_count ?? 0),
         sandbox_count: Number(r.sandbox_count ?? 0),
@@ -156,23 +144,32 @@ export function adminRoutes(app: App, deps: ServerDeps): void {
 
   app.openapi(
     createRoute({
-      method: 'get',
-      path: '/v1/admin/hosts',
+      method: 'put',
+      path: '/v1/admin/teams/{id}/byoc',
       tags: ['admin'],
-      summary: 'The host agents and whether they answer (admins only)',
-      description: `One host for now: the agent this server is configured with, asked for its sandboxes with a ${HOST_PROBE_TIMEOUT_MS} ms timeout.`,
+      summary: 'Make a team BYOC (its sandboxes run only on its own hosts) or not (admins only)',
       security: bearer,
-      responses: { 200: json(z.object({ hosts: z.array(AdminHost) }), 'Hosts'), ...adminErrors },
+      request: {
+        params: z.object({ id: z.uuid().openapi({ param: { name: 'id', in: 'path' } }) }),
+        body: jsonBody(z.strictObject({ is_byoc: z.boolean() })),
+      },
+      responses: {
+        200: json(z.object({ id: z.uuid(), name: z.string(), is_byoc: z.boolean() }), 'The team'),
+        400: errors[400],
+        404: errors[404],
+        ...adminErrors,
+      },
     }),
     async (c) => {
-      const host = await agent.listSandboxes({}, { timeoutMs: HOST_PROBE_TIMEOUT_MS }).then(
-        (res) => ({ id: 'local', reachable: true, sandboxes: res.sandboxes.length }),
-        (err: unknown) => {
-          deps.logger.debug({ err }, 'host agent did not answer');
-          return { id: 'local', reachable: false, sandboxes: null };
-        },
-      );
-      return c.json({ hosts: [host] }, 200);
+      const { id } = c.req.valid('param');
+      const team = await db
+        .updateTable('teams')
+        .set({ is_byoc: c.req.valid('json').is_byoc })
+        .where('id', '=', id)
+        .returning(['id', 'name', 'is_byoc'])
+        .executeTakeFirst();
+      if (!team) throw notFound('team', id);
+      return c.json(team, 200);
     },
   );
 }

@@ -11,7 +11,7 @@ import { ExecSession } from './exec-session.js';
  * the command.
  */
 export function execWebSocketRoutes(app: App, deps: ServerDeps): void {
-  const { db, agent, logger } = deps;
+  const { db, logger } = deps;
 
   app.openAPIRegistry.registerPath({
     method: 'get',
@@ -34,19 +34,20 @@ export function execWebSocketRoutes(app: App, deps: ServerDeps): void {
     },
   });
 
-  const upgrade = upgradeWebSocket((c) => {
-    const session = new ExecSession(agent, logger, c.req.param('id')!);
-    return {
-      onMessage: (event, ws) => session.message(ws, (event as { data: unknown }).data),
-      onClose: () => session.close(),
-      onError: () => session.close(),
-    };
-  });
-
   // One handler (not middleware), so the route counts as served where routes are listed.
   app.get('/v1/sandboxes/:id/exec/ws', async (c) => {
     const { id } = SandboxIdParam.parse(c.req.param());
-    await ownedSandbox(db, authed(c, 'teamId'), id);
+    const row = await ownedSandbox(db, authed(c, 'teamId'), id);
+    // The agent of the sandbox's host, found before the upgrade so a failure is still an HTTP answer.
+    const agent = await deps.hosts.agent(row.host_id);
+    const upgrade = upgradeWebSocket(() => {
+      const session = new ExecSession(agent, logger, row.id);
+      return {
+        onMessage: (event, ws) => session.message(ws, (event as { data: unknown }).data),
+        onClose: () => session.close(),
+        onError: () => session.close(),
+      };
+    });
     const upgraded = await upgrade(c, () => Promise.resolve());
     return (
       upgraded ?? c.json({ code: 'upgrade_required', message: 'this endpoint speaks WebSocket only' }, 426)

@@ -39,7 +39,7 @@ const tooLarge = (max: number, size?: number) =>
  */
 export function fileRoutes(app: App, deps: ServerDeps): void {
   // Longer than ~80 lines on purpose: a table of routes, each a declaration and a short handler.
-  const { db, agent } = deps;
+  const { db, hosts } = deps;
   const max = deps.uploadMaxBytes ?? DEFAULT_UPLOAD_MAX_BYTES;
 
   // Declared by hand: the schema validator would read the whole body before the handler.
@@ -102,6 +102,7 @@ export function fileRoutes(app: App, deps: ServerDeps): void {
       yield { part: { case: 'end', value: { size: BigInt(written) } } };
     }
     try {
+      const agent = await hosts.agent(row.host_id);
       await agent.writeFileStream(requests(), { signal: c.req.raw.signal });
     } catch (err) {
       if (overLimit) {
@@ -134,6 +135,7 @@ export function fileRoutes(app: App, deps: ServerDeps): void {
     const query = FileQuery.parse(c.req.query());
     const row = await ownedSandbox(db, authed(c, 'teamId'), id);
     const abort = new AbortController();
+    const agent = await hosts.agent(row.host_id);
     const stream = agent.readFileStream(
       { sandboxId: row.id, path: query.path, user: query.user ?? '' },
       { signal: AbortSignal.any([abort.signal, c.req.raw.signal]) },

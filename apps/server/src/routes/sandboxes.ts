@@ -78,7 +78,7 @@ const Timeout = z.strictObject({ timeout_sec: TIMEOUT_SEC });
 
 export function sandboxRoutes(app: App, deps: ServerDeps): void {
   // Longer than ~80 lines on purpose: a table of routes, each a declaration and a short handler.
-  const { db, agent } = deps;
+  const { db, hosts } = deps;
   app.use('/v1/sandboxes', requireApiKey(deps));
   app.use('/v1/sandboxes/*', requireApiKey(deps));
 
@@ -195,6 +195,7 @@ export function sandboxRoutes(app: App, deps: ServerDeps): void {
     async (c) => {
       const row = await owned(authed(c, 'teamId'), c.req.valid('param').id);
       const body = c.req.valid('json');
+      const agent = await hosts.agent(row.host_id);
       const res = await agent.exec(
         {
           sandboxId: row.id,
@@ -288,7 +289,7 @@ export function sandboxRoutes(app: App, deps: ServerDeps): void {
     }),
     async (c) => {
       const row = await owned(authed(c, 'teamId'), c.req.valid('param').id);
-      await agent.pingSandbox({ sandboxId: row.id });
+      await (await hosts.agent(row.host_id)).pingSandbox({ sandboxId: row.id });
       return c.body(null, 204);
     },
   );

@@ -2,6 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { hostagent } from '@wrenn/contracts';
 import type { App, ServerDeps } from '../http/app-types.js';
 import { authed, requireApiKey } from '../http/auth.js';
+import { platformAgent } from '../services/fleet/host-agents.js';
 import { apiKey, errors, json, jsonBody, SANDBOX_ID, snapshotView, TEMPLATE_NAME } from '../http/schemas.js';
 import {
   createTeamSnapshot,
@@ -51,7 +52,7 @@ const SnapshotIdParam = z.object({
 /** Snapshots are team-scoped templates; the platform's images (like `base`) are visible to all. */
 export function snapshotRoutes(app: App, deps: ServerDeps): void {
   // Longer than ~80 lines on purpose: a table of routes, each a declaration and a short handler.
-  const { db, agent } = deps;
+  const { db } = deps;
   for (const path of ['/v1/snapshots', '/v1/snapshots/*', '/v1/templates'])
     app.use(path, requireApiKey(deps));
 
@@ -138,7 +139,7 @@ export function snapshotRoutes(app: App, deps: ServerDeps): void {
       responses: { 200: json(z.object({ templates: z.array(Template) }), 'Templates'), ...errors },
     }),
     async (c) => {
-      const { templates } = await agent.listTemplates({});
+      const { templates } = await (await platformAgent(deps)).listTemplates({});
       const platform = templates
         .filter((t) => t.kind === hostagent.TemplateKind.IMAGE && !isAgentSnapshotName(t.name))
         .map((t) => ({ name: t.name, kind: 'image' as const, platform: true, id: null }));

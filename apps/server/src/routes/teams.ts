@@ -5,7 +5,14 @@ import { authed, requireUser } from '../http/auth.js';
 import { forbidden, notFound } from '../http/errors.js';
 import { bearer, errors, json, jsonBody } from '../http/schemas.js';
 
-const Team = z.object({ id: z.uuid(), name: z.string(), role: z.enum(['owner', 'member']) }).openapi('Team');
+const Team = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    role: z.enum(['owner', 'member']),
+    is_byoc: z.boolean().openapi({ description: 'Runs its sandboxes only on hosts it brings' }),
+  })
+  .openapi('Team');
 const Member = z
   .object({ user_id: z.uuid(), email: z.string(), role: z.enum(['owner', 'member']) })
   .openapi('TeamMember');
@@ -54,7 +61,7 @@ export function teamRoutes(app: App, deps: ServerDeps): void {
       const teams = await db
         .selectFrom('teams')
         .innerJoin('team_members', 'team_members.team_id', 'teams.id')
-        .select(['teams.id', 'teams.name', 'team_members.role'])
+        .select(['teams.id', 'teams.name', 'team_members.role', 'teams.is_byoc'])
         .where('team_members.user_id', '=', authed(c, 'userId'))
         .orderBy('teams.created_at')
         .execute();

@@ -2,6 +2,7 @@ import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { hostagent } from '@wrenn/contracts';
 import type { Db } from '../db/database.js';
 import type { AgentClient } from '../http/app-types.js';
+import type { Hosts } from './fleet/host-agents.js';
 
 export type MetricsRange = '10m' | '2h' | '24h';
 
@@ -78,11 +79,12 @@ export async function flushMetrics(
  * while it is paused (the agent may have restarted meanwhile).
  */
 export async function sandboxMetrics(
-  { db, agent }: { db: Db; agent: AgentClient },
-  sandbox: { id: string; status: string },
+  deps: { db: Db; hosts: Hosts },
+  sandbox: { id: string; status: string; host_id: string | null },
   range: MetricsRange,
 ): Promise<MetricPoint[]> {
-  if (sandbox.status === 'paused') return storedMetrics(db, sandbox.id, range);
+  if (sandbox.status === 'paused') return storedMetrics(deps.db, sandbox.id, range);
+  const agent = await deps.hosts.agent(sandbox.host_id);
   const { samples } = await agent.getSandboxMetrics({
     sandboxId: sandbox.id,
     range: AGENT_METRICS_RANGE[range],

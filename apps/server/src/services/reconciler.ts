@@ -3,6 +3,7 @@ import { hostagent } from '@wrenn/contracts';
 import type { Db } from '../db/database.js';
 import type { SandboxesTable } from '../db/schema.js';
 import type { AgentClient } from '../http/app-types.js';
+import type { Hosts } from './fleet/host-agents.js';
 import { flushMetrics } from './metrics-store.js';
 import { releasing } from './sandbox-release.js';
 
@@ -35,11 +36,18 @@ export async function reconcile(
 ): Promise<number> {
   const { sandboxes } = await agent.listSandboxes({});
   const onAgent = new Map(sandboxes.map((s) => [s.id, s]));
-  const rows = await db
+  let query = db
     .selectFrom('sandboxes')
     .select(['id', 'status', 'status_reason', 'auto_paused', 'on_timeout', 'updated_at'])
-    .where('status', 'in', ['pending', 'running', 'paused'])
-    .execute();
+    .where('status', 'in', ['pending', 'running', 'paused']);
+  const { hostId } = opts;
+  if (hostId !== undefined)
+    query = query.where((eb) =>
+      opts.isStaticHost
+        ? eb.or([eb('host_id', '=', hostId), eb('host_id', 'is', null)])
+        : eb('host_id', '=', hostId),
+    );
+  const rows = await query.execute();
   let changed = 0;
   for (const row of rows) {
     const info = onAgent.get(row.id);
@@ -101,22 +109,56 @@ export async function reconcile(
 export interface ReconcilerOptions {
   /** Between passes (ms); default 5 s. */
   intervalMs?: number;
+  /** Only the sandboxes of this host (the static host's also takes rows from before the fleet). */
+  hostId?: string;
+  isStaticHost?: boolean;
   /** Told of every sandbox found paused or stopped, or destroyed here (see `ServerDeps`). */
   sandboxReleased?: (sandboxId: string) => void;
 }
 
-/** Runs `reconcile` every `intervalMs`, one pass at a time; an unreachable agent is logged, not fatal. */
-export function startReconciler(
+/** One pass over every online host, each against its own agent; a host that fails is logged and skipped. */
+export async function reconcileHosts(
   db: Db,
-  agent: AgentClient,
+  hosts: Pick<Hosts, 'agent'>,
   logger: Logger,
   opts: ReconcilerOptions = {},
+): Promise<number> {
+  const online = await db
+    .selectFrom('hosts')
+    .select(['id', 'is_static'])
+    .where('status', '=', 'online')
+    .execute();
+  let changed = 0;
+  for (const host of online) {
+    try {
+      const agent = await hosts.agent(host.id);
+      changed += await reconcile(db, agent, logger, {
+        ...opts,
+        hostId: host.id,
+        isStaticHost: host.is_static,
+      });
+    } catch (err) {
+      logger.warn({ hostId: host.id, err: errorMessage(err) }, 'reconcile pass failed');
+    }
+  }
+  return changed;
+}
+
+/**
+ * Runs `reconcileHosts` every `intervalMs`, one pass at a time, while `isLeader()` says this server
+ * is the one that should (leader election: one reconciler per cluster).
+ */
+export function startReconciler(
+  db: Db,
+  hosts: Pick<Hosts, 'agent'>,
+  logger: Logger,
+  opts: ReconcilerOptions & { isLeader?: () => boolean } = {},
 ): { stop(): Promise<void> } {
   const intervalMs = opts.intervalMs ?? 5000;
   let running: Promise<unknown> | undefined;
   const timer = setInterval(() => {
-    if (running) return;
-    running = reconcile(db, agent, logger, opts)
+    if (running || (opts.isLeader && !opts.isLeader())) return;
+    running = reconcileHosts(db, hosts, logger, opts)
       .catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'reconcile pass failed'))
       .finally(() => (running = undefined));
   }, intervalMs);

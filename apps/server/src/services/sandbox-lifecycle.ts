@@ -1,7 +1,8 @@
-import { Code, ConnectError } from '@wrenn/core';
+import { Code, ConnectError, randomId } from '@wrenn/core';
 import type { hostagent } from '@wrenn/contracts';
-import type { AgentClient } from '../http/app-types.js';
 import type { Db } from '../db/database.js';
+import { agentOfSandbox, type Hosts } from './fleet/host-agents.js';
+import { DEFAULT_NEED } from './fleet/placement.js';
 import { flushMetrics } from './metrics-store.js';
 import { statusFromAgent } from './reconciler.js';
 import { resolveTemplate } from './templates.js';
@@ -10,7 +11,8 @@ import { releasing } from './sandbox-release.js';
 /** The sandbox operations both APIs (Wrenn's `/v1` and the E2B-compatible one) share. */
 export interface SandboxLifecycleDeps {
   db: Db;
-  agent: AgentClient;
+  /** Every host's agent, and placement for new sandboxes. */
+  hosts: Hosts;
   /** Called once a sandbox was destroyed, paused or resumed, whether or not that succeeded. */
   sandboxReleased?: (sandboxId: string) => void;
 }
@@ -31,41 +33,77 @@ export interface NewSandbox {
   shownTemplate?: string;
 }
 
+/**
+ * Places the sandbox on a host, records it as `pending` there (so placement counts it while it is
+ * made, and the reconciler leaves it to this request), asks that host's agent to create it under
+ * the id chosen here, and records what the agent made. A failed create leaves no row.
+ */
 export async function createSandbox(
-  { db, agent }: SandboxLifecycleDeps,
+  deps: SandboxLifecycleDeps,
   teamId: string,
   spec: NewSandbox,
   signal?: AbortSignal,
 ) {
+  const { db, hosts } = deps;
   const template = await resolveTemplate(db, teamId, spec.template);
-  const { sandbox } = await agent.createSandbox(
-    {
-      template: template.agentName,
-      vcpus: spec.vcpus ?? 0,
-      memoryMb: spec.memoryMb ?? 0,
-      diskMb: spec.diskMb ?? 0,
-      timeoutSec: spec.timeoutSec,
-      env: spec.env,
-      metadata: spec.metadata,
-    },
-    { signal },
-  );
-  const info = sandbox!;
-  const row = await db
+  const need = template.snapshot ?? {
+    vcpus: spec.vcpus ?? DEFAULT_NEED.vcpus,
+    memoryMb: spec.memoryMb ?? DEFAULT_NEED.memoryMb,
+    diskMb: spec.diskMb ?? DEFAULT_NEED.diskMb,
+  };
+  // A snapshot's files are on the host that made it (they do not travel yet).
+  const hostId = await hosts.place(teamId, need, template.snapshot?.hostId);
+  const id = randomId(20);
+  await db
     .insertInto('sandboxes')
     .values({
-      id: info.id,
+      id,
       team_id: teamId,
+      host_id: hostId,
       template: spec.shownTemplate ?? template.name,
+      status: 'pending',
+      vcpus: need.vcpus,
+      memory_mb: need.memoryMb,
+      disk_mb: need.diskMb,
+      timeout_sec: spec.timeoutSec,
+      metadata: JSON.stringify(spec.metadata),
+      on_timeout: spec.onTimeout ?? 'pause',
+      auto_resume: spec.autoResume ?? false,
+    })
+    .execute();
+  let info: hostagent.Sandbox;
+  try {
+    const agent = await hosts.agent(hostId);
+    const { sandbox } = await agent.createSandbox(
+      {
+        sandboxId: id,
+        template: template.agentName,
+        vcpus: spec.vcpus ?? 0,
+        memoryMb: spec.memoryMb ?? 0,
+        diskMb: spec.diskMb ?? 0,
+        timeoutSec: spec.timeoutSec,
+        env: spec.env,
+        metadata: spec.metadata,
+      },
+      { signal },
+    );
+    info = sandbox!;
+  } catch (err) {
+    await db.deleteFrom('sandboxes').where('id', '=', id).where('status', '=', 'pending').execute();
+    throw err;
+  }
+  const row = await db
+    .updateTable('sandboxes')
+    .set({
       status: statusFromAgent(info.status),
       vcpus: info.vcpus,
       memory_mb: info.memoryMb,
       disk_mb: info.diskMb,
       timeout_sec: info.timeoutSec,
       metadata: JSON.stringify(info.metadata),
-      on_timeout: spec.onTimeout ?? 'pause',
-      auto_resume: spec.autoResume ?? false,
+      updated_at: new Date(),
     })
+    .where('id', '=', id)
     .returningAll()
     .executeTakeFirstOrThrow();
   return { row, info };
@@ -73,7 +111,8 @@ export async function createSandbox(
 
 /** Destroys the sandbox (running or paused) and marks its row stopped; its last day of metrics stays. */
 export async function destroySandbox(deps: SandboxLifecycleDeps, id: string): Promise<void> {
-  const { db, agent } = deps;
+  const { db } = deps;
+  const agent = await agentOfSandbox(deps, id);
   await flushMetrics(db, agent, id, ['24h']).catch(() => undefined);
   await releasing(deps, id, () =>
     agent.destroySandbox({ sandboxId: id }).catch((err: unknown) => {
@@ -85,7 +124,8 @@ export async function destroySandbox(deps: SandboxLifecycleDeps, id: string): Pr
 }
 
 export async function pauseSandbox(deps: SandboxLifecycleDeps, id: string): Promise<hostagent.Sandbox> {
-  const { db, agent } = deps;
+  const { db } = deps;
+  const agent = await agentOfSandbox(deps, id);
   const { sandbox } = await releasing(deps, id, () => agent.pauseSandbox({ sandboxId: id }));
   await setStatus(db, id, statusFromAgent(sandbox!.status));
   // While it sleeps, its metrics come from the database (the agent may restart meanwhile).
@@ -98,7 +138,8 @@ export async function resumeSandbox(
   id: string,
   timeoutSec?: number,
 ): Promise<hostagent.Sandbox> {
-  const { db, agent } = deps;
+  const { db } = deps;
+  const agent = await agentOfSandbox(deps, id);
   const { sandbox } = await releasing(deps, id, () => agent.resumeSandbox({ sandboxId: id, timeoutSec }));
   await db
     .updateTable('sandboxes')
@@ -115,10 +156,12 @@ export async function resumeSandbox(
 
 /** Sets the inactivity timeout (0 = never) on the agent and in the row. */
 export async function setSandboxTimeout(
-  { db, agent }: SandboxLifecycleDeps,
+  deps: SandboxLifecycleDeps,
   id: string,
   timeoutSec: number,
 ): Promise<void> {
+  const { db } = deps;
+  const agent = await agentOfSandbox(deps, id);
   await agent.setSandboxTimeout({ sandboxId: id, timeoutSec });
   await db
     .updateTable('sandboxes')
@@ -129,10 +172,11 @@ export async function setSandboxTimeout(
 
 /** What the agent knows of the sandbox now, or undefined when it cannot say (gone, unreachable). */
 export async function sandboxInfo(
-  { agent }: Pick<SandboxLifecycleDeps, 'agent'>,
+  deps: Pick<SandboxLifecycleDeps, 'db' | 'hosts'>,
   id: string,
 ): Promise<hostagent.Sandbox | undefined> {
-  return (await agent.getSandbox({ sandboxId: id }).catch(() => undefined))?.sandbox;
+  const agent = await agentOfSandbox(deps, id).catch(() => undefined);
+  return (await agent?.getSandbox({ sandboxId: id }).catch(() => undefined))?.sandbox;
 }
 
 async function setStatus(db: Db, id: string, status: ReturnType<typeof statusFromAgent>): Promise<void> {

@@ -5,6 +5,7 @@ import { hostagent } from '@wrenn/contracts';
 import { openDatabase, type Db } from '../db/database.js';
 import type { AgentClient } from '../http/app-types.js';
 import { insertSandboxRow } from '../testing/rows.js';
+import { singleAgent } from './fleet/host-agents.js';
 import { reconcile } from './reconciler.js';
 import { destroySandbox, pauseSandbox, resumeSandbox } from './sandbox-lifecycle.js';
 import { createTeamSnapshot } from './templates.js';
@@ -48,7 +49,7 @@ const agent = {
     }),
 } as unknown as AgentClient;
 
-const deps = () => ({ db, agent, sandboxReleased: (id: string) => released.push(id) });
+const deps = () => ({ db, hosts: singleAgent(agent), sandboxReleased: (id: string) => released.push(id) });
 
 beforeAll(async () => {
   db = await openDatabase({ kind: 'pglite', dir: 'memory://' }, logger);

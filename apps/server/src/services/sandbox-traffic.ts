@@ -1,43 +1,49 @@
 import { hostagent } from '@wrenn/contracts';
 import { parseHostPort, type Logger } from '@wrenn/core';
 import type { Db } from '../db/database.js';
-import type { AgentClient } from '../http/app-types.js';
+import type { ResolveResult } from '../proxy/sandbox-proxy.js';
+import { agentOfSandbox, type HostRoute, type Hosts } from './fleet/host-agents.js';
 import { resumeSandbox } from './sandbox-lifecycle.js';
 
-export type TrafficTarget = { kind: 'target'; host: string } | { kind: 'gone' };
+export type TrafficTarget = ResolveResult;
 
 /**
- * Where traffic for a sandbox goes: its address on this host while it runs; a paused sandbox created
- * with auto-resume is resumed first (concurrent requests share one resume). Anything else is gone
- * (E2B answers 502 then, and its SDK reads that as "not running").
+ * Where traffic for a sandbox goes: while it runs, its address when its host is the static one
+ * (slot addresses are reachable from here), else a tunnel through its host's agent; a paused
+ * sandbox created with auto-resume is resumed first (concurrent requests share one resume).
+ * Anything else is gone (E2B answers 502 then, and its SDK reads that as "not running").
  */
 export function sandboxTraffic(deps: {
   db: Db;
-  agent: AgentClient;
+  hosts: Hosts;
   logger: Logger;
   sandboxReleased?: (sandboxId: string) => void;
 }) {
-  const { db, agent, logger } = deps;
+  const { db, hosts, logger } = deps;
   const resuming = new Map<string, Promise<TrafficTarget>>();
 
   async function resolve(sandboxId: string): Promise<TrafficTarget> {
-    const info = (await agent.getSandbox({ sandboxId }).catch(() => undefined))?.sandbox;
-    if (info?.status === hostagent.SandboxStatus.RUNNING) return target(info);
-    if (info?.status !== hostagent.SandboxStatus.PAUSED) return { kind: 'gone' };
     const row = await db
       .selectFrom('sandboxes')
-      .select('auto_resume')
+      .select(['host_id', 'status', 'auto_resume'])
       .where('id', '=', sandboxId)
-      .where('status', '=', 'paused')
       .executeTakeFirst();
-    if (!row?.auto_resume) return { kind: 'gone' };
+    const hostId = row?.host_id ?? null;
+    const agent = await hosts.agent(hostId).catch(() => undefined);
+    const info = (await agent?.getSandbox({ sandboxId }).catch(() => undefined))?.sandbox;
+    if (info?.status === hostagent.SandboxStatus.RUNNING) return target(info, await hosts.route(hostId));
+    if (info?.status !== hostagent.SandboxStatus.PAUSED) return { kind: 'gone' };
+    if (row?.status !== 'paused' || !row.auto_resume) return { kind: 'gone' };
     let pending = resuming.get(sandboxId);
     if (!pending) {
       pending = resumeSandbox(deps, sandboxId)
-        .then(target, (err: unknown) => {
-          logger.warn({ sandboxId, err }, 'auto-resume on traffic failed');
-          return { kind: 'gone' } as const;
-        })
+        .then(
+          async (resumed) => target(resumed, await hosts.route(hostId)),
+          (err: unknown) => {
+            logger.warn({ sandboxId, err }, 'auto-resume on traffic failed');
+            return { kind: 'gone' } as const;
+          },
+        )
         .finally(() => resuming.delete(sandboxId));
       resuming.set(sandboxId, pending);
       logger.info({ sandboxId }, 'resuming on traffic');
@@ -46,13 +52,17 @@ export function sandboxTraffic(deps: {
   }
 
   function activity(sandboxId: string): void {
-    agent.pingSandbox({ sandboxId }).catch(() => undefined);
+    agentOfSandbox(deps, sandboxId)
+      .then((agent) => agent.pingSandbox({ sandboxId }))
+      .catch(() => undefined);
   }
 
   return { resolve, activity };
 }
 
-function target(info: hostagent.Sandbox): TrafficTarget {
+function target(info: hostagent.Sandbox, route: HostRoute): TrafficTarget {
+  // Through the agent: it alone knows the slot address; the id names the sandbox in Host headers.
+  if (route.kind === 'tunnel') return { kind: 'target', host: info.id, tunnel: route.session };
   try {
     return { kind: 'target', host: parseHostPort(info.envdAddress).host };
   } catch {

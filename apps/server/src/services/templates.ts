@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Code, ConnectError } from '@wrenn/core';
 import type { Db } from '../db/database.js';
-import type { AgentClient } from '../http/app-types.js';
 import { conflict, notFound } from '../http/errors.js';
+import { agentOfSandbox, type Hosts } from './fleet/host-agents.js';
 import { statusFromAgent } from './reconciler.js';
 import { releasing } from './sandbox-release.js';
 
@@ -23,6 +23,8 @@ export interface ResolvedTemplate {
   agentName: string;
   /** What the team called it (shown in the sandbox's `template`). */
   name: string;
+  /** A team snapshot: the sizes it fixes, and the host that holds its files. */
+  snapshot?: { vcpus: number; memoryMb: number; diskMb: number; hostId: string | null };
 }
 
 /**
@@ -32,13 +34,28 @@ export interface ResolvedTemplate {
 export async function resolveTemplate(db: Db, teamId: string, ref: string): Promise<ResolvedTemplate> {
   const own = await db
     .selectFrom('templates')
-    .select(['id', 'name'])
-    .where('team_id', '=', teamId)
+    .leftJoin('sandboxes', 'sandboxes.id', 'templates.source_sandbox_id')
+    .select([
+      'templates.id',
+      'templates.name',
+      'templates.vcpus',
+      'templates.memory_mb',
+      'templates.disk_mb',
+      'sandboxes.host_id',
+    ])
+    .where('templates.team_id', '=', teamId)
     .where((eb) =>
-      UUID.test(ref) ? eb.or([eb('name', '=', ref), eb('id', '=', ref)]) : eb('name', '=', ref),
+      UUID.test(ref)
+        ? eb.or([eb('templates.name', '=', ref), eb('templates.id', '=', ref)])
+        : eb('templates.name', '=', ref),
     )
     .executeTakeFirst();
-  if (own) return { agentName: agentSnapshotName(own.id), name: own.name };
+  if (own)
+    return {
+      agentName: agentSnapshotName(own.id),
+      name: own.name,
+      snapshot: { vcpus: own.vcpus, memoryMb: own.memory_mb, diskMb: own.disk_mb, hostId: own.host_id },
+    };
   if (isAgentSnapshotName(ref) || UUID.test(ref)) throw notFound('template', ref);
   return { agentName: ref, name: ref };
 }
@@ -48,13 +65,13 @@ export async function resolveTemplate(db: Db, teamId: string, ref: string): Prom
  * template. Names are unique per team; the agent knows the template by its UUID.
  */
 export async function createTeamSnapshot(
-  deps: { db: Db; agent: AgentClient; sandboxReleased?: (sandboxId: string) => void },
+  deps: { db: Db; hosts: Hosts; sandboxReleased?: (sandboxId: string) => void },
   teamId: string,
   sandboxId: string,
   name: string,
   signal?: AbortSignal,
 ) {
-  const { db, agent } = deps;
+  const { db } = deps;
   const sandbox = await db
     .selectFrom('sandboxes')
     .select('id')
@@ -72,6 +89,7 @@ export async function createTeamSnapshot(
     .executeTakeFirst();
   if (taken) throw nameTaken();
 
+  const agent = await agentOfSandbox(deps, sandboxId);
   const id = randomUUID();
   // The source is paused for the copy and resumed: a new incarnation for the proxy.
   const { template } = await releasing(deps, sandboxId, () =>
@@ -151,10 +169,15 @@ export async function listTeamTemplates(db: Db, teamId: string) {
 }
 
 /** Deletes a team snapshot's files and row (sandboxes made from it do not need it). */
-export async function deleteTeamSnapshot(
-  { db, agent }: { db: Db; agent: AgentClient },
-  templateId: string,
-): Promise<void> {
+export async function deleteTeamSnapshot(deps: { db: Db; hosts: Hosts }, templateId: string): Promise<void> {
+  const { db } = deps;
+  const source = await db
+    .selectFrom('templates')
+    .leftJoin('sandboxes', 'sandboxes.id', 'templates.source_sandbox_id')
+    .select('sandboxes.host_id')
+    .where('templates.id', '=', templateId)
+    .executeTakeFirst();
+  const agent = await deps.hosts.agent(source?.host_id ?? null);
   await agent.deleteSnapshot({ name: agentSnapshotName(templateId) }).catch((err: unknown) => {
     // Files already gone (another host, a wiped data dir): the row still goes.
     if (ConnectError.from(err).code !== Code.NotFound) throw err;

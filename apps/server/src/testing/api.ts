@@ -1,14 +1,13 @@
 import type { AddressInfo } from 'node:net';
 import type { ServerType } from '@hono/node-server';
-import { createClient } from '@connectrpc/connect';
-import { createConnectTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { createLogger } from '@wrenn/core';
-import { hostagent } from '@wrenn/contracts';
 import { SessionTokens } from '../auth/tokens.js';
 import { openDatabase, type Db } from '../db/database.js';
 import type { App, ServerDeps } from '../http/app-types.js';
 import { buildApp, serveApp } from '../http/app.js';
+import type { FleetConfig } from '../config.js';
+import { openFleet, type Fleet } from '../services/fleet/fleet.js';
 import { createTestPostgres, postgresMissing } from './databases.js';
 
 export { describeOnBackends } from './databases.js';
@@ -68,6 +67,8 @@ export interface TestServer {
   app: App;
   base: string;
   tokens: SessionTokens;
+  /** The fleet the server uses (its hosts' credentials and connections). */
+  fleet: Fleet;
   /** A JSON request to the server; the raw answer (for its headers). */
   send: (method: string, path: string, opts?: CallOptions) => Promise<Response>;
   /** A JSON request to the server; the answer's status and body parsed (`{}` when empty). */
@@ -80,16 +81,18 @@ export interface TestServer {
 export const TEST_PASSWORD = 'correct horse battery';
 
 /**
- * The API on 127.0.0.1 (a free port) over `db`. The agent is a dead port: nothing here reaches it,
- * and what asks it gets a quick connection error.
+ * The API on 127.0.0.1 (a free port) over `db`, with the fleet: its static host's agent is a dead
+ * port (nothing here reaches it, and what asks it gets a quick connection error).
  */
-export async function startTestServer(db: Db, extra: Partial<ServerDeps> = {}): Promise<TestServer> {
+export async function startTestServer(
+  db: Db,
+  extra: Partial<ServerDeps> & { fleetConfig?: FleetConfig } = {},
+): Promise<TestServer> {
   const tokens = new SessionTokens('test-secret-that-is-long-enough-for-hs256!');
-  const agent = createClient(
-    hostagent.HostAgentService,
-    createConnectTransport({ baseUrl: 'http://127.0.0.1:9', httpVersion: '2' }),
-  );
-  const app = buildApp({ db, tokens, agent, logger: testLogger, ...extra });
+  const fleet =
+    extra.fleet ??
+    (await openFleet(db, testLogger, { staticAgentUrl: 'http://127.0.0.1:9', config: extra.fleetConfig }));
+  const app = buildApp({ db, tokens, hosts: fleet.directory, fleet, logger: testLogger, ...extra });
   const server: ServerType = await serveApp(app, '127.0.0.1', 0);
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
@@ -111,6 +114,7 @@ export async function startTestServer(db: Db, extra: Partial<ServerDeps> = {}): 
     app,
     base,
     tokens,
+    fleet,
     send,
     call,
     async signup(email, password = TEST_PASSWORD) {
@@ -118,14 +122,17 @@ export async function startTestServer(db: Db, extra: Partial<ServerDeps> = {}): 
       expect(res.status, `signup ${email}: ${JSON.stringify(res.body)}`).toBe(201);
       return res.body as unknown as Session;
     },
-    stop: () => new Promise<void>((r) => server.close(() => r())),
+    stop: async () => {
+      await new Promise<void>((r) => server.close(() => r()));
+      fleet.directory.close();
+    },
   };
 }
 
 /** Hooks for a describe block: a fresh database on `backend` and a server over it, for its tests. */
 export function useTestServer(
   backend: Backend,
-  extra: Partial<ServerDeps> = {},
+  extra: Parameters<typeof startTestServer>[1] = {},
 ): TestServer & { readonly db: Db } {
   let db: Db | undefined;
   let server: TestServer | undefined;
@@ -155,6 +162,9 @@ export function useTestServer(
     },
     get tokens() {
       return started().tokens;
+    },
+    get fleet() {
+      return started().fleet;
     },
     send: (...args) => started().send(...args),
     call: (...args) => started().call(...args),

@@ -1,0 +1,117 @@
+import { sql } from 'kysely';
+import { errorMessage, type Logger } from '@wrenn/core';
+import type { Db } from '../../db/database.js';
+import type { HostLoad, SandboxesTable } from '../../db/schema.js';
+import type { Hosts } from './host-agents.js';
+
+export type ReportedStatus = 'running' | 'paused' | 'pending' | 'stopped' | 'error';
+
+/** What an agent says in its heartbeat. */
+export interface HeartbeatReport {
+  capacity: { cpu_cores: number; memory_mb: number; disk_mb: number };
+  load: HostLoad;
+  sandboxes: { id: string; status: ReportedStatus }[];
+}
+
+export interface HeartbeatOutcome {
+  /** The host had been unreachable. */
+  returned: boolean;
+  /** Missing sandboxes it still holds, given their state back. */
+  restored: string[];
+  /** Missing sandboxes it no longer holds, now stopped. */
+  stopped: string[];
+  /** Sandboxes it holds that the control plane does not know (or thinks stopped): destroyed on it. */
+  destroyed: string[];
+}
+
+/**
+ * Records a heartbeat (capacity, load, counts; the host is online) and reconciles the host from its
+ * list: a `missing` sandbox it holds gets its state back, one it no longer holds becomes `stopped`,
+ * and one the control plane does not know, or thinks stopped, is destroyed on it. Rows are always
+ * written before their create reaches an agent, so an unknown sandbox is never a create in flight.
+ */
+export async function recordHeartbeat(
+  deps: { db: Db; hosts: Hosts; logger: Logger; sandboxReleased?: (sandboxId: string) => void },
+  hostId: string,
+  report: HeartbeatReport,
+): Promise<HeartbeatOutcome> {
+  const { db, logger } = deps;
+  const count = (status: ReportedStatus) => report.sandboxes.filter((s) => s.status === status).length;
+  const before = await db.transaction().execute(async (tx) => {
+    const host = await tx
+      .selectFrom('hosts')
+      .select('status')
+      .where('id', '=', hostId)
+      .where('status', 'in', ['online', 'unreachable'])
+      .forUpdate()
+      .executeTakeFirst();
+    if (!host) return undefined;
+    await tx
+      .updateTable('hosts')
+      .set({
+        status: 'online',
+        cpu_cores: report.capacity.cpu_cores,
+        memory_mb: report.capacity.memory_mb,
+        disk_mb: report.capacity.disk_mb,
+        load: JSON.stringify(report.load),
+        running_count: count('running'),
+        paused_count: count('paused'),
+        last_heartbeat_at: sql<Date>`now()`,
+      })
+      .where('id', '=', hostId)
+      .execute();
+    return { previous: host.status };
+  });
+  if (!before) throw new Error(`host ${hostId} is not registered`);
+
+  const reported = new Map(report.sandboxes.map((s) => [s.id, s.status]));
+  const rows = await db
+    .selectFrom('sandboxes')
+    .select(['id', 'status'])
+    .where('host_id', '=', hostId)
+    .where('status', '!=', 'stopped')
+    .execute();
+  const known = new Set(rows.map((r) => r.id));
+  const outcome: HeartbeatOutcome = {
+    returned: before.previous === 'unreachable',
+    restored: [],
+    stopped: [],
+    destroyed: [],
+  };
+  for (const row of rows) {
+    if (row.status !== 'missing') continue;
+    const status = reported.get(row.id);
+    const next: SandboxesTable['status'] = status === undefined ? 'stopped' : status;
+    await db
+      .updateTable('sandboxes')
+      .set({
+        status: next,
+        status_reason: status === undefined ? 'the host no longer has this sandbox' : '',
+        updated_at: new Date(),
+      })
+      .where('id', '=', row.id)
+      .where('status', '=', 'missing')
+      .execute();
+    (status === undefined ? outcome.stopped : outcome.restored).push(row.id);
+    deps.sandboxReleased?.(row.id);
+  }
+  for (const [id] of reported) if (!known.has(id)) outcome.destroyed.push(id);
+  if (outcome.destroyed.length > 0) {
+    const agent = await deps.hosts.agent(hostId);
+    await Promise.all(
+      outcome.destroyed.map((sandboxId) =>
+        agent
+          .destroySandbox({ sandboxId }, { timeoutMs: 30_000 })
+          .catch((err: unknown) =>
+            logger.warn(
+              { hostId, sandboxId, err: errorMessage(err) },
+              'could not destroy an unknown sandbox',
+            ),
+          ),
+      ),
+    );
+  }
+  if (outcome.returned || outcome.restored.length || outcome.stopped.length || outcome.destroyed.length)
+    logger.info({ hostId, ...outcome }, 'host reconciled from its heartbeat');
+  return outcome;
+}

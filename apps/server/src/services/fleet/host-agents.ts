@@ -1,0 +1,193 @@
+import http2 from 'node:http2';
+import { createClient } from '@connectrpc/connect';
+import { createConnectTransport, Http2SessionManager } from '@connectrpc/connect-node';
+import { Code, ConnectError, type Logger } from '@wrenn/core';
+import { hostagent } from '@wrenn/contracts';
+import { controlPlaneClientTlsOptions } from '@wrenn/pki';
+import type { Db } from '../../db/database.js';
+import type { AgentClient } from '../../http/app-types.js';
+import type { PlacementConfig } from '../../config.js';
+import type { HostCredentials } from './host-credentials.js';
+import { placeSandbox, type SandboxNeed } from './placement.js';
+
+/** The agent of each host, and where new sandboxes go: what every sandbox operation needs. */
+export interface Hosts {
+  /** The agent of host `hostId`; null: the server's static host (rows from before the fleet). */
+  agent(hostId: string | null): Promise<AgentClient>;
+  /** The host for a new sandbox of `teamId` (placement; 503 when none fits); `only`: that host or none. */
+  place(teamId: string, need: SandboxNeed, only?: string | null): Promise<string | null>;
+  /** How the proxy reaches sandbox ports on host `hostId`. */
+  route(hostId: string | null): Promise<HostRoute>;
+}
+
+/** The agent of the host a sandbox is on (by its row). */
+export async function agentOfSandbox(
+  deps: { db: Db; hosts: Hosts },
+  sandboxId: string,
+): Promise<AgentClient> {
+  const row = await deps.db
+    .selectFrom('sandboxes')
+    .select('host_id')
+    .where('id', '=', sandboxId)
+    .executeTakeFirst();
+  return deps.hosts.agent(row?.host_id ?? null);
+}
+
+/**
+ * An agent that knows the platform's images: the static host's, else any online platform host's
+ * (every host is set up with the same images).
+ */
+export async function platformAgent(deps: { db: Db; hosts: Hosts }): Promise<AgentClient> {
+  const host = await deps.db
+    .selectFrom('hosts')
+    .select('id')
+    .where('kind', '=', 'platform')
+    .where('status', '=', 'online')
+    .orderBy('is_static', 'desc')
+    .orderBy('created_at')
+    .limit(1)
+    .executeTakeFirst();
+  return deps.hosts.agent(host?.id ?? null);
+}
+
+/** How the proxy reaches sandbox ports on a host. */
+export type HostRoute =
+  | { kind: 'direct' } // the static host: slot addresses are reachable from here
+  | { kind: 'tunnel'; session: http2.ClientHttp2Session }; // HTTP/2 CONNECT through the agent
+
+/** One agent for every host (sandboxes placed on none): tests hand a fake agent to code that takes `Hosts`. */
+export function singleAgent(agent: AgentClient): Hosts {
+  return {
+    agent: () => Promise.resolve(agent),
+    place: () => Promise.resolve(null),
+    route: () => Promise.resolve({ kind: 'direct' }),
+  };
+}
+
+interface Connection {
+  address: string;
+  isStatic: boolean;
+  client: AgentClient;
+  sessions: Http2SessionManager;
+  /** The tunnel session (registered hosts), opened on first use and reused. */
+  tunnel?: http2.ClientHttp2Session;
+  /** The control-plane certificate it was made with; a newer one replaces the connection. */
+  issuedAt?: number;
+}
+
+/**
+ * One Connect client (one HTTP/2 session) per host, and for registered hosts one more HTTP/2
+ * session for the proxy's CONNECT tunnels; made on first use, dropped when the host is deleted,
+ * registers, or this server's client certificate is reissued. The static host is plain h2c at
+ * its URL; registered hosts are mutual TLS at `https://<address>`, and the agent's certificate
+ * must name the host that was meant (its address is only where to dial).
+ */
+export class HostDirectory implements Hosts {
+  private readonly connections = new Map<string, Connection>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly credentials: HostCredentials,
+    private readonly logger: Logger,
+    private readonly placement: PlacementConfig,
+    /** The static host's id (WRENN_AGENT_URL), when there is one. */
+    readonly staticHostId?: string,
+  ) {}
+
+  place(teamId: string, need: SandboxNeed, only?: string | null): Promise<string> {
+    return placeSandbox(this.db, this.placement, teamId, need, only ?? undefined);
+  }
+
+  async agent(hostId: string | null): Promise<AgentClient> {
+    return (await this.connection(hostId)).client;
+  }
+
+  /** How the proxy reaches sandbox ports on `hostId`. */
+  async route(hostId: string | null): Promise<HostRoute> {
+    const id = this.idOf(hostId);
+    const conn = await this.connection(id);
+    if (conn.isStatic) return { kind: 'direct' };
+    if (!conn.tunnel || conn.tunnel.closed || conn.tunnel.destroyed) {
+      const material = await this.credentials.controlPlaneMaterial();
+      const session = http2.connect(`https://${conn.address}`, controlPlaneClientTlsOptions(material, id));
+      session.on('error', (err) => this.logger.debug({ hostId: id, err }, 'tunnel session failed'));
+      session.on('close', () => {
+        if (conn.tunnel === session) conn.tunnel = undefined;
+      });
+      // Idle sessions must not hold the process open.
+      session.unref();
+      conn.tunnel = session;
+    }
+    return { kind: 'tunnel', session: conn.tunnel };
+  }
+
+  /** Forget a host's connections (deleted, registered anew, its address changed). */
+  drop(hostId: string): void {
+    const conn = this.connections.get(hostId);
+    if (!conn) return;
+    this.connections.delete(hostId);
+    conn.sessions.abort();
+    conn.tunnel?.close();
+  }
+
+  close(): void {
+    for (const id of [...this.connections.keys()]) this.drop(id);
+  }
+
+  private idOf(hostId: string | null): string {
+    const id = hostId ?? this.staticHostId;
+    if (!id)
+      throw new ConnectError('this control plane has no static host (WRENN_AGENT_URL)', Code.Unavailable);
+    return id;
+  }
+
+  private async connection(hostId: string | null): Promise<Connection> {
+    const id = this.idOf(hostId);
+    const known = this.connections.get(id);
+    if (known?.isStatic) return known;
+    if (known) {
+      // Reissued daily: a connection made with yesterday's certificate is replaced.
+      await this.credentials.controlPlaneMaterial();
+      if (known.issuedAt === this.credentials.controlPlaneIssuedAt) return known;
+    }
+    const host = await this.db
+      .selectFrom('hosts')
+      .select(['address', 'is_static', 'status'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!host || host.status === 'deleted')
+      throw new ConnectError(`host ${id} was deleted`, Code.Unavailable);
+    if (!host.address) throw new ConnectError(`host ${id} has not registered yet`, Code.Unavailable);
+    if (known) this.drop(id);
+    const conn = host.is_static
+      ? this.staticConnection(host.address)
+      : await this.tlsConnection(id, host.address);
+    this.connections.set(id, conn);
+    return conn;
+  }
+
+  private staticConnection(url: string): Connection {
+    const sessions = new Http2SessionManager(url);
+    const transport = createConnectTransport({ baseUrl: url, httpVersion: '2', sessionManager: sessions });
+    return {
+      address: url,
+      isStatic: true,
+      sessions,
+      client: createClient(hostagent.HostAgentService, transport),
+    };
+  }
+
+  private async tlsConnection(hostId: string, address: string): Promise<Connection> {
+    const material = await this.credentials.controlPlaneMaterial();
+    const url = `https://${address}`;
+    const sessions = new Http2SessionManager(url, {}, controlPlaneClientTlsOptions(material, hostId));
+    const transport = createConnectTransport({ baseUrl: url, httpVersion: '2', sessionManager: sessions });
+    return {
+      address,
+      isStatic: false,
+      sessions,
+      client: createClient(hostagent.HostAgentService, transport),
+      issuedAt: this.credentials.controlPlaneIssuedAt,
+    };
+  }
+}

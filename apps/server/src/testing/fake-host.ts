@@ -1,0 +1,195 @@
+import http2 from 'node:http2';
+import net, { type AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { create } from '@bufbuild/protobuf';
+import { ConnectError, Code } from '@connectrpc/connect';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { hostagent } from '@wrenn/contracts';
+import { agentServerTlsOptions, generateKeyPair, peerIsControlPlane } from '@wrenn/pki';
+import type { CallResult } from './api.js';
+
+// A registered host for the server's tests: registered over HTTP like a real agent, then serving a
+// fake agent (sandboxes in a map) over mutual TLS with the certificate it was given, and answering
+// HTTP/2 CONNECT `<sandboxId>:<port>` by joining the stream to `tunnelTo` (a local port).
+
+export interface FakeHostOptions {
+  /** Who adds the host (`Authorization` of an admin, or of a BYOC team's owner). */
+  auth: Record<string, string>;
+  teamId?: string;
+  capacity?: { cpu_cores: number; memory_mb: number; disk_mb: number };
+  /** Where CONNECT streams for running sandboxes go (a local TCP port). */
+  tunnelTo?: number;
+}
+
+export interface FakeHost {
+  id: string;
+  address: string;
+  accessToken: string;
+  refreshToken: string;
+  certificate: string;
+  caCertificate: string;
+  /** What the agent holds. */
+  sandboxes: Map<string, hostagent.SandboxStatus>;
+  created: string[];
+  destroyed: string[];
+  /** CONNECT requests the agent received (authority each). */
+  tunnels: string[];
+  heartbeat(sandboxes?: { id: string; status: string }[], token?: string): Promise<CallResult>;
+  stop(): Promise<void>;
+}
+
+type Call = (
+  method: string,
+  path: string,
+  opts?: { body?: unknown; headers?: Record<string, string> },
+) => Promise<CallResult>;
+
+const STATUS_NAME: Record<hostagent.SandboxStatus, string> = {
+  [hostagent.SandboxStatus.UNSPECIFIED]: 'error',
+  [hostagent.SandboxStatus.PENDING]: 'pending',
+  [hostagent.SandboxStatus.RUNNING]: 'running',
+  [hostagent.SandboxStatus.PAUSED]: 'paused',
+  [hostagent.SandboxStatus.STOPPED]: 'stopped',
+  [hostagent.SandboxStatus.ERROR]: 'error',
+};
+
+export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<FakeHost> {
+  const capacity = opts.capacity ?? { cpu_cores: 8, memory_mb: 16_384, disk_mb: 200_000 };
+  const added = await call('POST', '/v1/hosts', {
+    body: opts.teamId ? { team_id: opts.teamId } : {},
+    headers: opts.auth,
+  });
+  if (added.status !== 201) throw new Error(`POST /v1/hosts: ${added.status} ${JSON.stringify(added.body)}`);
+  const token = added.body.registration_token as string;
+  const port = await freePort();
+  const address = `127.0.0.1:${port}`;
+  const keys = await generateKeyPair();
+  const registered = await call('POST', '/v1/hosts/register', {
+    body: {
+      registration_token: token,
+      arch: 'x86_64',
+      ...capacity,
+      address,
+      public_key: keys.publicKeyPem,
+      agent_version: 'test',
+    },
+  });
+  if (registered.status !== 200)
+    throw new Error(`register: ${registered.status} ${JSON.stringify(registered.body)}`);
+  const creds = registered.body as Record<string, string>;
+
+  const sandboxes = new Map<string, hostagent.SandboxStatus>();
+  const created: string[] = [];
+  const destroyed: string[] = [];
+  const tunnels: string[] = [];
+  const info = (id: string) =>
+    create(hostagent.SandboxSchema, {
+      id,
+      status: sandboxes.get(id) ?? hostagent.SandboxStatus.UNSPECIFIED,
+      vcpus: 1,
+      memoryMb: 512,
+      diskMb: 1024,
+      envdAddress: '10.99.0.2:49983',
+    });
+  const known = (id: string) => {
+    if (!sandboxes.has(id)) throw new ConnectError(`sandbox ${id} not found`, Code.NotFound);
+    return id;
+  };
+  const rpc = connectNodeAdapter({
+    routes: (router) =>
+      router.service(hostagent.HostAgentService, {
+        createSandbox: (req) => {
+          created.push(req.sandboxId);
+          sandboxes.set(req.sandboxId, hostagent.SandboxStatus.RUNNING);
+          return {
+            sandbox: create(hostagent.SandboxSchema, {
+              ...info(req.sandboxId),
+              vcpus: req.vcpus || 1,
+              memoryMb: req.memoryMb || 512,
+              diskMb: req.diskMb || 4096,
+              timeoutSec: req.timeoutSec,
+              metadata: req.metadata,
+            }),
+          };
+        },
+        destroySandbox: (req) => {
+          destroyed.push(req.sandboxId);
+          sandboxes.delete(known(req.sandboxId));
+          return {};
+        },
+        getSandbox: (req) => ({ sandbox: info(known(req.sandboxId)) }),
+        listSandboxes: () => ({ sandboxes: [...sandboxes.keys()].map(info) }),
+        flushSandboxMetrics: () => ({}),
+        pingSandbox: () => ({}),
+      }),
+  });
+  const server = http2.createSecureServer(
+    agentServerTlsOptions({
+      keyPem: keys.privateKeyPem,
+      certPem: creds.certificate!,
+      caPem: creds.ca_certificate!,
+    }),
+    (req, res) => {
+      if (req.method !== 'CONNECT') {
+        rpc(req, res);
+        return;
+      }
+      const authority = req.headers[':authority'] ?? '';
+      tunnels.push(authority);
+      const [id = ''] = authority.split(':');
+      if (sandboxes.get(id) !== hostagent.SandboxStatus.RUNNING || !opts.tunnelTo) {
+        res.writeHead(404);
+        res.end();
+        return;
+      }
+      const upstream = net.connect({ host: '127.0.0.1', port: opts.tunnelTo }, () => {
+        res.writeHead(200);
+        req.pipe(upstream);
+        upstream.pipe(res);
+      });
+      upstream.on('error', () => res.stream.close(http2.constants.NGHTTP2_CONNECT_ERROR));
+      res.stream.on('close', () => upstream.destroy());
+    },
+  );
+  server.on('secureConnection', (socket: TLSSocket) => {
+    if (!peerIsControlPlane(socket)) socket.destroy();
+  });
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => sessions.add(s));
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+
+  const host: FakeHost = {
+    id: creds.host_id!,
+    address,
+    accessToken: creds.access_token!,
+    refreshToken: creds.refresh_token!,
+    certificate: creds.certificate!,
+    caCertificate: creds.ca_certificate!,
+    sandboxes,
+    created,
+    destroyed,
+    tunnels,
+    heartbeat: (list, token) =>
+      call('POST', '/v1/hosts/heartbeat', {
+        headers: { authorization: `Bearer ${token ?? host.accessToken}` },
+        body: {
+          capacity,
+          load: { cpu_pct: 12.5, memory_used_mb: 2048, disk_used_mb: 10_000 },
+          sandboxes: list ?? [...sandboxes].map(([id, status]) => ({ id, status: STATUS_NAME[status] })),
+        },
+      }),
+    async stop() {
+      for (const s of sessions) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+  return host;
+}
+
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((r) => probe.close(r));
+  return port;
+}
