@@ -29,7 +29,11 @@ export interface AgentProcess {
 /** Starts the real host agent (`wrenn agent`) as a child process on a free port. */
 export async function startAgentProcess(
   env: Record<string, string> = {},
-  opts: { keepPaused?: boolean } = {},
+  opts: {
+    keepPaused?: boolean;
+    /** How to reach a registered agent (mutual TLS); default: h2c to the URL it prints. */
+    clientFor?: (url: string) => AgentClient;
+  } = {},
 ): Promise<AgentProcess> {
   const child = spawn(process.execPath, [path.join(repoRoot, 'apps/cli/bin/wrenn.js'), 'agent'], {
     env: {
@@ -65,7 +69,7 @@ export async function startAgentProcess(
     const timer = setTimeout(() => reject(new Error(`agent did not start in 60 s:\n${stderr}`)), 60_000);
     child.stdout.on('data', (b: Buffer) => {
       stdout += b.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(stdout);
+      const m = /listening on (https?:\/\/\S+)/.exec(stdout);
       if (m) {
         clearTimeout(timer);
         resolve(m[1]!);
@@ -76,8 +80,9 @@ export async function startAgentProcess(
       reject(new Error(`agent exited with ${code} before listening:\n${stderr}`));
     });
   });
-  const transport = createConnectTransport({ baseUrl: url, httpVersion: '2' });
-  const client = createClient(hostagent.HostAgentService, transport);
+  const client =
+    opts.clientFor?.(url) ??
+    createClient(hostagent.HostAgentService, createConnectTransport({ baseUrl: url, httpVersion: '2' }));
   // Paused sandboxes outlive agents (by design); one that an earlier, failed run left behind would
   // otherwise show up in this run's leak checks.
   if (!opts.keepPaused) {

@@ -1,3 +1,4 @@
+import { errorMessage } from '@wrenn/core';
 import { z } from 'zod';
 
 /**
@@ -92,6 +93,10 @@ export class ControlPlaneClient implements ControlPlaneApi {
       },
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(this.timeoutMs),
+    }).catch((err: unknown) => {
+      // fetch says only "fetch failed"; the reason (ECONNREFUSED, a timeout…) is its cause.
+      const cause = (err as { cause?: unknown }).cause;
+      throw new Error(`POST ${this.baseUrl}${route}: ${errorMessage(cause ?? err)}`);
     });
     const text = await res.text();
     if (res.ok) return JSON.parse(text || '{}') as unknown;
