@@ -1,6 +1,6 @@
 import type { Logger } from '@wrenn/core';
 import { generateKeyPair } from '@wrenn/pki';
-import type { ControlPlaneApi, HostFacts } from './control-plane-client.js';
+import { ControlPlaneRefusal, type ControlPlaneApi, type HostFacts } from './control-plane-client.js';
 import type { CredentialsStore, HostCredentials } from './credentials-store.js';
 
 export interface RegistrationInput {
@@ -44,13 +44,21 @@ export async function loadOrRegister(
       `this host is not registered yet: start it once with WRENN_REGISTRATION_TOKEN (from POST /v1/hosts on ${input.controlPlaneUrl})`,
     );
   const keys = await generateKeyPair();
-  const answer = await apiFor(input.controlPlaneUrl).register({
-    registration_token: input.registrationToken,
-    ...input.facts,
-    address: input.address,
-    public_key: keys.publicKeyPem,
-    agent_version: input.agentVersion,
-  });
+  const answer = await apiFor(input.controlPlaneUrl)
+    .register({
+      registration_token: input.registrationToken,
+      ...input.facts,
+      address: input.address,
+      public_key: keys.publicKeyPem,
+      agent_version: input.agentVersion,
+    })
+    .catch((err: unknown) => {
+      if (!(err instanceof ControlPlaneRefusal)) throw err;
+      throw new ControlPlaneRefusal(
+        err.status,
+        `${input.controlPlaneUrl} refused the registration token (${err.message}): a token works once, for an hour; ask for a new one (POST /v1/hosts)`,
+      );
+    });
   const credentials: HostCredentials = {
     hostId: answer.host_id,
     controlPlaneUrl: input.controlPlaneUrl,
