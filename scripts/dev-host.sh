@@ -7,6 +7,7 @@
 #   scripts/dev-host.sh stop NAME      # SIGTERM: the agent destroys its running sandboxes, keeps paused ones
 #   scripts/dev-host.sh kill NAME      # SIGKILL: everything stays for its next start to find
 #   scripts/dev-host.sh rm NAME        # kill, then remove its namespace, rules and data
+#   scripts/dev-host.sh partition NAME # drop all traffic on its link (both ways); `heal NAME` undoes it
 #   scripts/dev-host.sh status NAME    # address, pid, log file
 #   scripts/dev-host.sh list
 #
@@ -31,7 +32,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -236,6 +237,29 @@ remove() {
   echo "dev host $name: removed"
 }
 
+# A network partition between the dev host and everything else, made inside its namespace (the
+# agent and its sandboxes keep running; only its link is cut).
+partition() {
+  [[ -e /var/run/netns/$netns ]] || die "no dev host $name"
+  local rule
+  for rule in "INPUT -i" "OUTPUT -o" "FORWARD -i" "FORWARD -o"; do
+    # shellcheck disable=SC2086 # "CHAIN -flag" splits on purpose
+    ip netns exec "$netns" iptables -w 5 -C $rule "$veth_host" -j DROP 2>/dev/null ||
+      ip netns exec "$netns" iptables -w 5 -I ${rule%% *} 1 ${rule#* } "$veth_host" -j DROP
+  done
+  echo "dev host $name: partitioned"
+}
+
+heal() {
+  [[ -e /var/run/netns/$netns ]] || die "no dev host $name"
+  local rule
+  for rule in "INPUT -i" "OUTPUT -o" "FORWARD -i" "FORWARD -o"; do
+    # shellcheck disable=SC2086
+    while ip netns exec "$netns" iptables -w 5 -D $rule "$veth_host" -j DROP 2>/dev/null; do :; done
+  done
+  echo "dev host $name: healed"
+}
+
 status() {
   [[ -f $dir/index ]] || die "no dev host $name"
   local k pid
@@ -249,6 +273,8 @@ start) start ;;
 stop) stop_with TERM ;;
 kill) stop_with KILL ;;
 rm) remove ;;
+partition) partition ;;
+heal) heal ;;
 status) status ;;
 list)
   for d in "$hosts_dir"/*/; do

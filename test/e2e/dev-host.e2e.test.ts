@@ -40,6 +40,7 @@ describe('a dev host (scripts/dev-host.sh): an agent in its own network namespac
   const env = () => ({
     WRENN_URL: cp.url,
     WRENN_HEARTBEAT_SEC: '1',
+    WRENN_HEARTBEAT_GRACE: '2',
     WRENN_SANDBOX_NAMESERVERS: '',
     // Its sandboxes may reach the root namespace here (only to prove the path through both NATs).
     WRENN_EGRESS_DENY: '169.254.0.0/16',
@@ -56,7 +57,7 @@ describe('a dev host (scripts/dev-host.sh): an agent in its own network namespac
     listener.close();
   });
 
-  it('registers through a loopback control plane, runs sandboxes, and survives kill -9 with its paused ones', async () => {
+  it('registers through a loopback control plane, runs sandboxes, pauses them when partitioned, and survives kill -9 with its paused ones', async () => {
     const started = await devHost(['start', NAME], {
       ...env(),
       WRENN_REGISTRATION_TOKEN: cp.registrationToken(),
@@ -90,6 +91,20 @@ describe('a dev host (scripts/dev-host.sh): an agent in its own network namespac
       expect(host.heartbeats.at(-1)?.sandboxes).toEqual([{ id, status: 'running' }]);
       return Promise.resolve();
     }, 10_000);
+
+    // Cut off from the control plane, it pauses its sandbox on its own (PauseAll); healed, it
+    // heartbeats again and reports the sandbox paused.
+    await devHost(['partition', NAME]);
+    await eventually(async () => {
+      expect(await readFile(path.join(hostDir, 'agent.log'), 'utf8')).toContain('PauseAll');
+    }, 30_000);
+    const heartbeatsBefore = host.heartbeats.length;
+    await devHost(['heal', NAME]);
+    await eventually(() => {
+      expect(host.heartbeats.length).toBeGreaterThan(heartbeatsBefore);
+      expect(host.heartbeats.at(-1)?.sandboxes).toEqual([{ id, status: 'paused' }]);
+      return Promise.resolve();
+    }, 15_000);
 
     // kill -9, then a start without a token: the same host, its paused sandbox still there.
     await client.pauseSandbox({ sandboxId: id });
