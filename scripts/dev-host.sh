@@ -90,7 +90,7 @@ add_rule() {
 remove_rules() {
   local table rule
   for table in filter nat; do
-    iptables -w 5 -t "$table" -S | grep -- "--comment $tag\b" | sed 's/^-A //' | while read -r rule; do
+    { iptables -w 5 -t "$table" -S | grep -- "--comment $tag\b" || true; } | sed 's/^-A //' | while read -r rule; do
       eval "iptables -w 5 -t $table -D $rule" || true
     done
   done
@@ -215,11 +215,11 @@ remove() {
   # nothing will start again, so the leftovers go here: runsc processes, mounts, slot namespaces,
   # cgroups, firewall chains (inside the netns, they go with it).
   local pid
-  for pid in $(grep -lz -- "--root=$dir/run/runsc" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3); do
+  for pid in $({ grep -lz -- "--root=$dir/run/runsc" /proc/[0-9]*/cmdline 2>/dev/null || true; } | cut -d/ -f3); do
     kill -KILL "$pid" 2>/dev/null || true
   done
   sleep 0.2
-  grep -o " $dir/[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { grep -o " $dir/[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   local ns
   for ns in /var/run/netns/wrenn-"$name"-*; do
     [[ -e $ns ]] && ip netns del "$(basename "$ns")" 2>/dev/null || true
