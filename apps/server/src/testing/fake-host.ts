@@ -34,6 +34,8 @@ export interface FakeHost {
   destroyed: string[];
   /** CONNECT requests the agent received (authority each). */
   tunnels: string[];
+  /** HTTP/2 sessions (TLS connections) the control plane opened to it. */
+  readonly sessionCount: number;
   heartbeat(sandboxes?: { id: string; status: string }[], token?: string): Promise<CallResult>;
   stop(): Promise<void>;
 }
@@ -129,28 +131,26 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
       certPem: creds.certificate!,
       caPem: creds.ca_certificate!,
     }),
-    (req, res) => {
-      if (req.method !== 'CONNECT') {
-        rpc(req, res);
-        return;
-      }
-      const authority = req.headers[':authority'] ?? '';
-      tunnels.push(authority);
-      const [id = ''] = authority.split(':');
-      if (sandboxes.get(id) !== hostagent.SandboxStatus.RUNNING || !opts.tunnelTo) {
-        res.writeHead(404);
-        res.end();
-        return;
-      }
-      const upstream = net.connect({ host: '127.0.0.1', port: opts.tunnelTo }, () => {
-        res.writeHead(200);
-        req.pipe(upstream);
-        upstream.pipe(res);
-      });
-      upstream.on('error', () => res.stream.close(http2.constants.NGHTTP2_CONNECT_ERROR));
-      res.stream.on('close', () => upstream.destroy());
-    },
+    rpc,
   );
+  // Node's compatibility layer answers CONNECT 405 unless a 'connect' listener takes it.
+  server.on('connect', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    const authority = req.headers[':authority'] ?? '';
+    tunnels.push(authority);
+    const [id = ''] = authority.split(':');
+    if (sandboxes.get(id) !== hostagent.SandboxStatus.RUNNING || !opts.tunnelTo) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
+    const upstream = net.connect({ host: '127.0.0.1', port: opts.tunnelTo }, () => {
+      res.writeHead(200);
+      req.pipe(upstream);
+      upstream.pipe(res);
+    });
+    upstream.on('error', () => res.stream.close(http2.constants.NGHTTP2_CONNECT_ERROR));
+    res.stream.on('close', () => upstream.destroy());
+  });
   server.on('secureConnection', (socket: TLSSocket) => {
     if (!peerIsControlPlane(socket)) socket.destroy();
   });
@@ -169,6 +169,9 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
     created,
     destroyed,
     tunnels,
+    get sessionCount() {
+      return sessions.size;
+    },
     heartbeat: (list, token) =>
       call('POST', '/v1/hosts/heartbeat', {
         headers: { authorization: `Bearer ${token ?? host.accessToken}` },
