@@ -63,7 +63,7 @@ export type HeartbeatResponse = z.infer<typeof heartbeatAnswer>;
 export interface ControlPlaneApi {
   register(body: RegisterRequest): Promise<RegisterResponse>;
   refresh(refreshToken: string): Promise<RefreshResponse>;
-  heartbeat(accessToken: string, body: HeartbeatRequest): Promise<HeartbeatResponse>;
+  heartbeat(accessToken: string, body: HeartbeatRequest, signal?: AbortSignal): Promise<HeartbeatResponse>;
 }
 
 export class ControlPlaneClient implements ControlPlaneApi {
@@ -80,11 +80,16 @@ export class ControlPlaneClient implements ControlPlaneApi {
     return refreshed.parse(await this.post('/v1/hosts/refresh', { refresh_token: refreshToken }));
   }
 
-  async heartbeat(accessToken: string, body: HeartbeatRequest): Promise<HeartbeatResponse> {
-    return heartbeatAnswer.parse(await this.post('/v1/hosts/heartbeat', body, accessToken));
+  async heartbeat(
+    accessToken: string,
+    body: HeartbeatRequest,
+    signal?: AbortSignal,
+  ): Promise<HeartbeatResponse> {
+    return heartbeatAnswer.parse(await this.post('/v1/hosts/heartbeat', body, accessToken, signal));
   }
 
-  private async post(route: string, body: unknown, bearer?: string): Promise<unknown> {
+  private async post(route: string, body: unknown, bearer?: string, signal?: AbortSignal): Promise<unknown> {
+    const timeout = AbortSignal.timeout(this.timeoutMs);
     const res = await fetch(`${this.baseUrl}${route}`, {
       method: 'POST',
       headers: {
@@ -92,7 +97,7 @@ export class ControlPlaneClient implements ControlPlaneApi {
         ...(bearer ? { authorization: `Bearer ${bearer}` } : {}),
       },
       body: JSON.stringify(body),
-      signal: AbortSignal.timeout(this.timeoutMs),
+      signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
     }).catch((err: unknown) => {
       // fetch says only "fetch failed"; the reason (ECONNREFUSED, a timeout…) is its cause.
       const cause = (err as { cause?: unknown }).cause;

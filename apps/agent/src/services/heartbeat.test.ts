@@ -89,6 +89,15 @@ describe('the heartbeat', () => {
     expect(deps.supervision.isLost).toBe(false);
   });
 
+  it('does not count a heartbeat cut short by the agent stopping', async () => {
+    const { deps, calls } = fakes(['down', 'down', 'down']);
+    const stopping = new AbortController();
+    stopping.abort();
+    for (let i = 0; i < 3; i++) await heartbeatPass(deps, stopping.signal);
+    expect(deps.supervision.isLost).toBe(false);
+    expect(calls.filter((c) => c.startsWith('pause'))).toEqual([]);
+  });
+
   it('counts a refused refresh as a failed heartbeat (PauseAll after the grace)', async () => {
     const { deps, calls } = fakes(['refused', 'refused'], { refreshRefused: true });
     await heartbeatPass(deps);

@@ -21,16 +21,16 @@ export interface HeartbeatDeps {
  * token is no longer taken: refresh, then send once more. Returns the interval the control plane
  * asks for, if it says.
  */
-export async function sendHeartbeat(deps: HeartbeatDeps): Promise<number | undefined> {
+export async function sendHeartbeat(deps: HeartbeatDeps, signal?: AbortSignal): Promise<number | undefined> {
   const { session, api } = deps;
   if (session.refreshDue()) await session.refresh();
   const report = await deps.report();
   try {
-    return (await api.heartbeat(session.accessToken, report)).heartbeat_interval_sec;
+    return (await api.heartbeat(session.accessToken, report, signal)).heartbeat_interval_sec;
   } catch (err) {
     if (!(err instanceof ControlPlaneRefusal)) throw err;
     await session.refresh();
-    return (await api.heartbeat(session.accessToken, report)).heartbeat_interval_sec;
+    return (await api.heartbeat(session.accessToken, report, signal)).heartbeat_interval_sec;
   }
 }
 
@@ -38,13 +38,15 @@ export async function sendHeartbeat(deps: HeartbeatDeps): Promise<number | undef
  * One pass of the heartbeat loop: a heartbeat; when heartbeats have failed for the grace period,
  * every running sandbox is paused (PauseAll). Never throws: the loop keeps trying.
  */
-export async function heartbeatPass(deps: HeartbeatDeps): Promise<number | undefined> {
+export async function heartbeatPass(deps: HeartbeatDeps, signal?: AbortSignal): Promise<number | undefined> {
   const { supervision, logger } = deps;
   try {
-    const interval = await sendHeartbeat(deps);
+    const interval = await sendHeartbeat(deps, signal);
     if (supervision.heartbeatSucceeded()) logger.info('the control plane answers again');
     return interval;
   } catch (err) {
+    // The agent is stopping: a heartbeat cut short says nothing about the control plane.
+    if (signal?.aborted) return undefined;
     const refused = err instanceof ControlPlaneRefusal;
     const lost = supervision.heartbeatFailed();
     logger.warn(
@@ -69,6 +71,7 @@ export class HeartbeatLoop {
   private timer?: NodeJS.Timeout;
   private running?: Promise<void>;
   private stopped = false;
+  private readonly stopping = new AbortController();
   private intervalSec: number;
 
   constructor(
@@ -84,16 +87,18 @@ export class HeartbeatLoop {
     return this;
   }
 
+  /** Stops the loop; a heartbeat in flight is cut short (a PauseAll in flight finishes). */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.stopping.abort();
     await this.running;
   }
 
   private schedule(delayMs: number): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
-      this.running = heartbeatPass(this.deps).then((asked) => {
+      this.running = heartbeatPass(this.deps, this.stopping.signal).then((asked) => {
         this.intervalSec = intervalOf(this.configuredSec, asked ?? this.intervalSec);
         this.running = undefined;
         this.schedule(this.intervalSec * 1000);
