@@ -87,7 +87,11 @@ describe('wrenn up', () => {
       });
       const token = login.body.token as string;
       const hosts = await call(first, 'GET', '/v1/admin/hosts', { bearer: token });
-      expect(hosts.body).toMatchObject({ hosts: [{ reachable: true, sandboxes: 1 }] });
+      // The agent `wrenn up` started is the control plane's static host: asked when listed.
+      expect(hosts.body).toMatchObject({
+        hosts: [{ is_static: true, kind: 'platform', status: 'online', running_count: 1, sandbox_count: 1 }],
+      });
+      expect(created.body.host_id).toBe((hosts.body.hosts as { id: string }[])[0]!.id);
       expect((await fetch(`${first.api}/docs`)).status).toBe(200);
 
       // Ctrl-C: everything stops, nothing of the sandbox remains on the host.

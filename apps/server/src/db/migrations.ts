@@ -191,6 +191,23 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0006_one_static_host': {
+    async up(db: Kysely<unknown>) {
+      // One static host per cluster (WRENN_AGENT_URL), whatever its URL: an agent that comes back on
+      // another port (wrenn up) is the same host, holding the same sandboxes. Earlier rows (one per
+      // URL) fold into the newest.
+      await sql`drop index if exists hosts_static_address`.execute(db);
+      await sql`
+        update sandboxes set host_id = (select id from hosts where is_static order by created_at desc limit 1)
+        where host_id in (select id from hosts where is_static)`.execute(db);
+      await sql`
+        update hosts set is_static = false, status = 'deleted'
+        where is_static and id <> (select id from hosts where is_static order by created_at desc limit 1)`.execute(
+        db,
+      );
+      await sql`create unique index hosts_one_static on hosts (is_static) where is_static`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

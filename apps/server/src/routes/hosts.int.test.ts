@@ -1,8 +1,19 @@
+import http2 from 'node:http2';
+import net, { type AddressInfo } from 'node:net';
+import { create } from '@bufbuild/protobuf';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { SignJWT, importPKCS8 } from 'jose';
 import { expect, it } from 'vitest';
 import { identityOf, isIssuedBy } from '@wrenn/pki';
 import { markStaleHosts } from '../services/fleet/host-monitor.js';
-import { describeOnBackends, testBackends, testLogger, useTestServer } from '../testing/api.js';
+import { openFleet } from '../services/fleet/fleet.js';
+import {
+  describeOnBackends,
+  startTestServer,
+  testBackends,
+  testLogger,
+  useTestServer,
+} from '../testing/api.js';
 import { startFakeHost, type FakeHost } from '../testing/fake-host.js';
 import { insertSandboxRow } from '../testing/rows.js';
 import { hostagent } from '@wrenn/contracts';
@@ -196,10 +207,13 @@ describeOnBackends('the fleet API', backends, (backend) => {
         paused_count: 1,
         sandbox_count: 2,
       });
+      // The static host (nothing listens on its port here) is asked, and does not answer.
       const statics = (listed.body.hosts as { is_static: boolean; status: string }[]).filter(
         (h) => h.is_static,
       );
-      expect(statics).toMatchObject([{ status: 'online' }]);
+      expect(statics).toMatchObject([
+        { status: 'unreachable', kind: 'platform', address: 'http://127.0.0.1:9' },
+      ]);
     });
   });
 
@@ -406,5 +420,61 @@ describeOnBackends('the fleet API', backends, (backend) => {
       expect((await call('DELETE', `/v1/hosts/${h.id}`, { headers: root.auth })).status).toBe(404);
       await expect(api.fleet.directory.agent(h.id)).rejects.toThrow(/deleted/);
     });
+  });
+
+  it('asks the static host for what it holds when listing it, and calls one that never answers unreachable after 2 s', async () => {
+    const root = await admin('fleet-root7@example.com');
+    const sessions = new Set<http2.ServerHttp2Session>();
+    const fake = http2.createServer(
+      connectNodeAdapter({
+        routes: (router) =>
+          router.service(hostagent.HostAgentService, {
+            listSandboxes: () =>
+              create(hostagent.ListSandboxesResponseSchema, {
+                sandboxes: [
+                  create(hostagent.SandboxSchema, { id: 'x1', status: RUNNING }),
+                  create(hostagent.SandboxSchema, { id: 'x2', status: PAUSED }),
+                  create(hostagent.SandboxSchema, { id: 'x3', status: RUNNING }),
+                ],
+              }),
+          }),
+      }),
+    );
+    fake.on('session', (s) => sessions.add(s));
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    const silentSockets = new Set<net.Socket>();
+    const silent = net.createServer((s) => silentSockets.add(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const url = (server: http2.Http2Server | net.Server) =>
+      `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    // One static host per cluster: each server below names it at its own URL in turn.
+    const listedBy = async (staticAgentUrl: string) => {
+      const server = await startTestServer(api.db, {
+        fleet: await openFleet(api.db, testLogger, { staticAgentUrl }),
+      });
+      try {
+        const started = Date.now();
+        const res = await server.call('GET', '/v1/admin/hosts', { headers: root.auth });
+        const statics = (res.body.hosts as { is_static: boolean }[]).filter((h) => h.is_static);
+        return { statics, ms: Date.now() - started };
+      } finally {
+        await server.stop();
+      }
+    };
+    try {
+      const answering = await listedBy(url(fake));
+      expect(answering.statics).toMatchObject([
+        { address: url(fake), status: 'online', running_count: 2, paused_count: 1 },
+      ]);
+      const quiet = await listedBy(url(silent));
+      expect(quiet.statics).toMatchObject([{ address: url(silent), status: 'unreachable' }]);
+      expect(quiet.ms).toBeLessThan(5000);
+    } finally {
+      await openFleet(api.db, testLogger, { staticAgentUrl: 'http://127.0.0.1:9' });
+      for (const s of sessions) s.destroy();
+      for (const s of silentSockets) s.destroy();
+      await new Promise((r) => fake.close(r));
+      await new Promise((r) => silent.close(r));
+    }
   });
 });

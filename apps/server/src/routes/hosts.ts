@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { hostagent } from '@wrenn/contracts';
 import { parseHostPort } from '@wrenn/core';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { App, Env, ServerDeps } from '../http/app-types.js';
@@ -62,6 +63,9 @@ function hostView(r: HostRow): z.infer<typeof HostFields> {
   };
 }
 const AdminHost = HostFields.extend({ team_name: z.string().nullable() }).openapi('AdminHost');
+/** How long GET /v1/admin/hosts waits for the static host's agent before calling it unreachable. */
+const STATIC_PROBE_TIMEOUT_MS = 2000;
+
 const HostIdParam = z.object({ id: z.uuid().openapi({ param: { name: 'id', in: 'path' } }) });
 
 const NewHost = z
@@ -317,6 +321,7 @@ export function hostRoutes(app: App, deps: ServerDeps): void {
       tags: ['admin'],
       summary:
         'Every host, platform and BYOC, with its team, status, capacity, load and sandbox counts (admins only)',
+      description: `Registered hosts as their last heartbeat left them; the static host (WRENN_AGENT_URL) is asked, with a ${STATIC_PROBE_TIMEOUT_MS} ms timeout.`,
       security: bearer,
       request: {
         query: z.object({
@@ -332,7 +337,10 @@ export function hostRoutes(app: App, deps: ServerDeps): void {
     }),
     async (c) => {
       const rows = await hostsVisibleTo(db, { all: true, deleted: c.req.valid('query').deleted === 'true' });
-      return c.json({ hosts: rows.map((r) => ({ ...hostView(r), team_name: r.team_name })) }, 200);
+      const hosts = await Promise.all(
+        rows.map(async (r) => ({ ...(r.is_static ? await probed(r) : hostView(r)), team_name: r.team_name })),
+      );
+      return c.json({ hosts }, 200);
     },
   );
 
@@ -378,6 +386,28 @@ export function hostRoutes(app: App, deps: ServerDeps): void {
       return c.body(null, 204);
     },
   );
+
+  /**
+   * The static host sends no heartbeats: whether it answers (within 2 s) and what it holds are
+   * asked of its agent when it is listed.
+   */
+  async function probed(r: HostRow): Promise<z.infer<typeof HostFields>> {
+    const view = hostView(r);
+    try {
+      const agent = await fleet.directory.agent(r.id);
+      const { sandboxes } = await agent.listSandboxes({}, { timeoutMs: STATIC_PROBE_TIMEOUT_MS });
+      const count = (status: hostagent.SandboxStatus) => sandboxes.filter((x) => x.status === status).length;
+      return {
+        ...view,
+        status: 'online',
+        running_count: count(hostagent.SandboxStatus.RUNNING),
+        paused_count: count(hostagent.SandboxStatus.PAUSED),
+      };
+    } catch (err) {
+      deps.logger.debug({ hostId: r.id, err }, 'the static host did not answer');
+      return { ...view, status: 'unreachable' };
+    }
+  }
 
   /** The host a request's `Authorization: Bearer <host JWT>` names (401 when none, forged or expired). */
   async function hostFromJwt(c: Context<Env>): Promise<string> {

@@ -15,7 +15,8 @@ export interface Fleet {
 /**
  * The cluster's keys (made if this is the first server), this server's client certificate, and
  * the static host (`staticAgentUrl`, WRENN_AGENT_URL) as a platform host row: plain h2c, no
- * registration or heartbeats, never marked unreachable. Sandbox rows from before the fleet are
+ * registration or heartbeats, never marked unreachable; one per cluster (every replica names the
+ * same agent), kept across restarts when its URL changes. Sandbox rows from before the fleet are
  * given to it.
  */
 export async function openFleet(
@@ -36,7 +37,10 @@ async function staticHost(db: Db, url: string): Promise<string> {
   const row = await db
     .insertInto('hosts')
     .values({ kind: 'platform', status: 'online', is_static: true, address: url, registered_at: now })
-    .onConflict((oc) => oc.column('address').where('is_static', '=', true).doUpdateSet({ status: 'online' }))
+    // One static host per cluster: an agent back on another URL is the same host.
+    .onConflict((oc) =>
+      oc.column('is_static').where('is_static', '=', true).doUpdateSet({ status: 'online', address: url }),
+    )
     .returning('id')
     .executeTakeFirstOrThrow();
   await db.updateTable('sandboxes').set({ host_id: row.id }).where('host_id', 'is', null).execute();
