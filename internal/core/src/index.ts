@@ -8,3 +8,4 @@ export * from './settle.js';
 export * from './net-address.js';
 export * from './sandbox-vocabulary.js';
 export * from './poll.js';
+export * from './periodic-task.js';

@@ -1,4 +1,4 @@
-import { errorMessage, type Logger } from '@wrenn/core';
+import { errorMessage, PeriodicTask, type Logger } from '@wrenn/core';
 import { hostagent } from '@wrenn/contracts';
 import type { Db } from '../db/database.js';
 import type { SandboxesTable } from '../db/schema.js';
@@ -154,19 +154,11 @@ export function startReconciler(
   logger: Logger,
   opts: ReconcilerOptions & { isLeader?: () => boolean } = {},
 ): { stop(): Promise<void> } {
-  const intervalMs = opts.intervalMs ?? 5000;
-  let running: Promise<unknown> | undefined;
-  const timer = setInterval(() => {
-    if (running || (opts.isLeader && !opts.isLeader())) return;
-    running = reconcileHosts(db, hosts, logger, opts)
-      .catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'reconcile pass failed'))
-      .finally(() => (running = undefined));
-  }, intervalMs);
-  timer.unref();
-  return {
-    async stop() {
-      clearInterval(timer);
-      await running;
-    },
-  };
+  return new PeriodicTask(
+    'reconciler',
+    opts.intervalMs ?? 5000,
+    async () => void (await reconcileHosts(db, hosts, logger, opts)),
+    logger,
+    opts.isLeader,
+  ).start();
 }

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { errorMessage, type Logger } from '@wrenn/core';
+import { PeriodicTask, type Logger } from '@wrenn/core';
 import type { Db } from '../../db/database.js';
 
 export const MISSING_REASON = 'its host stopped sending heartbeats';
@@ -47,18 +47,11 @@ export function startHostMonitor(
 ): { stop(): Promise<void> } {
   // Several checks per stale window, so a host is marked soon after it goes quiet.
   const intervalMs = opts.intervalMs ?? Math.min(5000, Math.max(200, (opts.staleSec * 1000) / 3));
-  let running: Promise<unknown> | undefined;
-  const timer = setInterval(() => {
-    if (running || !opts.isLeader()) return;
-    running = markStaleHosts(db, opts.staleSec, logger)
-      .catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'host monitor pass failed'))
-      .finally(() => (running = undefined));
-  }, intervalMs);
-  timer.unref();
-  return {
-    async stop() {
-      clearInterval(timer);
-      await running;
-    },
-  };
+  return new PeriodicTask(
+    'host-monitor',
+    intervalMs,
+    async () => void (await markStaleHosts(db, opts.staleSec, logger)),
+    logger,
+    opts.isLeader,
+  ).start();
 }
