@@ -7,6 +7,7 @@ import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { hostagent } from '@wrenn/contracts';
 import { agentServerTlsOptions, generateKeyPair, peerIsControlPlane } from '@wrenn/pki';
 import type { CallResult } from './api.js';
+import { statusFromAgent } from '../services/reconciler.js';
 
 // A registered host for the server's tests: registered over HTTP like a real agent, then serving a
 // fake agent (sandboxes in a map) over mutual TLS with the certificate it was given, and answering
@@ -45,15 +46,6 @@ type Call = (
   path: string,
   opts?: { body?: unknown; headers?: Record<string, string> },
 ) => Promise<CallResult>;
-
-const STATUS_NAME: Record<hostagent.SandboxStatus, string> = {
-  [hostagent.SandboxStatus.UNSPECIFIED]: 'error',
-  [hostagent.SandboxStatus.PENDING]: 'pending',
-  [hostagent.SandboxStatus.RUNNING]: 'running',
-  [hostagent.SandboxStatus.PAUSED]: 'paused',
-  [hostagent.SandboxStatus.STOPPED]: 'stopped',
-  [hostagent.SandboxStatus.ERROR]: 'error',
-};
 
 export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<FakeHost> {
   const capacity = opts.capacity ?? { cpu_cores: 8, memory_mb: 16_384, disk_mb: 200_000 };
@@ -178,7 +170,7 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
         body: {
           capacity,
           load: { cpu_pct: 12.5, memory_used_mb: 2048, disk_used_mb: 10_000 },
-          sandboxes: list ?? [...sandboxes].map(([id, status]) => ({ id, status: STATUS_NAME[status] })),
+          sandboxes: list ?? [...sandboxes].map(([id, status]) => ({ id, status: statusFromAgent(status) })),
         },
       }),
     async stop() {
