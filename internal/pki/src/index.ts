@@ -138,9 +138,10 @@ export function isIssuedBy(certPem: string, caPem: string, now = new Date()): bo
   );
 }
 
-/** When a certificate stops being valid. */
-export function expiresAt(certPem: string): Date {
-  return new Date(new X509Certificate(certPem).validTo);
+/** When a certificate starts and stops being valid (ms since the epoch). */
+export function validityOf(certPem: string): { from: number; to: number } {
+  const cert = new X509Certificate(certPem);
+  return { from: Date.parse(cert.validFrom), to: Date.parse(cert.validTo) };
 }
 
 /**

@@ -1,8 +1,7 @@
-import { X509Certificate } from 'node:crypto';
 import type { Logger } from '@wrenn/core';
 import type { ControlPlaneApi } from './control-plane-client.js';
 import { tlsMaterialOf, type CredentialsStore, type HostCredentials } from './credentials-store.js';
-import type { TlsMaterial } from '@wrenn/pki';
+import { validityOf, type TlsMaterial } from '@wrenn/pki';
 
 /** A credential is renewed once less than this share of its lifetime is left. */
 const RENEW_AT_REMAINING_SHARE = 0.25;
@@ -91,8 +90,7 @@ export function jwtValidity(token: string): Validity | undefined {
 
 function certificateValidity(pem: string): Validity | undefined {
   try {
-    const cert = new X509Certificate(pem);
-    return { from: Date.parse(cert.validFrom), to: Date.parse(cert.validTo) };
+    return validityOf(pem);
   } catch {
     return undefined;
   }
