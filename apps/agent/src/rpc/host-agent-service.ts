@@ -9,6 +9,7 @@ import type { EnvdClient } from '../sandbox/envd-client.js';
 import type { SandboxInfo, SandboxManager, SandboxStatus } from '../sandbox/manager.js';
 import type { Template, TemplateStore, TemplateSummary } from '../storage/templates.js';
 import type { MetricSample } from '../metrics/tiers.js';
+import { exportParts, importParts, validateArtifactRef } from './artifact-parts.js';
 import {
   validateCommand,
   validateCreate,
@@ -258,6 +259,25 @@ export function hostAgentService(
       const id = validateSandboxId(req.sandboxId);
       const name = validateTemplateNameField(req.name);
       const template = await manager.flattenRootfs(id, name, ctx.signal);
+      return { template: await templateToProto(templates, template) };
+    },
+
+    async *exportArtifact(req, ctx) {
+      const target = validateArtifactRef(req.artifact, 'artifact');
+      const bytes =
+        target.kind === 'sandbox'
+          ? manager.exportSandbox(target.name, ctx.signal)
+          : await manager.exportTemplate(target.name, ctx.signal);
+      yield* exportParts(req.artifact!, bytes);
+    },
+
+    async importArtifact(requests) {
+      const { target, chunks, verify } = await importParts(requests);
+      if (target.kind === 'sandbox') {
+        const info = await manager.importSandbox(target.name, chunks, verify);
+        return { sandbox: proto(info) };
+      }
+      const template = await manager.importTemplate(target.name, chunks, verify);
       return { template: await templateToProto(templates, template) };
     },
 

@@ -44,7 +44,7 @@ export interface SandboxStorage {
 
 export type TemplateSource = Pick<
   TemplateStore,
-  'resolve' | 'imageRootfs' | 'assertNameFree' | 'stage' | 'all' | 'delete'
+  'resolve' | 'imageRootfs' | 'assertNameFree' | 'stage' | 'all' | 'delete' | 'receive' | 'exportable'
 >;
 
 export type { Template };

@@ -11,6 +11,8 @@ import type { CreateSandboxParams, SandboxInfo } from './record.js';
 import { SandboxRegistry, touch } from './registry.js';
 import type { SandboxContext } from './resources.js';
 import { createSnapshot, deleteTemplate, flattenRootfs } from './snapshot.js';
+import { exportPaused, exportTemplate, importPaused, importTemplate } from './transfer.js';
+import type { ArtifactDigest } from '../storage/artifact-stream.js';
 import { assertRunning } from './state.js';
 
 export { SIZE_DEFAULTS } from './create.js';
@@ -71,6 +73,32 @@ export class SandboxManager {
 
   deleteTemplate(name: string): Promise<void> {
     return deleteTemplate(this.ctx, name);
+  }
+
+  /** The bytes of a template this agent made, for another host (`importTemplate`). */
+  exportTemplate(name: string, signal?: AbortSignal): Promise<AsyncGenerator<Uint8Array, ArtifactDigest>> {
+    return exportTemplate(this.ctx, name, signal);
+  }
+
+  /** The bytes of a paused sandbox, for another host (`importSandbox`); it stays here, paused. */
+  exportSandbox(id: string, signal?: AbortSignal): AsyncGenerator<Uint8Array, ArtifactDigest> {
+    return exportPaused(this.ctx, id, signal);
+  }
+
+  importTemplate(
+    name: string,
+    chunks: AsyncIterable<Uint8Array>,
+    verify: (received: ArtifactDigest) => void,
+  ): Promise<Template> {
+    return importTemplate(this.ctx, name, chunks, verify);
+  }
+
+  importSandbox(
+    id: string,
+    chunks: AsyncIterable<Uint8Array>,
+    verify: (received: ArtifactDigest) => void,
+  ): Promise<SandboxInfo> {
+    return importPaused(this.ctx, id, chunks, verify);
   }
 
   ping(id: string): void {

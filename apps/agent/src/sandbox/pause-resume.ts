@@ -177,14 +177,22 @@ export async function adoptPaused(ctx: SandboxContext): Promise<string[]> {
   const { layout, logger } = ctx.deps;
   const adopted: string[] = [];
   for (const id of await readdir(layout.sandboxesDir).catch(() => [] as string[])) {
-    const paths = sandboxPaths(layout, id);
-    const state = await readPausedState(paths).catch(() => undefined);
-    if (!state || ctx.registry.has(id)) continue;
-    const record = newRecord('paused', state.info, paths, state.baseImage, state.accessToken);
-    record.lastActive = state.info.lastActiveAt.getTime();
-    ctx.registry.add(record);
-    adopted.push(id);
+    if (!ctx.registry.has(id) && (await adoptOne(ctx, id))) adopted.push(id);
   }
   if (adopted.length) logger.info({ sandboxes: adopted }, 'adopted paused sandboxes');
   return adopted;
+}
+
+/**
+ * Registers the paused sandbox whose directory is in place (left by a previous agent, or moved in
+ * from another host). Undefined when the directory holds no paused state for this id.
+ */
+export async function adoptOne(ctx: SandboxContext, id: string): Promise<SandboxRecord | undefined> {
+  const paths = sandboxPaths(ctx.deps.layout, id);
+  const state = await readPausedState(paths).catch(() => undefined);
+  if (!state || state.info.id !== id || ctx.registry.has(id)) return undefined;
+  const record = newRecord('paused', state.info, paths, state.baseImage, state.accessToken);
+  record.lastActive = state.info.lastActiveAt.getTime();
+  ctx.registry.add(record);
+  return record;
 }

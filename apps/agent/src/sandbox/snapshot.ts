@@ -133,7 +133,9 @@ export async function deleteTemplate(ctx: SandboxContext, name: string): Promise
   const { templates } = ctx.deps;
   const template = await templates.resolve(name, 'name');
   if (ctx.registry.snapshotInUse(name)) {
-    throw failedPrecondition(`template ${name} is in use: sandboxes are being created from it`);
+    throw failedPrecondition(
+      `template ${name} is in use: sandboxes are being created from it, or another host is copying it`,
+    );
   }
   const users = ctx.registry
     .records()

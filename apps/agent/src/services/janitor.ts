@@ -42,6 +42,10 @@ export async function removeLeftovers(deps: {
     await rm(paths.dir, { recursive: true, force: true });
   }
   const staging = await templates.removeStaging();
+  // Sandboxes half-way in from another host: the control plane still has them where they came from.
+  const imports = await readdir(layout.importsDir).catch(() => [] as string[]);
+  await rm(layout.importsDir, { recursive: true, force: true });
+  staging.push(...imports.map((entry) => `imports/${entry}`));
   await firewall.remove();
   if (mounts.length || dirs.length || staging.length)
     logger.warn({ mounts: mounts.length, dirs, staging }, 'removed leftover sandbox and template files');

@@ -23,6 +23,10 @@ export class DataLayout {
   templateDir(name: string): string {
     return path.join(this.templatesDir, name);
   }
+  /** Paused sandboxes arriving from another host, unpacked here before they take their place. */
+  get importsDir(): string {
+    return path.join(this.root, 'imports');
+  }
   /** runsc's state directory (its --root). */
   get runscRoot(): string {
     return path.join(this.root, 'run', 'runsc');

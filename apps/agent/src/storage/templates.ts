@@ -118,6 +118,41 @@ export class TemplateStore {
     name: string,
     fill: (dir: string) => Promise<SnapshotMeta | Omit<ImageMeta, 'kind' | 'name' | 'createdAt'>>,
   ): Promise<Template> {
+    return this.intoPlace(name, async (staging) => {
+      const filled = await fill(staging);
+      const meta: SnapshotMeta | ImageMeta =
+        'kind' in filled ? filled : { kind: 'image', name, createdAt: new Date().toISOString(), ...filled };
+      await writeFile(path.join(staging, META_FILE), JSON.stringify(meta, null, 1), { mode: 0o600 });
+    });
+  }
+
+  /**
+   * Takes a template another host made (what `exportable` names, unpacked by `unpack`), staged like
+   * one made here; its template.json must name it.
+   */
+  async receive(name: string, unpack: (dir: string) => Promise<void>): Promise<Template> {
+    return this.intoPlace(name, async (staging) => {
+      await unpack(staging);
+      const meta = await readMeta(staging).catch(() => undefined);
+      if (meta?.name !== name || (meta.kind !== 'snapshot' && meta.kind !== 'image'))
+        throw invalidArgument(
+          'header.name',
+          `the template received is not ${name} (no matching ${META_FILE})`,
+        );
+    });
+  }
+
+  /** The directory and entries of a template this agent made, for another host to receive. */
+  async exportable(name: string, field = 'name'): Promise<{ dir: string; entries: string[] }> {
+    const template = await this.resolve(name, field);
+    if (template.kind === 'image' && !template.madeHere)
+      throw failedPrecondition(
+        `template ${name} is built from a recipe (images/${name}): every host builds its own`,
+      );
+    return { dir: template.dir, entries: (await readdir(template.dir)).sort() };
+  }
+
+  private async intoPlace(name: string, fill: (staging: string) => Promise<void>): Promise<Template> {
     await this.assertNameFree(name);
     await mkdir(this.layout.templatesDir, { recursive: true });
     const staging = path.join(
@@ -126,10 +161,7 @@ export class TemplateStore {
     );
     await mkdir(staging);
     try {
-      const filled = await fill(staging);
-      const meta: SnapshotMeta | ImageMeta =
-        'kind' in filled ? filled : { kind: 'image', name, createdAt: new Date().toISOString(), ...filled };
-      await writeFile(path.join(staging, META_FILE), JSON.stringify(meta, null, 1), { mode: 0o600 });
+      await fill(staging);
       await this.assertNameFree(name);
       await rename(staging, this.layout.templateDir(name));
     } catch (err) {
