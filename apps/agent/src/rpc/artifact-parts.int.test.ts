@@ -56,7 +56,7 @@ describe('artifact transfer (tar stream, digest, staging)', () => {
     const { dir, entries } = await from.exportable('snap-one');
     let i = 0;
     for await (const message of exportParts(ref, packEntries(dir, entries))) {
-      const out = tamper(create(hostagent.ImportArtifactRequestSchema, message), i++);
+      const out = tamper(create(hostagent.ImportArtifactRequestSchema, { part: message.part }), i++);
       if (!out) return;
       yield out;
     }
@@ -82,7 +82,7 @@ describe('artifact transfer (tar stream, digest, staging)', () => {
     const flipped = relay((m) => {
       if (m.part?.part.case === 'chunk' && m.part.part.value.byteLength > 600) {
         const copy = Buffer.from(m.part.part.value);
-        copy[600] ^= 1;
+        copy.writeUInt8(copy.readUInt8(600) ^ 1, 600);
         m.part.part.value = copy;
       }
       return m;
