@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { installDir, repoRoot } from './support/agent-process.js';
@@ -14,6 +14,8 @@ interface Up {
   api: string;
   key: string;
   password: string | undefined;
+  /** The platform host its agent is, from its first lines. */
+  hostId: string;
   exited: Promise<number | null>;
 }
 
@@ -27,6 +29,8 @@ async function wrennUp(): Promise<Up> {
       WRENN_AGENT_LISTEN: '127.0.0.1:0',
       WRENN_SERVER_LISTEN: '127.0.0.1:0',
       WRENN_SANDBOX_NAMESERVERS: '',
+      // Read by both halves: the agent beats every second, so its counts show up soon.
+      WRENN_HEARTBEAT_SEC: '1',
       LOG_LEVEL: 'warn',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -55,6 +59,7 @@ async function wrennUp(): Promise<Up> {
     api: /API:\s+(http:\/\/\S+)\/v1/.exec(stdout)![1]!,
     key: /admin API key .*: (wrn_\S+)/.exec(stdout)![1]!,
     password: /admin login .*: admin@wrenn\.local \/ (\S+)/.exec(stdout)?.[1],
+    hostId: /host agent: https:\/\/\S+ \(platform host ([0-9a-f-]{36}), mutual TLS\)/.exec(stdout)![1]!,
   };
 }
 
@@ -70,8 +75,16 @@ afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
+const adminHosts = async (up: Up, token: string) =>
+  (await call(up, 'GET', '/v1/admin/hosts', { bearer: token })).body.hosts as Record<string, unknown>[];
+
+/** envd's health check inside the sandbox, through the control plane's sandbox proxy. */
+const proxiedHealth = async (up: Up, id: string) =>
+  (await fetch(`${up.api}/health`, { headers: { 'E2b-Sandbox-Id': id, 'E2b-Sandbox-Port': '49983' } }))
+    .status;
+
 describe('wrenn up', () => {
-  it('runs the agent and the API with a first admin, stops cleanly on Ctrl-C, and keeps its data', async () => {
+  it('registers its agent as a platform host, stops cleanly on Ctrl-C, and keeps its data and paused sandboxes', async () => {
     await rm(dataDir, { recursive: true, force: true });
     const first = await wrennUp();
     let second: Up | undefined;
@@ -82,31 +95,65 @@ describe('wrenn up', () => {
       const id = created.body.id as string;
       const exec = await call(first, 'POST', `/v1/sandboxes/${id}/exec`, { body: { cmd: 'echo up' } });
       expect(exec.body.stdout).toBe('up\n');
+      expect(await proxiedHealth(first, id)).toBe(204);
       const login = await call(first, 'POST', '/v1/auth/login', {
         body: { email: 'admin@wrenn.local', password: first.password },
       });
       const token = login.body.token as string;
-      const hosts = await call(first, 'GET', '/v1/admin/hosts', { bearer: token });
-      // The agent `wrenn up` started is the control plane's static host: asked when listed.
-      expect(hosts.body).toMatchObject({
-        hosts: [{ is_static: true, kind: 'platform', status: 'online', running_count: 1, sandbox_count: 1 }],
-      });
-      expect(created.body.host_id).toBe((hosts.body.hosts as { id: string }[])[0]!.id);
+      // The agent `wrenn up` started registered itself: one platform host, not static, whose
+      // heartbeats carry its capacity and the sandbox it runs.
+      await eventually(async () => {
+        expect(await adminHosts(first, token)).toMatchObject([
+          {
+            id: first.hostId,
+            is_static: false,
+            kind: 'platform',
+            status: 'online',
+            running_count: 1,
+            sandbox_count: 1,
+            capacity: { cpu_cores: expect.any(Number) as number },
+            last_heartbeat_at: expect.any(String) as string,
+          },
+        ]);
+      }, 15_000);
+      expect(created.body.host_id).toBe(first.hostId);
+      // Its credentials are in its data dir: the next start needs no token.
+      const stored = JSON.parse(await readFile(path.join(dataDir, 'credentials/host.json'), 'utf8')) as {
+        host_id: string;
+      };
+      expect(stored.host_id).toBe(first.hostId);
       expect((await fetch(`${first.api}/docs`)).status).toBe(200);
 
-      // Ctrl-C: everything stops, nothing of the sandbox remains on the host.
-      expect(await interrupt(first)).toBe(0);
-      expect(await wrennHostState(dataDir)).toEqual(EMPTY_HOST_STATE);
+      const kept = (await call(first, 'POST', '/v1/sandboxes', { body: { timeout_sec: 0 } })).body
+        .id as string;
+      await call(first, 'POST', `/v1/sandboxes/${kept}/exec`, { body: { cmd: 'echo kept > /tmp/mark' } });
+      expect((await call(first, 'POST', `/v1/sandboxes/${kept}/pause`)).body.status).toBe('paused');
 
-      // The same data on the next start: same key and admin; the sandbox that went with the last
-      // agent is marked stopped by the reconciler.
+      // Ctrl-C: everything stops; of the sandboxes only the paused one's files remain.
+      expect(await interrupt(first)).toBe(0);
+      expect(await wrennHostState(dataDir)).toEqual({ ...EMPTY_HOST_STATE, sandboxDirs: [kept] });
+
+      // The same data on the next start: same key, admin and host (its stored credentials, no
+      // token, no second host); the running sandbox that went with the last agent is marked
+      // stopped, the paused one is still paused and resumes with its files.
       second = await wrennUp();
       expect(second.key).toBe(first.key);
       expect(second.password).toBe(first.password);
+      expect(second.hostId).toBe(first.hostId);
       await eventually(async () => {
-        expect((await call(second!, 'GET', '/v1/sandboxes')).body.sandboxes).toEqual([]);
+        const list = (await call(second!, 'GET', '/v1/sandboxes')).body.sandboxes as { id: string }[];
+        expect(list.map((s) => s.id)).toEqual([kept]);
       }, 15_000);
       expect((await call(second, 'GET', `/v1/sandboxes/${id}`)).status).toBe(404);
+      expect((await call(second, 'GET', `/v1/sandboxes/${kept}`)).body.status).toBe('paused');
+      const hosts = await adminHosts(second, token);
+      expect(hosts).toMatchObject([{ id: first.hostId, is_static: false, status: 'online' }]);
+      expect((await call(second, 'POST', `/v1/sandboxes/${kept}/resume`)).body.status).toBe('running');
+      const mark = await call(second, 'POST', `/v1/sandboxes/${kept}/exec`, {
+        body: { cmd: 'cat /tmp/mark' },
+      });
+      expect(mark.body.stdout).toBe('kept\n');
+      expect(await proxiedHealth(second, kept)).toBe(204);
       expect(await interrupt(second)).toBe(0);
     } finally {
       for (const up of [first, second]) if (up && up.child.exitCode === null) await interrupt(up);

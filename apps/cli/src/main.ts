@@ -1,13 +1,20 @@
-import { loadAgentConfig, startAgent } from '@wrenn/agent';
-import { createLogger, errorMessage, type Logger } from '@wrenn/core';
-import { loadServerConfig, startServer } from '@wrenn/server';
+import net from 'node:net';
+import {
+  CredentialsStore,
+  loadAgentConfig,
+  startAgent,
+  type AgentConfig,
+  type RunningAgent,
+} from '@wrenn/agent';
+import { createLogger, errorMessage, formatHostPort, type Logger } from '@wrenn/core';
+import { loadServerConfig, startServer, type RunningServer } from '@wrenn/server';
 
 const UNHANDLED_REJECTION = 'unhandled promise rejection (a bug; the process continues)';
 
 const usage = `usage: wrenn <command>
 
 commands:
-  up       run Wrenn on this machine: the host agent and the control plane (embedded database)
+  up       run Wrenn on this machine: the control plane (embedded database) and its first host's agent
   agent    run the host agent only
   server   run the control plane only (WRENN_AGENT_URL names the agent)
 `;
@@ -60,28 +67,33 @@ async function runServer(): Promise<void> {
 }
 
 async function runUp(): Promise<void> {
-  const agentConfig = loadAgentConfig();
-  const logger = createLogger({ name: 'wrenn', level: agentConfig.logLevel });
-  const agent = await startAgent(agentConfig, logger.child({ component: 'agent' }));
+  const agentEnv = loadAgentConfig();
+  const logger = createLogger({ name: 'wrenn', level: agentEnv.logLevel });
+  // The server first: the agent registers with it (docs/fleet.md "`wrenn up`'s own host").
+  // WRENN_AGENT_URL is not read: this agent is a registered host, not the static one.
   const server = await startServer(
-    { ...loadServerConfig(), agentUrl: agent.url },
+    { ...loadServerConfig(), agentUrl: '' },
     logger.child({ component: 'server' }),
-  ).catch(async (err: unknown) => {
-    await agent.stop();
+  );
+  let agent: RunningAgent;
+  try {
+    agent = await startOwnAgent(agentEnv, server, logger);
+  } catch (err) {
+    await server.stop();
     throw err;
-  });
+  }
   process.stdout.write(
     [
       `Wrenn is up.`,
       `  API:        ${server.url}/v1`,
       `  API docs:   ${server.url}/docs`,
-      `  host agent: ${agent.url}`,
+      `  host agent: ${agent.url} (platform host ${agent.hostId}, mutual TLS)`,
       server.adminApiKey
-        ? `  admin API key (X-API-Key; also in ${agentConfig.dataDir}/server/admin-api-key): ${server.adminApiKey}`
+        ? `  admin API key (X-API-Key; also in ${agentEnv.dataDir}/server/admin-api-key): ${server.adminApiKey}`
         : '  admin API key: not available (the database already had users)',
       ...(server.adminPassword
         ? [
-            `  admin login (POST /v1/auth/login; also in ${agentConfig.dataDir}/server/admin-password): admin@wrenn.local / ${server.adminPassword}`,
+            `  admin login (POST /v1/auth/login; also in ${agentEnv.dataDir}/server/admin-password): admin@wrenn.local / ${server.adminPassword}`,
           ]
         : []),
       `Try: curl -s -X POST -H "X-API-Key: <key>" -H 'content-type: application/json' -d '{}' ${server.url}/v1/sandboxes`,
@@ -91,6 +103,66 @@ async function runUp(): Promise<void> {
   stopOnSignal(logger, async () => {
     await server.stop();
     await agent.stop();
+  });
+}
+
+/**
+ * The agent of `wrenn up`, registered with the server beside it as a platform host: with the
+ * registration token the server hands over the first time, with its stored credentials after.
+ * Its address is fixed before it listens (port 0 → a free port now), since registering sends it.
+ */
+async function startOwnAgent(
+  config: AgentConfig,
+  server: RunningServer,
+  logger: Logger,
+): Promise<RunningAgent> {
+  const port = config.listenPort || (await freePort(config.listenHost));
+  const advertise = { host: dialable(config.listenHost), port };
+  const store = CredentialsStore.in(config.dataDir);
+  const plan = await server.prepareLocalHost({
+    registeredHostId: (await store.load())?.hostId,
+    address: formatHostPort(advertise.host, advertise.port),
+  });
+  if (plan.staleCredentials)
+    logger.warn({ setAside: await store.setAside() }, 'set the stale host credentials aside');
+  const agent = await startAgent(
+    {
+      ...config,
+      listenPort: port,
+      fleet: {
+        ...config.fleet,
+        controlPlaneUrl: server.url.replace('//0.0.0.0:', '//127.0.0.1:').replace('//[::]:', '//[::1]:'),
+        registrationToken: plan.registrationToken,
+        advertise,
+      },
+    },
+    logger.child({ component: 'agent' }),
+  ).catch(async (err: unknown) => {
+    await server.abandonLocalHost(plan.hostId).catch(() => undefined);
+    throw err;
+  });
+  if (agent.hostId !== plan.hostId) {
+    await agent.stop();
+    throw new Error(`the agent is host ${agent.hostId}, but the server expected ${plan.hostId}`);
+  }
+  return agent;
+}
+
+// A wildcard listener is reached on loopback from this machine.
+function dialable(host: string): string {
+  if (host === '0.0.0.0') return '127.0.0.1';
+  if (host === '::') return '::1';
+  return host;
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, host, () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
   });
 }
 

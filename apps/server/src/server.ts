@@ -8,6 +8,7 @@ import { buildApp, serveApp } from './http/app.js';
 import { createSandboxProxy } from './proxy/sandbox-proxy.js';
 import { openFleet } from './services/fleet/fleet.js';
 import { startHostMonitor } from './services/fleet/host-monitor.js';
+import { abandonLocalHost, prepareLocalHost, type LocalHostPlan } from './services/fleet/local-host.js';
 import { startLeaderElection } from './services/fleet/leader.js';
 import { sandboxTraffic } from './services/sandbox-traffic.js';
 import { bootstrapAdmin } from './bootstrap.js';
@@ -21,6 +22,13 @@ export interface RunningServer {
   adminPassword?: string;
   /** Whether this server runs the cluster's host monitor and reconciler now (leader election). */
   isLeader(): boolean;
+  /**
+   * `wrenn up`: the platform host of the agent it runs in this process (its registration token
+   * when it has no credentials yet); the proxy reaches that host's slots directly.
+   */
+  prepareLocalHost(opts: { registeredHostId?: string; address: string }): Promise<LocalHostPlan>;
+  /** `wrenn up`: that agent did not start (a host that never registered goes). */
+  abandonLocalHost(hostId: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -79,6 +87,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     adminApiKey: admin?.apiKey,
     adminPassword: admin?.password,
     isLeader,
+    prepareLocalHost: (opts) => prepareLocalHost({ db, fleet, logger }, opts),
+    abandonLocalHost: (hostId) => abandonLocalHost({ db, fleet, logger }, hostId),
     async stop() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await monitor.stop();

@@ -49,6 +49,15 @@ describe('the credentials store', () => {
     expect((await stat(path.join(dir, 'tokens.json'))).mode & 0o777).toBe(0o600);
   });
 
+  it('sets credentials aside: none are loaded after, the old ones are kept beside', async () => {
+    await store.save(creds);
+    const aside = await store.setAside();
+    expect(await store.load()).toBeUndefined();
+    expect(path.dirname(aside)).toBe(dataDir);
+    expect(path.basename(aside)).toMatch(/^credentials\.replaced-/);
+    expect(await new CredentialsStore(aside).load()).toEqual(creds);
+  });
+
   it('refuses incomplete credentials, saying what to do', async () => {
     await store.save(creds);
     await rm(path.join(dataDir, 'credentials', 'key.pem'));

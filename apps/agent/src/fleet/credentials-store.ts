@@ -99,6 +99,16 @@ export class CredentialsStore {
     await this.write(FILES.cert, certPem);
   }
 
+  /**
+   * Moves the credentials aside (to `credentials.replaced-<time>`), so the host registers anew; kept,
+   * not removed, in case the control plane that forgot them was the wrong one.
+   */
+  async setAside(): Promise<string> {
+    const to = `${this.dir}.replaced-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    await rename(this.dir, to);
+    return to;
+  }
+
   private read(name: string): Promise<string> {
     return readFile(path.join(this.dir, name), 'utf8');
   }

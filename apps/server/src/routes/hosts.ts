@@ -207,6 +207,8 @@ export function hostRoutes(app: App, deps: ServerDeps): void {
         .updateTable('hosts')
         .set({
           status: 'online',
+          // The static host registering (`wrenn up`'s agent taking it over) becomes a registered one.
+          is_static: false,
           address: body.address,
           arch: body.arch,
           agent_version: body.agent_version,

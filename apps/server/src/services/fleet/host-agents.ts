@@ -52,7 +52,7 @@ export async function platformAgent(deps: { db: Db; hosts: Hosts }): Promise<Age
 
 /** How the proxy reaches sandbox ports on a host. */
 export type HostRoute =
-  | { kind: 'direct' } // the static host: slot addresses are reachable from here
+  | { kind: 'direct' } // the static host, or `wrenn up`'s own: slot addresses are reachable from here
   | { kind: 'tunnel'; session: http2.ClientHttp2Session }; // HTTP/2 CONNECT through the agent
 
 /** One agent for every host (sandboxes placed on none): tests hand a fake agent to code that takes `Hosts`. */
@@ -94,6 +94,13 @@ export class HostDirectory implements Hosts {
     readonly staticHostId?: string,
   ) {}
 
+  /**
+   * The registered host whose agent runs in this process (`wrenn up`): its slot addresses are
+   * routable from here, so the proxy goes to them directly, as for the static host, not through a
+   * tunnel. Only this process knows it; another replica tunnels.
+   */
+  localHostId?: string;
+
   place(teamId: string, need: SandboxNeed, only?: string | null): Promise<string> {
     return placeSandbox(this.db, this.placement, teamId, need, only ?? undefined);
   }
@@ -106,7 +113,7 @@ export class HostDirectory implements Hosts {
   async route(hostId: string | null): Promise<HostRoute> {
     const id = this.idOf(hostId);
     const conn = await this.connection(id);
-    if (conn.isStatic) return { kind: 'direct' };
+    if (conn.isStatic || id === this.localHostId) return { kind: 'direct' };
     if (!conn.tunnel || conn.tunnel.closed || conn.tunnel.destroyed) {
       const material = await this.credentials.controlPlaneMaterial();
       const session = http2.connect(`https://${conn.address}`, controlPlaneClientTlsOptions(material, id));

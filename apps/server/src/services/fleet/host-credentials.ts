@@ -53,7 +53,10 @@ export class HostCredentials {
     return token;
   }
 
-  /** Uses up a registration token; the host it was made for (pending), else 401. */
+  /**
+   * Uses up a registration token; the host it was made for, else 401. That host is pending, or the
+   * static host when `wrenn up`'s agent takes it over (registering, it stops being static).
+   */
   async consumeRegistrationToken(token: string): Promise<string> {
     const used = await this.db
       .updateTable('host_registration_tokens')
@@ -66,10 +69,10 @@ export class HostCredentials {
     if (!used) throw unauthorized('registration_token: unknown, already used or expired');
     const host = await this.db
       .selectFrom('hosts')
-      .select('status')
+      .select(['status', 'is_static'])
       .where('id', '=', used.host_id)
       .executeTakeFirst();
-    if (host?.status !== 'pending')
+    if (!host || (host.status !== 'pending' && !host.is_static))
       throw unauthorized('registration_token: the host is no longer waiting to register');
     return used.host_id;
   }
