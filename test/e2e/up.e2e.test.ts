@@ -8,6 +8,8 @@ import { EMPTY_HOST_STATE, eventually, wrennHostState } from './support/host-sta
 
 // `wrenn up`, the README's first command after setup: agent + control plane in one process.
 const dataDir = path.join(installDir, 'e2e-up');
+// An install from before `wrenn up` registered its agent: `wrenn server` with a static host.
+const olderDir = path.join(installDir, 'e2e-up-older');
 
 interface Up {
   child: ChildProcess;
@@ -19,11 +21,17 @@ interface Up {
   exited: Promise<number | null>;
 }
 
-async function wrennUp(): Promise<Up> {
-  const child = spawn(process.execPath, [path.join(repoRoot, 'apps/cli/bin/wrenn.js'), 'up'], {
+/** `wrenn <command>` on data dir `dir`, once its output matches `ready`: the process and that output. */
+async function wrenn(
+  command: 'up' | 'agent' | 'server',
+  dir: string,
+  ready: RegExp,
+  env: Record<string, string> = {},
+): Promise<{ child: ChildProcess; stdout: string; exited: Promise<number | null> }> {
+  const child = spawn(process.execPath, [path.join(repoRoot, 'apps/cli/bin/wrenn.js'), command], {
     env: {
       ...process.env,
-      WRENN_DIR: dataDir,
+      WRENN_DIR: dir,
       WRENN_IMAGES_DIR: path.join(installDir, 'images'),
       WRENN_RUNSC: path.join(installDir, 'bin/runsc'),
       WRENN_AGENT_LISTEN: '127.0.0.1:0',
@@ -32,6 +40,7 @@ async function wrennUp(): Promise<Up> {
       // Read by both halves: the agent beats every second, so its counts show up soon.
       WRENN_HEARTBEAT_SEC: '1',
       LOG_LEVEL: 'warn',
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -41,18 +50,25 @@ async function wrennUp(): Promise<Up> {
   const stdout = await new Promise<string>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(
-      () => reject(new Error(`wrenn up did not come up in 90 s:\n${out}\n${stderr}`)),
+      () => reject(new Error(`wrenn ${command} did not come up in 90 s:\n${out}\n${stderr}`)),
       90_000,
     );
     child.stdout.on('data', (b: Buffer) => {
       out += b.toString();
-      if (/^Try: /m.test(out)) {
+      if (ready.test(out)) {
         clearTimeout(timer);
         resolve(out);
       }
     });
-    child.once('exit', (code) => reject(new Error(`wrenn up exited with ${code}:\n${out}\n${stderr}`)));
+    child.once('exit', (code) =>
+      reject(new Error(`wrenn ${command} exited with ${code}:\n${out}\n${stderr}`)),
+    );
   });
+  return { child, stdout, exited };
+}
+
+async function wrennUp(dir = dataDir): Promise<Up> {
+  const { child, stdout, exited } = await wrenn('up', dir, /^Try: /m);
   return {
     child,
     exited,
@@ -73,6 +89,7 @@ async function interrupt(up: Up): Promise<number | null> {
 
 afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });
+  await rm(olderDir, { recursive: true, force: true });
 });
 
 const adminHosts = async (up: Up, token: string) =>
@@ -157,6 +174,54 @@ describe('wrenn up', () => {
       expect(await interrupt(second)).toBe(0);
     } finally {
       for (const up of [first, second]) if (up && up.child.exitCode === null) await interrupt(up);
+    }
+  });
+
+  it('takes over the static host of an install from before, with its paused sandbox', async () => {
+    await rm(olderDir, { recursive: true, force: true });
+    // What `wrenn up` was: an unregistered agent, and the server naming it as its static host.
+    const agent = await wrenn('agent', olderDir, /listening on http:\/\/\S+/);
+    const agentUrl = /listening on (http:\/\/\S+)/.exec(agent.stdout)![1]!;
+    let server: Awaited<ReturnType<typeof wrenn>> | undefined;
+    let up: Up | undefined;
+    try {
+      server = await wrenn('server', olderDir, /listening on http:\/\/\S+/, { WRENN_AGENT_URL: agentUrl });
+      const api = /listening on (http:\/\/\S+) /.exec(server.stdout)![1]!;
+      const key = (await readFile(path.join(olderDir, 'server/admin-api-key'), 'utf8')).trim();
+      const password = (await readFile(path.join(olderDir, 'server/admin-password'), 'utf8')).trim();
+      const older: Up = { ...server, api, key, password, hostId: '' };
+      const id = (await call(older, 'POST', '/v1/sandboxes', { body: { timeout_sec: 0 } })).body.id as string;
+      await call(older, 'POST', `/v1/sandboxes/${id}/exec`, { body: { cmd: 'echo older > /tmp/mark' } });
+      expect((await call(older, 'POST', `/v1/sandboxes/${id}/pause`)).body.status).toBe('paused');
+      const login = await call(older, 'POST', '/v1/auth/login', {
+        body: { email: 'admin@wrenn.local', password },
+      });
+      const token = login.body.token as string;
+      const [staticHost] = await adminHosts(older, token);
+      expect(staticHost).toMatchObject({ is_static: true, sandbox_count: 1 });
+      server.child.kill('SIGINT');
+      expect(await server.exited).toBe(0);
+      agent.child.kill('SIGTERM');
+      expect(await agent.exited).toBe(0);
+
+      // `wrenn up` on that data: its agent registers as the static host, which stops being static
+      // and keeps its id, its sandbox paused and resumable with its files.
+      up = await wrennUp(olderDir);
+      expect(up.hostId).toBe(staticHost!.id);
+      await eventually(async () => {
+        expect(await adminHosts(up!, token)).toMatchObject([
+          { id: staticHost!.id, is_static: false, status: 'online', paused_count: 1, sandbox_count: 1 },
+        ]);
+      }, 15_000);
+      expect((await call(up, 'GET', `/v1/sandboxes/${id}`)).body.status).toBe('paused');
+      expect((await call(up, 'POST', `/v1/sandboxes/${id}/resume`)).body.status).toBe('running');
+      const mark = await call(up, 'POST', `/v1/sandboxes/${id}/exec`, { body: { cmd: 'cat /tmp/mark' } });
+      expect(mark.body.stdout).toBe('older\n');
+      expect(await interrupt(up)).toBe(0);
+    } finally {
+      if (up && up.child.exitCode === null) await interrupt(up);
+      for (const p of [server, agent]) if (p && p.child.exitCode === null) p.child.kill('SIGTERM');
+      await Promise.all([server?.exited, agent.exited]);
     }
   });
 });
