@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -6,27 +5,12 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostagent } from '@wrenn/contracts';
 import { FakeControlPlane } from './support/fake-control-plane.js';
-import { installDir, repoRoot, sh } from './support/agent-process.js';
+import { installDir, sh } from './support/agent-process.js';
+import { devHost } from './support/fleet.js';
 import { eventually } from './support/host-state.js';
 
 const NAME = 'e2ed';
 const hostDir = path.join(installDir, 'dev-hosts', NAME);
-
-/** scripts/dev-host.sh with `args`; its output, or an error with it. */
-function devHost(args: string[], env: Record<string, string> = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', [path.join(repoRoot, 'scripts/dev-host.sh'), ...args], {
-      env: { ...process.env, WRENN_DIR: installDir, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    child.once('exit', (code) =>
-      code === 0 ? resolve(out) : reject(new Error(`dev-host.sh ${args.join(' ')}: ${code}\n${out}`)),
-    );
-  });
-}
 
 describe('a dev host (scripts/dev-host.sh): an agent in its own network namespace', () => {
   let cp: FakeControlPlane;

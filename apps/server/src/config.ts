@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { errorMessage, parseConfig, parseHostPort } from '@wrenn/core';
+import type { TestFault } from './services/fleet/host-credentials.js';
 
 // Every setting of the control plane, with its default. Parsed once in main; nothing else reads env.
 const shape = {
@@ -34,6 +35,8 @@ const shape = {
     .int()
     .min(1)
     .default(1024 ** 3),
+  // Test only (docs/testing.md): a fault this process injects into itself for the e2e tests.
+  WRENN_TEST_FAULT: z.enum(['exit-after-refresh-issue']).optional(),
 };
 
 export interface ServerConfig {
@@ -48,6 +51,8 @@ export interface ServerConfig {
   uploadMaxBytes?: number;
   /** The fleet's settings; defaults as in the schema above. */
   fleet?: FleetConfig;
+  /** Test only: a fault to inject (WRENN_TEST_FAULT); never set in production. */
+  testFault?: TestFault;
 }
 
 export interface PlacementConfig {
@@ -95,6 +100,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     agentUrl: raw.WRENN_AGENT_URL,
     logLevel: raw.LOG_LEVEL,
     uploadMaxBytes: raw.WRENN_UPLOAD_MAX_BYTES,
+    testFault: raw.WRENN_TEST_FAULT,
     fleet: {
       hostStaleSec: raw.WRENN_HOST_STALE_SEC,
       heartbeatSec: raw.WRENN_HEARTBEAT_SEC,

@@ -7,6 +7,7 @@ import { openDatabase } from './db/database.js';
 import { buildApp, serveApp } from './http/app.js';
 import { createSandboxProxy } from './proxy/sandbox-proxy.js';
 import { openFleet } from './services/fleet/fleet.js';
+import { refreshHooksFor } from './services/fleet/host-credentials.js';
 import { startHostMonitor } from './services/fleet/host-monitor.js';
 import { abandonLocalHost, prepareLocalHost, type LocalHostPlan } from './services/fleet/local-host.js';
 import { startLeaderElection } from './services/fleet/leader.js';
@@ -44,6 +45,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const fleet = await openFleet(db, logger.child({ component: 'fleet' }), {
     staticAgentUrl: config.agentUrl || undefined,
     config: fleetConfig,
+    refreshHooks: refreshHooksFor(config.testFault),
   });
   const hosts = fleet.directory;
   // Every path that destroys, pauses, resumes or snapshots a sandbox tells the proxy, which then

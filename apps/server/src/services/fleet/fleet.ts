@@ -2,7 +2,7 @@ import type { Logger } from '@wrenn/core';
 import { FLEET_DEFAULTS, type FleetConfig } from '../../config.js';
 import type { Db } from '../../db/database.js';
 import { loadClusterKeys } from './cluster-keys.js';
-import { HostCredentials } from './host-credentials.js';
+import { HostCredentials, type RefreshHooks } from './host-credentials.js';
 import { HostDirectory } from './host-agents.js';
 
 /** The fleet's parts one server holds: its hosts' credentials, their connections, the settings. */
@@ -22,10 +22,10 @@ export interface Fleet {
 export async function openFleet(
   db: Db,
   logger: Logger,
-  opts: { staticAgentUrl?: string; config?: FleetConfig } = {},
+  opts: { staticAgentUrl?: string; config?: FleetConfig; refreshHooks?: RefreshHooks } = {},
 ): Promise<Fleet> {
   const config = opts.config ?? FLEET_DEFAULTS;
-  const credentials = new HostCredentials(db, await loadClusterKeys(db));
+  const credentials = new HostCredentials(db, await loadClusterKeys(db), opts.refreshHooks);
   await credentials.controlPlaneMaterial();
   const staticHostId = opts.staticAgentUrl ? await staticHost(db, opts.staticAgentUrl) : undefined;
   const directory = new HostDirectory(db, credentials, logger, config.placement, staticHostId);

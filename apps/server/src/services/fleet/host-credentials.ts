@@ -1,4 +1,5 @@
 import { createHash, createPublicKey, randomBytes, randomUUID } from 'node:crypto';
+import { writeSync } from 'node:fs';
 import { importPKCS8, importSPKI, jwtVerify, SignJWT, type CryptoKey } from 'jose';
 import { parseHostPort } from '@wrenn/core';
 import { generateKeyPair, issueCertificate, type TlsMaterial } from '@wrenn/pki';
@@ -25,6 +26,25 @@ export interface RefreshHooks {
 }
 
 /**
+ * Test only (`WRENN_TEST_FAULT`, docs/testing.md): a fault a real server process injects into itself
+ * for the e2e tests. `exit-after-refresh-issue`: the process SIGKILLs itself in a refresh, after the
+ * new token is stored and before the old one is marked rotated (the crash issue-then-revoke is for).
+ */
+export type TestFault = 'exit-after-refresh-issue';
+
+export function refreshHooksFor(fault: TestFault | undefined): RefreshHooks {
+  if (fault !== 'exit-after-refresh-issue') return {};
+  return {
+    afterIssue: () => {
+      // Synchronous: the logger's buffered output would die with the process.
+      writeSync(2, 'WRENN_TEST_FAULT=exit-after-refresh-issue: SIGKILL between issue and revoke\n');
+      process.kill(process.pid, 'SIGKILL');
+      return new Promise<void>(() => undefined);
+    },
+  };
+}
+
+/**
  * Every credential a host holds (docs/fleet.md): the one-time registration token, the host JWT
  * (ES256, 7 days), the refresh token (60 days, rotated issue-then-revoke, families revoked on
  * reuse) and its certificate; and this server's own control-plane client certificate.
@@ -37,6 +57,8 @@ export class HostCredentials {
   constructor(
     private readonly db: Db,
     readonly keys: ClusterKeys,
+    /** What every refresh runs unless its caller says otherwise (a test fault; none in production). */
+    private readonly refreshHooks: RefreshHooks = {},
   ) {}
 
   /** A registration token for `hostId`: shown once, kept hashed, usable once within 1 hour. */
@@ -127,7 +149,7 @@ export class HostCredentials {
    */
   async rotateRefreshToken(
     token: string,
-    hooks: RefreshHooks = {},
+    hooks: RefreshHooks = this.refreshHooks,
   ): Promise<{ hostId: string; refreshToken: string }> {
     const row = await this.db
       .selectFrom('host_refresh_tokens')
