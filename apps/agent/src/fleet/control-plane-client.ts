@@ -1,5 +1,6 @@
 import { errorMessage } from '@wrenn/core';
 import { z } from 'zod';
+import type { HeartbeatSandbox } from './pause-all.js';
 
 /**
  * The agent's calls to the control plane's host API (docs/fleet.md): register, refresh, heartbeat.
@@ -53,7 +54,7 @@ export type RefreshResponse = z.infer<typeof refreshed>;
 export interface HeartbeatRequest {
   capacity: { cpu_cores: number; memory_mb: number; disk_mb: number };
   load: { cpu_pct: number; memory_used_mb: number; disk_used_mb: number };
-  sandboxes: { id: string; status: string }[];
+  sandboxes: HeartbeatSandbox[];
 }
 
 const heartbeatAnswer = z.object({ heartbeat_interval_sec: z.number().positive().optional() });

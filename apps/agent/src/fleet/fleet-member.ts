@@ -71,13 +71,14 @@ export function startHeartbeats(
     fleetLogger,
   );
   const cpu = new CpuUsage();
+  const supervision = new Supervision(config.fleet.heartbeatGrace);
   return new HeartbeatLoop(
     {
       session,
       api,
-      report: () => heartbeatReport(config.dataDir, cpu, sandboxes.list()),
+      report: () => heartbeatReport(config.dataDir, cpu, supervision.report(sandboxes.list())),
       sandboxes,
-      supervision: new Supervision(config.fleet.heartbeatGrace),
+      supervision,
       logger: fleetLogger,
     },
     config.fleet.heartbeatSec,

@@ -1,6 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import os from 'node:os';
 import type { HeartbeatRequest, HostFacts } from './control-plane-client.js';
+import type { HeartbeatSandbox } from './pause-all.js';
 
 const MB = 1024 * 1024;
 
@@ -44,7 +45,7 @@ function totals(): { busy: number; all: number } {
 export async function heartbeatReport(
   dataDir: string,
   cpu: CpuUsage,
-  sandboxes: { id: string; status: string }[],
+  sandboxes: HeartbeatSandbox[],
 ): Promise<HeartbeatRequest> {
   const facts = await hostFacts(dataDir);
   const disk = await statfs(dataDir);
@@ -55,6 +56,6 @@ export async function heartbeatReport(
       memory_used_mb: Math.floor((os.totalmem() - os.freemem()) / MB),
       disk_used_mb: Math.floor(((disk.blocks - disk.bfree) * disk.bsize) / MB),
     },
-    sandboxes: sandboxes.map(({ id, status }) => ({ id, status })),
+    sandboxes,
   };
 }

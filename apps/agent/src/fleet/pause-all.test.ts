@@ -37,3 +37,25 @@ describe('PauseAll', () => {
     expect(paused.sort()).toEqual(['run1', 'run2']);
   });
 });
+
+describe('what PauseAll paused, in heartbeats', () => {
+  it('is marked until the sandbox leaves paused, then forgotten', () => {
+    const s = new Supervision(3);
+    s.pausedUnsupervised.add('a');
+    s.pausedUnsupervised.add('b');
+    const first = s.report([
+      { id: 'a', status: 'paused' },
+      { id: 'b', status: 'paused' },
+      { id: 'c', status: 'paused' },
+    ]);
+    expect(first).toEqual([
+      { id: 'a', status: 'paused', paused_unsupervised: true },
+      { id: 'b', status: 'paused', paused_unsupervised: true },
+      { id: 'c', status: 'paused' },
+    ]);
+    // a was resumed, b destroyed: neither is marked again, even if a is paused later by someone else.
+    s.report([{ id: 'a', status: 'running' }]);
+    expect(s.report([{ id: 'a', status: 'paused' }])).toEqual([{ id: 'a', status: 'paused' }]);
+    expect(s.pausedUnsupervised.size).toBe(0);
+  });
+});

@@ -9,6 +9,11 @@ import { errorMessage, type Logger } from '@wrenn/core';
  */
 export class Supervision {
   private failuresInARow = 0;
+  /**
+   * Sandboxes PauseAll paused, told to the control plane in each heartbeat until they leave
+   * `paused`, so that it resumes them: paused for want of supervision, not by anyone's choice.
+   */
+  readonly pausedUnsupervised = new Set<string>();
 
   constructor(private readonly grace: number) {}
 
@@ -23,11 +28,27 @@ export class Supervision {
     return wasLost;
   }
 
+  /** The sandboxes as a heartbeat reports them: those PauseAll paused marked, the rest forgotten. */
+  report(sandboxes: { id: string; status: string }[]): HeartbeatSandbox[] {
+    const paused = new Set(sandboxes.filter((s) => s.status === 'paused').map((s) => s.id));
+    for (const id of this.pausedUnsupervised) if (!paused.has(id)) this.pausedUnsupervised.delete(id);
+    return sandboxes.map(({ id, status }) =>
+      this.pausedUnsupervised.has(id) ? { id, status, paused_unsupervised: true } : { id, status },
+    );
+  }
+
   /** A heartbeat failed; returns whether the sandboxes are to be paused now. */
   heartbeatFailed(): boolean {
     this.failuresInARow++;
     return this.isLost;
   }
+}
+
+export interface HeartbeatSandbox {
+  id: string;
+  status: string;
+  /** PauseAll paused it: the control plane resumes it. */
+  paused_unsupervised?: boolean;
 }
 
 /** What PauseAll needs of the sandboxes (the SandboxManager). */

@@ -57,6 +57,7 @@ export async function heartbeatPass(deps: HeartbeatDeps, signal?: AbortSignal): 
     );
     if (lost) {
       const paused = await pauseAll(deps.sandboxes, logger);
+      for (const id of paused) supervision.pausedUnsupervised.add(id);
       if (paused.length) logger.warn({ paused }, 'PauseAll: heartbeats failed for the grace period');
     }
     return undefined;

@@ -208,6 +208,41 @@ const migrations: Record<string, Migration> = {
       await sql`create unique index hosts_one_static on hosts (is_static) where is_static`.execute(db);
     },
   },
+  '0007_artifacts_travel': {
+    async up(db: Kysely<unknown>) {
+      // The hosts that hold a template's files; a sandbox from it goes to one, or the files go first.
+      await db.schema
+        .createTable('template_replicas')
+        .addColumn('template_id', 'uuid', (c) => c.notNull().references('templates.id').onDelete('cascade'))
+        .addColumn('host_id', 'uuid', (c) => c.notNull().references('hosts.id').onDelete('cascade'))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addPrimaryKeyConstraint('template_replicas_pk', ['template_id', 'host_id'])
+        .execute();
+      await sql`
+        insert into template_replicas (template_id, host_id)
+        select t.id, s.host_id from templates t join sandboxes s on s.id = t.source_sandbox_id
+        where s.host_id is not null`.execute(db);
+      // Deletes a host could not be told about (it was down): done when it next reports in.
+      await db.schema
+        .createTable('host_cleanups')
+        .addColumn('host_id', 'uuid', (c) => c.notNull().references('hosts.id').onDelete('cascade'))
+        .addColumn('kind', 'text', (c) => c.notNull().check(sql`kind in ('template')`))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addPrimaryKeyConstraint('host_cleanups_pk', ['host_id', 'kind', 'name'])
+        .execute();
+      // A paused sandbox on its way to another host: both hosts' heartbeats leave it alone.
+      await db.schema
+        .alterTable('sandboxes')
+        .addColumn('moving_to', 'uuid', (c) => c.references('hosts.id').onDelete('set null'))
+        .addColumn('moving_since', 'timestamptz')
+        .execute();
+      await db.schema
+        .alterTable('hosts')
+        .addColumn('draining', 'boolean', (c) => c.notNull().defaultTo(false))
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -58,6 +58,9 @@ export interface SandboxesTable {
   auto_paused: Generated<boolean>;
   on_timeout: Generated<'pause' | 'kill'>;
   auto_resume: Generated<boolean>;
+  /** A paused sandbox being copied to this host; both hosts' heartbeats leave it alone meanwhile. */
+  moving_to: Generated<string | null>;
+  moving_since: Generated<Date | null>;
   created_at: CreatedAt;
   updated_at: ColumnType<Date, never, Date>;
 }
@@ -118,9 +121,27 @@ export interface HostsTable {
   load: ColumnType<HostLoad | null, string | null, string | null>;
   running_count: Generated<number>;
   paused_count: Generated<number>;
+  /** Out of placement; its sandboxes are being moved away (POST /v1/admin/hosts/{id}/drain). */
+  draining: Generated<boolean>;
   last_heartbeat_at: Date | null;
   created_at: CreatedAt;
   registered_at: Date | null;
+}
+
+/** Which hosts hold a template's files. */
+export interface TemplateReplicasTable {
+  template_id: string;
+  host_id: string;
+  created_at: CreatedAt;
+}
+
+/** A delete a host missed while it was down, done when it next reports in. */
+export interface HostCleanupsTable {
+  host_id: string;
+  kind: 'template';
+  /** What the agent knows it as. */
+  name: string;
+  created_at: CreatedAt;
 }
 
 export interface HostRegistrationTokensTable {
@@ -147,6 +168,8 @@ export interface Database {
   host_registration_tokens: HostRegistrationTokensTable;
   host_refresh_tokens: HostRefreshTokensTable;
   templates: TemplatesTable;
+  template_replicas: TemplateReplicasTable;
+  host_cleanups: HostCleanupsTable;
   sandbox_metrics: SandboxMetricsTable;
   users: UsersTable;
   teams: TeamsTable;

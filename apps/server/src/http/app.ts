@@ -10,6 +10,7 @@ import type { SandboxProxy } from '../proxy/sandbox-proxy.js';
 import { authRoutes } from '../routes/auth.js';
 import { execWebSocketRoutes } from '../routes/exec-ws.js';
 import { fileRoutes } from '../routes/files.js';
+import { fleetMoveRoutes } from '../routes/fleet-moves.js';
 import { hostRoutes } from '../routes/hosts.js';
 import { sandboxRoutes } from '../routes/sandboxes.js';
 import { snapshotRoutes } from '../routes/snapshots.js';
@@ -46,6 +47,7 @@ export function buildApp(deps: ServerDeps): App {
   teamRoutes(app, deps);
   adminRoutes(app, deps);
   hostRoutes(app, deps);
+  fleetMoveRoutes(app, deps);
   sandboxRoutes(app, deps);
   fileRoutes(app, deps);
   execWebSocketRoutes(app, deps);

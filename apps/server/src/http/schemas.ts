@@ -22,6 +22,7 @@ export const errors = {
   409: errorResponse('Conflicts with the current state'),
   429: errorResponse('Too many, or a limit reached'),
   500: errorResponse('Internal error (details only in the server log)'),
+  503: errorResponse('No host can do it now; the message says why'),
 } as const;
 
 export const json = <T extends z.ZodType>(schema: T, description: string) => ({

@@ -15,6 +15,7 @@ const HostFields = z.object({
   kind: z.enum(['platform', 'byoc']),
   team_id: z.uuid().nullable(),
   status: z.enum(['pending', 'online', 'unreachable', 'deleted']),
+  draining: z.boolean().openapi({ description: 'Out of placement; its sandboxes were moved away' }),
   is_static: z
     .boolean()
     .openapi({ description: "The server's own agent (WRENN_AGENT_URL): no registration, no heartbeats" }),
@@ -45,6 +46,7 @@ function hostView(r: HostRow): z.infer<typeof HostFields> {
     kind: r.kind,
     team_id: r.team_id,
     status: r.status,
+    draining: r.draining,
     is_static: r.is_static,
     address: r.address,
     arch: r.arch,
@@ -133,6 +135,10 @@ const Heartbeat = z
         z.strictObject({
           id: SANDBOX_ID,
           status: z.enum(['running', 'paused', 'pending', 'stopped', 'error']),
+          paused_unsupervised: z.boolean().optional().openapi({
+            description:
+              'The agent paused it because heartbeats failed (PauseAll); the control plane resumes it',
+          }),
         }),
       )
       .max(100_000),

@@ -4,6 +4,7 @@ import type { App, ServerDeps } from '../http/app-types.js';
 import { authed, requireUser } from '../http/auth.js';
 import { forbidden, notFound } from '../http/errors.js';
 import { bearer, errors, json, jsonBody } from '../http/schemas.js';
+import { deleteTeam } from '../services/team-deletion.js';
 
 const Team = z
   .object({
@@ -94,6 +95,37 @@ export function teamRoutes(app: App, deps: ServerDeps): void {
         .orderBy('team_members.created_at')
         .execute();
       return c.json({ members }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/v1/teams/{teamId}',
+      tags: ['teams'],
+      summary: 'Delete a team and everything of it on every host (owners and admins)',
+      description:
+        'Its sandboxes are destroyed, its templates removed from every host that holds them (a host that is down gets the delete when it reports in), its own hosts deleted, then its members and keys.',
+      security: bearer,
+      request: { params: TeamParam },
+      responses: { 204: { description: 'Deleted' }, 401: errors[401], 403: errors[403], 404: errors[404] },
+    }),
+    async (c) => {
+      const { teamId } = c.req.valid('param');
+      const userId = authed(c, 'userId');
+      const user = await db
+        .selectFrom('users')
+        .select('is_admin')
+        .where('id', '=', userId)
+        .executeTakeFirst();
+      if (user?.is_admin) {
+        const team = await db.selectFrom('teams').select('id').where('id', '=', teamId).executeTakeFirst();
+        if (!team) throw notFound('team', teamId);
+      } else if ((await roleIn(userId, teamId)) !== 'owner') {
+        throw forbidden('only team owners delete the team');
+      }
+      await deleteTeam(deps, userId, teamId);
+      return c.body(null, 204);
     },
   );
 

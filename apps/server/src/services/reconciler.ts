@@ -39,7 +39,9 @@ export async function reconcile(
   let query = db
     .selectFrom('sandboxes')
     .select(['id', 'status', 'status_reason', 'auto_paused', 'on_timeout', 'updated_at'])
-    .where('status', 'in', ['pending', 'running', 'paused']);
+    .where('status', 'in', ['pending', 'running', 'paused'])
+    // A sandbox moving between hosts is the move's to settle.
+    .where('moving_to', 'is', null);
   const { hostId } = opts;
   if (hostId !== undefined)
     query = query.where((eb) =>

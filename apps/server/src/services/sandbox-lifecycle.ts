@@ -1,7 +1,9 @@
-import { Code, ConnectError, randomId } from '@wrenn/core';
+import { Code, ConnectError, randomId, type Logger } from '@wrenn/core';
 import type { hostagent } from '@wrenn/contracts';
 import type { Db } from '../db/database.js';
+import { ensureTemplateOn } from './fleet/artifacts.js';
 import { agentOfSandbox, type Hosts } from './fleet/host-agents.js';
+import { movePausedSandbox } from './fleet/sandbox-moves.js';
 import { DEFAULT_NEED } from './fleet/placement.js';
 import { flushMetrics } from './metrics-store.js';
 import { statusFromAgent } from './reconciler.js';
@@ -15,6 +17,7 @@ export interface SandboxLifecycleDeps {
   hosts: Hosts;
   /** Called once a sandbox was destroyed, paused or resumed, whether or not that succeeded. */
   sandboxReleased?: (sandboxId: string) => void;
+  logger?: Logger;
 }
 
 export interface NewSandbox {
@@ -51,8 +54,8 @@ export async function createSandbox(
     memoryMb: spec.memoryMb ?? DEFAULT_NEED.memoryMb,
     diskMb: spec.diskMb ?? DEFAULT_NEED.diskMb,
   };
-  // A snapshot's files are on the host that made it (they do not travel yet).
-  const hostId = await hosts.place(teamId, need, template.snapshot?.hostId);
+  // A snapshot's files are copied to where the sandbox goes, unless a host that holds them fits.
+  const hostId = await hosts.place(teamId, need, { prefer: template.snapshot?.hostIds });
   const id = randomId(20);
   await db
     .insertInto('sandboxes')
@@ -73,6 +76,9 @@ export async function createSandbox(
     .execute();
   let info: hostagent.Sandbox;
   try {
+    const { snapshot } = template;
+    if (snapshot && hostId && !snapshot.hostIds.includes(hostId))
+      await ensureTemplateOn(deps, { id: snapshot.id, agentName: template.agentName }, hostId, signal);
     const agent = await hosts.agent(hostId);
     const { sandbox } = await agent.createSandbox(
       {
@@ -139,8 +145,18 @@ export async function resumeSandbox(
   timeoutSec?: number,
 ): Promise<hostagent.Sandbox> {
   const { db } = deps;
-  const agent = await agentOfSandbox(deps, id);
-  const { sandbox } = await releasing(deps, id, () => agent.resumeSandbox({ sandboxId: id, timeoutSec }));
+  const resumeOn = async () => {
+    const agent = await agentOfSandbox(deps, id);
+    return releasing(deps, id, () => agent.resumeSandbox({ sandboxId: id, timeoutSec }));
+  };
+  // A draining host takes nothing new: the sandbox moves first. A host without room for it
+  // (RESOURCE_EXHAUSTED) sends it elsewhere too.
+  if (await onDrainingHost(db, id)) await movePausedSandbox(deps, id);
+  const { sandbox } = await resumeOn().catch(async (err: unknown) => {
+    if (ConnectError.from(err).code !== Code.ResourceExhausted) throw err;
+    await movePausedSandbox(deps, id);
+    return resumeOn();
+  });
   await db
     .updateTable('sandboxes')
     .set({
@@ -177,6 +193,17 @@ export async function sandboxInfo(
 ): Promise<hostagent.Sandbox | undefined> {
   const agent = await agentOfSandbox(deps, id).catch(() => undefined);
   return (await agent?.getSandbox({ sandboxId: id }).catch(() => undefined))?.sandbox;
+}
+
+async function onDrainingHost(db: Db, id: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('sandboxes')
+    .innerJoin('hosts', 'hosts.id', 'sandboxes.host_id')
+    .select('hosts.draining')
+    .where('sandboxes.id', '=', id)
+    .where('sandboxes.status', '=', 'paused')
+    .executeTakeFirst();
+  return row?.draining ?? false;
 }
 
 async function setStatus(db: Db, id: string, status: ReturnType<typeof statusFromAgent>): Promise<void> {

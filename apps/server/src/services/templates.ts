@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { Code, ConnectError } from '@wrenn/core';
+import { sql } from 'kysely';
+import type { Logger } from '@wrenn/core';
 import type { Db } from '../db/database.js';
 import { conflict, notFound } from '../http/errors.js';
+import { deleteTemplateEverywhere } from './fleet/artifacts.js';
 import { agentOfSandbox, type Hosts } from './fleet/host-agents.js';
 import { statusFromAgent } from './reconciler.js';
 import { releasing } from './sandbox-release.js';
@@ -23,8 +25,8 @@ export interface ResolvedTemplate {
   agentName: string;
   /** What the team called it (shown in the sandbox's `template`). */
   name: string;
-  /** A team snapshot: the sizes it fixes, and the host that holds its files. */
-  snapshot?: { vcpus: number; memoryMb: number; diskMb: number; hostId: string | null };
+  /** A team snapshot: its id, the sizes it fixes, and the hosts that hold its files. */
+  snapshot?: { id: string; vcpus: number; memoryMb: number; diskMb: number; hostIds: string[] };
 }
 
 /**
@@ -34,27 +36,30 @@ export interface ResolvedTemplate {
 export async function resolveTemplate(db: Db, teamId: string, ref: string): Promise<ResolvedTemplate> {
   const own = await db
     .selectFrom('templates')
-    .leftJoin('sandboxes', 'sandboxes.id', 'templates.source_sandbox_id')
-    .select([
-      'templates.id',
-      'templates.name',
-      'templates.vcpus',
-      'templates.memory_mb',
-      'templates.disk_mb',
-      'sandboxes.host_id',
-    ])
-    .where('templates.team_id', '=', teamId)
+    .select(['id', 'name', 'vcpus', 'memory_mb', 'disk_mb'])
+    .select((eb) =>
+      eb
+        .selectFrom('template_replicas')
+        .select(sql<string[]>`coalesce(array_agg(host_id::text), '{}')`.as('hosts'))
+        .whereRef('template_replicas.template_id', '=', 'templates.id')
+        .as('host_ids'),
+    )
+    .where('team_id', '=', teamId)
     .where((eb) =>
-      UUID.test(ref)
-        ? eb.or([eb('templates.name', '=', ref), eb('templates.id', '=', ref)])
-        : eb('templates.name', '=', ref),
+      UUID.test(ref) ? eb.or([eb('name', '=', ref), eb('id', '=', ref)]) : eb('name', '=', ref),
     )
     .executeTakeFirst();
   if (own)
     return {
       agentName: agentSnapshotName(own.id),
       name: own.name,
-      snapshot: { vcpus: own.vcpus, memoryMb: own.memory_mb, diskMb: own.disk_mb, hostId: own.host_id },
+      snapshot: {
+        id: own.id,
+        vcpus: own.vcpus,
+        memoryMb: own.memory_mb,
+        diskMb: own.disk_mb,
+        hostIds: own.host_ids ?? [],
+      },
     };
   if (isAgentSnapshotName(ref) || UUID.test(ref)) throw notFound('template', ref);
   return { agentName: ref, name: ref };
@@ -103,22 +108,32 @@ export async function createTeamSnapshot(
     .set({ status: statusFromAgent(source!.status), updated_at: new Date() })
     .where('id', '=', sandboxId)
     .execute();
+  const { host_id: hostId } = await db
+    .selectFrom('sandboxes')
+    .select('host_id')
+    .where('id', '=', sandboxId)
+    .executeTakeFirstOrThrow();
   try {
-    return await db
-      .insertInto('templates')
-      .values({
-        id,
-        team_id: teamId,
-        name,
-        kind: 'snapshot',
-        source_sandbox_id: sandboxId,
-        vcpus: template!.vcpus,
-        memory_mb: template!.memoryMb,
-        disk_mb: template!.diskMb,
-        size_bytes: template!.sizeBytes,
-      })
-      .returningAll()
-      .executeTakeFirstOrThrow();
+    return await db.transaction().execute(async (tx) => {
+      const row = await tx
+        .insertInto('templates')
+        .values({
+          id,
+          team_id: teamId,
+          name,
+          kind: 'snapshot',
+          source_sandbox_id: sandboxId,
+          vcpus: template!.vcpus,
+          memory_mb: template!.memoryMb,
+          disk_mb: template!.diskMb,
+          size_bytes: template!.sizeBytes,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      if (hostId)
+        await tx.insertInto('template_replicas').values({ template_id: id, host_id: hostId }).execute();
+      return row;
+    });
   } catch (err) {
     // A concurrent create took the name: its files must not outlive the refused row.
     await agent.deleteSnapshot({ name: agentSnapshotName(id) }).catch(() => undefined);
@@ -168,19 +183,14 @@ export async function listTeamTemplates(db: Db, teamId: string) {
     .execute();
 }
 
-/** Deletes a team snapshot's files and row (sandboxes made from it do not need it). */
-export async function deleteTeamSnapshot(deps: { db: Db; hosts: Hosts }, templateId: string): Promise<void> {
-  const { db } = deps;
-  const source = await db
-    .selectFrom('templates')
-    .leftJoin('sandboxes', 'sandboxes.id', 'templates.source_sandbox_id')
-    .select('sandboxes.host_id')
-    .where('templates.id', '=', templateId)
-    .executeTakeFirst();
-  const agent = await deps.hosts.agent(source?.host_id ?? null);
-  await agent.deleteSnapshot({ name: agentSnapshotName(templateId) }).catch((err: unknown) => {
-    // Files already gone (another host, a wiped data dir): the row still goes.
-    if (ConnectError.from(err).code !== Code.NotFound) throw err;
-  });
-  await db.deleteFrom('templates').where('id', '=', templateId).execute();
+/**
+ * Deletes a team snapshot's files on every host that holds them (hosts that are down get it when
+ * they report in) and its row (sandboxes made from it do not need it).
+ */
+export async function deleteTeamSnapshot(
+  deps: { db: Db; hosts: Hosts; logger?: Logger },
+  templateId: string,
+): Promise<void> {
+  await deleteTemplateEverywhere(deps, { id: templateId, agentName: agentSnapshotName(templateId) });
+  await deps.db.deleteFrom('templates').where('id', '=', templateId).execute();
 }

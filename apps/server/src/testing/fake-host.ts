@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -31,13 +32,20 @@ export interface FakeHost {
   caCertificate: string;
   /** What the agent holds. */
   sandboxes: Map<string, hostagent.SandboxStatus>;
+  /** Templates it holds, by the agent's name (the bytes it exports). */
+  templates: Map<string, Buffer>;
+  /** Names of what ImportArtifact took (sandboxes and templates). */
+  imported: string[];
   created: string[];
   destroyed: string[];
   /** CONNECT requests the agent received (authority each). */
   tunnels: string[];
   /** HTTP/2 sessions (TLS connections) the control plane opened to it. */
   readonly sessionCount: number;
-  heartbeat(sandboxes?: { id: string; status: string }[], token?: string): Promise<CallResult>;
+  heartbeat(
+    sandboxes?: { id: string; status: string; paused_unsupervised?: boolean }[],
+    token?: string,
+  ): Promise<CallResult>;
   stop(): Promise<void>;
 }
 
@@ -76,6 +84,8 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
   const created: string[] = [];
   const destroyed: string[] = [];
   const tunnels: string[] = [];
+  const templates = new Map<string, Buffer>();
+  const imported: string[] = [];
   const info = (id: string) =>
     create(hostagent.SandboxSchema, {
       id,
@@ -115,6 +125,61 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
         listSandboxes: () => ({ sandboxes: [...sandboxes.keys()].map(info) }),
         flushSandboxMetrics: () => ({}),
         pingSandbox: () => ({}),
+        pauseSandbox: (req) => {
+          sandboxes.set(known(req.sandboxId), hostagent.SandboxStatus.PAUSED);
+          return { sandbox: info(req.sandboxId) };
+        },
+        resumeSandbox: (req) => {
+          sandboxes.set(known(req.sandboxId), hostagent.SandboxStatus.RUNNING);
+          return { sandbox: info(req.sandboxId) };
+        },
+        createSnapshot: (req) => {
+          known(req.sandboxId);
+          templates.set(req.name, Buffer.from(`template ${req.name} from ${req.sandboxId}`));
+          return { template: { name: req.name, vcpus: 1, memoryMb: 512, diskMb: 1024, sizeBytes: 10n } };
+        },
+        deleteSnapshot: (req) => {
+          if (!templates.delete(req.name))
+            throw new ConnectError(`template ${req.name} not found`, Code.NotFound);
+          return {};
+        },
+        // What an agent exports is opaque to the control plane: any bytes with their digest will do.
+        async *exportArtifact(req) {
+          const name = req.artifact?.name ?? '';
+          const isSandbox = req.artifact?.kind === hostagent.ArtifactKind.SANDBOX;
+          if (isSandbox && sandboxes.get(name) !== hostagent.SandboxStatus.PAUSED)
+            throw new ConnectError(`sandbox ${name} is not paused`, Code.FailedPrecondition);
+          const bytes = await Promise.resolve(
+            isSandbox ? Buffer.from(`checkpoint of ${name}`) : templates.get(name),
+          );
+          if (!bytes) throw new ConnectError(`template ${name} not found`, Code.NotFound);
+          yield { part: { part: { case: 'header', value: req.artifact! } } };
+          yield { part: { part: { case: 'chunk', value: bytes } } };
+          const sha256 = createHash('sha256').update(bytes).digest('hex');
+          yield { part: { part: { case: 'end', value: { size: BigInt(bytes.length), sha256 } } } };
+        },
+        async importArtifact(requests) {
+          let header: hostagent.ArtifactRef | undefined;
+          const chunks: Buffer[] = [];
+          let end: hostagent.ArtifactEnd | undefined;
+          for await (const { part } of requests) {
+            if (part?.part.case === 'header') header = part.part.value;
+            if (part?.part.case === 'chunk') chunks.push(Buffer.from(part.part.value));
+            if (part?.part.case === 'end') end = part.part.value;
+          }
+          const bytes = Buffer.concat(chunks);
+          if (!header || !end || end.sha256 !== createHash('sha256').update(bytes).digest('hex'))
+            throw new ConnectError('transfer incomplete or corrupted', Code.DataLoss);
+          imported.push(header.name);
+          if (header.kind === hostagent.ArtifactKind.SANDBOX) {
+            if (sandboxes.has(header.name)) throw new ConnectError('already here', Code.AlreadyExists);
+            sandboxes.set(header.name, hostagent.SandboxStatus.PAUSED);
+            return { sandbox: info(header.name) };
+          }
+          if (templates.has(header.name)) throw new ConnectError('already here', Code.AlreadyExists);
+          templates.set(header.name, bytes);
+          return { template: { name: header.name } };
+        },
       }),
   });
   const server = http2.createSecureServer(
@@ -158,6 +223,8 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
     certificate: creds.certificate!,
     caCertificate: creds.ca_certificate!,
     sandboxes,
+    templates,
+    imported,
     created,
     destroyed,
     tunnels,

@@ -2,6 +2,8 @@ import { sql } from 'kysely';
 import { errorMessage, type Logger } from '@wrenn/core';
 import type { Db } from '../../db/database.js';
 import type { HostLoad, SandboxesTable } from '../../db/schema.js';
+import { resumeSandbox, type SandboxLifecycleDeps } from '../sandbox-lifecycle.js';
+import { runHostCleanups } from './artifacts.js';
 import type { Hosts } from './host-agents.js';
 
 export type ReportedStatus = 'running' | 'paused' | 'pending' | 'stopped' | 'error';
@@ -10,7 +12,7 @@ export type ReportedStatus = 'running' | 'paused' | 'pending' | 'stopped' | 'err
 export interface HeartbeatReport {
   capacity: { cpu_cores: number; memory_mb: number; disk_mb: number };
   load: HostLoad;
-  sandboxes: { id: string; status: ReportedStatus }[];
+  sandboxes: { id: string; status: ReportedStatus; paused_unsupervised?: boolean }[];
 }
 
 export interface HeartbeatOutcome {
@@ -22,6 +24,8 @@ export interface HeartbeatOutcome {
   stopped: string[];
   /** Sandboxes it holds that the control plane does not know (or thinks stopped): destroyed on it. */
   destroyed: string[];
+  /** Sandboxes its PauseAll paused: being resumed. */
+  resuming: string[];
 }
 
 /**
@@ -67,19 +71,21 @@ export async function recordHeartbeat(
   const reported = new Map(report.sandboxes.map((s) => [s.id, s.status]));
   const rows = await db
     .selectFrom('sandboxes')
-    .select(['id', 'status'])
-    .where('host_id', '=', hostId)
+    .select(['id', 'status', 'host_id', 'moving_to'])
+    .where((eb) => eb.or([eb('host_id', '=', hostId), eb('moving_to', '=', hostId)]))
     .where('status', '!=', 'stopped')
     .execute();
+  // A sandbox on its way in or out is known to both hosts until the move settles.
   const known = new Set(rows.map((r) => r.id));
   const outcome: HeartbeatOutcome = {
     returned: before.previous === 'unreachable',
     restored: [],
     stopped: [],
     destroyed: [],
+    resuming: [],
   };
   for (const row of rows) {
-    if (row.status !== 'missing') continue;
+    if (row.status !== 'missing' || row.host_id !== hostId) continue;
     const status = reported.get(row.id);
     const next: SandboxesTable['status'] = status === undefined ? 'stopped' : status;
     await db
@@ -111,7 +117,45 @@ export async function recordHeartbeat(
       ),
     );
   }
-  if (outcome.returned || outcome.restored.length || outcome.stopped.length || outcome.destroyed.length)
+  for (const sandbox of report.sandboxes) {
+    const row = rows.find((r) => r.id === sandbox.id);
+    if (
+      sandbox.paused_unsupervised &&
+      sandbox.status === 'paused' &&
+      row?.host_id === hostId &&
+      !row.moving_to
+    )
+      outcome.resuming.push(sandbox.id);
+  }
+  for (const id of outcome.resuming) resumeUnsupervised(deps, id);
+  void runHostCleanups(deps, hostId).catch((err: unknown) =>
+    logger.warn({ hostId, err: errorMessage(err) }, 'host cleanups failed; retried next heartbeat'),
+  );
+  if (
+    outcome.returned ||
+    outcome.restored.length ||
+    outcome.stopped.length ||
+    outcome.destroyed.length ||
+    outcome.resuming.length
+  )
     logger.info({ hostId, ...outcome }, 'host reconciled from its heartbeat');
   return outcome;
+}
+
+const resumingNow = new Set<string>();
+
+/**
+ * Resumes a sandbox the agent paused for want of supervision (PauseAll), in the background: the
+ * heartbeat is answered first. One attempt at a time per sandbox; a failure waits for the next
+ * heartbeat that still reports it.
+ */
+function resumeUnsupervised(deps: SandboxLifecycleDeps & { logger: Logger }, id: string): void {
+  if (resumingNow.has(id)) return;
+  resumingNow.add(id);
+  resumeSandbox(deps, id)
+    .then(() => deps.logger.info({ sandboxId: id }, 'resumed what PauseAll paused'))
+    .catch((err: unknown) =>
+      deps.logger.warn({ sandboxId: id, err: errorMessage(err) }, 'could not resume what PauseAll paused'),
+    )
+    .finally(() => resumingNow.delete(id));
 }

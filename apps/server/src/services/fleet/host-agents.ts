@@ -8,14 +8,14 @@ import type { Db } from '../../db/database.js';
 import type { AgentClient } from '../../http/app-types.js';
 import type { PlacementConfig } from '../../config.js';
 import type { HostCredentials } from './host-credentials.js';
-import { placeSandbox, type SandboxNeed } from './placement.js';
+import { placeSandbox, type PlacementHints, type SandboxNeed } from './placement.js';
 
 /** The agent of each host, and where new sandboxes go: what every sandbox operation needs. */
 export interface Hosts {
   /** The agent of host `hostId`; null: the server's static host (rows from before the fleet). */
   agent(hostId: string | null): Promise<AgentClient>;
-  /** The host for a new sandbox of `teamId` (placement; 503 when none fits); `only`: that host or none. */
-  place(teamId: string, need: SandboxNeed, only?: string | null): Promise<string | null>;
+  /** The host for a new sandbox of `teamId` (placement; 503 when none fits). */
+  place(teamId: string, need: SandboxNeed, hints?: PlacementHints): Promise<string | null>;
   /** How the proxy reaches sandbox ports on host `hostId`. */
   route(hostId: string | null): Promise<HostRoute>;
 }
@@ -101,8 +101,8 @@ export class HostDirectory implements Hosts {
    */
   localHostId?: string;
 
-  place(teamId: string, need: SandboxNeed, only?: string | null): Promise<string> {
-    return placeSandbox(this.db, this.placement, teamId, need, only ?? undefined);
+  place(teamId: string, need: SandboxNeed, hints?: PlacementHints): Promise<string> {
+    return placeSandbox(this.db, this.placement, teamId, need, hints);
   }
 
   async agent(hostId: string | null): Promise<AgentClient> {

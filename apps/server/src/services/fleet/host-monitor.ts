@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { PeriodicTask, type Logger } from '@wrenn/core';
 import type { Db } from '../../db/database.js';
+import { abandonStaleMoves } from './sandbox-moves.js';
 
 export const MISSING_REASON = 'its host stopped sending heartbeats';
 
@@ -39,7 +40,7 @@ export async function markStaleHosts(db: Db, staleSec: number, logger: Logger): 
   });
 }
 
-/** Runs `markStaleHosts` every `intervalMs` while `isLeader()` (one monitor per cluster). */
+/** Runs `markStaleHosts` (and gives up moves a dead server left) every `intervalMs` while `isLeader()` (one monitor per cluster). */
 export function startHostMonitor(
   db: Db,
   logger: Logger,
@@ -50,7 +51,10 @@ export function startHostMonitor(
   return new PeriodicTask(
     'host-monitor',
     intervalMs,
-    async () => void (await markStaleHosts(db, opts.staleSec, logger)),
+    async () => {
+      await markStaleHosts(db, opts.staleSec, logger);
+      await abandonStaleMoves(db, logger);
+    },
     logger,
     opts.isLeader,
   ).start();

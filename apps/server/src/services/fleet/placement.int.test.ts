@@ -80,6 +80,26 @@ describeOnBackends('placement', backends, (backend) => {
     });
   });
 
+  it('prefers a host that holds the snapshot when it fits, skips excluded and draining hosts', async () => {
+    // b is the least loaded; a fits too.
+    expect(await placeSandbox(db, config, teamId, need(512))).toBe(hosts.b);
+    expect(await placeSandbox(db, config, teamId, need(512), { prefer: [hosts.a] })).toBe(hosts.a);
+    // A preferred host that does not fit is passed over.
+    expect(await placeSandbox(db, config, teamId, need(1600), { prefer: [hosts.a] })).toBe(hosts.b);
+    expect(await placeSandbox(db, config, teamId, need(512), { exclude: [hosts.b] })).toBe(hosts.a);
+    await db.updateTable('hosts').set({ draining: true }).where('id', '=', hosts.b).execute();
+    try {
+      expect(await placeSandbox(db, config, teamId, need(512))).toBe(hosts.a);
+      await expect(placeSandbox(db, config, teamId, need(512), { exclude: [hosts.a] })).rejects.toMatchObject(
+        {
+          status: 503,
+        },
+      );
+    } finally {
+      await db.updateTable('hosts').set({ draining: false }).where('id', '=', hosts.b).execute();
+    }
+  });
+
   it('uses a host of unknown capacity (the static host) only when no other fits', async () => {
     const statik = (
       await db

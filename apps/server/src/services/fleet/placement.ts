@@ -22,33 +22,36 @@ export interface HostHeadroom {
   free?: Record<Resource, { allowed: number; left: number }>;
 }
 
+/** Where a sandbox may go besides what placement weighs. */
+export interface PlacementHints {
+  /** Hosts that hold what it is made from (a snapshot): the best of them when one fits. */
+  prefer?: readonly string[];
+  /** Hosts it must not go to (the one it is moving away from). */
+  exclude?: readonly string[];
+}
+
 /**
  * The host a new sandbox of `teamId` goes to: among the online hosts it may use (a BYOC team's own,
- * else the platform's), the one whose tightest resource keeps the largest share free after the
- * sandbox is placed. Headroom = capacity × over-commit − reserve − what its sandboxes ask (pending
- * and running fully, paused by `pausedWeight` for CPU and memory, fully for disk). Nothing fits →
- * 503 naming why.
+ * else the platform's; none draining), the one whose tightest resource keeps the largest share
+ * free after the sandbox is placed, a preferred one first when any fits (its files need no copy).
+ * Headroom = capacity × over-commit − reserve − what its sandboxes ask (pending and running fully,
+ * paused by `pausedWeight` for CPU and memory, fully for disk). Nothing fits → 503 naming why.
  */
 export async function placeSandbox(
   db: Db,
   config: PlacementConfig,
   teamId: string,
   need: SandboxNeed,
-  only?: string,
+  hints: PlacementHints = {},
 ): Promise<string> {
   const hosts = await hostHeadroom(db, config, teamId);
-  if (only) {
-    hosts.list = hosts.list.filter((h) => h.id === only);
-    if (hosts.list.length === 0)
-      throw unavailable(
-        'no host can take the sandbox: the host that holds its snapshot is not available to it',
-      );
-  }
+  if (hints.exclude?.length) hosts.list = hosts.list.filter((h) => !hints.exclude!.includes(h.id));
   if (hosts.isByoc && hosts.list.length === 0)
     throw unavailable("no host can take the sandbox: none of the team's own hosts is online");
   if (hosts.list.length === 0) throw unavailable('no host can take the sandbox: no platform host is online');
   const short = new Map<Resource, number>();
-  let best: { id: string; score: number } | undefined;
+  const preferred = new Set(hints.prefer);
+  let best: { id: string; score: number; preferred: boolean } | undefined;
   for (const host of hosts.list) {
     let score = 0;
     if (host.free) {
@@ -66,7 +69,10 @@ export async function placeSandbox(
     } else {
       score = -1; // unknown capacity: used when nothing known fits
     }
-    if (!best || score > best.score) best = { id: host.id, score };
+    const isPreferred = preferred.has(host.id);
+    const better =
+      !best || (isPreferred && !best.preferred) || (isPreferred === best.preferred && score > best.score);
+    if (better) best = { id: host.id, score, preferred: isPreferred };
   }
   if (best) return best.id;
   const why = [...short].map(([r, n]) => `${r} on ${n} host${n === 1 ? '' : 's'}`).join(', ');
@@ -80,7 +86,8 @@ export async function hostHeadroom(db: Db, config: PlacementConfig, teamId: stri
   let query = db
     .selectFrom('hosts')
     .select(['id', 'cpu_cores', 'memory_mb', 'disk_mb'])
-    .where('status', '=', 'online');
+    .where('status', '=', 'online')
+    .where('draining', '=', false);
   query = isByoc
     ? query.where('kind', '=', 'byoc').where('team_id', '=', teamId)
     : query.where('kind', '=', 'platform');

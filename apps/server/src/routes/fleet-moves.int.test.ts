@@ -1,0 +1,283 @@
+import { expect, it } from 'vitest';
+import { hostagent } from '@wrenn/contracts';
+import { pollUntil } from '@wrenn/core';
+import { describeOnBackends, testBackends, useTestServer } from '../testing/api.js';
+import { startFakeHost, type FakeHost } from '../testing/fake-host.js';
+
+const backends = await testBackends();
+const { RUNNING, PAUSED } = hostagent.SandboxStatus;
+
+// Templates and paused sandboxes travelling between hosts, against fake agents over real mutual
+// TLS (what they stream is opaque to the control plane; the real bytes are the e2e tests' part).
+describeOnBackends('moving work between hosts', backends, (backend) => {
+  const api = useTestServer(backend);
+  const { call, signup } = api;
+
+  async function admin(email: string) {
+    const session = await signup(email);
+    await api.db.updateTable('users').set({ is_admin: true }).where('id', '=', session.user.id).execute();
+    return { ...session, auth: { authorization: `Bearer ${session.token}` } };
+  }
+  async function user(email: string) {
+    const session = await signup(email);
+    const auth = { authorization: `Bearer ${session.token}` };
+    const key = await call('POST', `/v1/teams/${session.team.id}/api-keys`, {
+      body: { name: 'k' },
+      headers: auth,
+    });
+    return { ...session, auth, key: { 'x-api-key': key.body.key as string } };
+  }
+  async function withHosts<T>(
+    count: number,
+    auth: Record<string, string>,
+    fn: (hosts: FakeHost[]) => Promise<T>,
+  ) {
+    // The test server's static host (a dead port) would take what fits nowhere else; out of the way.
+    await api.db.updateTable('hosts').set({ status: 'deleted' }).where('is_static', '=', true).execute();
+    const hosts: FakeHost[] = [];
+    try {
+      // One at a time, so a test can place its first sandbox before the others exist.
+      for (let i = 0; i < count; i++) hosts.push(await startFakeHost(call, { auth }));
+      for (const h of hosts) expect((await h.heartbeat()).status).toBe(200);
+      return await fn(hosts);
+    } finally {
+      await Promise.all(hosts.map((h) => h.stop()));
+      const ids = hosts.map((h) => h.id);
+      if (ids.length)
+        await api.db.updateTable('hosts').set({ status: 'deleted' }).where('id', 'in', ids).execute();
+    }
+  }
+  const sandboxRow = (id: string) =>
+    api.db.selectFrom('sandboxes').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+  const replicas = async (templateId: string) =>
+    (
+      await api.db
+        .selectFrom('template_replicas')
+        .select('host_id')
+        .where('template_id', '=', templateId)
+        .execute()
+    )
+      .map((r) => r.host_id)
+      .sort();
+
+  it('drains a host: a running sandbox is paused, moved and resumed elsewhere; the host takes nothing new until undrained', async () => {
+    const root = await admin('moves-root1@example.com');
+    const team = await user('moves-team1@example.com');
+    await withHosts(2, root.auth, async ([h1, h2]) => {
+      await api.db.updateTable('hosts').set({ draining: true }).where('id', '=', h2!.id).execute();
+      const made = await call('POST', '/v1/sandboxes', { body: {}, headers: team.key });
+      expect(made.status, JSON.stringify(made.body)).toBe(201);
+      const id = made.body.id as string;
+      expect(made.body.host_id).toBe(h1!.id);
+      await api.db.updateTable('hosts').set({ draining: false }).where('id', '=', h2!.id).execute();
+
+      const plain = await call('POST', `/v1/admin/hosts/${h1!.id}/drain`, { headers: team.auth });
+      expect(plain.status).toBe(403);
+      const drained = await call('POST', `/v1/admin/hosts/${h1!.id}/drain`, { headers: root.auth });
+      expect(drained).toEqual({
+        status: 200,
+        body: { host_id: h1!.id, moved: [{ sandbox_id: id, host_id: h2!.id, resumed: true }], failed: [] },
+      });
+      expect(h2!.imported).toEqual([id]);
+      expect(h2!.sandboxes.get(id)).toBe(RUNNING);
+      expect(h1!.sandboxes.has(id)).toBe(false);
+      expect(await sandboxRow(id)).toMatchObject({ host_id: h2!.id, status: 'running', moving_to: null });
+
+      // Out of placement: new sandboxes go to h2 only, until undrained.
+      const next = await call('POST', '/v1/sandboxes', { body: {}, headers: team.key });
+      expect(next.body.host_id).toBe(h2!.id);
+      const listed = await call('GET', '/v1/admin/hosts', { headers: root.auth });
+      const h1View = (listed.body.hosts as { id: string; draining: boolean }[]).find((h) => h.id === h1!.id);
+      expect(h1View?.draining).toBe(true);
+      expect((await call('DELETE', `/v1/admin/hosts/${h1!.id}/drain`, { headers: root.auth })).status).toBe(
+        204,
+      );
+      expect(
+        (
+          await call('POST', `/v1/admin/hosts/00000000-0000-4000-8000-000000000000/drain`, {
+            headers: root.auth,
+          })
+        ).status,
+      ).toBe(404);
+    });
+  });
+
+  it('moves a paused sandbox on request; refuses a running one, its own host, and a host of another team', async () => {
+    const root = await admin('moves-root2@example.com');
+    const team = await user('moves-team2@example.com');
+    const other = await user('moves-team2b@example.com');
+    await withHosts(2, root.auth, async ([h1, h2]) => {
+      const made = await call('POST', '/v1/sandboxes', { body: {}, headers: team.key });
+      const id = made.body.id as string;
+      const [home, away] = made.body.host_id === h1!.id ? [h1!, h2!] : [h2!, h1!];
+      const move = (body: object) =>
+        call('POST', `/v1/admin/sandboxes/${id}/move`, { body, headers: root.auth });
+      expect(await move({})).toMatchObject({ status: 409, body: { code: 'failed_precondition' } });
+      expect((await call('POST', `/v1/sandboxes/${id}/pause`, { headers: team.key })).status).toBe(200);
+      expect(await move({ host_id: home.id })).toMatchObject({ status: 400 });
+      expect((await move({ host_id: 'nope' })).status).toBe(400);
+
+      // A BYOC host of another team is never a destination.
+      await call('PUT', `/v1/admin/teams/${other.team.id}/byoc`, {
+        body: { is_byoc: true },
+        headers: root.auth,
+      });
+      const theirs = await startFakeHost(call, { auth: other.auth, teamId: other.team.id });
+      try {
+        await theirs.heartbeat();
+        const refused = await move({ host_id: theirs.id });
+        expect(refused).toMatchObject({
+          status: 409,
+          body: { code: 'failed_precondition', message: expect.stringMatching(/cannot take/) as string },
+        });
+        expect(theirs.imported).toEqual([]);
+      } finally {
+        await theirs.stop();
+        await api.db.updateTable('hosts').set({ status: 'deleted' }).where('id', '=', theirs.id).execute();
+      }
+
+      expect(await move({ host_id: away.id })).toEqual({
+        status: 200,
+        body: { sandbox_id: id, host_id: away.id },
+      });
+      expect(away.sandboxes.get(id)).toBe(PAUSED);
+      expect(home.destroyed).toContain(id);
+      expect(await sandboxRow(id)).toMatchObject({ host_id: away.id, status: 'paused' });
+      // Resumed where it now is.
+      expect((await call('POST', `/v1/sandboxes/${id}/resume`, { body: {}, headers: team.key })).status).toBe(
+        200,
+      );
+      expect(away.sandboxes.get(id)).toBe(RUNNING);
+    });
+  });
+
+  it('leaves a sandbox that is moving alone in both hosts’ heartbeats', async () => {
+    const root = await admin('moves-root3@example.com');
+    const team = await user('moves-team3@example.com');
+    await withHosts(2, root.auth, async ([h1, h2]) => {
+      const made = await call('POST', '/v1/sandboxes', { body: {}, headers: team.key });
+      const id = made.body.id as string;
+      const [home, away] = made.body.host_id === h1!.id ? [h1!, h2!] : [h2!, h1!];
+      await call('POST', `/v1/sandboxes/${id}/pause`, { headers: team.key });
+      // Half-way: the target has its copy, the row still names the old host.
+      await api.db
+        .updateTable('sandboxes')
+        .set({ moving_to: away.id, moving_since: new Date() })
+        .where('id', '=', id)
+        .execute();
+      away.sandboxes.set(id, PAUSED);
+      expect((await away.heartbeat()).status).toBe(200);
+      expect((await home.heartbeat()).status).toBe(200);
+      expect(away.destroyed).toEqual([]);
+      expect(home.destroyed).toEqual([]);
+      // Once the move is given up (its server died), the copy that is not the sandbox's goes.
+      await api.db.updateTable('sandboxes').set({ moving_to: null }).where('id', '=', id).execute();
+      await away.heartbeat();
+      expect(away.destroyed).toEqual([id]);
+      expect(home.sandboxes.get(id)).toBe(PAUSED);
+    });
+  });
+
+  it('copies a snapshot to the host a sandbox from it goes to; deletes it on every host, a host that was down when it next reports in', async () => {
+    const root = await admin('moves-root4@example.com');
+    const team = await user('moves-team4@example.com');
+    await withHosts(2, root.auth, async ([h1, h2]) => {
+      const made = await call('POST', '/v1/sandboxes', { body: {}, headers: team.key });
+      const source = made.body.host_id === h1!.id ? h1! : h2!;
+      const other = source === h1 ? h2! : h1!;
+      const snap = await call('POST', '/v1/snapshots', {
+        body: { sandbox_id: made.body.id, name: 'travels' },
+        headers: team.key,
+      });
+      expect(snap.status, JSON.stringify(snap.body)).toBe(201);
+      const snapId = snap.body.id as string;
+      const agentName = `snap-${snapId}`;
+      expect(await replicas(snapId)).toEqual([source.id]);
+
+      // The holder takes nothing new: the sandbox goes to the other host, and the files go first.
+      await api.db.updateTable('hosts').set({ draining: true }).where('id', '=', source.id).execute();
+      const fromSnap = await call('POST', '/v1/sandboxes', {
+        body: { template: 'travels' },
+        headers: team.key,
+      });
+      expect(fromSnap.status, JSON.stringify(fromSnap.body)).toBe(201);
+      expect(fromSnap.body.host_id).toBe(other.id);
+      expect(other.imported).toEqual([agentName]);
+      expect(other.templates.get(agentName)).toEqual(source.templates.get(agentName));
+      expect(await replicas(snapId)).toEqual([h1!.id, h2!.id].sort());
+      // A second sandbox there copies nothing.
+      await call('POST', '/v1/sandboxes', { body: { template: 'travels' }, headers: team.key });
+      expect(other.imported).toEqual([agentName]);
+      await api.db.updateTable('hosts').set({ draining: false }).where('id', '=', source.id).execute();
+
+      // One holder is down when the snapshot is deleted: it gets the delete when it reports in.
+      await api.db.updateTable('hosts').set({ status: 'unreachable' }).where('id', '=', other.id).execute();
+      expect((await call('DELETE', `/v1/snapshots/${snapId}`, { headers: team.key })).status).toBe(204);
+      expect(source.templates.has(agentName)).toBe(false);
+      expect(other.templates.has(agentName)).toBe(true);
+      expect((await other.heartbeat()).status).toBe(200);
+      const cleanups = () =>
+        api.db.selectFrom('host_cleanups').selectAll().where('host_id', '=', other.id).execute();
+      await pollUntil(async () => ((await cleanups()).length === 0 ? true : undefined), {
+        timeoutMs: 10_000,
+        intervalMs: 50,
+      });
+      expect(other.templates.has(agentName)).toBe(false);
+    });
+  });
+
+  it('resumes what an agent paused for want of supervision (PauseAll), and only that', async () => {
+    const root = await admin('moves-root5@example.com');
+    const team = await user('moves-team5@example.com');
+    await withHosts(1, root.auth, async ([h]) => {
+      const a = (await call('POST', '/v1/sandboxes', { body: {}, headers: team.key })).body.id as string;
+      const b = (await call('POST', '/v1/sandboxes', { body: {}, headers: team.key })).body.id as string;
+      await call('POST', `/v1/sandboxes/${b}/pause`, { headers: team.key });
+      h!.sandboxes.set(a, PAUSED);
+      await h!.heartbeat([
+        { id: a, status: 'paused', paused_unsupervised: true },
+        { id: b, status: 'paused' },
+      ]);
+      await pollUntil(() => (h!.sandboxes.get(a) === RUNNING ? true : undefined), {
+        timeoutMs: 10_000,
+        intervalMs: 50,
+      });
+      await pollUntil(async () => ((await sandboxRow(a)).status === 'running' ? true : undefined), {
+        timeoutMs: 10_000,
+        intervalMs: 50,
+      });
+      expect(h!.sandboxes.get(b)).toBe(PAUSED);
+      expect((await sandboxRow(b)).status).toBe('paused');
+    });
+  });
+
+  it('deletes a team and its sandboxes, templates and hosts; only owners and admins may', async () => {
+    const root = await admin('moves-root6@example.com');
+    const team = await user('moves-team6@example.com');
+    const member = await user('moves-member6@example.com');
+    await call('POST', `/v1/teams/${team.team.id}/members`, {
+      body: { email: 'moves-member6@example.com' },
+      headers: team.auth,
+    });
+    await withHosts(1, root.auth, async ([h]) => {
+      const id = (await call('POST', '/v1/sandboxes', { body: {}, headers: team.key })).body.id as string;
+      const snap = await call('POST', '/v1/snapshots', {
+        body: { sandbox_id: id, name: 'doomed' },
+        headers: team.key,
+      });
+      expect(h!.templates.has(`snap-${snap.body.id as string}`)).toBe(true);
+      expect((await call('DELETE', `/v1/teams/${team.team.id}`, { headers: member.auth })).status).toBe(403);
+      expect((await call('DELETE', `/v1/teams/${team.team.id}`, { headers: team.auth })).status).toBe(204);
+      expect(h!.destroyed).toContain(id);
+      expect(h!.templates.size).toBe(0);
+      const rows = await api.db
+        .selectFrom('sandboxes')
+        .select('id')
+        .where('team_id', '=', team.team.id)
+        .execute();
+      expect(rows).toEqual([]);
+      expect((await call('GET', '/v1/sandboxes', { headers: team.key })).status).toBe(401);
+      expect((await call('DELETE', `/v1/teams/${team.team.id}`, { headers: root.auth })).status).toBe(404);
+    });
+  });
+});

@@ -1,0 +1,123 @@
+import { sql } from 'kysely';
+import { errorMessage, type Logger } from '@wrenn/core';
+import type { Db } from '../../db/database.js';
+import { ApiError, badRequest, notFound } from '../../http/errors.js';
+import { releasing } from '../sandbox-release.js';
+import { assertTrustedCopy, copyArtifact } from './artifacts.js';
+import type { Hosts } from './host-agents.js';
+
+export interface MoveDeps {
+  db: Db;
+  hosts: Hosts;
+  logger?: Logger;
+  sandboxReleased?: (sandboxId: string) => void;
+}
+
+const notMovable = (message: string) => new ApiError(409, 'failed_precondition', message);
+
+/** A move whose server died mid-way is given up after this long; both hosts' heartbeats then settle it. */
+export const MOVE_STALE_MS = 30 * 60_000;
+
+/**
+ * Moves a paused sandbox to another host (`to`, else where placement puts it, never its own): its
+ * checkpoint, disk and state are copied through the control plane, the row follows, and then the
+ * old host's copy is destroyed. While it moves, `moving_to` keeps both hosts' heartbeats from
+ * destroying the copy they hold. A failure leaves it paused where it was. Returns the new host.
+ */
+export async function movePausedSandbox(
+  deps: MoveDeps,
+  id: string,
+  opts: { to?: string; signal?: AbortSignal } = {},
+): Promise<string> {
+  const { db, hosts, logger } = deps;
+  const row = await db
+    .selectFrom('sandboxes')
+    .select(['id', 'team_id', 'host_id', 'status', 'vcpus', 'memory_mb', 'disk_mb'])
+    .where('id', '=', id)
+    .executeTakeFirst();
+  if (!row || row.status === 'stopped') throw notFound('sandbox', id);
+  if (row.status !== 'paused')
+    throw notMovable(`sandbox ${id} is ${row.status}: only a paused sandbox moves (pause it first)`);
+  if (!row.host_id) throw notMovable(`sandbox ${id} has no host recorded`);
+  const from = row.host_id;
+  if (opts.to === from) throw badRequest('host_id', `sandbox ${id} is already on host ${from}`);
+  // Placement decides (eligible for the team, online, not draining, room for it); a host asked for
+  // must be the one it would take.
+  const to = await hosts.place(
+    row.team_id,
+    { vcpus: row.vcpus, memoryMb: row.memory_mb, diskMb: row.disk_mb },
+    { exclude: [from], prefer: opts.to ? [opts.to] : undefined },
+  );
+  if (!to) throw new ApiError(503, 'unavailable', 'no host can take the sandbox');
+  if (opts.to && to !== opts.to)
+    throw notMovable(
+      `host_id: host ${opts.to} cannot take sandbox ${id} (not one of its team's hosts, not online, draining, or full)`,
+    );
+  await assertTrustedCopy(db, from, to);
+  const claimed = await db
+    .updateTable('sandboxes')
+    .set({ moving_to: to, moving_since: sql<Date>`now()`, updated_at: new Date() })
+    .where('id', '=', id)
+    .where('status', '=', 'paused')
+    .where('host_id', '=', from)
+    .where('moving_to', 'is', null)
+    .executeTakeFirst();
+  if (Number(claimed.numUpdatedRows) === 0)
+    throw notMovable(`sandbox ${id} is already moving, or changed while the move was prepared`);
+  const started = Date.now();
+  try {
+    await releasing(deps, id, () =>
+      copyArtifact(hosts, from, to, { kind: 'sandbox', name: id }, opts.signal),
+    );
+    await db
+      .updateTable('sandboxes')
+      .set({ host_id: to, moving_to: null, moving_since: null, updated_at: new Date() })
+      .where('id', '=', id)
+      .execute();
+  } catch (err) {
+    await db
+      .updateTable('sandboxes')
+      .set({ moving_to: null, moving_since: null, updated_at: new Date() })
+      .where('id', '=', id)
+      .where('moving_to', '=', to)
+      .execute();
+    // The target may hold a whole copy if only its answer was lost; the sandbox is not its.
+    await (
+      await hosts.agent(to)
+    )
+      .destroySandbox({ sandboxId: id }, { timeoutMs: 30_000 })
+      .catch(() => undefined);
+    logger?.warn(
+      { sandboxId: id, from, to, err: errorMessage(err) },
+      'move failed; the sandbox stays paused where it was',
+    );
+    throw err;
+  }
+  // The old copy is no longer the sandbox. Should this fail, the old host's next heartbeat
+  // destroys it as a sandbox that is not its own.
+  await (
+    await hosts.agent(from)
+  )
+    .destroySandbox({ sandboxId: id }, { timeoutMs: 30_000 })
+    .catch((err: unknown) =>
+      logger?.warn(
+        { sandboxId: id, hostId: from, err: errorMessage(err) },
+        'could not remove a moved sandbox from its old host',
+      ),
+    );
+  logger?.info({ sandboxId: id, from, to, ms: Date.now() - started }, 'paused sandbox moved to another host');
+  return to;
+}
+
+/** Moves that a server which died left half-done: given up, so the hosts' heartbeats settle them. */
+export async function abandonStaleMoves(db: Db, logger?: Logger): Promise<number> {
+  const result = await db
+    .updateTable('sandboxes')
+    .set({ moving_to: null, moving_since: null, updated_at: new Date() })
+    .where('moving_to', 'is not', null)
+    .where('moving_since', '<', sql<Date>`now() - make_interval(secs => ${MOVE_STALE_MS / 1000})`)
+    .executeTakeFirst();
+  const n = Number(result.numUpdatedRows);
+  if (n) logger?.warn({ moves: n }, 'gave up moves a server left half-done');
+  return n;
+}
