@@ -11,10 +11,9 @@
 // it under the lock the e2e tests take.
 // Usage: npm run bench:fleet [-- --hosts 1000 --places 300 --paced-sec 60 --saturate-sec 15
 //   --concurrency 16]
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import os, { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
@@ -28,6 +27,17 @@ import { loadServerConfig, openDatabase } from '@wrenn/server';
 import { DEFAULT_NEED, placeSandbox } from '../apps/server/src/services/fleet/placement.js';
 // eslint-disable-next-line no-restricted-imports
 import { ControlPlaneClient, type HeartbeatRequest } from '../apps/agent/src/fleet/control-plane-client.js';
+import {
+  checkInterrupted,
+  DatabaseCost,
+  paced,
+  phase,
+  saturate,
+  startServerProcess,
+  type PhaseResult,
+  type Send,
+  type ServerProcess,
+} from './load.js';
 import { percentiles, printPercentiles } from './stats.js';
 
 const arg = (name: string, fallback: number) => {
@@ -46,15 +56,8 @@ const STOPPED_PER_HOST = 20;
 const ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:54329/postgres';
 /** The leader election's advisory lock (services/fleet/leader.ts): held here, the server follows. */
 const LEADER_LOCK = 0x77726e6e;
-const REPO = path.resolve(import.meta.dirname, '..');
 const logger = createLogger({ name: 'bench-fleet', level: 'warn', pretty: false });
 type Db = Awaited<ReturnType<typeof openDatabase>>;
-
-let interrupted = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => (interrupted = true));
-const checkInterrupted = () => {
-  if (interrupted) throw new Error('interrupted');
-};
 
 /** A fresh database on the test PostgreSQL; dropped by `drop`. */
 async function createDatabase(): Promise<{ url: string; name: string; drop(): Promise<void> }> {
@@ -265,257 +268,96 @@ ${backend}, ${hostIds.length} hosts, ${label}: usage query, ${form}:`);
 // ---------------------------------------------------------------------------------------------
 // 2. Heartbeats
 
-interface ServerProcess {
-  url: string;
-  pid: number;
-  dataDir: string;
-  stop(): Promise<void>;
+interface RegisteredHost {
+  id: string;
+  accessToken: string;
+  index: number;
 }
-
-async function startServerProcess(databaseUrl: string): Promise<ServerProcess> {
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'wrenn-bench-fleet-'));
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'apps/server/src/testing/run-server.ts'],
-    {
-      cwd: REPO,
-      env: {
-        ...process.env,
-        WRENN_DIR: dataDir,
-        WRENN_SERVER_LISTEN: '127.0.0.1:0',
-        DATABASE_URL: databaseUrl,
-        WRENN_AGENT_URL: '',
-        LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`the server did not start: ${out}`)), 60_000);
-    child.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString('utf8');
-      const match = /listening (\S+)/.exec(out);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]!);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the server exited (${code}): ${out}`));
-    });
-  });
-  child.stdout!.resume();
-  return {
-    url,
-    pid: child.pid!,
-    dataDir,
-    async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await Promise.race([exited, sleep(10_000).then(() => child.kill('SIGKILL'))]);
-      }
-      await rm(dataDir, { recursive: true, force: true });
-    },
-  };
-}
-
-const CLOCK_TICK_MS = 10; // USER_HZ is 100 on Linux (getconf CLK_TCK)
-
-/** utime + stime of a process (all its threads), in ms; undefined when it is gone. */
-async function cpuMs(pid: number): Promise<number | undefined> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  if (!stat) return undefined;
-  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * CLOCK_TICK_MS;
-}
-
-const PG_COUNTERS = [
-  'xact_commit',
-  'xact_rollback',
-  'blks_hit',
-  'blks_read',
-  'tup_returned',
-  'tup_fetched',
-  'tup_inserted',
-  'tup_updated',
-  'active_time',
-] as const;
-type PgCounters = Record<(typeof PG_COUNTERS)[number], number>;
 
 /**
- * What the PostgreSQL backends of one database cost: their CPU (polled from /proc, so a backend
- * that ends between polls loses its last half second) and pg_stat_database's counters. Reads
- * through a connection to another database, so its own queries count nowhere.
+ * Registration as an agent does it (apps/agent/src/fleet/registration.ts): a key pair made on the
+ * host, its public key and facts sent with the one-time token an admin asked for; 8 at a time.
  */
-class DatabaseCost {
-  private startCpu = new Map<number, number>();
-  private lastCpu = new Map<number, number>();
-  private polling: Promise<void> | undefined;
-  private running = false;
-  private counters0: PgCounters | undefined;
-
-  constructor(
-    private readonly admin: pg.Client,
-    private readonly database: string,
-    private readonly excludePids: number[],
-  ) {}
-
-  private async pids(): Promise<number[]> {
-    const { rows } = await this.admin.query<{ pid: number }>(
-      'select pid from pg_stat_activity where datname = $1 and not (pid = any($2::int[]))',
-      [this.database, this.excludePids],
-    );
-    return rows.map((r) => r.pid);
-  }
-
-  private async counters(): Promise<PgCounters> {
-    const { rows } = await this.admin.query<Record<string, string>>(
-      `select ${PG_COUNTERS.join(', ')} from pg_stat_database where datname = $1`,
-      [this.database],
-    );
-    return Object.fromEntries(PG_COUNTERS.map((c) => [c, Number(rows[0]![c])])) as PgCounters;
-  }
-
-  private async poll(first: boolean) {
-    for (const pid of await this.pids()) {
-      const ms = await cpuMs(pid);
-      if (ms === undefined) continue;
-      // A backend born during the phase: all of its CPU is the phase's.
-      if (!this.startCpu.has(pid)) this.startCpu.set(pid, first ? ms : 0);
-      this.lastCpu.set(pid, ms);
-    }
-  }
-
-  async start() {
-    this.startCpu.clear();
-    this.lastCpu.clear();
-    this.counters0 = await this.counters();
-    await this.poll(true);
-    this.running = true;
-    this.polling = (async () => {
-      while (this.running) {
-        await sleep(500);
-        await this.poll(false);
-      }
-    })();
-  }
-
-  async stop(): Promise<{ cpuMs: number; counters: PgCounters }> {
-    await this.poll(false);
-    this.running = false;
-    await this.polling;
-    let cpu = 0;
-    for (const [pid, last] of this.lastCpu) cpu += last - this.startCpu.get(pid)!;
-    // A backend reports its counters when idle, but one that reported less than a second ago
-    // waits 10 s more (PGSTAT_IDLE_INTERVAL): read them after that.
-    await sleep(11_000);
-    const end = await this.counters();
-    const counters = Object.fromEntries(
-      PG_COUNTERS.map((c) => [c, end[c] - this.counters0![c]]),
-    ) as PgCounters;
-    return { cpuMs: cpu, counters };
-  }
-}
-
-interface PhaseResult {
-  name: string;
-  requests: number;
-  errors: number;
-  seconds: number;
-  latencies: number[];
-  serverCpuMs: number;
-  clientCpuMs: number;
-  pgCpuMs: number;
-  pg: PgCounters;
-}
-
-/** One request; throws on anything but success. */
-type Send = (k: number) => Promise<void>;
-
-/** `send` at `rate` a second for `seconds`, open loop (a slow answer does not delay the next). */
-async function paced(rate: number, seconds: number, send: Send, latencies: number[], errors: { n: number }) {
-  const total = Math.round(rate * seconds);
-  const start = performance.now();
-  const inflight: Promise<void>[] = [];
-  for (let k = 0; k < total; k++) {
-    checkInterrupted();
-    const wait = start + (k * 1000) / rate - performance.now();
-    if (wait > 0) await sleep(wait);
-    const t = performance.now();
-    inflight.push(
-      send(k).then(
-        () => void latencies.push(performance.now() - t),
-        (err: unknown) => {
-          if (errors.n++ === 0) console.error('request failed:', err);
-        },
-      ),
-    );
-  }
-  await Promise.all(inflight);
-}
-
-/** `concurrency` clients sending back to back for `seconds` (closed loop). */
-async function saturate(
-  concurrency: number,
-  seconds: number,
-  send: Send,
-  latencies: number[],
-  errors: { n: number },
-) {
-  const until = performance.now() + seconds * 1000;
-  let next = 0;
+async function registerHosts(url: string, token: string, agentApi: ControlPlaneClient) {
+  const hosts: RegisteredHost[] = [];
+  let nextHost = 0;
   await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < until && !interrupted) {
-        const t = performance.now();
-        try {
-          await send(next++);
-          latencies.push(performance.now() - t);
-        } catch (err) {
-          if (errors.n++ === 0) console.error('request failed:', err);
-        }
+    Array.from({ length: 8 }, async () => {
+      while (nextHost < HOSTS) {
+        checkInterrupted();
+        const index = nextHost++;
+        const res = await fetch(`${url}/v1/hosts`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          body: '{}',
+        });
+        if (res.status !== 201) throw new Error(`POST /v1/hosts: ${res.status} ${await res.text()}`);
+        const { registration_token } = (await res.json()) as { registration_token: string };
+        const keys = await generateKeyPair();
+        const answer = await agentApi.register({
+          registration_token,
+          arch: 'x64',
+          ...hostSize(index),
+          address: `127.0.0.1:${20_000 + index}`,
+          public_key: keys.publicKeyPem,
+          agent_version: 'bench',
+        });
+        hosts.push({ id: answer.host_id, accessToken: answer.access_token, index });
       }
     }),
   );
+  return hosts;
 }
 
-async function phase(
-  name: string,
-  server: ServerProcess,
-  dbCost: DatabaseCost,
-  drive: (latencies: number[], errors: { n: number }) => Promise<void>,
-): Promise<PhaseResult> {
-  console.error(`${name}…`);
-  await sleep(2000); // the previous phase's stragglers and counters settle
-  const latencies: number[] = [];
-  const errors = { n: 0 };
-  await dbCost.start();
-  const cpu0 = (await cpuMs(server.pid))!;
-  const client0 = process.cpuUsage();
-  const t0 = performance.now();
-  await drive(latencies, errors);
-  const seconds = (performance.now() - t0) / 1000;
-  const cpu1 = (await cpuMs(server.pid))!;
-  const client = process.cpuUsage(client0);
-  const { cpuMs: pgCpuMs, counters } = await dbCost.stop();
-  checkInterrupted();
-  return {
-    name,
-    requests: latencies.length + errors.n,
-    errors: errors.n,
-    seconds,
-    latencies,
-    serverCpuMs: cpu1 - cpu0,
-    clientCpuMs: (client.user + client.system) / 1000,
-    pgCpuMs,
-    pg: counters,
-  };
+/**
+ * Each host's sandboxes, as rows the control plane knows, and the heartbeat that reports exactly
+ * what it has on record (nothing to reconcile, nothing to destroy on a host that is not there).
+ */
+async function recordSandboxes(benchDb: pg.Client, hosts: RegisteredHost[]) {
+  const teamId = (
+    await benchDb.query<{ team_id: string }>(
+      "select m.team_id from team_members m join users u on u.id = m.user_id where u.email = 'admin@wrenn.local'",
+    )
+  ).rows[0]!.team_id;
+  const reports = new Map<string, HeartbeatRequest>();
+  const tag = randomBytes(3).toString('hex');
+  const ids: string[] = [];
+  const hostIds: string[] = [];
+  const statuses: string[] = [];
+  const sizes: number[][] = [[], [], []];
+  for (const host of hosts) {
+    const size = hostSize(host.index);
+    const live: { id: string; status: string }[] = [];
+    for (let j = 0; j < LIVE_PER_HOST + STOPPED_PER_HOST; j++) {
+      const id = sandboxId(host.index, j, tag);
+      const status = j < LIVE_PER_HOST ? liveStatus(j) : 'stopped';
+      if (status !== 'stopped') live.push({ id, status });
+      ids.push(id);
+      hostIds.push(host.id);
+      statuses.push(status);
+      const s = sandboxSize(j);
+      sizes[0]!.push(s.vcpus);
+      sizes[1]!.push(s.memory_mb);
+      sizes[2]!.push(s.disk_mb);
+    }
+    reports.set(host.id, {
+      capacity: size,
+      load: { cpu_pct: 35.5, memory_used_mb: Math.floor(size.memory_mb / 2), disk_used_mb: 120_000 },
+      sandboxes: live,
+    });
+  }
+  await benchDb.query(
+    `insert into sandboxes (id, team_id, template, status, host_id, vcpus, memory_mb, disk_mb, timeout_sec)
+     select id, $2, 'base', status, host_id, vcpus, memory_mb, disk_mb, 300
+     from unnest($1::text[], $3::uuid[], $4::text[], $5::int[], $6::int[], $7::int[])
+       as t(id, host_id, status, vcpus, memory_mb, disk_mb)`,
+    [ids, teamId, hostIds, statuses, sizes[0], sizes[1], sizes[2]],
+  );
+  await benchDb.query('analyze');
+  return { reports, liveIds: ids.filter((_, k) => statuses[k] !== 'stopped') };
 }
 
+// Longer than ~80 lines on purpose: set-up, then the run's phases in order, a few lines each.
 async function benchHeartbeats() {
   const database = await createDatabase();
   const admin = new pg.Client({ connectionString: ADMIN_URL });
@@ -548,83 +390,12 @@ async function benchHeartbeats() {
     });
     const { token } = (await login.json()) as { token: string };
 
-    // Registration as an agent does it (apps/agent/src/fleet/registration.ts): a key pair made on
-    // the host, its public key and facts sent with the one-time token.
     const agentApi = new ControlPlaneClient(url, 30_000);
-    const hosts: { id: string; accessToken: string; index: number }[] = [];
     console.error(`registering ${HOSTS} hosts through the API…`);
     const regStart = performance.now();
-    let nextHost = 0;
-    await Promise.all(
-      Array.from({ length: 8 }, async () => {
-        while (nextHost < HOSTS) {
-          checkInterrupted();
-          const index = nextHost++;
-          const res = await fetch(`${url}/v1/hosts`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-            body: '{}',
-          });
-          if (res.status !== 201) throw new Error(`POST /v1/hosts: ${res.status} ${await res.text()}`);
-          const { registration_token } = (await res.json()) as { registration_token: string };
-          const keys = await generateKeyPair();
-          const answer = await agentApi.register({
-            registration_token,
-            arch: 'x64',
-            ...hostSize(index),
-            address: `127.0.0.1:${20_000 + index}`,
-            public_key: keys.publicKeyPem,
-            agent_version: 'bench',
-          });
-          hosts.push({ id: answer.host_id, accessToken: answer.access_token, index });
-        }
-      }),
-    );
+    const hosts = await registerHosts(url, token, agentApi);
     const registerMs = performance.now() - regStart;
-
-    // Each host's sandboxes, as rows the control plane knows, so its heartbeats report exactly
-    // what it has on record (nothing to reconcile, nothing to destroy on a host that is not there).
-    const teamId = (
-      await benchDb.query<{ team_id: string }>(
-        "select m.team_id from team_members m join users u on u.id = m.user_id where u.email = 'admin@wrenn.local'",
-      )
-    ).rows[0]!.team_id;
-    const reports = new Map<string, HeartbeatRequest>();
-    const tag = randomBytes(3).toString('hex');
-    const ids: string[] = [];
-    const hostIds: string[] = [];
-    const statuses: string[] = [];
-    const sizes: number[][] = [[], [], []];
-    for (const host of hosts) {
-      const size = hostSize(host.index);
-      const live: { id: string; status: string }[] = [];
-      for (let j = 0; j < LIVE_PER_HOST + STOPPED_PER_HOST; j++) {
-        const id = sandboxId(host.index, j, tag);
-        const status = j < LIVE_PER_HOST ? liveStatus(j) : 'stopped';
-        if (status !== 'stopped') live.push({ id, status });
-        ids.push(id);
-        hostIds.push(host.id);
-        statuses.push(status);
-        const s = sandboxSize(j);
-        sizes[0]!.push(s.vcpus);
-        sizes[1]!.push(s.memory_mb);
-        sizes[2]!.push(s.disk_mb);
-      }
-      reports.set(host.id, {
-        capacity: size,
-        load: { cpu_pct: 35.5, memory_used_mb: Math.floor(size.memory_mb / 2), disk_used_mb: 120_000 },
-        sandboxes: live,
-      });
-    }
-    await benchDb.query(
-      `insert into sandboxes (id, team_id, template, status, host_id, vcpus, memory_mb, disk_mb, timeout_sec)
-       select id, $2, 'base', status, host_id, vcpus, memory_mb, disk_mb, 300
-       from unnest($1::text[], $3::uuid[], $4::text[], $5::int[], $6::int[], $7::int[])
-         as t(id, host_id, status, vcpus, memory_mb, disk_mb)`,
-      [ids, teamId, hostIds, statuses, sizes[0], sizes[1], sizes[2]],
-    );
-    await benchDb.query('analyze');
-    const someSandboxes = ids.filter((_, k) => statuses[k] !== 'stopped');
+    const { reports, liveIds } = await recordSandboxes(benchDb, hosts);
 
     const heartbeat =
       (empty = false): Send =>
@@ -635,7 +406,7 @@ async function benchHeartbeats() {
       };
     // The floor: an authenticated request that does one lookup (the key) and reads one row.
     const getSandbox: Send = async (k) => {
-      const id = someSandboxes[k % someSandboxes.length]!;
+      const id = liveIds[k % liveIds.length]!;
       const res = await fetch(`${url}/v1/sandboxes/${id}`, { headers: { 'x-api-key': apiKey } });
       await res.arrayBuffer();
       if (res.status !== 200) throw new Error(`GET /v1/sandboxes/${id}: ${res.status}`);
