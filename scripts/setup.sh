@@ -16,7 +16,8 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 [ "$node_major" -ge 20 ] || die "Node.js 20 or newer is required (found: $(node --version 2>/dev/null || echo none))"
 
 step "Debian packages"
-packages=(iproute2 iptables debootstrap tini e2fsprogs util-linux mount ca-certificates python3 make g++)
+# chromium: benches render their plots with it (playwright-core), and the dashboard tests drive it.
+packages=(iproute2 iptables debootstrap tini e2fsprogs util-linux mount ca-certificates python3 make g++ chromium)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
