@@ -1,0 +1,475 @@
+// Time to first command (issue 13), measured as a user would: the official `e2b` SDK against a real
+// control plane and agent started here, next to bare `runsc` baselines of the same image from the
+// same run. Where the time goes comes from the agent's own phase timers (its JSON logs), and the
+// control plane's share is what the SDK saw minus what the agent logged for the same sandbox.
+// Writes a plot of the distributions to docs/performance/ttfc.png (Debian's Chromium renders it).
+// Usage: npm run bench:ttfc [-- --rounds 10 --execs 100 --concurrency 20,50]
+import { spawn } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import path from 'node:path';
+import { Sandbox } from 'e2b';
+import { exec } from '@wrenn/core';
+import {
+  installDir,
+  repoRoot,
+  startAgentProcess,
+  type AgentProcess,
+} from '../test/e2e/support/agent-process.js';
+import { startControlPlane, teamApiKey, type ControlPlane } from '../test/e2e/support/api-client.js';
+import { distributionSvg, renderPng } from './plot.js';
+import { cleanupRawBundle, prepareRawBundle, rawFlags, runDetached, type RawBundle } from './raw-runsc.js';
+import { percentiles, printPercentiles, timed } from './stats.js';
+
+const arg = (name: string, fallback: string) => {
+  const at = process.argv.indexOf(name);
+  return at < 0 ? fallback : (process.argv[at + 1] ?? fallback);
+};
+const rounds = Number(arg('--rounds', '10')) || 10;
+const execs = Number(arg('--execs', '100')) || 100;
+const concurrency = arg('--concurrency', '20,50').split(',').map(Number).filter(Boolean);
+const warmups = 2;
+const runsc = path.join(installDir, 'bin/runsc');
+const plotFile = path.join(repoRoot, 'docs/performance/ttfc.png');
+const resultsFile = path.join(installDir, 'bench-ttfc.json');
+
+// Ctrl-C / SIGTERM: finish the current step, then clean up like any other failure.
+let interrupted = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => (interrupted = true));
+const checkInterrupted = () => {
+  if (interrupted) throw new Error('interrupted');
+};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------
+// Baselines: bare runsc, no agent, no envd.
+
+/** `runsc run` of the base image until `echo hi` has printed: the floor of a cold create + command. */
+async function rawRunToOutput(n: number): Promise<number[]> {
+  const bundle = await prepareRawBundle('bench-ttfc-run', ['/bin/sh', '-c', 'echo hi']);
+  const samples: number[] = [];
+  try {
+    for (let i = 0; i < warmups + n; i++) {
+      checkInterrupted();
+      const t = performance.now();
+      const child = spawn(runsc, [...rawFlags(bundle), 'run', '-bundle', bundle.dir, `ttfc${i}`], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      const printed = new Promise<number>((resolve, reject) => {
+        child.stdout.on('data', (b: Buffer) => {
+          out += b.toString();
+          if (out.includes('hi\n')) resolve(performance.now() - t);
+        });
+        child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+        child.once('error', reject);
+        child.once('exit', (code) =>
+          reject(new Error(`runsc run exited with ${code} before output: ${err}`)),
+        );
+      });
+      const ms = await printed;
+      await new Promise((r) => (child.exitCode === null ? child.once('exit', r) : r(undefined)));
+      if (i >= warmups) samples.push(ms);
+    }
+  } finally {
+    await cleanupRawBundle(bundle);
+  }
+  return samples;
+}
+
+/**
+ * `runsc checkpoint` and `runsc restore` of an idle Node.js process in the base image (envd is one),
+ * as bench:snapshot does; each restore is checkpointed again in the next round.
+ */
+async function rawCheckpointRestore(n: number): Promise<{ checkpoint: number[]; restore: number[] }> {
+  const bundle: RawBundle = await prepareRawBundle(
+    'bench-ttfc-snapshot',
+    ['/usr/bin/node', '-e', 'setInterval(() => {}, 1000)'],
+    [{ source: '/usr/bin/node', destination: '/usr/bin/node' }],
+  );
+  const flags = rawFlags(bundle);
+  const checkpoint: number[] = [];
+  const restore: number[] = [];
+  try {
+    let id = 'ttfc0';
+    await runDetached([runsc, ...flags, 'run', '-bundle', bundle.dir, '-detach', id], bundle.dir);
+    await sleep(1000);
+    for (let i = 0; i < warmups + n; i++) {
+      checkInterrupted();
+      const image = path.join(bundle.dir, `image${i}`);
+      await mkdir(image);
+      const [, c] = await timed(() => exec([runsc, ...flags, 'checkpoint', `--image-path=${image}`, id]));
+      id = `ttfc${i + 1}`;
+      const restoreArgv = [runsc, ...flags, 'restore', `--image-path=${image}`, '--background'];
+      const [, r] = await timed(() =>
+        runDetached([...restoreArgv, '-bundle', bundle.dir, '-detach', id], bundle.dir),
+      );
+      if (i >= warmups) {
+        checkpoint.push(c);
+        restore.push(r);
+      }
+    }
+  } finally {
+    await cleanupRawBundle(bundle);
+  }
+  return { checkpoint, restore };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The agent's phase timers, read from its JSON log lines as they arrive.
+
+interface PhaseEvent {
+  msg: string;
+  sandboxId: string;
+  ms: number;
+  phases: Record<string, number>;
+}
+const PHASE_MESSAGES = new Set([
+  'sandbox created',
+  'sandbox restored from snapshot',
+  'sandbox checkpointed',
+  'sandbox resumed',
+]);
+
+function collectPhases(agent: AgentProcess): PhaseEvent[] {
+  const events: PhaseEvent[] = [];
+  let partial = '';
+  agent.child.stderr!.on('data', (b: Buffer) => {
+    const lines = (partial + b.toString()).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      if (!line.startsWith('{')) continue;
+      try {
+        const e = JSON.parse(line) as Partial<PhaseEvent>;
+        if (e.msg && PHASE_MESSAGES.has(e.msg) && e.sandboxId && typeof e.ms === 'number')
+          events.push({ msg: e.msg, sandboxId: e.sandboxId, ms: e.ms, phases: e.phases ?? {} });
+      } catch {
+        // Not a log record (a partial line); the phases are a diagnosis, not the measurement.
+      }
+    }
+  });
+  return events;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through the public API with the e2b SDK.
+
+type Series = Record<string, number[]>;
+/** SDK-observed ms per sandbox id and operation, to set against the agent's log of the same one. */
+type Observed = Map<string, number>;
+
+interface SdkResults {
+  series: Series;
+  /** `${kind}:${sandboxId}` → ms the SDK saw. */
+  observed: Observed;
+  concurrent: { n: number; ok: number; wallMs: number; lastMs: number; errors: Map<string, number> }[];
+}
+/** Series that failed, by their error: printed with the results. */
+const failures: string[] = [];
+
+async function sdkBench(agent: AgentProcess): Promise<SdkResults> {
+  const series: Series = {};
+  const observed: Observed = new Map();
+  const add = (name: string, ms: number) => (series[name] ??= []).push(ms);
+  const create = (template = 'base') => Sandbox.create(template, { timeoutMs: 300_000 });
+  // A series that fails is reported and the rest still run: one broken path must not cost the others.
+  const step = async (fn: () => Promise<void>) => {
+    try {
+      await fn();
+    } catch (err) {
+      if (interrupted) throw err;
+      const text = err instanceof Error ? err.message : String(err);
+      console.error(`  failed: ${text}`);
+      failures.push(text);
+    }
+  };
+
+  console.error(`SDK: create alone, ${warmups} warm-ups + ${rounds}…`);
+  await step(async () => {
+    for (let i = 0; i < warmups + rounds; i++) {
+      checkInterrupted();
+      const [sbx, ms] = await timed(() => create());
+      if (i >= warmups) {
+        add('create', ms);
+        observed.set(`create:${sbx.sandboxId}`, ms);
+      }
+      await sbx.kill();
+    }
+  });
+
+  console.error(`SDK: create + first echo, ${rounds}…`);
+  await step(async () => {
+    for (let i = 0; i < rounds; i++) {
+      checkInterrupted();
+      const t = performance.now();
+      const sbx = await create();
+      const created = performance.now() - t;
+      const res = await sbx.commands.run('echo hi');
+      const total = performance.now() - t;
+      if (res.stdout !== 'hi\n') throw new Error(`echo hi: ${JSON.stringify(res)}`);
+      add('create + first echo', total);
+      add('  of which the first run', total - created);
+      observed.set(`create:${sbx.sandboxId}`, created);
+      await sbx.kill();
+    }
+  });
+
+  console.error(`SDK: run('true') on a warm sandbox, ${execs}…`);
+  await step(async () => {
+    {
+      const sbx = await create();
+      try {
+        for (let i = 0; i < 5 + execs; i++) {
+          const [res, ms] = await timed(() => sbx.commands.run('true'));
+          if (res.exitCode !== 0) throw new Error(`true: ${JSON.stringify(res)}`);
+          if (i >= 5) add("run('true'), warm", ms);
+        }
+      } finally {
+        await sbx.kill();
+      }
+    }
+  });
+
+  console.error(`SDK: pause / connect (resume), ${warmups} warm-ups + ${rounds}…`);
+  await step(async () => {
+    {
+      let sbx = await create();
+      try {
+        for (let i = 0; i < warmups + rounds; i++) {
+          checkInterrupted();
+          const [, p] = await timed(() => sbx.pause());
+          // The agent frees the runtime and slot after a pause has answered (~120 ms); a resume on
+          // its heels would wait for that. Real resumes come seconds to days later (as bench:snapshot).
+          await sleep(500);
+          const t = performance.now();
+          sbx = await Sandbox.connect(sbx.sandboxId, { timeoutMs: 300_000 });
+          const r = performance.now() - t;
+          await sbx.commands.run('true');
+          const first = performance.now() - t;
+          if (i >= warmups) {
+            add('pause', p);
+            add('resume (connect), idle', r);
+            add('resume + first run', first);
+          }
+        }
+      } finally {
+        await sbx.kill();
+      }
+    }
+  });
+
+  console.error(`SDK: snapshot template, create from it ${warmups} warm-ups + ${rounds}…`);
+  await step(async () => {
+    {
+      const src = await create();
+      await src.commands.run('echo prepared > /home/user/state');
+      const snapshot = await src.createSnapshot();
+      await src.kill();
+      try {
+        for (let i = 0; i < warmups + rounds; i++) {
+          checkInterrupted();
+          const t = performance.now();
+          const sbx = await create(snapshot.snapshotId);
+          const created = performance.now() - t;
+          const res = await sbx.commands.run('echo hi');
+          const total = performance.now() - t;
+          if (res.stdout !== 'hi\n') throw new Error(`echo hi: ${JSON.stringify(res)}`);
+          if (i >= warmups) {
+            add('create from snapshot', created);
+            add('create from snapshot + first echo', total);
+            observed.set(`snapshot:${sbx.sandboxId}`, created);
+          }
+          await sbx.kill();
+        }
+      } finally {
+        await Sandbox.deleteSnapshot(snapshot.snapshotId);
+      }
+    }
+  });
+
+  // For the API-less reference: the agent's CreateSandbox RPC called directly, same template.
+  console.error(`agent RPC: CreateSandbox directly, ${rounds}…`);
+  await step(async () => {
+    for (let i = 0; i < rounds; i++) {
+      checkInterrupted();
+      const [res, ms] = await timed(() => agent.client.createSandbox({ template: 'base', timeoutSec: 300 }));
+      add('agent CreateSandbox RPC (no control plane)', ms);
+      await agent.client.destroySandbox({ sandboxId: res.sandbox!.id });
+    }
+  });
+
+  const concurrent: SdkResults['concurrent'] = [];
+  for (const n of concurrency) {
+    checkInterrupted();
+    console.error(`SDK: ${n} concurrent creates (the SDK's default 60 s request timeout)…`);
+    const t = performance.now();
+    const made: Sandbox[] = [];
+    const errors = new Map<string, number>();
+    let lastMs = 0;
+    // As a user would write it: n creates at once, default options but the sandbox timeout.
+    const results = await Promise.allSettled(
+      Array.from({ length: n }, async () => {
+        const [sbx, ms] = await timed(() => create());
+        made.push(sbx);
+        lastMs = Math.max(lastMs, performance.now() - t);
+        return ms;
+      }),
+    );
+    const wallMs = performance.now() - t;
+    for (const r of results) {
+      if (r.status === 'fulfilled') add(`${n} concurrent creates, each`, r.value);
+      else {
+        const text = r.reason instanceof Error ? r.reason.message : String(r.reason);
+        errors.set(text, (errors.get(text) ?? 0) + 1);
+      }
+    }
+    concurrent.push({ n, ok: made.length, wallMs, lastMs, errors });
+    await Promise.allSettled(made.map((s) => s.kill()));
+    // Creates the SDK gave up on may still finish on the agent; let them settle before the next batch.
+    await sleep(errors.size ? 30_000 : 2_000);
+  }
+  return { series, observed, concurrent };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where the time goes.
+
+const median = (xs: number[]) => percentiles(xs).p50;
+
+function phaseTable(title: string, events: PhaseEvent[], observed: Observed, kind: string) {
+  if (!events.length) {
+    console.log(`\n${title}: no agent log records`);
+    return;
+  }
+  const names = [...new Set(events.flatMap((e) => Object.keys(e.phases)))];
+  const rows: [string, number[], string][] = names.map((p) => [
+    `  agent phase ${p}`,
+    events.map((e) => e.phases[p] ?? 0),
+    'ms',
+  ]);
+  rows.push(['  agent total (its timer)', events.map((e) => e.ms), 'ms']);
+  const outside = events.flatMap((e) => {
+    const seen = observed.get(`${kind}:${e.sandboxId}`);
+    return seen === undefined ? [] : [seen - e.ms];
+  });
+  if (outside.length) rows.push(['  SDK-observed − agent total (control plane, RPC, SDK)', outside, 'ms']);
+  printPercentiles(title, rows, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+console.error(`baseline: bare runsc run to first output, ${warmups} warm-ups + ${rounds}…`);
+const rawRun = await rawRunToOutput(rounds);
+console.error(`baseline: bare runsc checkpoint / restore of an idle node, ${warmups} warm-ups + ${rounds}…`);
+const raw = await rawCheckpointRestore(rounds);
+
+const agent = await startAgentProcess({ LOG_LEVEL: 'info', WRENN_SANDBOX_NAMESERVERS: '' });
+const events = collectPhases(agent);
+let plane: ControlPlane | undefined;
+let sdk: SdkResults;
+try {
+  plane = await startControlPlane(agent.url);
+  process.env.E2B_API_URL = plane.server.url;
+  process.env.E2B_SANDBOX_URL = plane.server.url;
+  process.env.E2B_API_KEY = await teamApiKey(plane.server.url, `ttfc-${Date.now()}@example.com`);
+  sdk = await sdkBench(agent);
+} finally {
+  await plane?.stop().catch((err: unknown) => console.error(err));
+  await agent.stop().catch((err: unknown) => console.error(err));
+}
+
+const s = sdk.series;
+const rows: [string, number[], string][] = [
+  ["SDK Sandbox.create('base')", s.create ?? [], 'ms'],
+  ['SDK create + first commands.run(echo hi)', s['create + first echo'] ?? [], 'ms'],
+  ['  of which the first commands.run', s['  of which the first run'] ?? [], 'ms'],
+  ['agent CreateSandbox RPC (no control plane)', s['agent CreateSandbox RPC (no control plane)'] ?? [], 'ms'],
+  ['bare runsc run to first output (baseline)', rawRun, 'ms'],
+  ["SDK commands.run('true'), warm sandbox", s["run('true'), warm"] ?? [], 'ms'],
+  ['SDK create from a snapshot template', s['create from snapshot'] ?? [], 'ms'],
+  ['SDK create from snapshot + first echo', s['create from snapshot + first echo'] ?? [], 'ms'],
+  ['SDK connect (resume), idle', s['resume (connect), idle'] ?? [], 'ms'],
+  ['SDK resume + first run', s['resume + first run'] ?? [], 'ms'],
+  ['bare runsc restore, idle node (baseline)', raw.restore, 'ms'],
+  ['SDK pause', s.pause ?? [], 'ms'],
+  ['bare runsc checkpoint, idle node (baseline)', raw.checkpoint, 'ms'],
+  ...concurrency.map((n): [string, number[], string] => [
+    `SDK ${n} concurrent creates, each`,
+    s[`${n} concurrent creates, each`] ?? [],
+    'ms',
+  ]),
+];
+printPercentiles(`Time to first command, ${rounds} rounds, ${execs} warm runs (ms)`, rows, 1);
+
+const ratio = (name: string, a: number[], b: number[], aim: string) =>
+  console.log(`${name.padEnd(52)} ${(median(a) / median(b)).toFixed(2).padStart(6)}×   aim ${aim}`);
+console.log('\nRatios of p50s to the baselines of this run');
+ratio('create from snapshot / bare restore', s['create from snapshot'] ?? [], raw.restore, '≤ 1.3×');
+ratio('resume idle / bare restore', s['resume (connect), idle'] ?? [], raw.restore, '≤ 1.3×');
+ratio('pause / bare checkpoint', s.pause ?? [], raw.checkpoint, '≤ 1.5×');
+ratio('cold create / bare runsc run to output', s.create ?? [], rawRun, '(cold boot ≤ 600 ms)');
+
+for (const text of failures) console.log(`\nA series failed: ${text}`);
+console.log('\nConcurrent creates (e2b SDK, default request timeout)');
+for (const c of sdk.concurrent) {
+  const rate = c.ok / (c.lastMs / 1000 || 1);
+  console.log(
+    `${c.n} at once: ${c.ok} ok, ${c.n - c.ok} failed; last finished after ${(c.lastMs / 1000).toFixed(1)} s, ${rate.toFixed(2)} creates/s sustained`,
+  );
+  for (const [text, count] of c.errors) console.log(`  ${count}× ${text}`);
+}
+
+const cold = events.filter((e) => e.msg === 'sandbox created');
+const coldSeq = cold.filter((e) => sdk.observed.has(`create:${e.sandboxId}`));
+phaseTable("Where a cold create goes (SDK create('base'), sequential)", coldSeq, sdk.observed, 'create');
+phaseTable(
+  'Where a create from a snapshot goes',
+  events.filter(
+    (e) => e.msg === 'sandbox restored from snapshot' && sdk.observed.has(`snapshot:${e.sandboxId}`),
+  ),
+  sdk.observed,
+  'snapshot',
+);
+phaseTable(
+  'Where a pause goes (agent)',
+  events.filter((e) => e.msg === 'sandbox checkpointed'),
+  new Map(),
+  '',
+);
+phaseTable(
+  'Where a resume goes (agent)',
+  events.filter((e) => e.msg === 'sandbox resumed'),
+  new Map(),
+  '',
+);
+const coldConcurrent = cold.filter((e) => !sdk.observed.has(`create:${e.sandboxId}`));
+phaseTable(
+  'Cold creates not measured sequentially (concurrent batches, RPC, warm-ups)',
+  coldConcurrent,
+  new Map(),
+  '',
+);
+
+// The raw samples, to re-plot or re-read without another run.
+await writeFile(
+  resultsFile,
+  JSON.stringify(
+    { rows, concurrent: sdk.concurrent.map((c) => ({ ...c, errors: [...c.errors] })), events },
+    null,
+    1,
+  ),
+);
+const plot = distributionSvg(
+  `Time to first command, ${new Date().toISOString().slice(0, 10)}, this machine (${cpus().length} cores): every sample, p50–p95 bar, p99 red tick`,
+  'blue: through the public API with the e2b SDK · grey: bare runsc and agent-RPC baselines from the same run · log scale',
+  rows
+    .filter(([name]) => !name.startsWith('  '))
+    .map(([name, samples]) => ({
+      name,
+      samples,
+      baseline: name.includes('baseline') || name.startsWith('agent'),
+    })),
+);
+await renderPng(plot.svg, plot.w, plot.h, plotFile);
+console.error(`plot: ${path.relative(repoRoot, plotFile)}; samples: ${resultsFile}`);
