@@ -64,7 +64,8 @@ async function rawRunToOutput(n: number): Promise<number[]> {
         });
         child.stderr.on('data', (b: Buffer) => (err += b.toString()));
         child.once('error', reject);
-        child.once('exit', (code) =>
+        // 'close', not 'exit': the output may still be in the pipe when the process has exited.
+        child.once('close', (code) =>
           reject(new Error(`runsc run exited with ${code} before output: ${err}`)),
         );
       });
