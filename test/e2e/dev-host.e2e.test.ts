@@ -78,7 +78,7 @@ describe('a dev host (scripts/dev-host.sh): an agent in its own network namespac
     }, 10_000);
 
     // Cut off from the control plane, it pauses its sandbox on its own (PauseAll); healed, it
-    // heartbeats again and reports the sandbox paused.
+    // heartbeats again and reports the sandbox paused, by PauseAll (for the control plane to resume).
     await devHost(['partition', NAME]);
     await eventually(async () => {
       expect(await readFile(path.join(hostDir, 'agent.log'), 'utf8')).toContain('PauseAll');
@@ -87,7 +87,9 @@ describe('a dev host (scripts/dev-host.sh): an agent in its own network namespac
     await devHost(['heal', NAME]);
     await eventually(() => {
       expect(host.heartbeats.length).toBeGreaterThan(heartbeatsBefore);
-      expect(host.heartbeats.at(-1)?.sandboxes).toEqual([{ id, status: 'paused' }]);
+      expect(host.heartbeats.at(-1)?.sandboxes).toEqual([
+        { id, status: 'paused', paused_unsupervised: true },
+      ]);
       return Promise.resolve();
     }, 15_000);
 

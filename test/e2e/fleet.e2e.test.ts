@@ -4,7 +4,6 @@ import path from 'node:path';
 import { importPKCS8, SignJWT } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { hostagent } from '@wrenn/contracts';
-import { pollUntil } from '@wrenn/core';
 import {
   createTestPostgres,
   describeOnBackends,
@@ -165,7 +164,7 @@ describeOnBackends('a fleet of dev hosts under two control-plane replicas', back
     }
   });
 
-  it('partition: the agent pauses its sandboxes on its own (PauseAll) and the host goes unreachable; healed, they come back with their processes', async () => {
+  it('partition: the agent pauses its sandboxes on its own (PauseAll) and the host goes unreachable; healed, the control plane resumes them with their processes', async () => {
     const { key } = team;
     const created: { id: string; host_id: string }[] = [];
     try {
@@ -197,23 +196,22 @@ describeOnBackends('a fleet of dev hosts under two control-plane replicas', back
         await dev.heal();
       }
       await fleet.waitHost(s.host_id, 'online', 60_000);
-      // Reconciled from its heartbeat: `paused`, as PauseAll left it; then resumed by the control
-      // plane where it resumes what PauseAll paused (docs/fleet.md), else here through the API.
-      await waitFor('the sandbox reconciled', async () =>
-        ['paused', 'running'].includes((await fleet.sandbox(key, s.id)).status) ? true : undefined,
+      // Reconciled from its heartbeat, and resumed by the control plane: PauseAll paused it, not anyone.
+      await fleet.waitSandbox(key, s.id, 'running');
+      await waitFor('the control plane to say it resumed the sandbox', () =>
+        fleet.replicas.some((r) =>
+          r
+            .logs()
+            .split('\n')
+            .some((l) => l.includes('resumed what PauseAll paused') && l.includes(s.id)),
+        )
+          ? true
+          : undefined,
       );
-      const resumedByControlPlane = await pollUntil(
-        async () => ((await fleet.sandbox(key, s.id)).status === 'running' ? true : undefined),
-        { timeoutMs: 20_000, intervalMs: 200 },
+      const agent = await fleet.agent(s.host_id, dev.address);
+      expect((await agent.getSandbox({ sandboxId: s.id })).sandbox?.status).toBe(
+        hostagent.SandboxStatus.RUNNING,
       );
-      if (!resumedByControlPlane) {
-        expect((await fleet.sandbox(key, s.id)).status).toBe('paused');
-        const agent = await fleet.agent(s.host_id, dev.address);
-        expect((await agent.getSandbox({ sandboxId: s.id })).sandbox?.status).toBe(
-          hostagent.SandboxStatus.PAUSED,
-        );
-        expect((await fleet.call('POST', `/v1/sandboxes/${s.id}/resume`, { key })).status).toBe(200);
-      }
       // Paused and resumed, not restarted: its files and its processes are where they were.
       expect((await fleet.exec(key, s.id, `cat /home/user/kept; ps -o comm= -p ${pid}`)).body).toMatchObject({
         exit_code: 0,
@@ -431,8 +429,11 @@ describeOnBackends('a fleet of dev hosts under two control-plane replicas', back
     );
     // rotated (the agent's old one), active (issued by the killed replica, never handed out), active (the new one)
     expect(family.rows.map((r) => r.status).sort()).toEqual(['active', 'active', 'rotated']);
-    const log = (await host.dev.log()).slice(logBefore);
-    expect(log).toContain('host credentials refreshed');
+    // The agent stores the new tokens before it says so in its log.
+    const log = await waitFor('the agent to log the refresh', async () => {
+      const text = (await host.dev.log()).slice(logBefore);
+      return text.includes('host credentials refreshed') ? text : undefined;
+    });
     expect(log).not.toContain('refresh refused');
     await fleet.waitHost(host.id, 'online', 60_000);
     // Its heartbeats go on with the new token.

@@ -165,6 +165,8 @@ export async function startServerReplica(name: string, env: Record<string, strin
   };
   child.stdout.on('data', collect);
   child.stderr.on('data', collect);
+  // After its output was read to the end, so nothing is written to the log file after this.
+  child.once('close', () => logFile?.end());
   const exited = new Promise<string>((resolve) =>
     child.once('exit', (code, signal) => resolve(signal ?? `exit ${code}`)),
   );
