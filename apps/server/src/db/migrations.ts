@@ -243,6 +243,20 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0008_fleet_indexes': {
+    async up(db: Kysely<unknown>) {
+      // A heartbeat asks for `host_id = $1 or moving_to = $1`: without this, every heartbeat reads
+      // every sandbox row of the cluster (bench:fleet, docs/performance.md).
+      await sql`create index sandboxes_moving_to on sandboxes (moving_to) where moving_to is not null`.execute(
+        db,
+      );
+      // Placement sums what the live sandboxes of each eligible host ask; stopped rows (most of the
+      // table, in time) stay out of the index, and the sums come from it alone.
+      await sql`
+        create index sandboxes_live_by_host on sandboxes (host_id) include (status, vcpus, memory_mb, disk_mb)
+        where status in ('pending', 'running', 'paused')`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {
