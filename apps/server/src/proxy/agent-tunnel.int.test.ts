@@ -111,6 +111,24 @@ describeOnBackends('the sandbox proxy through an agent tunnel', backends, (backe
     expect(host.tunnels).toEqual(['tunnelsbx01:8080']);
   });
 
+  it('keeps a reused stream free of piling listeners (30 requests, one stream, no leak warning)', async () => {
+    await sandboxOnHost('tunnelsbx04');
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      for (let i = 0; i < 30; i++) {
+        const res = await fetch(`${proxyUrl}/n${i}`, { headers: routed('tunnelsbx04') });
+        expect(((await res.json()) as { path: string }).path).toBe(`/n${i}`);
+      }
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(host.tunnels.filter((t) => t === 'tunnelsbx04:8080')).toHaveLength(1);
+    expect(warnings.filter((w) => /MaxListeners/.test(w))).toEqual([]);
+  });
+
   it('tunnels WebSocket upgrades on a stream of their own', async () => {
     await sandboxOnHost('tunnelsbx02');
     const before = host.tunnels.length;

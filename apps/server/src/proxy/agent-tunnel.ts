@@ -86,8 +86,8 @@ export class TunnelPool extends SandboxPool {
   override keepSocketAlive(): boolean {
     return !this.isRetired;
   }
-
-  override reuseSocket(): void {}
+  // reuseSocket stays Node's: it removes the 'error' listener a socket gets while it waits in the
+  // free list (an empty override let one pile up per request on a reused stream).
 }
 
 /** What Node's HTTP client and Agent call on a socket, as no-ops on a stream (HTTP/2 does it per session). */
