@@ -1,10 +1,10 @@
 import { create } from '@bufbuild/protobuf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '@wrenn/core';
+import { createLogger, pollUntil } from '@wrenn/core';
 import { hostagent } from '@wrenn/contracts';
 import { openDatabase, type Db } from '../db/database.js';
 import { insertSandboxRow } from '../testing/rows.js';
-import { reconcile } from './reconciler.js';
+import { LIST_TIMEOUT_MS, reconcile, reconcileHosts } from './reconciler.js';
 
 const logger = createLogger({ name: 'test', level: 'silent', pretty: false });
 let db: Db;
@@ -89,5 +89,62 @@ describe('reconcile (a fake agent list, a real database)', () => {
     ]);
     // A second pass has nothing to do.
     expect(await reconcile(db, agent, logger)).toBe(0);
+  });
+});
+
+describe('reconcileHosts', () => {
+  it('reconciles the hosts that answer while one does not (it is only skipped when its call times out)', async () => {
+    const [quiet, answering] = await Promise.all(
+      ['quiet', 'answering'].map(
+        async () =>
+          (
+            await db
+              .insertInto('hosts')
+              .values({ kind: 'platform', status: 'online', address: '127.0.0.1:1' })
+              .returning('id')
+              .executeTakeFirstOrThrow()
+          ).id,
+      ),
+    );
+    await insertSandboxRow(db, { id: 'onquiet0001', team_id: teamId, status: 'running', host_id: quiet });
+    await insertSandboxRow(db, { id: 'onanswer001', team_id: teamId, status: 'running', host_id: answering });
+    let askedQuiet: { timeoutMs?: number } | undefined;
+    const agents = {
+      [quiet!]: {
+        // A host cut off: its call hangs until the caller's timeout, which this fake leaves to the test.
+        listSandboxes: (_req: unknown, opts?: { timeoutMs?: number }) => {
+          askedQuiet = opts;
+          return new Promise<never>(() => undefined);
+        },
+      },
+      [answering!]: {
+        listSandboxes: () =>
+          Promise.resolve(
+            create(hostagent.ListSandboxesResponseSchema, {
+              sandboxes: [onAgent('onanswer001', hostagent.SandboxStatus.PAUSED)],
+            }),
+          ),
+        flushSandboxMetrics: () => Promise.resolve(create(hostagent.FlushSandboxMetricsResponseSchema, {})),
+      },
+    };
+    const hosts = { agent: (id: string | null) => Promise.resolve(agents[id!] as never) };
+    void reconcileHosts(db, hosts, logger);
+    await pollUntil(
+      async () => {
+        const r = await db
+          .selectFrom('sandboxes')
+          .select('status')
+          .where('id', '=', 'onanswer001')
+          .executeTakeFirst();
+        return r?.status === 'paused' ? true : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 20 },
+    );
+    expect(askedQuiet?.timeoutMs).toBe(LIST_TIMEOUT_MS);
+    await db
+      .updateTable('hosts')
+      .set({ status: 'deleted' })
+      .where('id', 'in', [quiet!, answering!])
+      .execute();
   });
 });

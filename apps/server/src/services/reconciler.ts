@@ -34,7 +34,7 @@ export async function reconcile(
   logger: Logger,
   opts: ReconcilerOptions = {},
 ): Promise<number> {
-  const { sandboxes } = await agent.listSandboxes({});
+  const { sandboxes } = await agent.listSandboxes({}, { timeoutMs: LIST_TIMEOUT_MS });
   const onAgent = new Map(sandboxes.map((s) => [s.id, s]));
   let query = db
     .selectFrom('sandboxes')
@@ -131,20 +131,30 @@ export async function reconcileHosts(
     .where('status', '=', 'online')
     .execute();
   let changed = 0;
-  for (const host of online) {
-    try {
-      const agent = await hosts.agent(host.id);
-      changed += await reconcile(db, agent, logger, {
-        ...opts,
-        hostId: host.id,
-        isStaticHost: host.is_static,
-      });
-    } catch (err) {
-      logger.warn({ hostId: host.id, err: errorMessage(err) }, 'reconcile pass failed');
+  // A few hosts at a time, each bounded by its list call's timeout: one host that does not answer
+  // (cut off, not yet marked unreachable) must not hold up the others' passes.
+  const queue = [...online];
+  const worker = async () => {
+    for (let host = queue.shift(); host; host = queue.shift()) {
+      try {
+        const agent = await hosts.agent(host.id);
+        changed += await reconcile(db, agent, logger, {
+          ...opts,
+          hostId: host.id,
+          isStaticHost: host.is_static,
+        });
+      } catch (err) {
+        logger.warn({ hostId: host.id, err: errorMessage(err) }, 'reconcile pass failed');
+      }
     }
-  }
+  };
+  await Promise.all(Array.from({ length: Math.min(RECONCILE_CONCURRENCY, queue.length) }, worker));
   return changed;
 }
+
+const RECONCILE_CONCURRENCY = 8;
+/** How long a host may take to list its sandboxes before its pass is skipped. */
+export const LIST_TIMEOUT_MS = 5000;
 
 /**
  * Runs `reconcileHosts` every `intervalMs`, one pass at a time, while `isLeader()` says this server

@@ -187,7 +187,13 @@ export class HostDirectory implements Hosts {
   private async tlsConnection(hostId: string, address: string): Promise<Connection> {
     const material = await this.credentials.controlPlaneMaterial();
     const url = `https://${address}`;
-    const sessions = new Http2SessionManager(url, {}, controlPlaneClientTlsOptions(material, hostId));
+    // Pings on an idle session: a host cut off mid-session fails its calls within seconds, instead
+    // of leaving them waiting on a connection nobody answers.
+    const sessions = new Http2SessionManager(
+      url,
+      { pingIntervalMs: 10_000, pingTimeoutMs: 5_000 },
+      controlPlaneClientTlsOptions(material, hostId),
+    );
     const transport = createConnectTransport({ baseUrl: url, httpVersion: '2', sessionManager: sessions });
     return {
       address,
