@@ -1,10 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import {
-  createTestPostgres,
-  describeOnBackends,
-  postgresMissing,
-  type TestPostgres,
-} from '@wrenn/server/testing';
+import { describeOnBackends, postgresOnly } from '@wrenn/server/testing';
 import { Fleet, type DevHost } from './support/fleet.js';
 
 // Work moving between real hosts (docs/fleet.md, "Moving work"): a snapshot made on one dev host
@@ -12,11 +7,7 @@ import { Fleet, type DevHost } from './support/fleet.js';
 // reaching every host. Real agents in namespaces of their own, real gVisor checkpoints, one
 // control plane on PostgreSQL; what each agent holds is asked of the agent itself.
 
-const target = await createTestPostgres();
-const backends: { name: string; skip?: string; db?: TestPostgres }[] =
-  'unavailable' in target
-    ? (postgresMissing(target.unavailable), [{ name: 'PostgreSQL', skip: target.unavailable }])
-    : [{ name: 'PostgreSQL', db: target }];
+const backends = await postgresOnly();
 
 /** Dev host names of this file (no other e2e file uses them). */
 const HOSTS = ['ma', 'mb'];

@@ -4,12 +4,7 @@ import path from 'node:path';
 import { importPKCS8, SignJWT } from 'jose';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { hostagent } from '@wrenn/contracts';
-import {
-  createTestPostgres,
-  describeOnBackends,
-  postgresMissing,
-  type TestPostgres,
-} from '@wrenn/server/testing';
+import { describeOnBackends, postgresOnly } from '@wrenn/server/testing';
 import { Fleet, waitFor, type DevHost, type ServerReplica, type Session } from './support/fleet.js';
 
 // The fleet end to end (docs/fleet.md): three platform dev hosts and a BYOC one (real agents in
@@ -17,11 +12,7 @@ import { Fleet, waitFor, type DevHost, type ServerReplica, type Session } from '
 // the refresh fault) on one PostgreSQL database, agents reaching them through a TCP front. Every
 // check goes through the real API, and what an agent holds is read from the agent itself.
 
-const target = await createTestPostgres();
-const backends: { name: string; skip?: string; db?: TestPostgres }[] =
-  'unavailable' in target
-    ? (postgresMissing(target.unavailable), [{ name: 'PostgreSQL', skip: target.unavailable }])
-    : [{ name: 'PostgreSQL', db: target }];
+const backends = await postgresOnly();
 
 /** Dev host names of this file (no other e2e file uses them). */
 const PLATFORM_HOSTS = ['fa', 'fb', 'fc'];

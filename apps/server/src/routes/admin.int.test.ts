@@ -7,14 +7,7 @@ const ADMIN_PATHS = ['/v1/admin/teams', '/v1/admin/sandboxes', '/v1/admin/templa
 
 describeOnBackends('the admin API', backends, (backend) => {
   const api = useTestServer(backend);
-  const { call, signup } = api;
-
-  /** A signed-up user made admin directly in the database (as bootstrap.ts makes the first one). */
-  async function admin(email: string) {
-    const session = await signup(email);
-    await api.db.updateTable('users').set({ is_admin: true }).where('id', '=', session.user.id).execute();
-    return { ...session, auth: { authorization: `Bearer ${session.token}` } };
-  }
+  const { call, signup, admin } = api;
 
   const sandbox = (id: string, team_id: string, status: 'running' | 'paused' | 'stopped') =>
     insertSandboxRow(api.db, { id, team_id, status, metadata: { owner: team_id.slice(0, 8) } });

@@ -11,22 +11,8 @@ const { RUNNING, PAUSED } = hostagent.SandboxStatus;
 // TLS (what they stream is opaque to the control plane; the real bytes are the e2e tests' part).
 describeOnBackends('moving work between hosts', backends, (backend) => {
   const api = useTestServer(backend);
-  const { call, signup } = api;
+  const { call, admin, user } = api;
 
-  async function admin(email: string) {
-    const session = await signup(email);
-    await api.db.updateTable('users').set({ is_admin: true }).where('id', '=', session.user.id).execute();
-    return { ...session, auth: { authorization: `Bearer ${session.token}` } };
-  }
-  async function user(email: string) {
-    const session = await signup(email);
-    const auth = { authorization: `Bearer ${session.token}` };
-    const key = await call('POST', `/v1/teams/${session.team.id}/api-keys`, {
-      body: { name: 'k' },
-      headers: auth,
-    });
-    return { ...session, auth, key: { 'x-api-key': key.body.key as string } };
-  }
   async function withHosts<T>(
     count: number,
     auth: Record<string, string>,

@@ -24,22 +24,8 @@ const { RUNNING, PAUSED, STOPPED } = hostagent.SandboxStatus;
 
 describeOnBackends('the fleet API', backends, (backend) => {
   const api = useTestServer(backend);
-  const { call, signup } = api;
+  const { call, admin, user } = api;
 
-  async function admin(email: string) {
-    const session = await signup(email);
-    await api.db.updateTable('users').set({ is_admin: true }).where('id', '=', session.user.id).execute();
-    return { ...session, auth: { authorization: `Bearer ${session.token}` } };
-  }
-  async function user(email: string) {
-    const session = await signup(email);
-    const auth = { authorization: `Bearer ${session.token}` };
-    const key = await call('POST', `/v1/teams/${session.team.id}/api-keys`, {
-      body: { name: 'k' },
-      headers: auth,
-    });
-    return { ...session, auth, key: { 'x-api-key': key.body.key as string } };
-  }
   const hostRow = (id: string) =>
     api.db.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
   async function withHosts<T>(hosts: Promise<FakeHost>[], fn: (hosts: FakeHost[]) => Promise<T>): Promise<T> {

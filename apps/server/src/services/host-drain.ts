@@ -1,4 +1,5 @@
 import { errorMessage } from '@wrenn/core';
+import type { Db } from '../db/database.js';
 import { notFound } from '../http/errors.js';
 import { movePausedSandbox } from './fleet/sandbox-moves.js';
 import { pauseSandbox, resumeSandbox, type SandboxLifecycleDeps } from './sandbox-lifecycle.js';
@@ -16,14 +17,7 @@ export interface DrainOutcome {
  */
 export async function drainHost(deps: SandboxLifecycleDeps, hostId: string): Promise<DrainOutcome> {
   const { db } = deps;
-  const host = await db
-    .updateTable('hosts')
-    .set({ draining: true })
-    .where('id', '=', hostId)
-    .where('status', '!=', 'deleted')
-    .returning('id')
-    .executeTakeFirst();
-  if (!host) throw notFound('host', hostId);
+  await setDraining(db, hostId, true);
   const sandboxes = await db
     .selectFrom('sandboxes')
     .select(['id', 'status'])
@@ -54,10 +48,14 @@ export async function drainHost(deps: SandboxLifecycleDeps, hostId: string): Pro
 }
 
 /** Puts a drained host back into placement. */
-export async function undrainHost(deps: Pick<SandboxLifecycleDeps, 'db'>, hostId: string): Promise<void> {
-  const host = await deps.db
+export function undrainHost(deps: Pick<SandboxLifecycleDeps, 'db'>, hostId: string): Promise<void> {
+  return setDraining(deps.db, hostId, false);
+}
+
+async function setDraining(db: Db, hostId: string, draining: boolean): Promise<void> {
+  const host = await db
     .updateTable('hosts')
-    .set({ draining: false })
+    .set({ draining })
     .where('id', '=', hostId)
     .where('status', '!=', 'deleted')
     .returning('id')

@@ -75,6 +75,10 @@ export interface TestServer {
   call: (method: string, path: string, opts?: CallOptions) => Promise<CallResult>;
   /** Signs a user up (expecting 201) and returns the session. */
   signup: (email: string, password?: string) => Promise<Session>;
+  /** A signed-up user made admin in the database (as bootstrap.ts makes the first one). */
+  admin: (email: string) => Promise<Session & { auth: Record<string, string> }>;
+  /** A signed-up user with their bearer header and an API key of their team. */
+  user: (email: string) => Promise<Session & { auth: Record<string, string>; key: Record<string, string> }>;
   stop: () => Promise<void>;
 }
 
@@ -110,6 +114,12 @@ export async function startTestServer(
     return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
   }
 
+  async function signup(email: string, password = TEST_PASSWORD): Promise<Session> {
+    const res = await call('POST', '/v1/auth/signup', { body: { email, password } });
+    expect(res.status, `signup ${email}: ${JSON.stringify(res.body)}`).toBe(201);
+    return res.body as unknown as Session;
+  }
+
   return {
     app,
     base,
@@ -117,10 +127,20 @@ export async function startTestServer(
     fleet,
     send,
     call,
-    async signup(email, password = TEST_PASSWORD) {
-      const res = await call('POST', '/v1/auth/signup', { body: { email, password } });
-      expect(res.status, `signup ${email}: ${JSON.stringify(res.body)}`).toBe(201);
-      return res.body as unknown as Session;
+    signup,
+    async admin(email) {
+      const session = await signup(email);
+      await db.updateTable('users').set({ is_admin: true }).where('id', '=', session.user.id).execute();
+      return { ...session, auth: { authorization: `Bearer ${session.token}` } };
+    },
+    async user(email) {
+      const session = await signup(email);
+      const auth = { authorization: `Bearer ${session.token}` };
+      const key = await call('POST', `/v1/teams/${session.team.id}/api-keys`, {
+        body: { name: 'k' },
+        headers: auth,
+      });
+      return { ...session, auth, key: { 'x-api-key': key.body.key as string } };
     },
     stop: async () => {
       await new Promise<void>((r) => server.close(() => r()));
@@ -169,6 +189,8 @@ export function useTestServer(
     send: (...args) => started().send(...args),
     call: (...args) => started().call(...args),
     signup: (...args) => started().signup(...args),
+    admin: (...args) => started().admin(...args),
+    user: (...args) => started().user(...args),
     stop: () => started().stop(),
   };
 }

@@ -48,6 +48,19 @@ export function postgresMissing(reason: string): void {
 }
 
 /**
+ * The one backend of a test that needs a real PostgreSQL (several processes on one database): a
+ * fresh database, or a skipped block naming why (a failure under CI, `postgresMissing`).
+ */
+export async function postgresOnly(): Promise<{ name: string; skip?: string; db?: TestPostgres }[]> {
+  const target = await createTestPostgres();
+  if ('unavailable' in target) {
+    postgresMissing(target.unavailable);
+    return [{ name: 'PostgreSQL', skip: target.unavailable }];
+  }
+  return [{ name: 'PostgreSQL', db: target }];
+}
+
+/**
  * One describe block per backend. A backend that is not there shows up as skipped tests with the
  * reason in their name, never as tests that silently do not exist.
  */

@@ -7,23 +7,14 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { pollUntil } from '@wrenn/core';
 import { FLEET_DEFAULTS } from '../../config.js';
 import { startServer, type RunningServer } from '../../server.js';
-import {
-  createTestPostgres,
-  describeOnBackends,
-  postgresMissing,
-  type TestPostgres,
-} from '../../testing/databases.js';
+import { describeOnBackends, postgresOnly } from '../../testing/databases.js';
 import { testLogger } from '../../testing/api.js';
 import { startLeaderElection } from './leader.js';
 
 // Two control planes on one PostgreSQL: exactly one leads (runs the host monitor and the
 // reconciler); when its database session dies, or it stops, the other takes over.
 
-const target = await createTestPostgres();
-const backends: { name: string; skip?: string; db?: TestPostgres }[] =
-  'unavailable' in target
-    ? (postgresMissing(target.unavailable), [{ name: 'PostgreSQL', skip: target.unavailable }])
-    : [{ name: 'PostgreSQL', db: target }];
+const backends = await postgresOnly();
 
 describeOnBackends('leader election', backends, (backend) => {
   const db = backend.db!;
