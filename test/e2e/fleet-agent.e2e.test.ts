@@ -171,12 +171,15 @@ describe('a registered agent', () => {
         expect(agent!.logs()).toContain('PauseAll');
         return Promise.resolve();
       });
-      // Back: heartbeats go through again and report it paused; the control plane resumes it.
+      // Back: heartbeats go through again and report it paused by PauseAll, for the control plane
+      // to resume (this fake one leaves that to the test).
       const before = host.heartbeats.length;
       await cp.up();
       await eventually(() => {
         expect(host.heartbeats.length).toBeGreaterThan(before);
-        expect(host.heartbeats.at(-1)?.sandboxes).toEqual([{ id, status: 'paused' }]);
+        expect(host.heartbeats.at(-1)?.sandboxes).toEqual([
+          { id, status: 'paused', paused_unsupervised: true },
+        ]);
         return Promise.resolve();
       }, 10_000);
       expect(agent.logs()).toContain('the control plane answers again');
