@@ -39,6 +39,7 @@ import {
   type ServerProcess,
 } from './load.js';
 import { percentiles, printPercentiles } from './stats.js';
+import { ADMIN_URL, createBenchDatabase } from './database.js';
 
 const arg = (name: string, fallback: number) => {
   const at = process.argv.indexOf(name);
@@ -53,36 +54,10 @@ const HEARTBEAT_SEC = 30;
 const HOST_COUNTS = [1, 10, 100, 1000];
 const LIVE_PER_HOST = 10;
 const STOPPED_PER_HOST = 20;
-const ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:54329/postgres';
 /** The leader election's advisory lock (services/fleet/leader.ts): held here, the server follows. */
 const LEADER_LOCK = 0x77726e6e;
 const logger = createLogger({ name: 'bench-fleet', level: 'warn', pretty: false });
 type Db = Awaited<ReturnType<typeof openDatabase>>;
-
-/** A fresh database on the test PostgreSQL; dropped by `drop`. */
-async function createDatabase(): Promise<{ url: string; name: string; drop(): Promise<void> }> {
-  const name = `wrenn_bench_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL, connectionTimeoutMillis: 3000 });
-  await admin.connect().catch((err: unknown) => {
-    throw new Error(`no PostgreSQL at ${ADMIN_URL} (bash scripts/test-postgres.sh starts one)`, {
-      cause: err,
-    });
-  });
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    name,
-    async drop() {
-      const c = new pg.Client({ connectionString: ADMIN_URL });
-      await c.connect();
-      await c.query(`drop database if exists ${name} with (force)`);
-      await c.end();
-    },
-  };
-}
 
 // Sizes a fleet might have: 16–64 cores, 4 GiB per core, 0.5–2 TB of disk; sandboxes of 1–4 vCPUs.
 const CORES = [16, 32, 48, 64];
@@ -359,7 +334,7 @@ async function recordSandboxes(benchDb: pg.Client, hosts: RegisteredHost[]) {
 
 // Longer than ~80 lines on purpose: set-up, then the run's phases in order, a few lines each.
 async function benchHeartbeats() {
-  const database = await createDatabase();
+  const database = await createBenchDatabase();
   const admin = new pg.Client({ connectionString: ADMIN_URL });
   const benchDb = new pg.Client({ connectionString: database.url });
   let server: ServerProcess | undefined;
@@ -520,7 +495,7 @@ const placement: [string, number[], string][] = [];
   } finally {
     await lite.destroy();
   }
-  const target = await createDatabase();
+  const target = await createBenchDatabase();
   try {
     const db = await openDatabase({ kind: 'postgres', url: target.url }, logger);
     try {

@@ -9,15 +9,14 @@
 // drained by this process), so what is left of a move is the relay and the import side.
 // Starts agents and a server and uses the test PostgreSQL: on a shared machine run it under the
 // lock the e2e tests take. Usage: npm run bench:move [-- --rounds 6 --sizes 256,512,1024]
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { hostagent } from '@wrenn/contracts';
 import { exec } from '@wrenn/core';
 import { Fleet, waitFor, type DevHost } from '../test/e2e/support/fleet.js';
 import { percentiles, printPercentiles, timed } from './stats.js';
+import { createBenchDatabase } from './database.js';
 
 const arg = (name: string, fallback: string) => {
   const at = process.argv.indexOf(name);
@@ -31,7 +30,6 @@ const EXPORT_ROUNDS = Math.max(2, Math.ceil(ROUNDS / 3));
 const HOST_NAMES = ['va', 'vb'];
 /** What a move carries (apps/agent/src/sandbox/transfer.ts, PAUSED_ENTRIES). */
 const PAUSED_ENTRIES = ['sandbox.json', 'checkpoint', 'disk.ext4', 'resolv.conf', 'hosts'];
-const ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:54329/postgres';
 const GIB = 1024 ** 3;
 const MIB = 1024 ** 2;
 
@@ -40,30 +38,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => 
 const checkInterrupted = () => {
   if (interrupted) throw new Error('interrupted');
 };
-
-/** A fresh database on the test PostgreSQL (not `@wrenn/server/testing`: that one needs vitest). */
-async function createDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `wrenn_bench_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL, connectionTimeoutMillis: 3000 });
-  await admin.connect().catch((err: unknown) => {
-    throw new Error(`no PostgreSQL at ${ADMIN_URL} (bash scripts/test-postgres.sh starts one)`, {
-      cause: err,
-    });
-  });
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      const c = new pg.Client({ connectionString: ADMIN_URL });
-      await c.connect();
-      await c.query(`drop database if exists ${name} with (force)`);
-      await c.end();
-    },
-  };
-}
 
 const sh = async (script: string) =>
   (await exec(['bash', '-c', `set -o pipefail; ${script}`], { timeoutMs: 600_000 })).stdout;
@@ -114,7 +88,7 @@ interface SizeResult {
 }
 
 async function main() {
-  const db = await createDatabase();
+  const db = await createBenchDatabase();
   // Fleet wants a TestPostgres: a url and drop(), which is what this is.
   const fleet = await Fleet.start(db, {
     serverEnv: { WRENN_HEARTBEAT_SEC: '5', WRENN_HOST_STALE_SEC: '60' },
