@@ -88,13 +88,7 @@ async function copyTemplate(
   signal?: AbortSignal,
 ): Promise<void> {
   const { db, hosts } = deps;
-  const holders = await db
-    .selectFrom('template_replicas')
-    .innerJoin('hosts', 'hosts.id', 'template_replicas.host_id')
-    .select(['hosts.id', 'hosts.status', 'hosts.kind'])
-    .where('template_replicas.template_id', '=', template.id)
-    .orderBy('template_replicas.created_at')
-    .execute();
+  const holders = await holdersOf(db, template.id);
   if (holders.some((h) => h.id === hostId)) return;
   const target = await db.selectFrom('hosts').select('kind').where('id', '=', hostId).executeTakeFirst();
   const source = holders.find((h) => h.status === 'online' && trusted(h.kind, target?.kind));
@@ -130,12 +124,7 @@ export async function deleteTemplateEverywhere(
   template: { id: string; agentName: string },
 ): Promise<void> {
   const { db } = deps;
-  const holders = await db
-    .selectFrom('template_replicas')
-    .innerJoin('hosts', 'hosts.id', 'template_replicas.host_id')
-    .select(['hosts.id', 'hosts.status'])
-    .where('template_replicas.template_id', '=', template.id)
-    .execute();
+  const holders = await holdersOf(db, template.id);
   const missed: string[] = [];
   await Promise.all(
     holders.map(async (host) => {
@@ -152,6 +141,17 @@ export async function deleteTemplateEverywhere(
       )
       .onConflict((oc) => oc.doNothing())
       .execute();
+}
+
+/** The hosts that hold a template's files, first copied first. */
+function holdersOf(db: Db, templateId: string) {
+  return db
+    .selectFrom('template_replicas')
+    .innerJoin('hosts', 'hosts.id', 'template_replicas.host_id')
+    .select(['hosts.id', 'hosts.status', 'hosts.kind'])
+    .where('template_replicas.template_id', '=', templateId)
+    .orderBy('template_replicas.created_at')
+    .execute();
 }
 
 /** Deletes the host has missed, done now that it answers. */

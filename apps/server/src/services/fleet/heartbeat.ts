@@ -76,7 +76,7 @@ export async function recordHeartbeat(
     .where('status', '!=', 'stopped')
     .execute();
   // A sandbox on its way in or out is known to both hosts until the move settles.
-  const known = new Set(rows.map((r) => r.id));
+  const known = new Map(rows.map((r) => [r.id, r]));
   const outcome: HeartbeatOutcome = {
     returned: before.previous === 'unreachable',
     restored: [],
@@ -118,7 +118,7 @@ export async function recordHeartbeat(
     );
   }
   for (const sandbox of report.sandboxes) {
-    const row = rows.find((r) => r.id === sandbox.id);
+    const row = known.get(sandbox.id);
     if (
       sandbox.paused_unsupervised &&
       sandbox.status === 'paused' &&
