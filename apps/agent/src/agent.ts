@@ -24,6 +24,9 @@ import { pauseExpired, REAPER_INTERVAL_MS } from './services/reaper.js';
 import { METRICS_INTERVAL_MS, sampleMetrics } from './services/sampler.js';
 import { reapDead, WATCHDOG_INTERVAL_MS } from './services/watchdog.js';
 
+// How often the warm pools are checked for a refill when none is running.
+const WARM_POOL_INTERVAL_MS = 200;
+
 export interface RunningAgent {
   /** http://host:port of the Connect RPC server (https:// when registered: mutual TLS). */
   url: string;
@@ -73,9 +76,12 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   });
 
   await manager.adoptPaused();
+  for (const { template, size } of config.warmPool) await manager.setWarmPool(template, size);
 
   const { ctx } = manager;
   const tasks = [
+    // Warm pools: one refill at a time, only while no create or resume waits (sandbox/warm-pool.ts).
+    new PeriodicTask('warm-pool', WARM_POOL_INTERVAL_MS, () => manager.pool.refillOnce(), logger),
     // Notices sandboxes that died on their own (host OOM kill, runtime crash) so callers get the reason.
     new PeriodicTask('watchdog', WATCHDOG_INTERVAL_MS, () => reapDead(ctx), logger),
     new PeriodicTask('ttl-reaper', REAPER_INTERVAL_MS, () => pauseExpired(ctx), logger),
@@ -123,6 +129,8 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       logger.info('stopping: destroying sandboxes');
       await heartbeats?.stop();
       await server.close();
+      // Pooled sandboxes are no one's: they go first (a refill in flight is cut short).
+      await manager.pool.stop();
       // A pause the reaper started finishes before the sandboxes go: never half a pause.
       await Promise.all(tasks.map((task) => task.stop()));
       await manager.destroyAll();

@@ -64,4 +64,14 @@ describe('the fleet settings', () => {
     expect(() => loadAgentConfig({ WRENN_ADVERTISE_ADDRESS: 'nope' })).toThrow(/WRENN_ADVERTISE_ADDRESS/);
     expect(() => loadAgentConfig({ WRENN_INSTANCE: 'dev-1' })).toThrow(/WRENN_INSTANCE/);
   });
+
+  it('take warm pool sizes as template=size pairs', () => {
+    expect(loadAgentConfig({}).warmPool).toEqual([]);
+    expect(loadAgentConfig({ WRENN_WARM_POOL: 'base=2, mysnap=1,' }).warmPool).toEqual([
+      { template: 'base', size: 2 },
+      { template: 'mysnap', size: 1 },
+    ]);
+    for (const bad of ['base', 'base=x', 'base=65', 'Base=1', 'base=1,base=2', 'base=-1'])
+      expect(() => loadAgentConfig({ WRENN_WARM_POOL: bad })).toThrow(/WRENN_WARM_POOL/);
+  });
 });

@@ -49,6 +49,9 @@ const shape = {
   WRENN_HEARTBEAT_SEC: z.coerce.number().positive().max(3600).default(30),
   // Heartbeats that may fail in a row before the agent pauses every sandbox (PauseAll).
   WRENN_HEARTBEAT_GRACE: z.coerce.number().int().min(1).max(100).default(3),
+  // Warm pools at start (docs/warm-pool.md): `template=size,…`, e.g. `base=2,mysnap=1`. SetWarmPool
+  // changes them while the agent runs. Unset: none.
+  WRENN_WARM_POOL: z.string().default(''),
   LOG_LEVEL: z.string().default('info'),
 };
 
@@ -71,6 +74,8 @@ export interface AgentConfig {
   /** Undefined: the default instance (plain names). */
   instance: string | undefined;
   fleet: FleetConfig;
+  /** Ready sandboxes to keep per template from the start (`WRENN_WARM_POOL`). */
+  warmPool: { template: string; size: number }[];
   logLevel: string;
 }
 
@@ -134,8 +139,27 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
       heartbeatSec: raw.WRENN_HEARTBEAT_SEC,
       heartbeatGrace: raw.WRENN_HEARTBEAT_GRACE,
     },
+    warmPool: setting('WRENN_WARM_POOL', () => parseWarmPool(raw.WRENN_WARM_POOL)),
     logLevel: raw.LOG_LEVEL,
   };
+}
+
+const WARM_POOL_ENTRY = /^([a-z0-9][a-z0-9_-]{0,62})=(\d{1,2})$/;
+
+/** `base=2,mysnap=1` → one entry per template (sizes 0 to 64, each template once). */
+export function parseWarmPool(value: string): { template: string; size: number }[] {
+  const entries = splitList(value).map((item) => {
+    const m = WARM_POOL_ENTRY.exec(item);
+    if (!m || Number(m[2]) > 64)
+      throw new Error(`expected template=size (size 0 to 64), comma-separated, got ${JSON.stringify(item)}`);
+    return { template: m[1]!, size: Number(m[2]) };
+  });
+  const seen = new Set<string>();
+  for (const { template } of entries) {
+    if (seen.has(template)) throw new Error(`template ${template} is named twice`);
+    seen.add(template);
+  }
+  return entries;
 }
 
 /** A setting's parsed value; a parse failure becomes an error naming the setting. */

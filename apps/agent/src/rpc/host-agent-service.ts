@@ -21,7 +21,9 @@ import {
   validateTemplateNameField,
   validateTimeoutSec,
   validateUser,
+  validateWarmPool,
 } from './validation.js';
+import type { WarmPoolInfo } from '../sandbox/warm-pool.js';
 
 // Unary calls carry whole payloads in memory; past these, callers use the streaming variants.
 export const MAX_UNARY_OUTPUT_BYTES = 8 * 1024 * 1024;
@@ -298,7 +300,35 @@ export function hostAgentService(
         avg5m24h: manager.metrics(id, '24h').map(sampleToProto),
       };
     },
+
+    async setWarmPool(req) {
+      const { template, size } = validateWarmPool(req, config.maxSandboxes);
+      // Only a template this host has can be pooled (0 is always allowed: it removes what is left).
+      if (size > 0) await templates.resolve(template, 'template');
+      return { pool: warmPoolToProto(await manager.setWarmPool(template, size)) };
+    },
+
+    listWarmPools() {
+      return { pools: manager.listWarmPools().map(warmPoolToProto) };
+    },
   };
+}
+
+function warmPoolToProto(pool: WarmPoolInfo): hostagent.WarmPool {
+  return create(hostagent.WarmPoolSchema, {
+    template: pool.template,
+    size: pool.size,
+    ready: pool.ready,
+    claims: BigInt(pool.claims),
+    misses: BigInt(pool.misses),
+    refills: BigInt(pool.refills),
+    failures: pool.failures,
+    lastError: pool.lastError,
+    lastErrorAt: pool.lastErrorAt ? timestampFromDate(pool.lastErrorAt) : undefined,
+    vcpus: pool.sizes?.vcpus ?? 0,
+    memoryMb: pool.sizes?.memoryMb ?? 0,
+    diskMb: pool.sizes?.diskMb ?? 0,
+  });
 }
 
 async function templateToProto(templates: TemplateStore, template: Template): Promise<hostagent.Template> {

@@ -11,6 +11,7 @@ import {
   validatePtySize,
   validateTemplateNameField,
   validateTimeoutSec,
+  validateWarmPool,
 } from './validation.js';
 
 const limits = { maxVcpus: 4, maxMemoryMb: 8192, maxDiskMb: 20_480 };
@@ -82,5 +83,20 @@ describe('validation of interactive commands', () => {
     expect(fieldOf(() => validatePtySize(undefined, 'size'))).toBe('size');
     expect(fieldOf(() => validateExecInput(new Uint8Array(17 * 1024 * 1024)))).toBe('data');
     expect(validateExecInput(new Uint8Array(3)).byteLength).toBe(3);
+  });
+});
+
+describe('validation of SetWarmPool', () => {
+  it('takes a template name and a size from 0 to 64 (at most the host’s maximum)', () => {
+    expect(validateWarmPool({ template: 'base', size: 0 }, 256)).toEqual({ template: 'base', size: 0 });
+    expect(validateWarmPool({ template: 'my-snap_1', size: 64 }, 256)).toEqual({
+      template: 'my-snap_1',
+      size: 64,
+    });
+    expect(fieldOf(() => validateWarmPool({ template: '', size: 1 }, 256))).toBe('template');
+    expect(fieldOf(() => validateWarmPool({ template: 'Base', size: 1 }, 256))).toBe('template');
+    expect(fieldOf(() => validateWarmPool({ template: 'base', size: -1 }, 256))).toBe('size');
+    expect(fieldOf(() => validateWarmPool({ template: 'base', size: 65 }, 256))).toBe('size');
+    expect(fieldOf(() => validateWarmPool({ template: 'base', size: 9 }, 8))).toBe('size');
   });
 });

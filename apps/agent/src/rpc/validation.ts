@@ -3,6 +3,7 @@ import type { AgentConfig } from '../config.js';
 import { SIZE_DEFAULTS, type CreateSandboxParams } from '../sandbox/manager.js';
 import type { CommandSpec } from '../sandbox/commands.js';
 import { validateTemplateName } from '../storage/templates.js';
+import { MAX_POOL_SIZE } from '../sandbox/warm-pool.js';
 import type { MetricsRange } from '../metrics/tiers.js';
 import { hostagent as pb } from '@wrenn/contracts';
 
@@ -60,6 +61,19 @@ export function validateCreate(
     metadata: validateMetadata(req.metadata),
     timeoutSec: validateTimeoutSec(req.timeoutSec),
   };
+}
+
+/** SetWarmPool: a template name and a size from 0 to 64, and no more than the host may run. */
+export function validateWarmPool(
+  req: { template: string; size: number },
+  maxSandboxes: number,
+): { template: string; size: number } {
+  if (!req.template) throw invalidArgument('template', 'is required');
+  validateTemplateName(req.template, 'template');
+  const max = Math.min(MAX_POOL_SIZE, maxSandboxes);
+  if (!Number.isInteger(req.size) || req.size < 0 || req.size > max)
+    throw invalidArgument('size', `must be between 0 and ${max}, got ${req.size}`);
+  return { template: req.template, size: req.size };
 }
 
 export function validateTimeoutSec(value: number, field = 'timeout_sec'): number {

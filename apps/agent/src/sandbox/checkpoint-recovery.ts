@@ -30,7 +30,7 @@ export async function recoverFromFailedCheckpoint(
   settleMs = CHECKPOINT_SETTLE_MS,
 ): Promise<void> {
   const { runtime } = ctx.deps;
-  const { info, paths } = record;
+  const { paths } = record;
   const logger = sandboxLogger(ctx, record);
   logger.warn({ err: errorMessage(cause) }, 'checkpoint failed; recovering');
   const alive = () => sandboxAlive(ctx, record);
@@ -38,7 +38,7 @@ export async function recoverFromFailedCheckpoint(
   try {
     while (await alive()) {
       try {
-        await runtime.signal(info.id, 'SIGUSR1');
+        await runtime.signal(record.runtimeId, 'SIGUSR1');
         await reconnectEnvd(ctx, record, async () => !(await alive()));
         transition(record, 'running');
         logger.info('the sandbox kept running; pause abandoned');
@@ -77,13 +77,13 @@ export async function recoverFromFailedCheckpoint(
  */
 async function sandboxAlive(ctx: SandboxContext, record: SandboxRecord): Promise<boolean> {
   if (record.pid !== undefined) return ctx.deps.pidAlive(record.pid);
-  return !(await ctx.deps.runtime.hasExited(record.info.id).catch(() => true));
+  return !(await ctx.deps.runtime.hasExited(record.runtimeId).catch(() => true));
 }
 
 async function releaseRuntimeAndSlot(ctx: SandboxContext, record: SandboxRecord): Promise<void> {
   record.envd?.close();
   record.envd = undefined;
-  await ctx.deps.runtime.destroy(record.info.id);
+  await ctx.deps.runtime.destroy(record.runtimeId);
   record.pid = undefined;
   await releaseSlot(ctx.deps, record);
 }

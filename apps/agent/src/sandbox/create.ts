@@ -16,67 +16,180 @@ import {
   asConnectError,
   markRunning,
   phaseTimer,
+  releaseResources,
   sandboxLogger,
   startRuntime,
   type SandboxContext,
   type Start,
 } from './resources.js';
 import { transition } from './state.js';
+import { poolRuntimeId, type PoolSizes } from './warm-pool.js';
 
 export const SIZE_DEFAULTS = { vcpus: 1, memoryMb: 512, diskMb: 4096 };
 
-/** A new sandbox from an image (boot) or a snapshot (restore). A failure leaves nothing behind. */
+/**
+ * A new sandbox: claimed from the template's warm pool when it has a ready one of these sizes,
+ * otherwise made from an image (boot) or a snapshot (restore). A failure leaves nothing behind.
+ */
 export async function createSandbox(
   ctx: SandboxContext,
   params: CreateSandboxParams,
   signal?: AbortSignal,
 ): Promise<SandboxInfo> {
   const { config, templates } = ctx.deps;
-  const { registry } = ctx;
+  const { registry, pool } = ctx;
   const template = await templates.resolve(params.template);
   const sizes = sizesFor(template, params);
-  const baseImage = template.kind === 'snapshot' ? template.meta.baseImage : template.name;
   if (registry.size >= config.maxSandboxes) {
     throw resourceExhausted(`this host runs its maximum of ${config.maxSandboxes} sandboxes`);
   }
   const id = params.id || randomId(20);
   if (registry.has(id))
     throw new ConnectError(`sandbox ${JSON.stringify(id)} already exists`, Code.AlreadyExists);
-  const now = new Date();
-  const record = newRecord(
-    'creating',
-    {
-      id,
-      template: params.template,
-      status: 'pending',
-      ...sizes,
-      metadata: params.metadata,
-      createdAt: now,
-      envdAddress: '',
-      statusReason: '',
-      timeoutSec: params.timeoutSec,
-      autoPaused: false,
-      lastActiveAt: now,
-    },
-    sandboxPaths(ctx.deps.layout, id),
-    baseImage,
-    randomBytes(24).toString('hex'),
-  );
-  registry.add(record);
+  const member = pool?.take(params.template, sizes);
+  if (member) {
+    const claimed = await claim(ctx, member, id, params);
+    if (claimed) return claimed;
+  }
+  // A cold start: the pool's refill gives way, and a pool member gives up its slot if none is left.
+  const done = pool?.demand();
   try {
-    await registry.serially(record, () =>
-      template.kind === 'snapshot'
-        ? registry.withSnapshotInUse(template.name, () => build(ctx, record, template, params.env, signal))
-        : build(ctx, record, template, params.env, signal),
+    if (pool && registry.size + pool.held >= config.maxSandboxes) await pool.evictOne();
+    if (registry.has(id))
+      throw new ConnectError(`sandbox ${JSON.stringify(id)} already exists`, Code.AlreadyExists);
+    const record = newRecord(
+      'creating',
+      newInfo(id, params, sizes),
+      sandboxPaths(ctx.deps.layout, id),
+      baseImageOf(template),
+      randomBytes(24).toString('hex'),
     );
-    return { ...record.info };
-  } catch (err) {
-    transition(record, 'destroyed');
-    registry.remove(id);
-    throw err;
+    registry.add(record);
+    try {
+      await registry.serially(record, async () => {
+        await buildFrom(ctx, record, template, params.env, signal);
+        markRunning(record);
+      });
+      return { ...record.info };
+    } catch (err) {
+      transition(record, 'destroyed');
+      registry.remove(id);
+      throw err;
+    }
+  } finally {
+    done?.();
   }
 }
 
+/**
+ * A pooled sandbox becomes the requested one: the id, metadata and timeout are the request's, envd
+ * takes the request's env vars and a fresh access token (authenticated with the pooled one's), and
+ * its inactivity timer starts now. Undefined when envd refused (the member is destroyed and counted;
+ * the caller starts a sandbox the usual way).
+ */
+async function claim(
+  ctx: SandboxContext,
+  record: SandboxRecord,
+  id: string,
+  params: CreateSandboxParams,
+): Promise<SandboxInfo | undefined> {
+  const { registry, pool } = ctx;
+  const pooledId = record.info.id;
+  const timer = phaseTimer();
+  record.info = { ...newInfo(id, params, record.info), template: params.template };
+  const pooledToken = record.accessToken;
+  record.accessToken = randomBytes(24).toString('hex');
+  // Registered at once: the id is taken from here on (its calls are refused until it is running).
+  registry.add(record);
+  const logger = sandboxLogger(ctx, record);
+  try {
+    await registry.serially(record, async () => {
+      const { slot, envd } = record;
+      if (!slot || !envd) throw new Error('the pooled sandbox has no network slot or envd client');
+      await envd.init({ envVars: params.env, accessToken: record.accessToken });
+      envd.close();
+      record.envd = ctx.deps.guest.connect(slot.slotIp, record.accessToken, logger);
+      markRunning(record);
+    });
+  } catch (err) {
+    registry.remove(id);
+    logger.warn({ err: errorMessage(err), pooledId }, 'claiming a pooled sandbox failed; starting one');
+    pool?.claimFailed(params.template, err);
+    record.accessToken = pooledToken;
+    await destroyPoolMember(ctx, record).catch((e: unknown) =>
+      logger.error({ err: errorMessage(e) }, 'could not destroy the pooled sandbox'),
+    );
+    return undefined;
+  }
+  logger.info(
+    { ms: timer.total(), template: params.template, runtimeId: record.runtimeId, slot: record.slot?.index },
+    'sandbox claimed from the warm pool',
+  );
+  return { ...record.info };
+}
+
+/** A running sandbox of `templateName` for the warm pool: not registered, no identity yet. */
+export async function makePoolMember(
+  ctx: SandboxContext,
+  templateName: string,
+  signal: AbortSignal,
+): Promise<{ record: SandboxRecord; sizes: PoolSizes }> {
+  const template = await ctx.deps.templates.resolve(templateName);
+  const sizes = sizesFor(template, { template: templateName, env: {}, metadata: {}, timeoutSec: 0 });
+  const runtimeId = poolRuntimeId();
+  const record = newRecord(
+    'creating',
+    newInfo(runtimeId, { template: templateName, env: {}, metadata: {}, timeoutSec: 0 }, sizes),
+    sandboxPaths(ctx.deps.layout, runtimeId),
+    baseImageOf(template),
+    randomBytes(24).toString('hex'),
+  );
+  await buildFrom(ctx, record, template, {}, signal);
+  return { record, sizes };
+}
+
+/** Frees what a pooled (never claimed, or failed to claim) sandbox holds. */
+export async function destroyPoolMember(ctx: SandboxContext, record: SandboxRecord): Promise<void> {
+  await releaseResources(ctx, record, 'removed from the warm pool', { keepLayer: false });
+  transition(record, 'destroyed');
+}
+
+function newInfo(id: string, params: CreateSandboxParams, sizes: PoolSizes): SandboxInfo {
+  const now = new Date();
+  return {
+    id,
+    template: params.template,
+    status: 'pending',
+    vcpus: sizes.vcpus,
+    memoryMb: sizes.memoryMb,
+    diskMb: sizes.diskMb,
+    metadata: params.metadata,
+    createdAt: now,
+    envdAddress: '',
+    statusReason: '',
+    timeoutSec: params.timeoutSec,
+    autoPaused: false,
+    lastActiveAt: now,
+  };
+}
+
+function baseImageOf(template: Template): string {
+  return template.kind === 'snapshot' ? template.meta.baseImage : template.name;
+}
+
+function buildFrom(
+  ctx: SandboxContext,
+  record: SandboxRecord,
+  template: Template,
+  env: Record<string, string>,
+  signal?: AbortSignal,
+): Promise<void> {
+  return template.kind === 'snapshot'
+    ? ctx.registry.withSnapshotInUse(template.name, () => build(ctx, record, template, env, signal))
+    : build(ctx, record, template, env, signal);
+}
+
+/** Starts the sandbox's runtime; it is left `creating` with envd initialised (the caller marks it running). */
 async function build(
   ctx: SandboxContext,
   record: SandboxRecord,
@@ -104,7 +217,6 @@ async function build(
           ]
         : [{ boot: true }, () => storage.create(paths, template.rootfs, info.diskMb)];
     await startRuntime(ctx, record, start, undo, { env, signal, phase: timer.phase, prepareDisk });
-    markRunning(record);
     logger.info(
       { ms: timer.total(), phases: timer.phases, slot: record.slot?.index, template: info.template },
       template.kind === 'snapshot' ? 'sandbox restored from snapshot' : 'sandbox created',

@@ -70,7 +70,7 @@ export async function destroyAll(ctx: SandboxContext): Promise<void> {
  */
 export async function isBroken(ctx: SandboxContext, record: SandboxRecord): Promise<boolean> {
   if (record.state !== 'running' || !record.pid) return false;
-  return !ctx.deps.pidAlive(record.pid) || (await ctx.deps.runtime.wasOomKilled(record.info.id));
+  return !ctx.deps.pidAlive(record.pid) || (await ctx.deps.runtime.wasOomKilled(record.runtimeId));
 }
 
 /**
@@ -84,7 +84,7 @@ export async function reap(ctx: SandboxContext, record: SandboxRecord): Promise<
   const id = record.info.id;
   await stopAndRelease(ctx, record, 'stopped', async () => {
     // Asked before the release: the runtime forgets the sandbox when it is destroyed.
-    const reason = await runtime.exitReason(id).catch(() => 'the sandbox exited unexpectedly');
+    const reason = await runtime.exitReason(record.runtimeId).catch(() => 'the sandbox exited unexpectedly');
     logger.warn({ sandboxId: id, reason }, 'sandbox died');
     return reason;
   }).catch(() => undefined);

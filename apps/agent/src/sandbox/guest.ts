@@ -17,9 +17,11 @@ export function guestRuntimeSpec(
   paths: SandboxPaths,
   slot: NetworkSlot,
   info: SandboxInfo,
+  /** The runtime's name for the sandbox (its directory's name): its id, or a pooled one's. */
+  runtimeId: string,
 ): RuntimeSandboxSpec {
   return {
-    id: info.id,
+    id: runtimeId,
     rootfs: paths.rootfs,
     bundleDir: paths.bundle,
     logFile: paths.runtimeLog,

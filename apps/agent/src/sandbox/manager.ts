@@ -1,7 +1,8 @@
 import { failedPrecondition, type ConnectError } from '@wrenn/core';
 import type { MetricSample, MetricsRange } from '../metrics/tiers.js';
 import type { Template } from '../storage/templates.js';
-import { createSandbox } from './create.js';
+import { createSandbox, destroyPoolMember, makePoolMember } from './create.js';
+import { WarmPool, type WarmPoolInfo } from './warm-pool.js';
 import { envdGuest, hostStorage, processAlive, type LifecycleDeps } from './deps.js';
 import { deathOf, destroyAll, destroySandbox } from './destroy.js';
 import type { EnvdClient } from './envd-client.js';
@@ -33,10 +34,35 @@ export class SandboxManager {
   readonly interactive = new InteractiveCommands();
 
   constructor(deps: SandboxManagerDeps) {
-    this.ctx = {
+    const ctx: SandboxContext = {
       deps: { storage: hostStorage, guest: envdGuest, pidAlive: processAlive, ...deps },
       registry: new SandboxRegistry(),
     };
+    const pool: WarmPool = new WarmPool(
+      {
+        make: (template, signal) => makePoolMember(ctx, template, signal),
+        destroy: (record) => destroyPoolMember(ctx, record),
+        alive: (record) => record.pid !== undefined && ctx.deps.pidAlive(record.pid),
+      },
+      {
+        room: () => ctx.deps.config.maxSandboxes - ctx.registry.size - pool.held,
+        logger: ctx.deps.logger.child({ component: 'warm-pool' }),
+      },
+    );
+    ctx.pool = pool;
+    this.ctx = ctx;
+    this.pool = pool;
+  }
+
+  /** Running sandboxes kept ready per template (sizes set by `setWarmPool`, filled by `refillPools`). */
+  readonly pool: WarmPool;
+
+  setWarmPool(template: string, size: number): Promise<WarmPoolInfo> {
+    return this.pool.setSize(template, size);
+  }
+
+  listWarmPools(): WarmPoolInfo[] {
+    return this.pool.list();
   }
 
   create(params: CreateSandboxParams, signal?: AbortSignal): Promise<SandboxInfo> {

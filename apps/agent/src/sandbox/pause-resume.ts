@@ -1,6 +1,7 @@
 import { readdir, rename, rm } from 'node:fs/promises';
 import { errorMessage, failedPrecondition, pollUntil, UndoStack } from '@wrenn/core';
 import { sandboxPaths } from '../storage/layout.js';
+import { isPoolRuntimeId } from './warm-pool.js';
 import { recoverFromFailedCheckpoint } from './checkpoint-recovery.js';
 import {
   newRecord,
@@ -68,7 +69,7 @@ export async function checkpointRunning(ctx: SandboxContext, record: SandboxReco
     await quiesce(ctx, record);
     timer.phase('quiesce');
     try {
-      await runtime.checkpoint(info.id, paths.checkpointPartial);
+      await runtime.checkpoint(record.runtimeId, paths.checkpointPartial);
     } catch (err) {
       await recoverFromFailedCheckpoint(ctx, record, err);
       throw asConnectError(err, `pause sandbox ${info.id} (it keeps running)`);
@@ -90,9 +91,9 @@ export async function checkpointRunning(ctx: SandboxContext, record: SandboxReco
 }
 
 async function quiesce(ctx: SandboxContext, record: SandboxRecord): Promise<void> {
-  const { info, slot } = record;
+  const { slot } = record;
   record.envd?.close();
-  await ctx.deps.runtime.signal(info.id, 'SIGUSR2');
+  await ctx.deps.runtime.signal(record.runtimeId, 'SIGUSR2');
   if (!slot) return;
   await pollUntil(async () => ((await ctx.deps.guest.isListening(slot.slotIp)) ? undefined : true), {
     timeoutMs: QUIESCE_WAIT_MS,
@@ -126,7 +127,13 @@ export async function resumeSandbox(
       touch(record);
       return { ...record.info };
     }
-    await restorePaused(ctx, record, signal);
+    // A resume waits for the CPU like a cold create: the warm pool's refill gives way.
+    const done = ctx.pool?.demand();
+    try {
+      await restorePaused(ctx, record, signal);
+    } finally {
+      done?.();
+    }
     return { ...record.info };
   });
 }
@@ -176,8 +183,9 @@ export async function restorePaused(
 export async function adoptPaused(ctx: SandboxContext): Promise<string[]> {
   const { layout, logger } = ctx.deps;
   const adopted: string[] = [];
-  for (const id of await readdir(layout.sandboxesDir).catch(() => [] as string[])) {
-    if (!ctx.registry.has(id) && (await adoptOne(ctx, id))) adopted.push(id);
+  for (const dir of await readdir(layout.sandboxesDir).catch(() => [] as string[])) {
+    const record = ctx.registry.has(dir) ? undefined : await adoptOne(ctx, dir);
+    if (record) adopted.push(record.info.id);
   }
   if (adopted.length) logger.info({ sandboxes: adopted }, 'adopted paused sandboxes');
   return adopted;
@@ -185,12 +193,14 @@ export async function adoptPaused(ctx: SandboxContext): Promise<string[]> {
 
 /**
  * Registers the paused sandbox whose directory is in place (left by a previous agent, or moved in
- * from another host). Undefined when the directory holds no paused state for this id.
+ * from another host). Undefined when the directory holds no paused state for this id. The directory
+ * is named after the sandbox, or (one claimed from a warm pool) after the pooled sandbox it was.
  */
-export async function adoptOne(ctx: SandboxContext, id: string): Promise<SandboxRecord | undefined> {
-  const paths = sandboxPaths(ctx.deps.layout, id);
+export async function adoptOne(ctx: SandboxContext, dir: string): Promise<SandboxRecord | undefined> {
+  const paths = sandboxPaths(ctx.deps.layout, dir);
   const state = await readPausedState(paths).catch(() => undefined);
-  if (!state || state.info.id !== id || ctx.registry.has(id)) return undefined;
+  if (!state || (state.info.id !== dir && !isPoolRuntimeId(dir)) || ctx.registry.has(state.info.id))
+    return undefined;
   const record = newRecord('paused', state.info, paths, state.baseImage, state.accessToken);
   record.lastActive = state.info.lastActiveAt.getTime();
   ctx.registry.add(record);

@@ -1,4 +1,5 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { NetworkSlot } from '../network/addresses.js';
 import type { SandboxPaths } from '../storage/layout.js';
 import { MetricTiers } from '../metrics/tiers.js';
@@ -45,6 +46,12 @@ export interface SandboxRecord {
   state: SandboxState;
   info: SandboxInfo;
   paths: SandboxPaths;
+  /**
+   * The runtime's name for the sandbox (runsc container, cgroups) and its directory's name under
+   * `sandboxes/`. The sandbox's id, except for one claimed from a warm pool: that keeps the name it
+   * was made under (`pool-…`, never a valid sandbox id) for its whole life on this host.
+   */
+  runtimeId: string;
   /** The image template whose rootfs lies below the sandbox's layer. */
   baseImage: string;
   /** envd's access token: only the agent (and whoever it hands the token to) may drive envd. */
@@ -79,6 +86,7 @@ export function newRecord(
     state,
     info: { ...info, status: state === 'creating' ? 'pending' : 'paused' },
     paths,
+    runtimeId: path.basename(paths.dir),
     baseImage,
     accessToken,
     lifetime: new AbortController(),

@@ -17,11 +17,14 @@ import { guestRuntimeSpec } from './guest.js';
 import type { SandboxRecord } from './record.js';
 import { touch, type SandboxRegistry } from './registry.js';
 import { transition } from './state.js';
+import type { WarmPool } from './warm-pool.js';
 
 /** What every lifecycle operation works with: the host's parts and this host's sandboxes. */
 export interface SandboxContext {
   deps: LifecycleDeps;
   registry: SandboxRegistry;
+  /** Running sandboxes kept ready per template, for creates to claim (warm-pool.ts). */
+  pool?: WarmPool;
 }
 
 const ENVD_READY_TIMEOUT_MS = 20_000;
@@ -68,8 +71,8 @@ export async function startRuntime(
   signal?.throwIfAborted();
   // Registered before the call: a start that fails halfway can leave runsc state and cgroups, and
   // destroy is idempotent.
-  undo.push('destroy runtime sandbox', () => runtime.destroy(info.id));
-  const spec = guestRuntimeSpec(config, paths, slot, info);
+  undo.push('destroy runtime sandbox', () => runtime.destroy(record.runtimeId));
+  const spec = guestRuntimeSpec(config, paths, slot, info, record.runtimeId);
   const { pid } =
     'boot' in start
       ? await runtime.create(spec, signal)
@@ -78,14 +81,14 @@ export async function startRuntime(
   await Promise.all([
     network.activate(slot),
     // envd was quiesced before the checkpoint: it listens again on SIGUSR1.
-    'boot' in start ? undefined : runtime.signal(info.id, 'SIGUSR1'),
+    'boot' in start ? undefined : runtime.signal(record.runtimeId, 'SIGUSR1'),
   ]);
   phase('activate');
 
   const firstToken = 'rekeyFrom' in start && start.rekeyFrom ? start.rekeyFrom : record.accessToken;
   let envd = guest.connect(slot.slotIp, firstToken, logger);
   undo.push('close envd client', () => envd.close());
-  const hasExited = async () => !pidAlive(pid) || (await runtime.hasExited(info.id));
+  const hasExited = async () => !pidAlive(pid) || (await runtime.hasExited(record.runtimeId));
   await envd.waitHealthy(ENVD_READY_TIMEOUT_MS, signal, hasExited).catch(async (err: unknown) => {
     // Whatever the sandbox's init said on its way out is the useful part of the error.
     if (!(await hasExited())) throw err;
@@ -183,7 +186,7 @@ export async function releaseResources(
   // The slot and the runtime are independent; storage waits for the runtime (its gofer holds files).
   await Promise.all([
     step('network', () => releaseSlot(ctx.deps, record)),
-    step('runtime', () => runtime.destroy(info.id)).then(() =>
+    step('runtime', () => runtime.destroy(record.runtimeId)).then(() =>
       step('storage', () =>
         opts.keepLayer ? storage.unmount(paths, logger) : storage.destroy(paths, logger),
       ),

@@ -95,7 +95,7 @@ export async function flattenRootfs(
   return ctx.registry.serially(record, async () => {
     signal?.throwIfAborted();
     await templates.assertNameFree(name);
-    const { info, paths } = record;
+    const { paths } = record;
     const logger = sandboxLogger(ctx, record);
     const stage = () =>
       templates.stage(name, async (dir) => {
@@ -119,24 +119,31 @@ export async function flattenRootfs(
     await guest.sync(envd, signal).finally(done);
     transition(record, 'flattening');
     try {
-      await runtime.freeze(info.id);
+      await runtime.freeze(record.runtimeId);
       return await stage();
     } finally {
-      await runtime.thaw(info.id).catch((err: unknown) => logger.error({ err }, 'thaw after flatten failed'));
+      await runtime
+        .thaw(record.runtimeId)
+        .catch((err: unknown) => logger.error({ err }, 'thaw after flatten failed'));
       transition(record, 'running');
     }
   });
 }
 
-/** Deletes a template this agent made, unless a sandbox or another template still needs it. */
+/**
+ * Deletes a template this agent made, unless a sandbox or another template still needs it. Its warm
+ * pool goes with it (pooled sandboxes are no sandbox's: they do not keep a template alive).
+ */
 export async function deleteTemplate(ctx: SandboxContext, name: string): Promise<void> {
   const { templates } = ctx.deps;
   const template = await templates.resolve(name, 'name');
-  if (ctx.registry.snapshotInUse(name)) {
-    throw failedPrecondition(
-      `template ${name} is in use: sandboxes are being created from it, or another host is copying it`,
-    );
-  }
+  const inUse = () => {
+    if (ctx.registry.snapshotInUse(name)) {
+      throw failedPrecondition(
+        `template ${name} is in use: sandboxes are being created from it, or another host is copying it`,
+      );
+    }
+  };
   const users = ctx.registry
     .records()
     .filter((r) => r.baseImage === name)
@@ -149,5 +156,8 @@ export async function deleteTemplate(ctx: SandboxContext, name: string): Promise
     .map((t) => t.name);
   if (dependents.length)
     throw failedPrecondition(`template ${name} is the base of snapshot(s) ${dependents.join(', ')}`);
+  // A refill of this template in flight counted as a use: it is cut short here.
+  await ctx.pool?.forget(name);
+  inUse();
   await templates.delete(name);
 }

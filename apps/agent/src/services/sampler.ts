@@ -10,7 +10,7 @@ export async function sampleMetrics(ctx: SandboxContext, now = Date.now()): Prom
     ctx.registry.records().map(async (record) => {
       if (record.state !== 'running') return;
       try {
-        const stats = await ctx.deps.runtime.stats(record.info.id);
+        const stats = await ctx.deps.runtime.stats(record.runtimeId);
         const sample = await takeSample({
           now,
           stats,

@@ -7,7 +7,7 @@ import type { NetworkSlot } from '../network/addresses.js';
 import { SlotAllocator } from '../network/slot-allocator.js';
 import type { RuntimeDriver, RuntimeSandboxSpec, RuntimeStats } from '../runtime/driver.js';
 import type { GuestPort, LifecycleDeps, SandboxStorage, SlotNetworkPort } from '../sandbox/deps.js';
-import type { EnvdClient } from '../sandbox/envd-client.js';
+import type { EnvdClient, EnvdInit } from '../sandbox/envd-client.js';
 import { SandboxManager } from '../sandbox/manager.js';
 import { DataLayout, type SandboxPaths } from '../storage/layout.js';
 import { TemplateStore } from '../storage/templates.js';
@@ -232,6 +232,8 @@ export class FakeStorage implements SandboxStorage {
 
 export class FakeEnvd {
   closed = false;
+  /** The bodies of its `/init` calls. */
+  readonly inits: EnvdInit[] = [];
 
   constructor(
     readonly host: string,
@@ -243,7 +245,8 @@ export class FakeEnvd {
     await this.faults.at('envd.waitHealthy');
   }
 
-  async init(): Promise<void> {
+  async init(body: EnvdInit): Promise<void> {
+    this.inits.push(body);
     await this.faults.at('envd.init');
   }
 
