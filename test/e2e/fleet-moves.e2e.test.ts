@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeOnBackends, postgresOnly } from '@wrenn/server/testing';
-import { Fleet, type DevHost } from './support/fleet.js';
+import { Fleet, waitFor, type DevHost } from './support/fleet.js';
 
 // Work moving between real hosts (docs/fleet.md, "Moving work"): a snapshot made on one dev host
 // used on another, a paused sandbox moved and resumed with its processes, a drain, and deletes
@@ -49,7 +49,11 @@ describeOnBackends('work moving between dev hosts', backends, (backend) => {
 
   beforeAll(async () => {
     fleet = await Fleet.start(backend.db!, {
-      serverEnv: { WRENN_HEARTBEAT_SEC: '1', WRENN_HOST_STALE_SEC: '10' },
+      serverEnv: {
+        WRENN_HEARTBEAT_SEC: '1',
+        WRENN_HOST_STALE_SEC: '10',
+        WRENN_PAUSED_REPLICA_AFTER_SEC: '1',
+      },
       agentEnv: { WRENN_HEARTBEAT_SEC: '1', WRENN_HEARTBEAT_GRACE: '3', WRENN_SANDBOX_NAMESERVERS: '' },
     });
     const replica = await fleet.addReplica('a');
@@ -156,6 +160,52 @@ describeOnBackends('work moving between dev hosts', backends, (backend) => {
         bearer: fleet.adminToken,
       });
       expect(undrained.status).toBe(204);
+    } finally {
+      await fleet.destroy(key, [s.id]);
+    }
+  });
+
+  it('a lost host strands no paused work: its paused sandbox resumes on the host that holds its copy, with its processes; the host, back, keeps nothing of it', async () => {
+    const s = await fleet.createSandbox(key);
+    const home = hostOf(s.host_id);
+    const away = other(s.host_id);
+    try {
+      const pid = await giveItLife(s.id);
+      expect((await fleet.call('POST', `/v1/sandboxes/${s.id}/pause`, { key })).status).toBe(200);
+      // Paused for a second (this file's setting), the leader copies it to the other host.
+      await waitFor(
+        'a whole copy on the other host',
+        async () => {
+          const { rows } = await fleet.sql.query<{ replica_host_id: string | null; replica_at: Date | null }>(
+            'select replica_host_id, replica_at from sandboxes where id = $1',
+            [s.id],
+          );
+          return rows[0]?.replica_at ? rows[0] : undefined;
+        },
+        120_000,
+      ).then((row) => expect(row.replica_host_id).toBe(away.id));
+      expect(await heldBy(away.id)).toContain(s.id);
+
+      await home.dev.kill();
+      await fleet.waitHost(home.id, 'unreachable');
+      await fleet.waitSandbox(key, s.id, 'missing');
+      const resumed = await fleet.call('POST', `/v1/sandboxes/${s.id}/resume`, { key, body: {} });
+      expect(resumed, JSON.stringify(resumed.body)).toMatchObject({
+        status: 200,
+        body: { status: 'running', host_id: away.id },
+      });
+      await expectAlive(s.id, pid);
+
+      await fleet.restartHost(home.dev);
+      await fleet.waitHost(home.id, 'online');
+      await waitFor('the returned host to drop its stale copy', async () =>
+        (await heldBy(home.id)).includes(s.id) ? undefined : true,
+      );
+      await waitFor("the stale copy's files gone", async () =>
+        (await home.dev.sandboxDirs()).includes(s.id) ? undefined : true,
+      );
+      expect(await fleet.sandbox(key, s.id)).toMatchObject({ status: 'running', host_id: away.id });
+      await expectAlive(s.id, pid);
     } finally {
       await fleet.destroy(key, [s.id]);
     }

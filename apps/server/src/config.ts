@@ -16,6 +16,9 @@ const shape = {
   WRENN_AGENT_URL: z.string().default('http://127.0.0.1:7070'),
   // A registered host whose last heartbeat is older than this is unreachable, its sandboxes missing.
   WRENN_HOST_STALE_SEC: z.coerce.number().int().min(1).default(90),
+  // A sandbox paused this long gets a copy on a second host (resumable there if its host is lost);
+  // 0: no copies.
+  WRENN_PAUSED_REPLICA_AFTER_SEC: z.coerce.number().int().min(0).default(60),
   // What agents are told: how often to send heartbeats.
   WRENN_HEARTBEAT_SEC: z.coerce.number().int().min(1).default(30),
   // Placement: capacity × over-commit − reserve is what a host may give its sandboxes.
@@ -66,6 +69,8 @@ export interface FleetConfig {
   heartbeatSec: number;
   /** How often a server that does not lead tries to take the leader lock (PostgreSQL). */
   leaderRetryMs: number;
+  /** Paused this long (s), a sandbox is copied to a second host; 0: never. */
+  pausedReplicaAfterSec: number;
   placement: PlacementConfig;
 }
 
@@ -73,6 +78,7 @@ export const FLEET_DEFAULTS: FleetConfig = {
   hostStaleSec: 90,
   heartbeatSec: 30,
   leaderRetryMs: 3000,
+  pausedReplicaAfterSec: 60,
   placement: {
     overcommit: { cpu: 4, memory: 1, disk: 1 },
     reserve: { cpu: 0, memoryMb: 1024, diskMb: 10_240 },
@@ -105,6 +111,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
       hostStaleSec: raw.WRENN_HOST_STALE_SEC,
       heartbeatSec: raw.WRENN_HEARTBEAT_SEC,
       leaderRetryMs: FLEET_DEFAULTS.leaderRetryMs,
+      pausedReplicaAfterSec: raw.WRENN_PAUSED_REPLICA_AFTER_SEC,
       placement: {
         overcommit: {
           cpu: raw.WRENN_OVERCOMMIT_CPU,

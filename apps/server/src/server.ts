@@ -9,6 +9,7 @@ import { createSandboxProxy } from './proxy/sandbox-proxy.js';
 import { openFleet } from './services/fleet/fleet.js';
 import { refreshHooksFor } from './services/fleet/host-credentials.js';
 import { startHostMonitor } from './services/fleet/host-monitor.js';
+import { startPausedReplicas } from './services/fleet/paused-replicas.js';
 import { abandonLocalHost, prepareLocalHost, type LocalHostPlan } from './services/fleet/local-host.js';
 import { startLeaderElection } from './services/fleet/leader.js';
 import { sandboxTraffic } from './services/sandbox-traffic.js';
@@ -80,6 +81,13 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     staleSec: fleetConfig.hostStaleSec,
     isLeader,
   });
+  const replicas =
+    fleetConfig.pausedReplicaAfterSec > 0
+      ? startPausedReplicas(
+          { db, hosts, logger: logger.child({ component: 'paused-replicas' }) },
+          { afterSec: fleetConfig.pausedReplicaAfterSec, isLeader },
+        )
+      : undefined;
   const server = await serveApp(app, config.listenHost, config.listenPort, proxy);
   const { port } = server.address() as AddressInfo;
   const url = `http://${formatHostPort(config.listenHost, port)}`;
@@ -94,6 +102,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     async stop() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await monitor.stop();
+      await replicas?.stop();
       await reconciler.stop();
       await leadership.stop();
       hosts.close();

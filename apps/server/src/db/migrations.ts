@@ -257,6 +257,20 @@ const migrations: Record<string, Migration> = {
         where status in ('pending', 'running', 'paused')`.execute(db);
     },
   },
+  '0009_paused_replicas': {
+    async up(db: Kysely<unknown>) {
+      // A copy of a paused sandbox on a second host: resumable there when its own host is lost.
+      await db.schema
+        .alterTable('sandboxes')
+        .addColumn('replica_host_id', 'uuid', (c) => c.references('hosts.id').onDelete('set null'))
+        .addColumn('replica_at', 'timestamptz')
+        .execute();
+      // Heartbeats ask for `… or replica_host_id = $1` too.
+      await sql`create index sandboxes_replica_host on sandboxes (replica_host_id) where replica_host_id is not null`.execute(
+        db,
+      );
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -61,6 +61,12 @@ export interface SandboxesTable {
   /** A paused sandbox being copied to this host; both hosts' heartbeats leave it alone meanwhile. */
   moving_to: Generated<string | null>;
   moving_since: Generated<Date | null>;
+  /**
+   * A second host holding a copy of this paused sandbox, so a lost home host strands nothing. Set
+   * when the copy starts (that host's heartbeats then keep it); `replica_at` only once it is whole.
+   */
+  replica_host_id: Generated<string | null>;
+  replica_at: Generated<Date | null>;
   created_at: CreatedAt;
   updated_at: ColumnType<Date, never, Date>;
 }

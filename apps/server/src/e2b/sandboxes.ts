@@ -94,7 +94,8 @@ function lifecycleRoutes(api: Hono<Env>, deps: ServerDeps): void {
       const timeout = clampTimeoutSec(
         Timeout.parse((await optionalJsonBody(c.req.raw)) ?? {}).timeout ?? 300,
       );
-      if (row.status === 'paused') {
+      // Missing: its host is lost; it resumes from its copy on another host when there is one.
+      if (row.status === 'paused' || row.status === 'missing') {
         const info = await resumeSandbox(deps, row.id, Math.max(timeout, row.timeout_sec));
         return c.json(sandboxView({ ...row, status: 'running' }, info), 201);
       }
@@ -108,7 +109,7 @@ function lifecycleRoutes(api: Hono<Env>, deps: ServerDeps): void {
   // E2B SDK 2.0–2.5's resume.
   api.post('/sandboxes/:id/resume', async (c) => {
     const row = await sandboxOf(deps, c);
-    if (row.status !== 'paused')
+    if (row.status !== 'paused' && row.status !== 'missing')
       throw new ApiError(409, 'failed_precondition', `sandbox ${row.id} is already running`);
     const timeout = Timeout.parse((await optionalJsonBody(c.req.raw)) ?? {}).timeout;
     const info = await resumeSandbox(

@@ -1,7 +1,9 @@
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { hostagent } from '@wrenn/contracts';
 import { pollUntil } from '@wrenn/core';
-import { describeOnBackends, testBackends, useTestServer } from '../testing/api.js';
+import { markStaleHosts } from '../services/fleet/host-monitor.js';
+import { replicatePausedSandboxes } from '../services/fleet/paused-replicas.js';
+import { describeOnBackends, testBackends, testLogger, useTestServer } from '../testing/api.js';
 import { startFakeHost, type FakeHost } from '../testing/fake-host.js';
 
 const backends = await testBackends();
@@ -264,6 +266,189 @@ describeOnBackends('moving work between hosts', backends, (backend) => {
       expect(rows).toEqual([]);
       expect((await call('GET', '/v1/sandboxes', { headers: team.key })).status).toBe(401);
       expect((await call('DELETE', `/v1/teams/${team.team.id}`, { headers: root.auth })).status).toBe(404);
+    });
+  });
+
+  describe('paused replicas: a lost host strands no paused work', () => {
+    const replicate = () =>
+      replicatePausedSandboxes(
+        { db: api.db, hosts: api.fleet.directory, logger: testLogger },
+        { afterSec: 0 },
+      );
+    const lose = async (hostId: string) => {
+      await api.db
+        .updateTable('hosts')
+        .set({ last_heartbeat_at: new Date(Date.now() - 3_600_000) })
+        .where('id', '=', hostId)
+        .execute();
+      expect(await markStaleHosts(api.db, 90, testLogger)).toEqual([hostId]);
+    };
+    async function pausedOn(hosts: FakeHost[], key: Record<string, string>) {
+      const made = await call('POST', '/v1/sandboxes', { body: {}, headers: key });
+      const id = made.body.id as string;
+      const home = hosts.find((h) => h.id === made.body.host_id)!;
+      expect((await call('POST', `/v1/sandboxes/${id}/pause`, { headers: key })).status).toBe(200);
+      return { id, home, others: hosts.filter((h) => h !== home) };
+    }
+
+    it('copies a paused sandbox to a second host; when its host is lost, a resume runs it from the copy, and the returning host drops its own', async () => {
+      const root = await admin('replica-root1@example.com');
+      const team = await user('replica-team1@example.com');
+      await withHosts(2, root.auth, async (hosts) => {
+        const { id, home, others } = await pausedOn(hosts, team.key);
+        const away = others[0]!;
+        expect(await replicate()).toEqual([id]);
+        expect(away.imported).toEqual([id]);
+        expect(away.sandboxes.get(id)).toBe(PAUSED);
+        expect(await sandboxRow(id)).toMatchObject({ host_id: home.id, replica_host_id: away.id });
+        expect((await sandboxRow(id)).replica_at).not.toBeNull();
+        // Kept by the host that holds it, copied once.
+        expect((await away.heartbeat()).status).toBe(200);
+        expect(away.destroyed).toEqual([]);
+        expect(await replicate()).toEqual([]);
+
+        await lose(home.id);
+        expect((await call('GET', `/v1/sandboxes/${id}`, { headers: team.key })).body.status).toBe('missing');
+        const resumed = await call('POST', `/v1/sandboxes/${id}/resume`, { body: {}, headers: team.key });
+        expect(resumed.status, JSON.stringify(resumed.body)).toBe(200);
+        expect(resumed.body).toMatchObject({ status: 'running', host_id: away.id });
+        expect(away.sandboxes.get(id)).toBe(RUNNING);
+        expect(await sandboxRow(id)).toMatchObject({
+          host_id: away.id,
+          replica_host_id: null,
+          status: 'running',
+        });
+
+        // The lost host comes back still holding its copy: not the sandbox any more.
+        expect((await home.heartbeat()).status).toBe(200);
+        expect(home.destroyed).toEqual([id]);
+        expect((await sandboxRow(id)).status).toBe('running');
+      });
+    });
+
+    it('a resume at home or a destroy drops the copy; a missing sandbox without one answers 503', async () => {
+      const root = await admin('replica-root2@example.com');
+      const team = await user('replica-team2@example.com');
+      await withHosts(2, root.auth, async (hosts) => {
+        const { id, home, others } = await pausedOn(hosts, team.key);
+        const away = others[0]!;
+        expect(await replicate()).toEqual([id]);
+        expect(
+          (await call('POST', `/v1/sandboxes/${id}/resume`, { body: {}, headers: team.key })).status,
+        ).toBe(200);
+        expect(home.sandboxes.get(id)).toBe(RUNNING);
+        expect(await sandboxRow(id)).toMatchObject({
+          host_id: home.id,
+          replica_host_id: null,
+          replica_at: null,
+        });
+        await pollUntil(() => (away.destroyed.includes(id) ? true : undefined), {
+          timeoutMs: 10_000,
+          intervalMs: 20,
+        });
+        expect(away.sandboxes.has(id)).toBe(false);
+
+        // Running when its host was lost: there is no copy to resume from.
+        await lose(home.id);
+        const refused = await call('POST', `/v1/sandboxes/${id}/resume`, { body: {}, headers: team.key });
+        expect(refused).toMatchObject({
+          status: 503,
+          body: { code: 'unavailable', message: expect.stringMatching(/no whole copy/) as string },
+        });
+        expect((await sandboxRow(id)).status).toBe('missing');
+        expect((await home.heartbeat()).status).toBe(200);
+        expect((await sandboxRow(id)).status).toBe('running');
+
+        await call('POST', `/v1/sandboxes/${id}/pause`, { headers: team.key });
+        expect(await replicate()).toEqual([id]);
+        expect((await call('DELETE', `/v1/sandboxes/${id}`, { headers: team.key })).status).toBe(204);
+        await pollUntil(() => (away.sandboxes.has(id) ? undefined : true), {
+          timeoutMs: 10_000,
+          intervalMs: 20,
+        });
+        expect(home.sandboxes.has(id)).toBe(false);
+      });
+    });
+
+    it('a copy in flight gives way to a resume at home', async () => {
+      const root = await admin('replica-root4@example.com');
+      const team = await user('replica-team4@example.com');
+      await withHosts(2, root.auth, async (hosts) => {
+        const { id, home, others } = await pausedOn(hosts, team.key);
+        // Never opened: only the watch's abort ends this export.
+        home.exportGate = new Promise<void>(() => {});
+        const pass = replicate();
+        try {
+          await pollUntil(async () => ((await sandboxRow(id)).replica_host_id ? true : undefined), {
+            timeoutMs: 10_000,
+            intervalMs: 20,
+          });
+          const resumed = await call('POST', `/v1/sandboxes/${id}/resume`, { body: {}, headers: team.key });
+          expect(resumed.status).toBe(200);
+          expect(await pass).toEqual([]);
+        } finally {
+          home.exportGate = undefined;
+        }
+        // Cut off mid-way by the watch, not run to its end; nothing of it stays on the other host.
+        await pollUntil(() => (home.exportsCut.length ? true : undefined), {
+          timeoutMs: 5000,
+          intervalMs: 20,
+        });
+        expect(home.exportsCut).toEqual([id]);
+        expect(others[0]!.sandboxes.has(id)).toBe(false);
+        expect(await sandboxRow(id)).toMatchObject({
+          status: 'running',
+          replica_host_id: null,
+          replica_at: null,
+        });
+      });
+    });
+
+    it('a move waits for a copy in flight and then takes it, never two transfers at once', async () => {
+      const root = await admin('replica-root5@example.com');
+      const team = await user('replica-team5@example.com');
+      await withHosts(2, root.auth, async (hosts) => {
+        const { id, home, others } = await pausedOn(hosts, team.key);
+        const away = others[0]!;
+        let open = () => {};
+        home.exportGate = new Promise<void>((r) => (open = r));
+        const pass = replicate();
+        await pollUntil(async () => ((await sandboxRow(id)).replica_host_id ? true : undefined), {
+          timeoutMs: 10_000,
+          intervalMs: 20,
+        });
+        const move = call('POST', `/v1/admin/sandboxes/${id}/move`, { body: {}, headers: root.auth });
+        await new Promise((r) => setTimeout(r, 300));
+        expect(away.imported).toEqual([]);
+        open();
+        home.exportGate = undefined;
+        expect(await pass).toEqual([id]);
+        expect(await move).toEqual({ status: 200, body: { sandbox_id: id, host_id: away.id } });
+        expect(away.imported).toEqual([id]);
+        expect(home.sandboxes.has(id)).toBe(false);
+      });
+    });
+
+    it('a move goes to the host of the copy without copying again; a copy on a host that is lost is made again elsewhere', async () => {
+      const root = await admin('replica-root3@example.com');
+      const team = await user('replica-team3@example.com');
+      await withHosts(3, root.auth, async (hosts) => {
+        const { id, home } = await pausedOn(hosts, team.key);
+        expect(await replicate()).toEqual([id]);
+        const first = (await sandboxRow(id)).replica_host_id!;
+        await lose(first);
+        expect(await replicate()).toEqual([]); // dropped this pass, copied the next
+        expect(await replicate()).toEqual([id]);
+        const second = (await sandboxRow(id)).replica_host_id!;
+        expect([home.id, first]).not.toContain(second);
+
+        const target = hosts.find((h) => h.id === second)!;
+        const moved = await call('POST', `/v1/admin/sandboxes/${id}/move`, { body: {}, headers: root.auth });
+        expect(moved).toEqual({ status: 200, body: { sandbox_id: id, host_id: second } });
+        expect(target.imported).toEqual([id]);
+        expect(home.destroyed).toContain(id);
+        expect(await sandboxRow(id)).toMatchObject({ host_id: second, replica_host_id: null });
+      });
     });
   });
 });

@@ -249,7 +249,9 @@ export function sandboxRoutes(app: App, deps: ServerDeps): void {
             ? await pauseSandbox(deps, row.id)
             : await resumeSandbox(deps, row.id, await resumeTimeout(c.req.raw));
         const status = statusFromAgent(sandbox.status);
-        return c.json(sandboxView({ ...row, status, timeout_sec: sandbox.timeoutSec }), 200);
+        // A resume may have moved it (its host draining, full, or lost: it ran from its copy).
+        const now = action === 'resume' ? await owned(authed(c, 'teamId'), row.id) : row;
+        return c.json(sandboxView({ ...now, status, timeout_sec: sandbox.timeoutSec }), 200);
       },
     );
   }

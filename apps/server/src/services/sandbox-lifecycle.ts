@@ -3,6 +3,7 @@ import type { hostagent } from '@wrenn/contracts';
 import type { Db } from '../db/database.js';
 import { ensureTemplateOn } from './fleet/artifacts.js';
 import { agentOfSandbox, type Hosts } from './fleet/host-agents.js';
+import { dropReplica, promoteReplica } from './fleet/paused-replicas.js';
 import { movePausedSandbox } from './fleet/sandbox-moves.js';
 import { DEFAULT_NEED } from './fleet/placement.js';
 import { flushMetrics } from './metrics-store.js';
@@ -118,7 +119,13 @@ export async function createSandbox(
 /** Destroys the sandbox (running or paused) and marks its row stopped; its last day of metrics stays. */
 export async function destroySandbox(deps: SandboxLifecycleDeps, id: string): Promise<void> {
   const { db } = deps;
-  const agent = await agentOfSandbox(deps, id);
+  const row = await db
+    .selectFrom('sandboxes')
+    .select(['host_id', 'replica_host_id'])
+    .where('id', '=', id)
+    .executeTakeFirst();
+  if (row?.replica_host_id) await dropReplica(deps, id, row.replica_host_id);
+  const agent = await deps.hosts.agent(row?.host_id ?? null);
   await flushMetrics(db, agent, id, ['24h']).catch(() => undefined);
   await releasing(deps, id, () =>
     agent.destroySandbox({ sandboxId: id }).catch((err: unknown) => {
@@ -149,9 +156,19 @@ export async function resumeSandbox(
     const agent = await agentOfSandbox(deps, id);
     return releasing(deps, id, () => agent.resumeSandbox({ sandboxId: id, timeoutSec }));
   };
-  // A draining host takes nothing new: the sandbox moves first. A host without room for it
-  // (RESOURCE_EXHAUSTED) sends it elsewhere too.
-  if (await onDrainingHost(db, id)) await movePausedSandbox(deps, id);
+  const where = await db
+    .selectFrom('sandboxes')
+    .leftJoin('hosts', 'hosts.id', 'sandboxes.host_id')
+    .select(['sandboxes.status', 'sandboxes.replica_host_id', 'hosts.draining'])
+    .where('sandboxes.id', '=', id)
+    .executeTakeFirst();
+  // Its host is lost: it resumes from its copy on another host, when there is one.
+  if (where?.status === 'missing') await promoteReplica(deps, id);
+  // A draining host takes nothing new: the sandbox moves first (to its copy's host when it has
+  // one). A host without room for it (RESOURCE_EXHAUSTED) sends it elsewhere too.
+  else if (where?.status === 'paused' && where.draining) await movePausedSandbox(deps, id);
+  // Running again, it leaves its copy behind.
+  else if (where?.replica_host_id) await dropReplica(deps, id, where.replica_host_id);
   const { sandbox } = await resumeOn().catch(async (err: unknown) => {
     if (ConnectError.from(err).code !== Code.ResourceExhausted) throw err;
     await movePausedSandbox(deps, id);
@@ -193,17 +210,6 @@ export async function sandboxInfo(
 ): Promise<hostagent.Sandbox | undefined> {
   const agent = await agentOfSandbox(deps, id).catch(() => undefined);
   return (await agent?.getSandbox({ sandboxId: id }).catch(() => undefined))?.sandbox;
-}
-
-async function onDrainingHost(db: Db, id: string): Promise<boolean> {
-  const row = await db
-    .selectFrom('sandboxes')
-    .innerJoin('hosts', 'hosts.id', 'sandboxes.host_id')
-    .select('hosts.draining')
-    .where('sandboxes.id', '=', id)
-    .where('sandboxes.status', '=', 'paused')
-    .executeTakeFirst();
-  return row?.draining ?? false;
 }
 
 async function setStatus(db: Db, id: string, status: ReturnType<typeof statusFromAgent>): Promise<void> {

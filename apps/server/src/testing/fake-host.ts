@@ -40,6 +40,10 @@ export interface FakeHost {
   destroyed: string[];
   /** CONNECT requests the agent received (authority each). */
   tunnels: string[];
+  /** While set, an export sends its header and then waits for this (a transfer caught mid-way). */
+  exportGate?: Promise<void>;
+  /** Exports that ended before their last part (the control plane went away or gave up). */
+  exportsCut: string[];
   /** HTTP/2 sessions (TLS connections) the control plane opened to it. */
   readonly sessionCount: number;
   heartbeat(
@@ -86,6 +90,7 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
   const tunnels: string[] = [];
   const templates = new Map<string, Buffer>();
   const imported: string[] = [];
+  const exportsCut: string[] = [];
   const info = (id: string) =>
     create(hostagent.SandboxSchema, {
       id,
@@ -144,7 +149,7 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
           return {};
         },
         // What an agent exports is opaque to the control plane: any bytes with their digest will do.
-        async *exportArtifact(req) {
+        async *exportArtifact(req, ctx) {
           const name = req.artifact?.name ?? '';
           const isSandbox = req.artifact?.kind === hostagent.ArtifactKind.SANDBOX;
           if (isSandbox && sandboxes.get(name) !== hostagent.SandboxStatus.PAUSED)
@@ -154,7 +159,19 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
           );
           if (!bytes) throw new ConnectError(`template ${name} not found`, Code.NotFound);
           yield { part: { part: { case: 'header', value: req.artifact! } } };
-          yield { part: { part: { case: 'chunk', value: bytes } } };
+          let sent = false;
+          try {
+            if (host.exportGate)
+              await Promise.race([
+                host.exportGate,
+                new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve())),
+              ]);
+            ctx.signal.throwIfAborted();
+            yield { part: { part: { case: 'chunk', value: bytes } } };
+            sent = true;
+          } finally {
+            if (!sent) exportsCut.push(name);
+          }
           const sha256 = createHash('sha256').update(bytes).digest('hex');
           yield { part: { part: { case: 'end', value: { size: BigInt(bytes.length), sha256 } } } };
         },
@@ -228,6 +245,7 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
     created,
     destroyed,
     tunnels,
+    exportsCut,
     get sessionCount() {
       return sessions.size;
     },

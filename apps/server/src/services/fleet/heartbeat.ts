@@ -72,10 +72,13 @@ export async function recordHeartbeat(
   const rows = await db
     .selectFrom('sandboxes')
     .select(['id', 'status', 'host_id', 'moving_to'])
-    .where((eb) => eb.or([eb('host_id', '=', hostId), eb('moving_to', '=', hostId)]))
+    .where((eb) =>
+      eb.or([eb('host_id', '=', hostId), eb('moving_to', '=', hostId), eb('replica_host_id', '=', hostId)]),
+    )
     .where('status', '!=', 'stopped')
     .execute();
-  // A sandbox on its way in or out is known to both hosts until the move settles.
+  // A sandbox on its way in or out is known to both hosts until the move settles; a paused one's
+  // copy (`replica_host_id`) is known to the host that keeps it.
   const known = new Map(rows.map((r) => [r.id, r]));
   const outcome: HeartbeatOutcome = {
     returned: before.previous === 'unreachable',

@@ -1,10 +1,11 @@
 import { sql } from 'kysely';
-import { errorMessage, type Logger } from '@wrenn/core';
+import { errorMessage, pollUntil, type Logger } from '@wrenn/core';
 import type { Db } from '../../db/database.js';
 import { ApiError, badRequest, notFound } from '../../http/errors.js';
 import { releasing } from '../sandbox-release.js';
 import { assertTrustedCopy, copyArtifact } from './artifacts.js';
 import type { Hosts } from './host-agents.js';
+import { dropReplica } from './paused-replicas.js';
 
 export interface MoveDeps {
   db: Db;
@@ -30,11 +31,17 @@ export async function movePausedSandbox(
   opts: { to?: string; signal?: AbortSignal } = {},
 ): Promise<string> {
   const { db, hosts, logger } = deps;
-  const row = await db
-    .selectFrom('sandboxes')
-    .select(['id', 'team_id', 'host_id', 'status', 'vcpus', 'memory_mb', 'disk_mb'])
-    .where('id', '=', id)
-    .executeTakeFirst();
+  // A copy to a second host in flight is waited for: it either becomes whole (and the move is just
+  // the row following it) or is given up; two transfers of one sandbox never race on one host.
+  const found = await pollUntil(
+    async () => {
+      const r = await movableRow(db, id);
+      return r?.replica_host_id && !r.replica_at ? undefined : { r };
+    },
+    { timeoutMs: MOVE_STALE_MS, intervalMs: 250, signal: opts.signal },
+  );
+  if (!found) throw notMovable(`sandbox ${id} is being copied to a second host; try again later`);
+  const row = found.r;
   if (!row || row.status === 'stopped') throw notFound('sandbox', id);
   if (row.status !== 'paused')
     throw notMovable(`sandbox ${id} is ${row.status}: only a paused sandbox moves (pause it first)`);
@@ -42,11 +49,12 @@ export async function movePausedSandbox(
   const from = row.host_id;
   if (opts.to === from) throw badRequest('host_id', `sandbox ${id} is already on host ${from}`);
   // Placement decides (eligible for the team, online, not draining, room for it); a host asked for
-  // must be the one it would take.
+  // must be the one it would take. The host of its copy is preferred: nothing to copy.
+  const replica = row.replica_host_id;
   const to = await hosts.place(
     row.team_id,
     { vcpus: row.vcpus, memoryMb: row.memory_mb, diskMb: row.disk_mb },
-    { exclude: [from], prefer: opts.to ? [opts.to] : undefined },
+    { exclude: [from], prefer: opts.to ? [opts.to] : replica ? [replica] : undefined },
   );
   if (!to) throw new ApiError(503, 'unavailable', 'no host can take the sandbox');
   if (opts.to && to !== opts.to)
@@ -54,6 +62,8 @@ export async function movePausedSandbox(
       `host_id: host ${opts.to} cannot take sandbox ${id} (not one of its team's hosts, not online, draining, or full)`,
     );
   await assertTrustedCopy(db, from, to);
+  if (replica && to === replica) return takeReplica(deps, id, from, to);
+  if (replica) await dropReplica(deps, id, replica);
   const claimed = await db
     .updateTable('sandboxes')
     .set({ moving_to: to, moving_since: sql<Date>`now()`, updated_at: new Date() })
@@ -61,6 +71,7 @@ export async function movePausedSandbox(
     .where('status', '=', 'paused')
     .where('host_id', '=', from)
     .where('moving_to', 'is', null)
+    .where('replica_host_id', 'is', null)
     .executeTakeFirst();
   if (Number(claimed.numUpdatedRows) === 0)
     throw notMovable(`sandbox ${id} is already moving, or changed while the move was prepared`);
@@ -93,20 +104,63 @@ export async function movePausedSandbox(
     );
     throw err;
   }
-  // The old copy is no longer the sandbox. Should this fail, the old host's next heartbeat
-  // destroys it as a sandbox that is not its own.
+  await removeOldCopy(deps, id, from);
+  logger?.info({ sandboxId: id, from, to, ms: Date.now() - started }, 'paused sandbox moved to another host');
+  return to;
+}
+
+function movableRow(db: Db, id: string) {
+  return db
+    .selectFrom('sandboxes')
+    .select([
+      'id',
+      'team_id',
+      'host_id',
+      'status',
+      'vcpus',
+      'memory_mb',
+      'disk_mb',
+      'replica_host_id',
+      'replica_at',
+    ])
+    .where('id', '=', id)
+    .executeTakeFirst();
+}
+
+/** The move of a sandbox to the host that holds a whole copy of it: the row follows, nothing is copied. */
+async function takeReplica(deps: MoveDeps, id: string, from: string, to: string): Promise<string> {
+  const taken = await deps.db
+    .updateTable('sandboxes')
+    .set({ host_id: to, replica_host_id: null, replica_at: null, updated_at: new Date() })
+    .where('id', '=', id)
+    .where('status', '=', 'paused')
+    .where('host_id', '=', from)
+    .where('moving_to', 'is', null)
+    .where('replica_host_id', '=', to)
+    .where('replica_at', 'is not', null)
+    .executeTakeFirst();
+  if (Number(taken.numUpdatedRows) === 0)
+    throw notMovable(`sandbox ${id} changed while the move was prepared; try again`);
+  await removeOldCopy(deps, id, from);
+  deps.logger?.info({ sandboxId: id, from, to }, 'paused sandbox moved to the host of its copy');
+  return to;
+}
+
+/**
+ * The old copy is no longer the sandbox. Should this fail, the old host's next heartbeat destroys
+ * it as a sandbox that is not its own.
+ */
+async function removeOldCopy(deps: MoveDeps, id: string, from: string): Promise<void> {
   await (
-    await hosts.agent(from)
+    await deps.hosts.agent(from)
   )
     .destroySandbox({ sandboxId: id }, { timeoutMs: 30_000 })
     .catch((err: unknown) =>
-      logger?.warn(
+      deps.logger?.warn(
         { sandboxId: id, hostId: from, err: errorMessage(err) },
         'could not remove a moved sandbox from its old host',
       ),
     );
-  logger?.info({ sandboxId: id, from, to, ms: Date.now() - started }, 'paused sandbox moved to another host');
-  return to;
 }
 
 /** Moves that a server which died left half-done: given up, so the hosts' heartbeats settle them. */
