@@ -145,6 +145,13 @@ export async function makePoolMember(
     randomBytes(24).toString('hex'),
   );
   await buildFrom(ctx, record, template, {}, signal);
+  try {
+    const { envd } = record;
+    if (envd) await ctx.deps.guest.warmUp(envd, signal);
+  } catch (err) {
+    await destroyPoolMember(ctx, record).catch(() => undefined);
+    throw err;
+  }
   return { record, sizes };
 }
 

@@ -39,6 +39,8 @@ describe('warm pool', () => {
     expect(host.manager.list()).toEqual([]);
     expect(pooledRuntimes()).toHaveLength(2);
     expect(held(host)).toMatchObject({ slots: 2, mounts: 2, envdClients: 2 });
+    // Each ran one command before it counted as ready (the user's first one finds envd warm).
+    expect(host.guest.warmUps).toBe(2);
   });
 
   it('a create of the template claims a ready sandbox and gives it the request’s identity', async () => {
@@ -195,6 +197,12 @@ describe('warm pool', () => {
     host.faults.fail('runtime.create');
     await host.manager.pool.refillOnce();
     expect(poolOf('base')).toMatchObject({ ready: 0, failures: 1 });
+    expect(held(host)).toEqual(NOTHING_HELD);
+
+    await host.manager.setWarmPool('base', 1);
+    host.faults.fail('guest.warmUp');
+    await host.manager.pool.refillOnce();
+    expect(poolOf('base')).toMatchObject({ ready: 0, failures: 2 });
     expect(held(host)).toEqual(NOTHING_HELD);
   });
 

@@ -275,6 +275,13 @@ export class FakeGuest implements GuestPort {
     await this.faults.at('guest.sync');
   }
 
+  warmUps = 0;
+
+  async warmUp(): Promise<void> {
+    this.warmUps++;
+    await this.faults.at('guest.warmUp');
+  }
+
   get open(): FakeEnvd[] {
     return this.clients.filter((c) => !c.closed);
   }
