@@ -3,7 +3,10 @@
 // same run. Where the time goes comes from the agent's own phase timers (its JSON logs), and the
 // control plane's share is what the SDK saw minus what the agent logged for the same sandbox.
 // Writes a plot of the distributions to docs/performance/ttfc.png (Debian's Chromium renders it).
-// Usage: npm run bench:ttfc [-- --rounds 10 --execs 100 --concurrency 20,50]
+// With a warm pool (the agent's SetWarmPool, docs/warm-pool.md): the same creates again, each started
+// when the pool is full and its refill done (`--pool 0` skips them), plus back-to-back creates that
+// drain it.
+// Usage: npm run bench:ttfc [-- --rounds 10 --execs 100 --concurrency 20,50 --pool 2]
 import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
@@ -28,6 +31,7 @@ const arg = (name: string, fallback: string) => {
 const rounds = Number(arg('--rounds', '10')) || 10;
 const execs = Number(arg('--execs', '100')) || 100;
 const concurrency = arg('--concurrency', '20,50').split(',').map(Number).filter(Boolean);
+const poolSize = Number(arg('--pool', '2'));
 const warmups = 2;
 const runsc = path.join(installDir, 'bin/runsc');
 const plotFile = path.join(repoRoot, 'docs/performance/ttfc.png');
@@ -131,6 +135,7 @@ const PHASE_MESSAGES = new Set([
   'sandbox restored from snapshot',
   'sandbox checkpointed',
   'sandbox resumed',
+  'sandbox claimed from the warm pool',
 ]);
 
 function collectPhases(agent: AgentProcess): PhaseEvent[] {
@@ -300,6 +305,8 @@ async function sdkBench(agent: AgentProcess): Promise<SdkResults> {
     }
   });
 
+  if (poolSize > 0) await poolBench(agent, add, observed, step);
+
   const concurrent: SdkResults['concurrent'] = [];
   for (const n of concurrency) {
     checkInterrupted();
@@ -332,6 +339,155 @@ async function sdkBench(agent: AgentProcess): Promise<SdkResults> {
   }
   return { series, observed, concurrent };
 }
+
+/** The creates again with a warm pool on `base` and on a snapshot template (agent RPC SetWarmPool). */
+async function poolBench(
+  agent: AgentProcess,
+  add: (name: string, ms: number) => void,
+  observed: Observed,
+  step: (fn: () => Promise<void>) => Promise<void>,
+): Promise<void> {
+  const { client } = agent;
+  const create = (template = 'base') => Sandbox.create(template, { timeoutMs: 300_000 });
+  /** Until the pool is full and its last refill has settled: each measured create is a claim. */
+  const full = async (template: string) => {
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const pool = (await client.listWarmPools({})).pools.find((p) => p.template === template);
+      if (pool && pool.ready >= poolSize) break;
+      if (pool?.lastError && pool.failures > 3) throw new Error(`warm pool ${template}: ${pool.lastError}`);
+      if (Date.now() > deadline) throw new Error(`warm pool ${template} not full after 120 s`);
+      await sleep(100);
+    }
+    await sleep(300);
+  };
+  const claims = async (template: string) =>
+    (await client.listWarmPools({})).pools.find((p) => p.template === template)?.claims ?? 0n;
+
+  const series = async (template: string, prefix: string) => {
+    await client.setWarmPool({ template, size: poolSize });
+    try {
+      console.error(`SDK, warm pool of ${poolSize} on ${template}: create alone, ${warmups} + ${rounds}…`);
+      const before = await claims(template);
+      for (let i = 0; i < warmups + rounds; i++) {
+        checkInterrupted();
+        await full(template);
+        const [sbx, ms] = await timed(() => create(template));
+        if (i >= warmups) {
+          add(`${prefix}: create`, ms);
+          observed.set(`${prefix}:${sbx.sandboxId}`, ms);
+        }
+        await sbx.kill();
+      }
+      console.error(`  create + first echo, ${rounds}…`);
+      for (let i = 0; i < rounds; i++) {
+        checkInterrupted();
+        await full(template);
+        const t = performance.now();
+        const sbx = await create(template);
+        const created = performance.now() - t;
+        const res = await sbx.commands.run('echo hi');
+        const total = performance.now() - t;
+        if (res.stdout !== 'hi\n') throw new Error(`echo hi: ${JSON.stringify(res)}`);
+        add(`${prefix}: create + first echo`, total);
+        add(`  ${prefix}: of which the first run`, total - created);
+        observed.set(`${prefix}:${sbx.sandboxId}`, created);
+        await sbx.kill();
+      }
+      const hits = (await claims(template)) - before;
+      const expected = BigInt(warmups + 2 * rounds);
+      if (hits !== expected) throw new Error(`${template}: ${hits} of ${expected} creates were claims`);
+    } finally {
+      await client.setWarmPool({ template, size: 0 });
+    }
+  };
+
+  await step(() => series('base', 'pool'));
+
+  console.error(`agent RPC with a warm pool of ${poolSize}: CreateSandbox directly, ${rounds}…`);
+  await step(async () => {
+    await client.setWarmPool({ template: 'base', size: poolSize });
+    try {
+      for (let i = 0; i < rounds; i++) {
+        checkInterrupted();
+        await full('base');
+        const [res, ms] = await timed(() => client.createSandbox({ template: 'base', timeoutSec: 300 }));
+        add('pool: agent CreateSandbox RPC', ms);
+        await client.destroySandbox({ sandboxId: res.sandbox!.id });
+      }
+      // Back to back, never waiting: the pool serves the first ones, then creates boot (misses)
+      // while the refill gives way to them.
+      console.error(`SDK, warm pool of ${poolSize}: ${rounds} creates back to back…`);
+      await full('base');
+      const before = (await client.listWarmPools({})).pools.find((p) => p.template === 'base')!;
+      for (let i = 0; i < rounds; i++) {
+        checkInterrupted();
+        const [sbx, ms] = await timed(() => create());
+        add('pool: create, back to back', ms);
+        await sbx.kill();
+      }
+      const after = (await client.listWarmPools({})).pools.find((p) => p.template === 'base')!;
+      console.error(
+        `  back to back: ${after.claims - before.claims} claims, ${after.misses - before.misses} misses`,
+      );
+      backToBack = {
+        claims: Number(after.claims - before.claims),
+        misses: Number(after.misses - before.misses),
+      };
+    } finally {
+      await client.setWarmPool({ template: 'base', size: 0 });
+    }
+  });
+
+  await step(async () => {
+    const src = await create();
+    await src.commands.run('echo prepared > /home/user/state');
+    const known = new Set((await client.listTemplates({})).templates.map((t) => t.name));
+    const snapshot = await src.createSnapshot();
+    await src.kill();
+    try {
+      const name = (await client.listTemplates({})).templates.find((t) => !known.has(t.name))?.name;
+      if (!name) throw new Error('the snapshot is not among the agent’s templates');
+      // Created through the SDK by its snapshot id; pooled on the agent under its template name.
+      const template = snapshot.snapshotId;
+      await snapshotPoolSeries(name, template);
+    } finally {
+      await Sandbox.deleteSnapshot(snapshot.snapshotId);
+    }
+  });
+
+  async function snapshotPoolSeries(agentName: string, sdkName: string) {
+    await client.setWarmPool({ template: agentName, size: poolSize });
+    try {
+      console.error(
+        `SDK, warm pool of ${poolSize} on a snapshot: create + first echo, ${warmups} + ${rounds}…`,
+      );
+      const before = await claims(agentName);
+      for (let i = 0; i < warmups + rounds; i++) {
+        checkInterrupted();
+        await full(agentName);
+        const t = performance.now();
+        const sbx = await create(sdkName);
+        const created = performance.now() - t;
+        const res = await sbx.commands.run('echo hi');
+        const total = performance.now() - t;
+        if (res.stdout !== 'hi\n') throw new Error(`echo hi: ${JSON.stringify(res)}`);
+        if (i >= warmups) {
+          add('pool snapshot: create', created);
+          add('pool snapshot: create + first echo', total);
+          observed.set(`pool:${sbx.sandboxId}`, created);
+        }
+        await sbx.kill();
+      }
+      const hits = (await claims(agentName)) - before;
+      if (hits !== BigInt(warmups + rounds))
+        throw new Error(`snapshot: ${hits} of ${warmups + rounds} creates were claims`);
+    } finally {
+      await client.setWarmPool({ template: agentName, size: 0 });
+    }
+  }
+}
+let backToBack: { claims: number; misses: number } | undefined;
 
 // ---------------------------------------------------------------------------------------------
 // Where the time goes.
@@ -388,6 +544,13 @@ const rows: [string, number[], string][] = [
   ['agent CreateSandbox RPC (no control plane)', s['agent CreateSandbox RPC (no control plane)'] ?? [], 'ms'],
   ['bare runsc run to first output (baseline)', rawRun, 'ms'],
   ["SDK commands.run('true'), warm sandbox", s["run('true'), warm"] ?? [], 'ms'],
+  [`SDK Sandbox.create('base'), warm pool of ${poolSize}`, s['pool: create'] ?? [], 'ms'],
+  [`SDK create + first echo, warm pool`, s['pool: create + first echo'] ?? [], 'ms'],
+  ['  of which the first commands.run (pool)', s['  pool: of which the first run'] ?? [], 'ms'],
+  ['agent CreateSandbox RPC, warm pool', s['pool: agent CreateSandbox RPC'] ?? [], 'ms'],
+  [`SDK create, back to back (pool of ${poolSize} drains)`, s['pool: create, back to back'] ?? [], 'ms'],
+  ['SDK create from a snapshot, warm pool', s['pool snapshot: create'] ?? [], 'ms'],
+  ['SDK create from a snapshot + first echo, warm pool', s['pool snapshot: create + first echo'] ?? [], 'ms'],
   ['SDK create from a snapshot template', s['create from snapshot'] ?? [], 'ms'],
   ['SDK create from snapshot + first echo', s['create from snapshot + first echo'] ?? [], 'ms'],
   ['SDK connect (resume), idle', s['resume (connect), idle'] ?? [], 'ms'],
@@ -411,6 +574,10 @@ ratio('resume idle / bare restore', s['resume (connect), idle'] ?? [], raw.resto
 ratio('pause / bare checkpoint', s.pause ?? [], raw.checkpoint, '≤ 1.5×');
 ratio('cold create / bare runsc run to output', s.create ?? [], rawRun, '(cold boot ≤ 600 ms)');
 
+if (backToBack)
+  console.log(
+    `\nBack to back with a pool of ${poolSize}: ${backToBack.claims} claims, ${backToBack.misses} misses (cold boots)`,
+  );
 for (const text of failures) console.log(`\nA series failed: ${text}`);
 console.log('\nConcurrent creates (e2b SDK, default request timeout)');
 for (const c of sdk.concurrent) {
@@ -444,7 +611,23 @@ phaseTable(
   new Map(),
   '',
 );
-const coldConcurrent = cold.filter((e) => !sdk.observed.has(`create:${e.sandboxId}`));
+phaseTable(
+  'Where a claim from the warm pool goes (agent timer: /init re-key and registration)',
+  events.filter(
+    (e) => e.msg === 'sandbox claimed from the warm pool' && sdk.observed.has(`pool:${e.sandboxId}`),
+  ),
+  sdk.observed,
+  'pool',
+);
+phaseTable(
+  'Warm pool refills (background: boots of base, restores of the snapshot)',
+  events.filter((e) => e.sandboxId.startsWith('pool-')),
+  new Map(),
+  '',
+);
+const coldConcurrent = cold.filter(
+  (e) => !sdk.observed.has(`create:${e.sandboxId}`) && !e.sandboxId.startsWith('pool-'),
+);
 phaseTable(
   'Cold creates not measured sequentially (concurrent batches, RPC, warm-ups)',
   coldConcurrent,
