@@ -91,7 +91,8 @@ async function main() {
   const db = await createBenchDatabase();
   // Fleet wants a TestPostgres: a url and drop(), which is what this is.
   const fleet = await Fleet.start(db, {
-    serverEnv: { WRENN_HEARTBEAT_SEC: '5', WRENN_HOST_STALE_SEC: '60' },
+    // No paused replicas: a move to the host of a copy carries nothing, which is not what is timed.
+    serverEnv: { WRENN_HEARTBEAT_SEC: '5', WRENN_HOST_STALE_SEC: '60', WRENN_PAUSED_REPLICA_AFTER_SEC: '0' },
     agentEnv: { WRENN_HEARTBEAT_SEC: '5', WRENN_SANDBOX_NAMESERVERS: '' },
   });
   const results: SizeResult[] = [];

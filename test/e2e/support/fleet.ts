@@ -456,7 +456,13 @@ export class Fleet {
     this.agentSessions.push(sessions);
     return createClient(
       hostagent.HostAgentService,
-      createConnectTransport({ baseUrl: url, httpVersion: '2', sessionManager: sessions }),
+      // As the control plane's: without compression (an agent gzips what a client accepts).
+      createConnectTransport({
+        baseUrl: url,
+        httpVersion: '2',
+        sessionManager: sessions,
+        acceptCompression: [],
+      }),
     );
   }
 

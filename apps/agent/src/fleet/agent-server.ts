@@ -2,7 +2,12 @@ import http2, { type Http2SecureServer, type Http2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { formatHostPort, type Logger } from '@wrenn/core';
-import { agentServerTlsOptions, peerIsControlPlane, type TlsMaterial } from '@wrenn/pki';
+import {
+  agentServerTlsOptions,
+  CHANNEL_SESSION_WINDOW,
+  peerIsControlPlane,
+  type TlsMaterial,
+} from '@wrenn/pki';
 import { handleTunnel, type TunnelTargets } from './sandbox-tunnel.js';
 
 type Handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
@@ -45,6 +50,9 @@ export async function listenAgentServer(opts: {
     });
   }
   server.on('connect', (req: http2.Http2ServerRequest) => handleTunnel(req, opts.tunnels, logger));
+  server.on('session', (session: http2.ServerHttp2Session) =>
+    session.setLocalWindowSize(CHANNEL_SESSION_WINDOW),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {

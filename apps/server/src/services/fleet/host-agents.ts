@@ -3,7 +3,7 @@ import { createClient } from '@connectrpc/connect';
 import { createConnectTransport, Http2SessionManager } from '@connectrpc/connect-node';
 import { Code, ConnectError, type Logger } from '@wrenn/core';
 import { hostagent } from '@wrenn/contracts';
-import { controlPlaneClientTlsOptions } from '@wrenn/pki';
+import { CHANNEL_SESSION_WINDOW, controlPlaneClientTlsOptions } from '@wrenn/pki';
 import type { Db } from '../../db/database.js';
 import type { AgentClient } from '../../http/app-types.js';
 import type { PlacementConfig } from '../../config.js';
@@ -189,7 +189,7 @@ export class HostDirectory implements Hosts {
     const url = `https://${address}`;
     // Pings on an idle session: a host cut off mid-session fails its calls within seconds, instead
     // of leaving them waiting on a connection nobody answers.
-    const sessions = new Http2SessionManager(
+    const sessions = new WideWindowSessions(
       url,
       { pingIntervalMs: 10_000, pingTimeoutMs: 5_000 },
       controlPlaneClientTlsOptions(material, hostId),
@@ -212,4 +212,25 @@ export class HostDirectory implements Hosts {
  */
 function agentTransport(baseUrl: string, sessionManager: Http2SessionManager) {
   return createConnectTransport({ baseUrl, httpVersion: '2', sessionManager, acceptCompression: [] });
+}
+
+/**
+ * Sessions to an agent with the channel's wide session window (see `CHANNEL_SESSION_WINDOW`): Node
+ * only lets a session's own window grow once it is connected, and the manager keeps its sessions to
+ * itself, so each is widened on the first request it carries.
+ */
+class WideWindowSessions extends Http2SessionManager {
+  private readonly widened = new WeakSet<http2.Http2Session>();
+
+  override async request(
+    ...args: Parameters<Http2SessionManager['request']>
+  ): Promise<http2.ClientHttp2Stream> {
+    const stream = await super.request(...args);
+    const { session } = stream;
+    if (session && !this.widened.has(session)) {
+      this.widened.add(session);
+      session.setLocalWindowSize(CHANNEL_SESSION_WINDOW);
+    }
+    return stream;
+  }
 }
