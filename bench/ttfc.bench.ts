@@ -550,7 +550,7 @@ const rows: [string, number[], string][] = [
   ['agent CreateSandbox RPC, warm pool', s['pool: agent CreateSandbox RPC'] ?? [], 'ms'],
   [`SDK create, back to back (pool of ${poolSize} drains)`, s['pool: create, back to back'] ?? [], 'ms'],
   ['SDK create from a snapshot, warm pool', s['pool snapshot: create'] ?? [], 'ms'],
-  ['SDK create from a snapshot + first echo, warm pool', s['pool snapshot: create + first echo'] ?? [], 'ms'],
+  ['SDK from a snapshot + first echo, warm pool', s['pool snapshot: create + first echo'] ?? [], 'ms'],
   ['SDK create from a snapshot template', s['create from snapshot'] ?? [], 'ms'],
   ['SDK create from snapshot + first echo', s['create from snapshot + first echo'] ?? [], 'ms'],
   ['SDK connect (resume), idle', s['resume (connect), idle'] ?? [], 'ms'],
