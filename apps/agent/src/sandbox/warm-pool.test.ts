@@ -99,6 +99,22 @@ describe('warm pool', () => {
     ).toEqual(['big', 'empty', 'same']);
   });
 
+  it('a cold create on a host full with pooled sandboxes takes the slot of one', async () => {
+    await host.manager.setWarmPool('base', 2);
+    await fill('base', 2);
+    // The fake host runs at most 8: 6 sandboxes of other sizes (misses) and the 2 pooled fill it.
+    for (let i = 0; i < 6; i++) await host.manager.create({ ...BASE, memoryMb: 1024 });
+    expect(host.slots.inUse).toBe(8);
+    await host.manager.create({ ...BASE, id: 'seventh', memoryMb: 1024 });
+    expect(poolOf('base')?.ready).toBe(1);
+    expect(host.manager.list()).toHaveLength(7);
+    // A full host refills nothing.
+    await host.manager.create({ ...BASE, id: 'eighth' });
+    await host.manager.pool.refillOnce();
+    expect(poolOf('base')).toMatchObject({ ready: 0, claims: 1 });
+    expect(host.slots.inUse).toBe(8);
+  });
+
   it('a template without a pool counts no misses', async () => {
     await host.manager.create(BASE);
     expect(host.manager.listWarmPools()).toEqual([]);
