@@ -10,6 +10,7 @@ import { openFleet } from './services/fleet/fleet.js';
 import { refreshHooksFor } from './services/fleet/host-credentials.js';
 import { startHostMonitor } from './services/fleet/host-monitor.js';
 import { startPausedReplicas } from './services/fleet/paused-replicas.js';
+import { startWarmPoolSync } from './services/fleet/warm-pools.js';
 import { abandonLocalHost, prepareLocalHost, type LocalHostPlan } from './services/fleet/local-host.js';
 import { startLeaderElection } from './services/fleet/leader.js';
 import { sandboxTraffic } from './services/sandbox-traffic.js';
@@ -88,6 +89,10 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
           { afterSec: fleetConfig.pausedReplicaAfterSec, isLeader },
         )
       : undefined;
+  const warmPools = startWarmPoolSync(
+    { db, hosts, logger: logger.child({ component: 'warm-pools' }) },
+    { isLeader },
+  );
   const server = await serveApp(app, config.listenHost, config.listenPort, proxy);
   const { port } = server.address() as AddressInfo;
   const url = `http://${formatHostPort(config.listenHost, port)}`;
@@ -103,6 +108,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await monitor.stop();
       await replicas?.stop();
+      await warmPools.stop();
       await reconciler.stop();
       await leadership.stop();
       hosts.close();

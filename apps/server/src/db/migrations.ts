@@ -271,6 +271,23 @@ const migrations: Record<string, Migration> = {
       );
     },
   },
+  '0010_warm_pools': {
+    async up(db: Kysely<unknown>) {
+      // Warm pools the control plane keeps on its hosts; a team snapshot's goes when it is deleted.
+      await db.schema
+        .createTable('warm_pools')
+        .addColumn('template', 'text', (c) => c.primaryKey())
+        .addColumn('template_id', 'uuid', (c) => c.references('templates.id').onDelete('cascade'))
+        .addColumn('size', 'integer', (c) => c.notNull().check(sql`size between 0 and 64`))
+        .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await db.schema
+        .alterTable('hosts')
+        .addColumn('warm_pools', 'jsonb')
+        .addColumn('warm_pools_at', 'timestamptz')
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

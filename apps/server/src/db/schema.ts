@@ -129,9 +129,36 @@ export interface HostsTable {
   paused_count: Generated<number>;
   /** Out of placement; its sandboxes are being moved away (POST /v1/admin/hosts/{id}/drain). */
   draining: Generated<boolean>;
+  /** Its agent's warm pools as the leader last read them (`services/fleet/warm-pools.ts`). */
+  warm_pools: ColumnType<HostWarmPool[] | null, string | null, string | null>;
+  warm_pools_at: Date | null;
   last_heartbeat_at: Date | null;
   created_at: CreatedAt;
   registered_at: Date | null;
+}
+
+/** One pool on one host, as its agent reports it. */
+export interface HostWarmPool {
+  template: string;
+  size: number;
+  ready: number;
+  claims: number;
+  misses: number;
+  refills: number;
+  failures: number;
+  last_error: string;
+}
+
+/**
+ * A warm pool the control plane keeps on every host that may serve its template (each such host
+ * keeps `size` ready sandboxes). `template` is the agent's name (`base`, `snap-<uuid>`).
+ */
+export interface WarmPoolsTable {
+  template: string;
+  /** A team's snapshot template (its pool goes with it); NULL: a platform template. */
+  template_id: string | null;
+  size: number;
+  updated_at: ColumnType<Date, never, Date>;
 }
 
 /** Which hosts hold a template's files. */
@@ -175,6 +202,7 @@ export interface Database {
   host_refresh_tokens: HostRefreshTokensTable;
   templates: TemplatesTable;
   template_replicas: TemplateReplicasTable;
+  warm_pools: WarmPoolsTable;
   host_cleanups: HostCleanupsTable;
   sandbox_metrics: SandboxMetricsTable;
   users: UsersTable;

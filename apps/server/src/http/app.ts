@@ -11,6 +11,7 @@ import { authRoutes } from '../routes/auth.js';
 import { execWebSocketRoutes } from '../routes/exec-ws.js';
 import { fileRoutes } from '../routes/files.js';
 import { fleetMoveRoutes } from '../routes/fleet-moves.js';
+import { warmPoolRoutes } from '../routes/warm-pools.js';
 import { hostRoutes } from '../routes/hosts.js';
 import { sandboxRoutes } from '../routes/sandboxes.js';
 import { snapshotRoutes } from '../routes/snapshots.js';
@@ -48,6 +49,7 @@ export function buildApp(deps: ServerDeps): App {
   adminRoutes(app, deps);
   hostRoutes(app, deps);
   fleetMoveRoutes(app, deps);
+  warmPoolRoutes(app, deps);
   sandboxRoutes(app, deps);
   fileRoutes(app, deps);
   execWebSocketRoutes(app, deps);

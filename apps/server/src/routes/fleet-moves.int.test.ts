@@ -4,7 +4,7 @@ import { pollUntil } from '@wrenn/core';
 import { markStaleHosts } from '../services/fleet/host-monitor.js';
 import { replicatePausedSandboxes } from '../services/fleet/paused-replicas.js';
 import { describeOnBackends, testBackends, testLogger, useTestServer } from '../testing/api.js';
-import { startFakeHost, type FakeHost } from '../testing/fake-host.js';
+import { startFakeHost, withFakeHosts, type FakeHost } from '../testing/fake-host.js';
 
 const backends = await testBackends();
 const { RUNNING, PAUSED } = hostagent.SandboxStatus;
@@ -15,26 +15,8 @@ describeOnBackends('moving work between hosts', backends, (backend) => {
   const api = useTestServer(backend);
   const { call, admin, user } = api;
 
-  async function withHosts<T>(
-    count: number,
-    auth: Record<string, string>,
-    fn: (hosts: FakeHost[]) => Promise<T>,
-  ) {
-    // The test server's static host (a dead port) would take what fits nowhere else; out of the way.
-    await api.db.updateTable('hosts').set({ status: 'deleted' }).where('is_static', '=', true).execute();
-    const hosts: FakeHost[] = [];
-    try {
-      // One at a time, so a test can place its first sandbox before the others exist.
-      for (let i = 0; i < count; i++) hosts.push(await startFakeHost(call, { auth }));
-      for (const h of hosts) expect((await h.heartbeat()).status).toBe(200);
-      return await fn(hosts);
-    } finally {
-      await Promise.all(hosts.map((h) => h.stop()));
-      const ids = hosts.map((h) => h.id);
-      if (ids.length)
-        await api.db.updateTable('hosts').set({ status: 'deleted' }).where('id', 'in', ids).execute();
-    }
-  }
+  const withHosts = <T>(count: number, auth: Record<string, string>, fn: (hosts: FakeHost[]) => Promise<T>) =>
+    withFakeHosts(api, count, auth, fn);
   const sandboxRow = (id: string) =>
     api.db.selectFrom('sandboxes').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
   const replicas = async (templateId: string) =>

@@ -56,7 +56,10 @@ export async function createSandbox(
     diskMb: spec.diskMb ?? DEFAULT_NEED.diskMb,
   };
   // A snapshot's files are copied to where the sandbox goes, unless a host that holds them fits.
-  const hostId = await hosts.place(teamId, need, { prefer: template.snapshot?.hostIds });
+  const hostId = await hosts.place(teamId, need, {
+    prefer: template.snapshot?.hostIds,
+    template: template.agentName,
+  });
   const id = randomId(20);
   await db
     .insertInto('sandboxes')

@@ -7,6 +7,7 @@ import { ConnectError, Code } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { hostagent } from '@wrenn/contracts';
 import { agentServerTlsOptions, generateKeyPair, peerIsControlPlane } from '@wrenn/pki';
+import type { Db } from '../db/database.js';
 import type { CallResult } from './api.js';
 import { statusFromAgent } from '../services/reconciler.js';
 
@@ -44,6 +45,10 @@ export interface FakeHost {
   exportGate?: Promise<void>;
   /** Exports that ended before their last part (the control plane went away or gave up). */
   exportsCut: string[];
+  /** Its warm pools (template → size); every pooled sandbox is ready at once. */
+  warmPools: Map<string, number>;
+  /** Creates the pools served (template each). */
+  claimed: string[];
   /** HTTP/2 sessions (TLS connections) the control plane opened to it. */
   readonly sessionCount: number;
   heartbeat(
@@ -91,6 +96,17 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
   const templates = new Map<string, Buffer>();
   const imported: string[] = [];
   const exportsCut: string[] = [];
+  const warmPools = new Map<string, number>();
+  const claimed: string[] = [];
+  /** The images a fake host has, besides the templates it holds. */
+  const images = new Set(['base']);
+  const warmPool = (template: string) =>
+    create(hostagent.WarmPoolSchema, {
+      template,
+      size: warmPools.get(template) ?? 0,
+      ready: warmPools.get(template) ?? 0,
+      claims: BigInt(claimed.filter((t) => t === template).length),
+    });
   const info = (id: string) =>
     create(hostagent.SandboxSchema, {
       id,
@@ -109,6 +125,7 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
       router.service(hostagent.HostAgentService, {
         createSandbox: (req) => {
           created.push(req.sandboxId);
+          if (warmPools.get(req.template)) claimed.push(req.template);
           sandboxes.set(req.sandboxId, hostagent.SandboxStatus.RUNNING);
           return {
             sandbox: create(hostagent.SandboxSchema, {
@@ -129,6 +146,13 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
         getSandbox: (req) => ({ sandbox: info(known(req.sandboxId)) }),
         listSandboxes: () => ({ sandboxes: [...sandboxes.keys()].map(info) }),
         flushSandboxMetrics: () => ({}),
+        setWarmPool: (req) => {
+          if (req.size > 0 && !images.has(req.template) && !templates.has(req.template))
+            throw new ConnectError(`template ${req.template} not found`, Code.NotFound);
+          warmPools.set(req.template, req.size);
+          return { pool: warmPool(req.template) };
+        },
+        listWarmPools: () => ({ pools: [...warmPools.keys()].map(warmPool) }),
         pingSandbox: () => ({}),
         pauseSandbox: (req) => {
           sandboxes.set(known(req.sandboxId), hostagent.SandboxStatus.PAUSED);
@@ -246,6 +270,8 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
     destroyed,
     tunnels,
     exportsCut,
+    warmPools,
+    claimed,
     get sessionCount() {
       return sessions.size;
     },
@@ -272,4 +298,33 @@ async function freePort(): Promise<number> {
   const { port } = probe.address() as AddressInfo;
   await new Promise((r) => probe.close(r));
   return port;
+}
+
+/**
+ * Runs `fn` with `count` fake hosts added by `auth` (an admin's: platform hosts), each online after
+ * a heartbeat; the test server's static host (a dead port) is out of the way meanwhile. The hosts
+ * are stopped and deleted afterwards.
+ */
+export async function withFakeHosts<T>(
+  api: { call: Call; db: Db },
+  count: number,
+  auth: Record<string, string>,
+  fn: (hosts: FakeHost[]) => Promise<T>,
+): Promise<T> {
+  await api.db.updateTable('hosts').set({ status: 'deleted' }).where('is_static', '=', true).execute();
+  const hosts: FakeHost[] = [];
+  try {
+    // One at a time, so a test can place its first sandbox before the others exist.
+    for (let i = 0; i < count; i++) hosts.push(await startFakeHost(api.call, { auth }));
+    for (const h of hosts) {
+      const beat = await h.heartbeat();
+      if (beat.status !== 200) throw new Error(`heartbeat of a fake host: ${beat.status}`);
+    }
+    return await fn(hosts);
+  } finally {
+    await Promise.all(hosts.map((h) => h.stop()));
+    const ids = hosts.map((h) => h.id);
+    if (ids.length)
+      await api.db.updateTable('hosts').set({ status: 'deleted' }).where('id', 'in', ids).execute();
+  }
 }

@@ -20,6 +20,8 @@ export interface HostHeadroom {
   id: string;
   /** Undefined: the host's capacity is unknown (the static host), so it always fits, ranked last. */
   free?: Record<Resource, { allowed: number; left: number }>;
+  /** Templates of which it had a pooled sandbox ready when the leader last looked. */
+  pooled?: string[];
 }
 
 /** Where a sandbox may go besides what placement weighs. */
@@ -28,12 +30,18 @@ export interface PlacementHints {
   prefer?: readonly string[];
   /** Hosts it must not go to (the one it is moving away from). */
   exclude?: readonly string[];
+  /**
+   * The agent's name of its template: a host with a warm pool of it that had a sandbox ready is
+   * preferred over `prefer` (a claim beats a restore from files already there).
+   */
+  template?: string;
 }
 
 /**
  * The host a new sandbox of `teamId` goes to: among the online hosts it may use (a BYOC team's own,
  * else the platform's; none draining), the one whose tightest resource keeps the largest share
- * free after the sandbox is placed, a preferred one first when any fits (its files need no copy).
+ * free after the sandbox is placed, a preferred one first when any fits (a pooled sandbox of its
+ * template ready there, else its files need no copy).
  * Headroom = capacity × over-commit − reserve − what its sandboxes ask (pending and running fully,
  * paused by `pausedWeight` for CPU and memory, fully for disk). Nothing fits → 503 naming why.
  */
@@ -50,7 +58,10 @@ export async function placeSandbox(
     throw unavailable("no host can take the sandbox: none of the team's own hosts is online");
   if (hosts.list.length === 0) throw unavailable('no host can take the sandbox: no platform host is online');
   const short = new Map<Resource, number>();
-  const preferred = new Set(hints.prefer);
+  const pooled = hints.template
+    ? hosts.list.filter((h) => h.pooled?.includes(hints.template!)).map((h) => h.id)
+    : [];
+  const preferred = new Set(pooled.length ? pooled : hints.prefer);
   let best: { id: string; score: number; preferred: boolean } | undefined;
   for (const host of hosts.list) {
     let score = 0;
@@ -85,7 +96,7 @@ export async function hostHeadroom(db: Db, config: PlacementConfig, teamId: stri
   const isByoc = team?.is_byoc ?? false;
   let query = db
     .selectFrom('hosts')
-    .select(['id', 'cpu_cores', 'memory_mb', 'disk_mb'])
+    .select(['id', 'cpu_cores', 'memory_mb', 'disk_mb', 'warm_pools'])
     .where('status', '=', 'online')
     .where('draining', '=', false);
   query = isByoc
@@ -99,7 +110,8 @@ export async function hostHeadroom(db: Db, config: PlacementConfig, teamId: stri
   );
   const { overcommit, reserve } = config;
   const list: HostHeadroom[] = rows.map((r) => {
-    if (r.cpu_cores === null || r.memory_mb === null || r.disk_mb === null) return { id: r.id };
+    const pooled = r.warm_pools?.filter((p) => p.ready > 0).map((p) => p.template);
+    if (r.cpu_cores === null || r.memory_mb === null || r.disk_mb === null) return { id: r.id, pooled };
     const used = usage.get(r.id) ?? { cpu: 0, memory: 0, disk: 0 };
     const allowed = {
       cpu: r.cpu_cores * overcommit.cpu - reserve.cpu,
@@ -109,7 +121,7 @@ export async function hostHeadroom(db: Db, config: PlacementConfig, teamId: stri
     const free = Object.fromEntries(
       RESOURCES.map((res) => [res, { allowed: allowed[res], left: allowed[res] - used[res] }]),
     ) as Record<Resource, { allowed: number; left: number }>;
-    return { id: r.id, free };
+    return { id: r.id, free, pooled };
   });
   return { isByoc, list };
 }
