@@ -131,6 +131,14 @@ describe('warm pool of an image template (real gVisor)', () => {
     const missing = await rpcError(client.setWarmPool({ template: 'no-such-template', size: 1 }));
     expect(missing.code).toBe(Code.NotFound);
   });
+
+  it('stopping the agent destroys its pooled sandboxes: nothing of Wrenn is left', async () => {
+    await agent.client.setWarmPool({ template: 'base', size: 2 });
+    await readyPool(agent.client, 'base', 2);
+    expect((await wrennHostState(testDataDir)).sandboxDirs).toHaveLength(2);
+    await agent.stop();
+    expect(await wrennHostState(testDataDir)).toEqual(EMPTY_HOST_STATE);
+  });
 });
 
 describe('warm pool of a snapshot template (real gVisor)', () => {
