@@ -1,4 +1,5 @@
 import { timestampDate } from '@bufbuild/protobuf/wkt';
+import { errorMessage, type Logger } from '@wrenn/core';
 import { hostagent } from '@wrenn/contracts';
 import type { Db } from '../db/database.js';
 import type { AgentClient } from '../http/app-types.js';
@@ -74,6 +75,32 @@ export async function flushMetrics(
   });
 }
 
+const flushing = new Map<string, Promise<void>>();
+
+/**
+ * `flushMetrics` after the caller has answered (a pause answers as soon as the agent has paused;
+ * the flush is an agent call and a transaction more). A read of the sandbox's stored metrics in
+ * this process waits for it. A failure is logged: the metrics of that pause are lost, the sandbox
+ * is not.
+ */
+export function flushMetricsLater(
+  db: Db,
+  agent: Pick<AgentClient, 'flushSandboxMetrics'>,
+  sandboxId: string,
+  tiers: MetricsRange[],
+  logger?: Logger,
+): void {
+  const run: Promise<void> = (flushing.get(sandboxId) ?? Promise.resolve())
+    .then(() => flushMetrics(db, agent, sandboxId, tiers))
+    .catch((err: unknown) =>
+      logger?.warn({ sandboxId, err: errorMessage(err) }, 'could not store the metrics of a paused sandbox'),
+    )
+    .finally(() => {
+      if (flushing.get(sandboxId) === run) flushing.delete(sandboxId);
+    });
+  flushing.set(sandboxId, run);
+}
+
 /**
  * A sandbox's metrics for `range`, for both APIs: from the agent while it runs, from the database
  * while it is paused (the agent may have restarted meanwhile).
@@ -83,7 +110,10 @@ export async function sandboxMetrics(
   sandbox: { id: string; status: string; host_id: string | null },
   range: MetricsRange,
 ): Promise<MetricPoint[]> {
-  if (sandbox.status === 'paused') return storedMetrics(deps.db, sandbox.id, range);
+  if (sandbox.status === 'paused') {
+    await flushing.get(sandbox.id);
+    return storedMetrics(deps.db, sandbox.id, range);
+  }
   const agent = await deps.hosts.agent(sandbox.host_id);
   const { samples } = await agent.getSandboxMetrics({
     sandboxId: sandbox.id,

@@ -6,7 +6,7 @@ import { agentOfSandbox, type Hosts } from './fleet/host-agents.js';
 import { dropReplica, promoteReplica } from './fleet/paused-replicas.js';
 import { movePausedSandbox } from './fleet/sandbox-moves.js';
 import { DEFAULT_NEED } from './fleet/placement.js';
-import { flushMetrics } from './metrics-store.js';
+import { flushMetrics, flushMetricsLater } from './metrics-store.js';
 import { statusFromAgent } from './reconciler.js';
 import { resolveTemplate } from './templates.js';
 import { releasing } from './sandbox-release.js';
@@ -144,8 +144,9 @@ export async function pauseSandbox(deps: SandboxLifecycleDeps, id: string): Prom
   const agent = await agentOfSandbox(deps, id);
   const { sandbox } = await releasing(deps, id, () => agent.pauseSandbox({ sandboxId: id }));
   await setStatus(db, id, statusFromAgent(sandbox!.status));
-  // While it sleeps, its metrics come from the database (the agent may restart meanwhile).
-  await flushMetrics(db, agent, id, ['10m', '2h', '24h']);
+  // While it sleeps, its metrics come from the database (the agent may restart meanwhile); stored
+  // after the answer, which does not wait for them.
+  flushMetricsLater(db, agent, id, ['10m', '2h', '24h'], deps.logger);
   return sandbox!;
 }
 
