@@ -174,6 +174,45 @@ describe('warm pool', () => {
     expect(held(host)).toEqual(NOTHING_HELD);
   });
 
+  it('a claimed sandbox, paused, moves to another host and arrives under its id', async () => {
+    await host.manager.setWarmPool('base', 1);
+    await fill();
+    await host.manager.create({ ...BASE, id: 'claimed1' });
+    await host.manager.setWarmPool('base', 0);
+    await host.manager.pause('claimed1');
+    const other = await fakeHost();
+    try {
+      const chunks = host.manager.exportSandbox('claimed1');
+      let digest: unknown;
+      const all: Uint8Array[] = [];
+      for (;;) {
+        const next = await chunks.next();
+        if (next.done) {
+          digest = next.value;
+          break;
+        }
+        all.push(next.value);
+      }
+      const moved = await other.manager.importSandbox(
+        'claimed1',
+        (async function* () {
+          for (const chunk of all) yield await Promise.resolve(chunk);
+        })(),
+        (received) => expect(received).toEqual(digest),
+      );
+      expect(moved).toMatchObject({ id: 'claimed1', status: 'paused' });
+      expect(other.manager.ctx.registry.find('claimed1').runtimeId).toBe('claimed1');
+      await other.manager.resume('claimed1');
+      expect(other.runtime.sandboxes.has('claimed1')).toBe(true);
+      await other.manager.destroy('claimed1');
+      expect(held(other)).toEqual(NOTHING_HELD);
+    } finally {
+      await other.cleanup();
+    }
+    await host.manager.destroy('claimed1');
+    expect(held(host)).toEqual(NOTHING_HELD);
+  });
+
   it('a claim whose envd refuses is destroyed; the create boots instead', async () => {
     await host.manager.setWarmPool('base', 1);
     await fill();
