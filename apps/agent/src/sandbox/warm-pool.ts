@@ -164,6 +164,16 @@ export class WarmPool {
       }
     }
     pool.misses++;
+    this.opts.logger.info(
+      {
+        template,
+        ready: pool.ready.length,
+        why: pool.ready.length && pool.sizes ? 'other sizes' : 'empty',
+        asked: sizes,
+        pooled: pool.sizes,
+      },
+      'warm pool miss',
+    );
     return undefined;
   }
 

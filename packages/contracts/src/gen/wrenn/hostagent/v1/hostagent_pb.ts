@@ -1534,7 +1534,9 @@ export type SetWarmPoolRequest = Message<"wrenn.hostagent.v1.SetWarmPoolRequest"
   template: string;
 
   /**
-   * Ready sandboxes to keep, 0 to 64 (and never more than the host's free sandbox slots at the time).
+   * Ready sandboxes to keep: 0 to 64, and at most the agent's WRENN_MAX_SANDBOXES. The pool fills
+   * only as far as the host has room beside its sandboxes; a create that needs a slot takes one of
+   * a pooled sandbox.
    *
    * @generated from field: int32 size = 2;
    */
