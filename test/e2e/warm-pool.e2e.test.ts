@@ -102,6 +102,18 @@ describe('warm pool of an image template (real gVisor)', () => {
       expect((await identity(client, a.id)).mark).toBe('a');
       expect((await identity(client, a.id)).bootId).toBe(ia.bootId);
 
+      // A snapshot of a claimed sandbox works, and sandboxes start from it.
+      await client.deleteSnapshot({ name: 'wpfromclaim' }).catch(() => undefined);
+      await client.createSnapshot({ sandboxId: a.id, name: 'wpfromclaim' });
+      try {
+        const copy = (await client.createSandbox({ template: 'wpfromclaim' })).sandbox!;
+        expect((await sh(client, copy.id, 'cat /home/user/kept')).stdout).toBe('kept\n');
+        await client.destroySandbox({ sandboxId: copy.id });
+        expect((await sh(client, a.id, 'cat /home/user/kept')).stdout).toBe('kept\n');
+      } finally {
+        await client.deleteSnapshot({ name: 'wpfromclaim' });
+      }
+
       // Other sizes are a miss, served by a boot.
       const big = (await client.createSandbox({ memoryMb: 768 })).sandbox!;
       expect((await sh(client, big.id, 'echo big')).stdout).toBe('big\n');

@@ -160,6 +160,29 @@ describe('warm pool', () => {
     expect(existsSync(host.layout.sandboxDir(runtimeId!))).toBe(false);
   });
 
+  it('a claimed sandbox can be snapshotted and flattened; sandboxes start from both', async () => {
+    await host.manager.setWarmPool('base', 1);
+    await fill();
+    const [runtimeId] = pooledRuntimes();
+    await host.manager.create({ ...BASE, id: 'claimed1' });
+    await host.manager.setWarmPool('base', 0);
+    const snap = await host.manager.createSnapshot('claimed1', 'fromclaim');
+    expect(snap.kind).toBe('snapshot');
+    expect(host.manager.get('claimed1').status).toBe('running');
+    expect(host.runtime.calls).toContain(`checkpoint ${runtimeId}`);
+    await host.manager.flattenRootfs('claimed1', 'flatclaim');
+    expect(host.runtime.calls).toContain(`thaw ${runtimeId}`);
+    const restored = await host.manager.create({
+      template: 'fromclaim',
+      env: {},
+      metadata: {},
+      timeoutSec: 0,
+    });
+    expect(restored.status).toBe('running');
+    for (const id of ['claimed1', restored.id]) await host.manager.destroy(id);
+    expect(held(host)).toEqual(NOTHING_HELD);
+  });
+
   it('a claimed sandbox left paused is adopted by the next agent under its own id', async () => {
     await host.manager.setWarmPool('base', 1);
     await fill();
