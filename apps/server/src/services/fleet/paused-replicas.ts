@@ -4,6 +4,7 @@ import type { Db } from '../../db/database.js';
 import { ApiError } from '../../http/errors.js';
 import { assertTrustedCopy, copyArtifact } from './artifacts.js';
 import type { Hosts } from './host-agents.js';
+import { claimSettledPaused } from './sandbox-moves.js';
 
 export interface ReplicaDeps {
   db: Db;
@@ -82,16 +83,7 @@ async function copyReplica(
 ): Promise<boolean> {
   const { db, hosts, logger } = deps;
   // Claimed before the copy starts, so `to`'s heartbeats keep what arrives there.
-  const claimed = await db
-    .updateTable('sandboxes')
-    .set({ replica_host_id: to, replica_at: null })
-    .where('id', '=', id)
-    .where('status', '=', 'paused')
-    .where('host_id', '=', from)
-    .where('moving_to', 'is', null)
-    .where('replica_host_id', 'is', null)
-    .executeTakeFirst();
-  if (Number(claimed.numUpdatedRows) === 0) return false;
+  if (!(await claimSettledPaused(db, id, from, { replica_host_id: to, replica_at: null }))) return false;
   const started = Date.now();
   const copy = new AbortController();
   const stop = () => copy.abort(signal?.reason);

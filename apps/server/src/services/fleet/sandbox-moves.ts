@@ -1,6 +1,7 @@
-import { sql } from 'kysely';
+import { sql, type UpdateObject } from 'kysely';
 import { errorMessage, pollUntil, type Logger } from '@wrenn/core';
 import type { Db } from '../../db/database.js';
+import type { Database } from '../../db/schema.js';
 import { ApiError, badRequest, notFound } from '../../http/errors.js';
 import { releasing } from '../sandbox-release.js';
 import { assertTrustedCopy, copyArtifact } from './artifacts.js';
@@ -64,17 +65,12 @@ export async function movePausedSandbox(
   await assertTrustedCopy(db, from, to);
   if (replica && to === replica) return takeReplica(deps, id, from, to);
   if (replica) await dropReplica(deps, id, replica);
-  const claimed = await db
-    .updateTable('sandboxes')
-    .set({ moving_to: to, moving_since: sql<Date>`now()`, updated_at: new Date() })
-    .where('id', '=', id)
-    .where('status', '=', 'paused')
-    .where('host_id', '=', from)
-    .where('moving_to', 'is', null)
-    .where('replica_host_id', 'is', null)
-    .executeTakeFirst();
-  if (Number(claimed.numUpdatedRows) === 0)
-    throw notMovable(`sandbox ${id} is already moving, or changed while the move was prepared`);
+  const claimed = await claimSettledPaused(db, id, from, {
+    moving_to: to,
+    moving_since: sql<Date>`now()`,
+    updated_at: new Date(),
+  });
+  if (!claimed) throw notMovable(`sandbox ${id} is already moving, or changed while the move was prepared`);
   const started = Date.now();
   try {
     await releasing(deps, id, () =>
@@ -107,6 +103,28 @@ export async function movePausedSandbox(
   await removeOldCopy(deps, id, from);
   logger?.info({ sandboxId: id, from, to, ms: Date.now() - started }, 'paused sandbox moved to another host');
   return to;
+}
+
+/**
+ * Sets `changes` on a sandbox that is paused on `from` with nothing under way (no move, no copy to
+ * a second host): the compare-and-set that starts a transfer. False when it is not so any more.
+ */
+export async function claimSettledPaused(
+  db: Db,
+  id: string,
+  from: string,
+  changes: UpdateObject<Database, 'sandboxes'>,
+): Promise<boolean> {
+  const claimed = await db
+    .updateTable('sandboxes')
+    .set(changes)
+    .where('id', '=', id)
+    .where('status', '=', 'paused')
+    .where('host_id', '=', from)
+    .where('moving_to', 'is', null)
+    .where('replica_host_id', 'is', null)
+    .executeTakeFirst();
+  return Number(claimed.numUpdatedRows) > 0;
 }
 
 function movableRow(db: Db, id: string) {
