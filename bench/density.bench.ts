@@ -5,7 +5,7 @@
 // from the same run is bare `runsc run` sandboxes of the same image idling on `sleep` (gVisor's own
 // cost per sandbox, without envd, the agent or a network slot).
 // Usage: npm run bench:density [-- --count 300 --memory 0 --concurrency 4 --baseline 10]
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import { installDir, startAgentProcess, type AgentProcess } from '../test/e2e/support/agent-process.js';
@@ -60,6 +60,35 @@ async function busyCores(ms: number): Promise<number> {
   return ((await busyJiffies()) - before) / USER_HZ / (ms / 1000);
 }
 const USER_HZ = 100;
+
+/** CPU time (s) of every process now, by command name (`runsc-sandbox`, `node`, …). */
+async function cpuByCommand(): Promise<Map<number, { comm: string; seconds: number }>> {
+  const out = new Map<number, { comm: string; seconds: number }>();
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    // pid (comm) state … utime stime: fields 14 and 15, counted after the `)` that ends comm.
+    const close = stat.lastIndexOf(')');
+    if (close < 0) continue;
+    const comm = stat.slice(stat.indexOf('(') + 1, close);
+    const rest = stat.slice(close + 2).split(' ');
+    out.set(Number(entry), { comm, seconds: (Number(rest[11]) + Number(rest[12])) / USER_HZ });
+  }
+  return out;
+}
+
+/** Where the machine's CPU went over `ms`, by command: the busiest first, in cores. */
+async function whereCpuGoes(ms: number): Promise<[string, number][]> {
+  const before = await cpuByCommand();
+  await new Promise((r) => setTimeout(r, ms));
+  const after = await cpuByCommand();
+  const byComm = new Map<string, number>();
+  for (const [pid, { comm, seconds }] of after) {
+    const spent = seconds - (before.get(pid)?.seconds ?? seconds);
+    if (spent > 0) byComm.set(comm, (byComm.get(comm) ?? 0) + spent / (ms / 1000));
+  }
+  return [...byComm].sort((a, b) => b[1] - a[1]).slice(0, 6);
+}
 
 /** `n` at a time over `items`, stopping early when interrupted. */
 async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
@@ -139,6 +168,7 @@ async function main() {
     const after = await settledMemAvailableMiB();
     const perSandbox = (before - after) / Math.max(1, ids.length);
     const idleCores = await busyCores(IDLE_WINDOW_MS);
+    const idleBy = await whereCpuGoes(IDLE_WINDOW_MS);
 
     // Every one of them, still there and answering.
     const execMs: number[] = [];
@@ -170,6 +200,9 @@ async function main() {
     console.log(
       `CPU with all ${ids.length} idle (${IDLE_WINDOW_MS / 1000} s): ${idleCores.toFixed(2)} cores busy` +
         ` (${((idleCores / Math.max(1, ids.length)) * 1000).toFixed(1)} millicores each; the machine before: ${quiet.toFixed(2)})`,
+    );
+    console.log(
+      `  by command (cores): ${idleBy.map(([comm, cores]) => `${comm} ${cores.toFixed(2)}`).join(', ')}`,
     );
     const agentRss = await readFile(`/proc/${agent.child.pid}/status`, 'utf8').then(
       (s) => Number(/^VmRSS:\s+(\d+)/m.exec(s)?.[1]) / 1024,
