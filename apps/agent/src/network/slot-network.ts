@@ -32,35 +32,43 @@ export class SlotNetwork {
   async prepare(slot: NetworkSlot): Promise<void> {
     const tempPeer = `wrn-n-${slot.index}`;
     await ip(['netns', 'add', slot.netnsName]);
-    // IPv6 stays off: the isolation rules are IPv4 rules.
-    await inNetns(slot, [
-      'sysctl',
-      '-qw',
-      'net.ipv6.conf.all.disable_ipv6=1',
-      'net.ipv6.conf.default.disable_ipv6=1',
-      'net.ipv4.ip_forward=1',
-    ]);
-    // Both ends of the transit link get fixed MACs and permanent neighbor entries: no ARP on it ever,
-    // so a slot index reused right after a teardown cannot meet a stale or pending resolution.
-    await ipBatch(undefined, [
-      `link add ${slot.hostInterface} address ${slot.hostMac} type veth peer name ${tempPeer} address ${slot.slotMac} netns ${slot.netnsName}`,
-      `addr add ${slot.hostIp}/${TRANSIT_PREFIX} dev ${slot.hostInterface}`,
-      `neigh replace ${slot.slotIp} lladdr ${slot.slotMac} dev ${slot.hostInterface} nud permanent`,
-      `link set ${slot.hostInterface} up`,
-      // The link is a veth with sub-ms RTT: a segment that is lost on the way in should be resent
-      // after ~20 ms, not after Linux's minimum RTO of 200 ms (docs/gvisor.md).
-      `route replace ${slot.slotIp}/32 dev ${slot.hostInterface} src ${slot.hostIp} rto_min ${SLOT_RTO_MIN}`,
-    ]);
-    await ipBatch(slot.netnsName, [
-      'link set lo up',
-      `link set ${tempPeer} name ${SLOT_TRANSIT_INTERFACE}`,
-      `link set ${SLOT_TRANSIT_INTERFACE} up`,
-      `link add ${SANDBOX_INTERFACE} address ${SANDBOX_MAC} type veth peer name ${GATEWAY_INTERFACE}`,
-      `addr add ${SANDBOX_IP}/${SANDBOX_PREFIX} dev ${SANDBOX_INTERFACE}`,
-      `link set ${SANDBOX_INTERFACE} up`,
-      `link set ${GATEWAY_INTERFACE} up`,
-      `route add default via ${SANDBOX_GATEWAY_IP} dev ${SANDBOX_INTERFACE}`,
-    ]);
+    // The namespace's firewall needs no interface to exist (rules match names): it goes in beside the
+    // links, so it is in place before the runtime starts and before any address routes, and is not
+    // on the path after the runtime (`activate`).
+    const links = async () => {
+      // IPv6 stays off: the isolation rules are IPv4 rules.
+      await inNetns(slot, [
+        'sysctl',
+        '-qw',
+        'net.ipv6.conf.all.disable_ipv6=1',
+        'net.ipv6.conf.default.disable_ipv6=1',
+        'net.ipv4.ip_forward=1',
+      ]);
+      // Both ends of the transit link get fixed MACs and permanent neighbor entries: no ARP on it ever,
+      // so a slot index reused right after a teardown cannot meet a stale or pending resolution.
+      await ipBatch(undefined, [
+        `link add ${slot.hostInterface} address ${slot.hostMac} type veth peer name ${tempPeer} address ${slot.slotMac} netns ${slot.netnsName}`,
+        `addr add ${slot.hostIp}/${TRANSIT_PREFIX} dev ${slot.hostInterface}`,
+        `neigh replace ${slot.slotIp} lladdr ${slot.slotMac} dev ${slot.hostInterface} nud permanent`,
+        `link set ${slot.hostInterface} up`,
+        // The link is a veth with sub-ms RTT: a segment that is lost on the way in should be resent
+        // after ~20 ms, not after Linux's minimum RTO of 200 ms (docs/gvisor.md).
+        `route replace ${slot.slotIp}/32 dev ${slot.hostInterface} src ${slot.hostIp} rto_min ${SLOT_RTO_MIN}`,
+      ]);
+      await ipBatch(slot.netnsName, [
+        'link set lo up',
+        `link set ${tempPeer} name ${SLOT_TRANSIT_INTERFACE}`,
+        `link set ${SLOT_TRANSIT_INTERFACE} up`,
+        `link add ${SANDBOX_INTERFACE} address ${SANDBOX_MAC} type veth peer name ${GATEWAY_INTERFACE}`,
+        `addr add ${SANDBOX_IP}/${SANDBOX_PREFIX} dev ${SANDBOX_INTERFACE}`,
+        `link set ${SANDBOX_INTERFACE} up`,
+        `link set ${GATEWAY_INTERFACE} up`,
+        `route add default via ${SANDBOX_GATEWAY_IP} dev ${SANDBOX_INTERFACE}`,
+      ]);
+    };
+    const results = await Promise.allSettled([links(), this.installRules(slot)]);
+    // Both settle before a failure is rethrown: nothing runs in the namespace while it is released.
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
   }
 
   /** After the runtime took eth0 over: the kernel side of the namespace routes and NATs. */
@@ -74,8 +82,14 @@ export class SlotNetwork {
       // to answer).
       `neigh replace ${SANDBOX_IP} lladdr ${SANDBOX_MAC} dev ${GATEWAY_INTERFACE} nud permanent`,
     ]);
-    // Inbound: everything sent to the slot IP goes to the sandbox (envd and user servers alike).
-    // Outbound: the sandbox appears as the slot IP. The sandbox may not talk to the netns itself.
+  }
+
+  /**
+   * The namespace's own rules. Inbound: everything sent to the slot IP goes to the sandbox (envd and
+   * user servers alike). Outbound: the sandbox appears as the slot IP. The sandbox may not talk to the
+   * netns itself.
+   */
+  private async installRules(slot: NetworkSlot): Promise<void> {
     const rules = [
       '*nat',
       `-A PREROUTING -i ${SLOT_TRANSIT_INTERFACE} -d ${slot.slotIp} -j DNAT --to-destination ${SANDBOX_IP}`,
