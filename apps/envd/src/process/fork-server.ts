@@ -25,7 +25,7 @@ const readyTimeoutMs = 5_000;
 const orphanPollMs = 500;
 
 /**
- * Where the fork-server binary is: next to the bundle (dist/envd.mjs → dist/bin/), or, running
+ * Where the fork-server binary is: next to the bundle (dist/envd.cjs → dist/bin/), or, running
  * from source, in the built dist/.
  */
 export function defaultForkServerPaths(): string[] {
