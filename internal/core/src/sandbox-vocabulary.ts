@@ -13,6 +13,9 @@ export function isSandboxId(id: string): boolean {
   return SANDBOX_ID_PATTERN.test(id);
 }
 
+/** The most ready sandboxes one host keeps of one template (a warm pool's size). */
+export const MAX_POOL_SIZE = 64;
+
 /** The longest inactivity timeout a sandbox may have: 30 days (0 = never). */
 export const MAX_TIMEOUT_SEC = 30 * 24 * 3600;
 

@@ -1,9 +1,8 @@
-import { invalidArgument, isSandboxId, MAX_TIMEOUT_SEC, SANDBOX_ID_RULE } from '@wrenn/core';
+import { invalidArgument, isSandboxId, MAX_POOL_SIZE, MAX_TIMEOUT_SEC, SANDBOX_ID_RULE } from '@wrenn/core';
 import type { AgentConfig } from '../config.js';
 import { SIZE_DEFAULTS, type CreateSandboxParams } from '../sandbox/manager.js';
 import type { CommandSpec } from '../sandbox/commands.js';
 import { validateTemplateName } from '../storage/templates.js';
-import { MAX_POOL_SIZE } from '../sandbox/warm-pool.js';
 import type { MetricsRange } from '../metrics/tiers.js';
 import { hostagent as pb } from '@wrenn/contracts';
 

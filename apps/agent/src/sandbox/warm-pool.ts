@@ -83,8 +83,6 @@ export function backoffMs(failures: number): number {
   return Math.min(60_000, 1000 * 2 ** Math.max(0, failures - 1));
 }
 
-export const MAX_POOL_SIZE = 64;
-
 export class WarmPool {
   private readonly pools = new Map<string, Pool>();
   private refilling?: { template: string; abort: AbortController; done: Promise<void> };

@@ -1,7 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { MAX_POOL_SIZE } from '@wrenn/core';
 import type { App, ServerDeps } from '../http/app-types.js';
 import { bearer, errors, json, jsonBody, TEMPLATE_NAME } from '../http/schemas.js';
-import { MAX_POOL_SIZE, setWarmPoolSize } from '../services/fleet/warm-pools.js';
+import { setWarmPoolSize } from '../services/fleet/warm-pools.js';
 
 const HostPool = z.object({
   host_id: z.uuid(),

@@ -13,8 +13,6 @@ export interface WarmPoolDeps {
   logger?: Logger;
 }
 
-/** The most one host keeps of one template (the agent's own bound). */
-export const MAX_POOL_SIZE = 64;
 const LIST_TIMEOUT_MS = 5000;
 const SYNC_CONCURRENCY = 4;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
