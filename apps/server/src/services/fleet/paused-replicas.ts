@@ -4,7 +4,7 @@ import type { Db } from '../../db/database.js';
 import { ApiError } from '../../http/errors.js';
 import { assertTrustedCopy, copyArtifact } from './artifacts.js';
 import type { Hosts } from './host-agents.js';
-import { claimSettledPaused } from './sandbox-moves.js';
+import { claimSettledPaused, destroyStaleCopy } from './sandbox-moves.js';
 
 export interface ReplicaDeps {
   db: Db;
@@ -111,13 +111,8 @@ async function copyReplica(
     );
     return true;
   } catch (err) {
-    await db
-      .updateTable('sandboxes')
-      .set({ replica_host_id: null, replica_at: null })
-      .where('id', '=', id)
-      .where('replica_host_id', '=', to)
-      .execute();
-    await destroyCopy(deps, to, id);
+    await clearReplica(db, id, to);
+    await destroyStaleCopy(deps, to, id, 'debug');
     const level = copy.signal.aborted ? 'info' : 'warn';
     logger?.[level]({ sandboxId: id, replicaHost: to, err: errorMessage(err) }, 'paused sandbox not copied');
     return false;
@@ -163,7 +158,7 @@ async function dropUnusableReplicas(deps: ReplicaDeps): Promise<Set<string>> {
   for (const row of stale) {
     if (!(await clearReplica(db, row.id, row.replica_host_id!))) continue;
     dropped.add(row.id);
-    if (row.host_status === 'online') await destroyCopy(deps, row.replica_host_id!, row.id);
+    if (row.host_status === 'online') await destroyStaleCopy(deps, row.replica_host_id!, row.id, 'debug');
   }
   return dropped;
 }
@@ -173,7 +168,7 @@ async function dropUnusableReplicas(deps: ReplicaDeps): Promise<Set<string>> {
  * does not wait for it). Called before anything that makes the copy stale (resume, move, destroy).
  */
 export async function dropReplica(deps: ReplicaDeps, id: string, replicaHostId: string): Promise<void> {
-  if (await clearReplica(deps.db, id, replicaHostId)) void destroyCopy(deps, replicaHostId, id);
+  if (await clearReplica(deps.db, id, replicaHostId)) void destroyStaleCopy(deps, replicaHostId, id, 'debug');
 }
 
 /**
@@ -229,16 +224,6 @@ async function clearReplica(db: Db, id: string, replicaHostId: string): Promise<
     .where('replica_host_id', '=', replicaHostId)
     .executeTakeFirst();
   return Number(result.numUpdatedRows) > 0;
-}
-
-async function destroyCopy(deps: ReplicaDeps, hostId: string, id: string): Promise<void> {
-  try {
-    const agent = await deps.hosts.agent(hostId);
-    await agent.destroySandbox({ sandboxId: id }, { timeoutMs: 30_000 });
-  } catch (err) {
-    // Its next heartbeat destroys it as a sandbox that host does not hold for anyone.
-    deps.logger?.debug({ sandboxId: id, hostId, err: errorMessage(err) }, 'could not destroy a copy now');
-  }
 }
 
 /** Runs `replicatePausedSandboxes` while `isLeader()`; `stop` cuts a copy in flight short. */

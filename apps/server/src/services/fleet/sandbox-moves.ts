@@ -89,18 +89,14 @@ export async function movePausedSandbox(
       .where('moving_to', '=', to)
       .execute();
     // The target may hold a whole copy if only its answer was lost; the sandbox is not its.
-    await (
-      await hosts.agent(to)
-    )
-      .destroySandbox({ sandboxId: id }, { timeoutMs: 30_000 })
-      .catch(() => undefined);
+    await destroyStaleCopy(deps, to, id, 'debug');
     logger?.warn(
       { sandboxId: id, from, to, err: errorMessage(err) },
       'move failed; the sandbox stays paused where it was',
     );
     throw err;
   }
-  await removeOldCopy(deps, id, from);
+  await destroyStaleCopy(deps, from, id);
   logger?.info({ sandboxId: id, from, to, ms: Date.now() - started }, 'paused sandbox moved to another host');
   return to;
 }
@@ -159,26 +155,30 @@ async function takeReplica(deps: MoveDeps, id: string, from: string, to: string)
     .executeTakeFirst();
   if (Number(taken.numUpdatedRows) === 0)
     throw notMovable(`sandbox ${id} changed while the move was prepared; try again`);
-  await removeOldCopy(deps, id, from);
+  await destroyStaleCopy(deps, from, id);
   deps.logger?.info({ sandboxId: id, from, to }, 'paused sandbox moved to the host of its copy');
   return to;
 }
 
 /**
- * The old copy is no longer the sandbox. Should this fail, the old host's next heartbeat destroys
- * it as a sandbox that is not its own.
+ * Destroys what host `hostId` holds of sandbox `id` that is no longer the sandbox: the old host's
+ * copy after a move, a copy a failed move or a dropped replica left. Should that fail, the host's
+ * next heartbeat destroys it as a sandbox that is not its own; the failure is logged at `level`.
  */
-async function removeOldCopy(deps: MoveDeps, id: string, from: string): Promise<void> {
-  await (
-    await deps.hosts.agent(from)
-  )
-    .destroySandbox({ sandboxId: id }, { timeoutMs: 30_000 })
-    .catch((err: unknown) =>
-      deps.logger?.warn(
-        { sandboxId: id, hostId: from, err: errorMessage(err) },
-        'could not remove a moved sandbox from its old host',
-      ),
+export async function destroyStaleCopy(
+  deps: Pick<MoveDeps, 'hosts' | 'logger'>,
+  hostId: string,
+  id: string,
+  level: 'warn' | 'debug' = 'warn',
+): Promise<void> {
+  try {
+    await (await deps.hosts.agent(hostId)).destroySandbox({ sandboxId: id }, { timeoutMs: 30_000 });
+  } catch (err) {
+    deps.logger?.[level](
+      { sandboxId: id, hostId, err: errorMessage(err) },
+      'could not destroy a copy that is no longer the sandbox (its host’s next heartbeat will)',
     );
+  }
 }
 
 /** Moves that a server which died left half-done: given up, so the hosts' heartbeats settle them. */
