@@ -17,6 +17,11 @@ describeOnBackends('moving work between hosts', backends, (backend) => {
 
   const withHosts = <T>(count: number, auth: Record<string, string>, fn: (hosts: FakeHost[]) => Promise<T>) =>
     withFakeHosts(api, count, auth, fn);
+  /** Waits (up to `timeoutMs`) for `check` to hold; fails the test when it never does. */
+  const until = async (check: () => unknown, timeoutMs = 10_000) =>
+    expect(
+      await pollUntil(async () => ((await check()) ? true : undefined), { timeoutMs, intervalMs: 20 }),
+    ).toBe(true);
   const sandboxRow = (id: string) =>
     api.db.selectFrom('sandboxes').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
   const replicas = async (templateId: string) =>
@@ -188,10 +193,7 @@ describeOnBackends('moving work between hosts', backends, (backend) => {
       expect((await other.heartbeat()).status).toBe(200);
       const cleanups = () =>
         api.db.selectFrom('host_cleanups').selectAll().where('host_id', '=', other.id).execute();
-      await pollUntil(async () => ((await cleanups()).length === 0 ? true : undefined), {
-        timeoutMs: 10_000,
-        intervalMs: 50,
-      });
+      await until(async () => (await cleanups()).length === 0);
       expect(other.templates.has(agentName)).toBe(false);
     });
   });
@@ -208,14 +210,8 @@ describeOnBackends('moving work between hosts', backends, (backend) => {
         { id: a, status: 'paused', paused_unsupervised: true },
         { id: b, status: 'paused' },
       ]);
-      await pollUntil(() => (h!.sandboxes.get(a) === RUNNING ? true : undefined), {
-        timeoutMs: 10_000,
-        intervalMs: 50,
-      });
-      await pollUntil(async () => ((await sandboxRow(a)).status === 'running' ? true : undefined), {
-        timeoutMs: 10_000,
-        intervalMs: 50,
-      });
+      await until(() => h!.sandboxes.get(a) === RUNNING);
+      await until(async () => (await sandboxRow(a)).status === 'running');
       expect(h!.sandboxes.get(b)).toBe(PAUSED);
       expect((await sandboxRow(b)).status).toBe('paused');
     });
@@ -324,10 +320,7 @@ describeOnBackends('moving work between hosts', backends, (backend) => {
           replica_host_id: null,
           replica_at: null,
         });
-        await pollUntil(() => (away.destroyed.includes(id) ? true : undefined), {
-          timeoutMs: 10_000,
-          intervalMs: 20,
-        });
+        await until(() => away.destroyed.includes(id));
         expect(away.sandboxes.has(id)).toBe(false);
 
         // Running when its host was lost: there is no copy to resume from.
@@ -344,10 +337,7 @@ describeOnBackends('moving work between hosts', backends, (backend) => {
         await call('POST', `/v1/sandboxes/${id}/pause`, { headers: team.key });
         expect(await replicate()).toEqual([id]);
         expect((await call('DELETE', `/v1/sandboxes/${id}`, { headers: team.key })).status).toBe(204);
-        await pollUntil(() => (away.sandboxes.has(id) ? undefined : true), {
-          timeoutMs: 10_000,
-          intervalMs: 20,
-        });
+        await until(() => !away.sandboxes.has(id));
         expect(home.sandboxes.has(id)).toBe(false);
       });
     });
@@ -361,10 +351,7 @@ describeOnBackends('moving work between hosts', backends, (backend) => {
         home.exportGate = new Promise<void>(() => {});
         const pass = replicate();
         try {
-          await pollUntil(async () => ((await sandboxRow(id)).replica_host_id ? true : undefined), {
-            timeoutMs: 10_000,
-            intervalMs: 20,
-          });
+          await until(async () => (await sandboxRow(id)).replica_host_id);
           const resumed = await call('POST', `/v1/sandboxes/${id}/resume`, { body: {}, headers: team.key });
           expect(resumed.status).toBe(200);
           expect(await pass).toEqual([]);
@@ -372,10 +359,7 @@ describeOnBackends('moving work between hosts', backends, (backend) => {
           home.exportGate = undefined;
         }
         // Cut off mid-way by the watch, not run to its end; nothing of it stays on the other host.
-        await pollUntil(() => (home.exportsCut.length ? true : undefined), {
-          timeoutMs: 5000,
-          intervalMs: 20,
-        });
+        await until(() => home.exportsCut.length, 5000);
         expect(home.exportsCut).toEqual([id]);
         expect(others[0]!.sandboxes.has(id)).toBe(false);
         expect(await sandboxRow(id)).toMatchObject({
@@ -395,10 +379,7 @@ describeOnBackends('moving work between hosts', backends, (backend) => {
         let open = () => {};
         home.exportGate = new Promise<void>((r) => (open = r));
         const pass = replicate();
-        await pollUntil(async () => ((await sandboxRow(id)).replica_host_id ? true : undefined), {
-          timeoutMs: 10_000,
-          intervalMs: 20,
-        });
+        await until(async () => (await sandboxRow(id)).replica_host_id);
         const move = call('POST', `/v1/admin/sandboxes/${id}/move`, { body: {}, headers: root.auth });
         await new Promise((r) => setTimeout(r, 300));
         expect(away.imported).toEqual([]);
