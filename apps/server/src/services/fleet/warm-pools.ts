@@ -86,7 +86,7 @@ export async function syncWarmPools(deps: WarmPoolDeps): Promise<HostSync[]> {
   const { db } = deps;
   const hosts = await db
     .selectFrom('hosts')
-    .select(['id', 'kind', 'team_id', 'draining'])
+    .select(['id', 'kind', 'team_id', 'draining', 'warm_pools'])
     .where('status', '=', 'online')
     .execute();
   const desired = await desiredSizes(db, hosts);
@@ -94,14 +94,19 @@ export async function syncWarmPools(deps: WarmPoolDeps): Promise<HostSync[]> {
   const queue = [...hosts];
   const worker = async () => {
     for (let host = queue.shift(); host; host = queue.shift())
-      results.push(await syncHost(deps, host.id, desired.get(host.id)!));
+      results.push(await syncHost(deps, host, desired.get(host.id)!));
   };
   await Promise.all(Array.from({ length: Math.min(SYNC_CONCURRENCY, queue.length) }, worker));
   return results;
 }
 
-async function syncHost(deps: WarmPoolDeps, hostId: string, sizes: Map<string, number>): Promise<HostSync> {
+async function syncHost(
+  deps: WarmPoolDeps,
+  host: { id: string; warm_pools: HostWarmPool[] | null },
+  sizes: Map<string, number>,
+): Promise<HostSync> {
   const { db, logger } = deps;
+  const hostId = host.id;
   const result: HostSync = { hostId, set: {}, errors: {} };
   let pools: hostagent.WarmPool[];
   let agent: Awaited<ReturnType<Hosts['agent']>>;
@@ -138,6 +143,8 @@ async function syncHost(deps: WarmPoolDeps, hostId: string, sizes: Map<string, n
     failures: p.failures,
     last_error: p.lastError,
   }));
+  // A host with no pools, as before, costs the pass no write (most hosts of a fleet, most passes).
+  if (reported.length === 0 && !host.warm_pools?.length) return result;
   await db
     .updateTable('hosts')
     .set({ warm_pools: JSON.stringify(reported), warm_pools_at: sql<Date>`now()` })
