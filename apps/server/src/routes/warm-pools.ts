@@ -95,7 +95,9 @@ export function warmPoolRoutes(app: App, deps: ServerDeps): void {
   );
 }
 
-async function listWarmPools(deps: Pick<ServerDeps, 'db'>): Promise<z.infer<typeof WarmPool>[]> {
+type View = z.infer<typeof WarmPool>;
+
+async function listWarmPools(deps: Pick<ServerDeps, 'db'>): Promise<View[]> {
   const { db } = deps;
   const rows = await db.selectFrom('warm_pools').select(['template', 'template_id', 'size']).execute();
   const hosts = await db
@@ -105,28 +107,24 @@ async function listWarmPools(deps: Pick<ServerDeps, 'db'>): Promise<z.infer<type
     .where('warm_pools', 'is not', null)
     .orderBy('created_at')
     .execute();
-  const pools = new Map<string, z.infer<typeof WarmPool>>(
-    rows.map((r) => [
-      r.template,
-      { ...r, ready: 0, claims: 0, misses: 0, hit_rate: null, hosts: [] as z.infer<typeof HostPool>[] },
-    ]),
+  const emptyPool = (template: string, templateId: string | null, size: number | null): View => ({
+    template,
+    template_id: templateId,
+    size,
+    ready: 0,
+    claims: 0,
+    misses: 0,
+    hit_rate: null,
+    hosts: [],
+  });
+  const pools = new Map<string, View>(
+    rows.map((r) => [r.template, emptyPool(r.template, r.template_id, r.size)]),
   );
   for (const host of hosts)
     for (const p of host.warm_pools ?? []) {
+      // A pool the agent keeps on its own (WRENN_WARM_POOL): no size set here.
       let pool = pools.get(p.template);
-      if (!pool) {
-        pool = {
-          template: p.template,
-          template_id: null,
-          size: null,
-          ready: 0,
-          claims: 0,
-          misses: 0,
-          hit_rate: null,
-          hosts: [],
-        };
-        pools.set(p.template, pool);
-      }
+      if (!pool) pools.set(p.template, (pool = emptyPool(p.template, null, null)));
       pool.ready += p.ready;
       pool.claims += p.claims;
       pool.misses += p.misses;
