@@ -135,11 +135,13 @@ export async function makePoolMember(
   signal: AbortSignal,
 ): Promise<{ record: SandboxRecord; sizes: PoolSizes }> {
   const template = await ctx.deps.templates.resolve(templateName);
-  const sizes = sizesFor(template, { template: templateName, env: {}, metadata: {}, timeoutSec: 0 });
+  // No identity yet: the claim gives it the request's.
+  const params: CreateSandboxParams = { template: templateName, env: {}, metadata: {}, timeoutSec: 0 };
+  const sizes = sizesFor(template, params);
   const runtimeId = poolRuntimeId();
   const record = newRecord(
     'creating',
-    newInfo(runtimeId, { template: templateName, env: {}, metadata: {}, timeoutSec: 0 }, sizes),
+    newInfo(runtimeId, params, sizes),
     sandboxPaths(ctx.deps.layout, runtimeId),
     baseImageOf(template),
     randomBytes(24).toString('hex'),
