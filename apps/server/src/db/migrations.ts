@@ -288,6 +288,86 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0011_template_builds': {
+    async up(db: Kysely<unknown>) {
+      // Built templates: a named template (`origin` template) points at the artifact of its latest
+      // ready build; each ready build and each cache layer is an artifact row (`origin` artifact),
+      // with files on hosts like a snapshot's, never named by teams directly.
+      await db.schema
+        .alterTable('templates')
+        .addColumn('origin', 'text', (c) =>
+          c.notNull().defaultTo('snapshot').check(sql`origin in ('snapshot', 'template', 'artifact')`),
+        )
+        .addColumn('artifact_id', 'uuid', (c) => c.references('templates.id').onDelete('set null'))
+        .addColumn('base_artifact_id', 'uuid', (c) => c.references('templates.id').onDelete('set null'))
+        .execute();
+      // Platform names are unique too (NULL team ids are distinct to the table's constraint).
+      await sql`create unique index templates_platform_name on templates (name) where team_id is null`.execute(db);
+      await db.schema
+        .createTable('template_builds')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('template_id', 'uuid', (c) => c.notNull().references('templates.id').onDelete('cascade'))
+        .addColumn('team_id', 'uuid', (c) => c.references('teams.id').onDelete('cascade'))
+        .addColumn('status', 'text', (c) =>
+          c.notNull().check(sql`status in ('waiting', 'building', 'ready', 'error', 'cancelled')`),
+        )
+        .addColumn('kind', 'text', (c) => c.notNull().check(sql`kind in ('snapshot', 'image')`))
+        .addColumn('spec', 'jsonb', (c) => c.notNull())
+        .addColumn('vcpus', 'integer', (c) => c.notNull())
+        .addColumn('memory_mb', 'integer', (c) => c.notNull())
+        .addColumn('disk_mb', 'integer', (c) => c.notNull())
+        .addColumn('tags', sql`text[]`, (c) => c.notNull().defaultTo(sql`'{}'`))
+        .addColumn('skip_cache', 'boolean', (c) => c.notNull().defaultTo(false))
+        .addColumn('step_count', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('steps_done', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('cached_steps', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('current_step', 'text')
+        .addColumn('reason', 'jsonb')
+        .addColumn('host_id', 'uuid', (c) => c.references('hosts.id').onDelete('set null'))
+        .addColumn('sandbox_id', 'text')
+        .addColumn('artifact_id', 'uuid', (c) => c.references('templates.id').onDelete('set null'))
+        .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('cancel_requested', 'boolean', (c) => c.notNull().defaultTo(false))
+        .addColumn('created_by', 'uuid', (c) => c.references('users.id').onDelete('set null'))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('started_at', 'timestamptz')
+        .addColumn('finished_at', 'timestamptz')
+        .execute();
+      await sql`create index template_builds_by_template on template_builds (template_id, created_at)`.execute(db);
+      await sql`create index template_builds_by_team on template_builds (team_id, created_at)`.execute(db);
+      await db.schema
+        .createTable('template_build_logs')
+        .addColumn('seq', 'bigserial', (c) => c.primaryKey())
+        .addColumn('build_id', 'uuid', (c) => c.notNull().references('template_builds.id').onDelete('cascade'))
+        .addColumn('at', 'timestamptz', (c) => c.notNull())
+        .addColumn('level', 'text', (c) => c.notNull().check(sql`level in ('debug', 'info', 'warn', 'error')`))
+        .addColumn('step', 'text')
+        .addColumn('message', 'text', (c) => c.notNull())
+        .execute();
+      await sql`create index template_build_logs_by_build on template_build_logs (build_id, seq)`.execute(db);
+      await db.schema
+        .createTable('template_tags')
+        .addColumn('template_id', 'uuid', (c) => c.notNull().references('templates.id').onDelete('cascade'))
+        .addColumn('tag', 'text', (c) => c.notNull())
+        .addColumn('build_id', 'uuid', (c) => c.notNull().references('template_builds.id').onDelete('cascade'))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addPrimaryKeyConstraint('template_tags_pk', ['template_id', 'tag'])
+        .execute();
+      // A cache layer: the state after a prefix of a build's steps, keyed by everything that made it.
+      await db.schema
+        .createTable('build_cache')
+        .addColumn('scope', 'text', (c) => c.notNull())
+        .addColumn('key', 'text', (c) => c.notNull())
+        .addColumn('artifact_id', 'uuid', (c) => c.notNull().references('templates.id').onDelete('cascade'))
+        .addColumn('state', 'jsonb', (c) => c.notNull())
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('used_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addPrimaryKeyConstraint('build_cache_pk', ['scope', 'key'])
+        .execute();
+      // A build's sandbox is the build's: not listed, not counted as a team's own.
+      await db.schema.alterTable('sandboxes').addColumn('build_id', 'uuid').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -67,6 +67,8 @@ export interface SandboxesTable {
    */
   replica_host_id: Generated<string | null>;
   replica_at: Generated<Date | null>;
+  /** The template build this sandbox runs (not listed as the team's). */
+  build_id: Generated<string | null>;
   created_at: CreatedAt;
   updated_at: ColumnType<Date, never, Date>;
 }
@@ -82,7 +84,85 @@ export interface TemplatesTable {
   memory_mb: number;
   disk_mb: number;
   size_bytes: ColumnType<string, string | number | bigint, never>;
+  /**
+   * `snapshot`: a team's snapshot of a sandbox; `template`: a built template (its files are its
+   * `artifact_id`'s); `artifact`: the files of one ready build or one build cache layer.
+   */
+  origin: Generated<'snapshot' | 'template' | 'artifact'>;
+  /** A built template's current artifact (its latest ready build). */
+  artifact_id: Generated<string | null>;
+  /** An artifact made on an image imported for its build (`img-…`), which hosts need below it. */
+  base_artifact_id: Generated<string | null>;
   created_at: CreatedAt;
+}
+
+export type BuildStatus = 'waiting' | 'building' | 'ready' | 'error' | 'cancelled';
+
+export interface TemplateBuildsTable {
+  id: Generated<string>;
+  /** The named template this build makes (origin `template`). */
+  template_id: string;
+  /** NULL: a platform template (built by an admin). */
+  team_id: string | null;
+  status: BuildStatus;
+  kind: 'snapshot' | 'image';
+  /** What to build (`services/builds/spec.ts`); registry credentials are removed when it ends. */
+  spec: ColumnType<unknown, string, string>;
+  vcpus: number;
+  memory_mb: number;
+  disk_mb: number;
+  tags: ColumnType<string[], string[] | undefined, string[]>;
+  skip_cache: Generated<boolean>;
+  step_count: Generated<number>;
+  steps_done: Generated<number>;
+  /** Steps taken from the cache instead of run. */
+  cached_steps: Generated<number>;
+  current_step: Generated<string | null>;
+  /** Why it failed: `{ step, message, log_tail }`. */
+  reason: ColumnType<BuildFailure | null, string | null, string | null>;
+  host_id: Generated<string | null>;
+  sandbox_id: Generated<string | null>;
+  artifact_id: Generated<string | null>;
+  attempts: Generated<number>;
+  cancel_requested: Generated<boolean>;
+  created_by: string | null;
+  created_at: CreatedAt;
+  started_at: Generated<Date | null>;
+  finished_at: Generated<Date | null>;
+}
+
+export interface BuildFailure {
+  /** The step's index (`0` the base, `1…n` the steps, E2B style) or `finalize`. */
+  step: string;
+  message: string;
+  log_tail: string[];
+}
+
+export interface TemplateBuildLogsTable {
+  seq: Generated<string>;
+  build_id: string;
+  at: Date;
+  level: 'debug' | 'info' | 'warn' | 'error';
+  step: string | null;
+  message: string;
+}
+
+export interface TemplateTagsTable {
+  template_id: string;
+  tag: string;
+  build_id: string;
+  created_at: CreatedAt;
+}
+
+export interface BuildCacheTable {
+  /** `team:<uuid>` or `platform`: a layer is only reused where it was made. */
+  scope: string;
+  key: string;
+  artifact_id: string;
+  /** The build state after the layer (env, workdir, user). */
+  state: ColumnType<unknown, string, string>;
+  created_at: CreatedAt;
+  used_at: ColumnType<Date, Date | undefined, Date>;
 }
 
 export interface SandboxMetricsTable {
@@ -202,6 +282,10 @@ export interface Database {
   host_refresh_tokens: HostRefreshTokensTable;
   templates: TemplatesTable;
   template_replicas: TemplateReplicasTable;
+  template_builds: TemplateBuildsTable;
+  template_build_logs: TemplateBuildLogsTable;
+  template_tags: TemplateTagsTable;
+  build_cache: BuildCacheTable;
   warm_pools: WarmPoolsTable;
   host_cleanups: HostCleanupsTable;
   sandbox_metrics: SandboxMetricsTable;

@@ -13,6 +13,7 @@ export async function ownedSandbox(db: Db, teamId: string, id: string) {
     .where('id', '=', id)
     .where('team_id', '=', teamId)
     .where('status', '!=', 'stopped')
+    .where('build_id', 'is', null)
     .executeTakeFirst();
   if (!row) throw notFound('sandbox', id);
   return row;
@@ -35,7 +36,12 @@ export interface SandboxListing {
 /** The team's sandboxes, for both APIs' listings. */
 export async function listTeamSandboxes(db: Db, teamId: string, listing: SandboxListing = {}) {
   const desc = listing.order === 'desc';
-  let query = db.selectFrom('sandboxes').selectAll().where('team_id', '=', teamId);
+  let query = db
+    .selectFrom('sandboxes')
+    .selectAll()
+    .where('team_id', '=', teamId)
+    // A template build's sandbox is the build's (GET the build to see it).
+    .where('build_id', 'is', null);
   query = listing.statuses
     ? query.where('status', 'in', listing.statuses)
     : query.where('status', '!=', 'stopped');

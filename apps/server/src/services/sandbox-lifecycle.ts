@@ -8,7 +8,7 @@ import { movePausedSandbox } from './fleet/sandbox-moves.js';
 import { DEFAULT_NEED } from './fleet/placement.js';
 import { flushMetrics, flushMetricsLater } from './metrics-store.js';
 import { statusFromAgent } from './reconciler.js';
-import { resolveTemplate } from './templates.js';
+import { resolveTemplate, type ResolvedTemplate } from './templates.js';
 import { releasing } from './sandbox-release.js';
 
 /** The sandbox operations both APIs (Wrenn's `/v1` and the E2B-compatible one) share. */
@@ -35,6 +35,10 @@ export interface NewSandbox {
   autoResume?: boolean;
   /** The template the row shows, when not `template` (a fork shows its source's, not the snapshot). */
   shownTemplate?: string;
+  /** Already resolved (a build starting from a cache layer): `template` is then only shown. */
+  resolved?: ResolvedTemplate;
+  /** The template build this sandbox runs: not listed among the team's sandboxes. */
+  buildId?: string;
 }
 
 /**
@@ -49,7 +53,8 @@ export async function createSandbox(
   signal?: AbortSignal,
 ) {
   const { db, hosts } = deps;
-  const template = await resolveTemplate(db, teamId, spec.template);
+  const template = spec.resolved ?? (await resolveTemplate(db, teamId, spec.template));
+  const files = template.files ?? [];
   const need = template.snapshot ?? {
     vcpus: spec.vcpus ?? DEFAULT_NEED.vcpus,
     memoryMb: spec.memoryMb ?? DEFAULT_NEED.memoryMb,
@@ -57,7 +62,7 @@ export async function createSandbox(
   };
   // A snapshot's files are copied to where the sandbox goes, unless a host that holds them fits.
   const hostId = await hosts.place(teamId, need, {
-    prefer: template.snapshot?.hostIds,
+    prefer: files.at(-1)?.hostIds,
     template: template.agentName,
   });
   const id = randomId(20);
@@ -76,13 +81,13 @@ export async function createSandbox(
       metadata: JSON.stringify(spec.metadata),
       on_timeout: spec.onTimeout ?? 'pause',
       auto_resume: spec.autoResume ?? false,
+      build_id: spec.buildId ?? null,
     })
     .execute();
   let info: hostagent.Sandbox;
   try {
-    const { snapshot } = template;
-    if (snapshot && hostId && !snapshot.hostIds.includes(hostId))
-      await ensureTemplateOn(deps, { id: snapshot.id, agentName: template.agentName }, hostId, signal);
+    for (const held of files)
+      if (hostId && !held.hostIds.includes(hostId)) await ensureTemplateOn(deps, held, hostId, signal);
     const agent = await hosts.agent(hostId);
     const { sandbox } = await agent.createSandbox(
       {

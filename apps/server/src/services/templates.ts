@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Logger } from '@wrenn/core';
+import type { ExpressionBuilder } from 'kysely';
 import type { Db } from '../db/database.js';
+import type { Database } from '../db/schema.js';
 import { conflict, notFound } from '../http/errors.js';
 import { deleteTemplateEverywhere } from './fleet/artifacts.js';
 import { agentOfSandbox, type Hosts } from './fleet/host-agents.js';
@@ -13,55 +15,145 @@ import { releasing } from './sandbox-release.js';
  * need to be unique within a team, and no team can name (or guess) another team's template.
  */
 const SNAPSHOT_PREFIX = 'snap-';
+/** An image artifact a build flattened: the agent knows it by its UUID too. */
+const IMAGE_PREFIX = 'img-';
 
 export const agentSnapshotName = (templateId: string) => `${SNAPSHOT_PREFIX}${templateId}`;
 
-export const isAgentSnapshotName = (name: string) => name.startsWith(SNAPSHOT_PREFIX);
+/** What the agent knows a template row's files as (snapshots and artifacts). */
+export const agentTemplateName = (row: { id: string; kind: 'snapshot' | 'image' }) =>
+  row.kind === 'image' ? `${IMAGE_PREFIX}${row.id}` : agentSnapshotName(row.id);
+
+export const isAgentSnapshotName = (name: string) =>
+  name.startsWith(SNAPSHOT_PREFIX) || name.startsWith(IMAGE_PREFIX);
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Files a template row has on hosts: a snapshot, or an artifact of a build. */
+export interface TemplateFiles {
+  id: string;
+  agentName: string;
+  hostIds: string[];
+}
 
 export interface ResolvedTemplate {
   /** What the agent knows the template as. */
   agentName: string;
   /** What the team called it (shown in the sandbox's `template`). */
   name: string;
-  /** A team snapshot: its id, the sizes it fixes, and the hosts that hold its files. */
+  /** A snapshot (a team's, or a built template's): the sizes it fixes and the hosts holding it. */
   snapshot?: { id: string; vcpus: number; memoryMb: number; diskMb: number; hostIds: string[] };
+  /** Files a host must hold before a sandbox starts there, in order (an imported image, then this). */
+  files?: TemplateFiles[];
 }
 
-/**
- * A `template` given by a team: one of its snapshots (by name or id) or a platform template (an
- * agent image such as `base`). Other teams' snapshots are indistinguishable from missing ones.
- */
-export async function resolveTemplate(db: Db, teamId: string, ref: string): Promise<ResolvedTemplate> {
-  const own = await db
+type Row = {
+  id: string;
+  name: string;
+  kind: 'snapshot' | 'image';
+  origin: 'snapshot' | 'template' | 'artifact';
+  vcpus: number;
+  memory_mb: number;
+  disk_mb: number;
+  artifact_id: string | null;
+  base_artifact_id: string | null;
+  host_ids: string[] | null;
+};
+
+function templateRows(db: Db) {
+  return db
     .selectFrom('templates')
-    .select(['id', 'name', 'vcpus', 'memory_mb', 'disk_mb'])
+    .select([
+      'id',
+      'name',
+      'kind',
+      'origin',
+      'vcpus',
+      'memory_mb',
+      'disk_mb',
+      'artifact_id',
+      'base_artifact_id',
+    ])
     .select((eb) =>
       eb
         .selectFrom('template_replicas')
         .select(sql<string[]>`coalesce(array_agg(host_id::text), '{}')`.as('hosts'))
         .whereRef('template_replicas.template_id', '=', 'templates.id')
         .as('host_ids'),
-    )
+    );
+}
+
+const filesOf = (row: Row): TemplateFiles => ({
+  id: row.id,
+  agentName: agentTemplateName(row),
+  hostIds: row.host_ids ?? [],
+});
+
+/** A row with files (a snapshot or an artifact) as what sandboxes start from. */
+async function fromFiles(db: Db, row: Row, shownName: string): Promise<ResolvedTemplate> {
+  const files: TemplateFiles[] = [];
+  if (row.base_artifact_id) {
+    const base = await templateRows(db).where('id', '=', row.base_artifact_id).executeTakeFirst();
+    if (base) files.push(filesOf(base));
+  }
+  files.push(filesOf(row));
+  const own = filesOf(row);
+  return {
+    agentName: own.agentName,
+    name: shownName,
+    files,
+    snapshot:
+      row.kind === 'snapshot'
+        ? { id: row.id, vcpus: row.vcpus, memoryMb: row.memory_mb, diskMb: row.disk_mb, hostIds: own.hostIds }
+        : undefined,
+  };
+}
+
+/** A built template by tag (`default`: its latest ready build). */
+async function builtTemplate(db: Db, row: Row, tag: string | undefined, ref: string) {
+  let artifactId = row.artifact_id;
+  if (tag && tag !== 'default') {
+    const tagged = await db
+      .selectFrom('template_tags')
+      .innerJoin('template_builds', 'template_builds.id', 'template_tags.build_id')
+      .select('template_builds.artifact_id')
+      .where('template_tags.template_id', '=', row.id)
+      .where('template_tags.tag', '=', tag)
+      .executeTakeFirst();
+    if (!tagged) throw notFound('template', ref);
+    artifactId = tagged.artifact_id;
+  }
+  if (!artifactId) throw conflict(`template: ${JSON.stringify(ref)} has no ready build yet`);
+  const artifact = await templateRows(db).where('id', '=', artifactId).executeTakeFirst();
+  if (!artifact) throw conflict(`template: the build ${JSON.stringify(ref)} names is gone`);
+  return fromFiles(db, artifact, ref);
+}
+
+/**
+ * A `template` given by a team: one of its snapshots (by name or id), one of its or the platform's
+ * built templates (`name` or `name:tag`, or its id), or a platform image the agents hold (`base`).
+ * Other teams' templates are indistinguishable from missing ones.
+ */
+export async function resolveTemplate(db: Db, teamId: string, ref: string): Promise<ResolvedTemplate> {
+  const colon = ref.lastIndexOf(':');
+  const name = colon > 0 ? ref.slice(0, colon) : ref;
+  const tag = colon > 0 ? ref.slice(colon + 1) : undefined;
+  const byName = (eb: ExpressionBuilder<Database, 'templates'>) =>
+    UUID.test(name) ? eb.or([eb('name', '=', name), eb('id', '=', name)]) : eb('name', '=', name);
+  const own = await templateRows(db)
     .where('team_id', '=', teamId)
-    .where((eb) =>
-      UUID.test(ref) ? eb.or([eb('name', '=', ref), eb('id', '=', ref)]) : eb('name', '=', ref),
-    )
+    .where('origin', '!=', 'artifact')
+    .where(byName)
     .executeTakeFirst();
-  if (own)
-    return {
-      agentName: agentSnapshotName(own.id),
-      name: own.name,
-      snapshot: {
-        id: own.id,
-        vcpus: own.vcpus,
-        memoryMb: own.memory_mb,
-        diskMb: own.disk_mb,
-        hostIds: own.host_ids ?? [],
-      },
-    };
-  if (isAgentSnapshotName(ref) || UUID.test(ref)) throw notFound('template', ref);
+  if (own?.origin === 'template') return builtTemplate(db, own, tag, ref);
+  if (own && !tag) return fromFiles(db, own, own.name);
+  const platform = await templateRows(db)
+    .where('team_id', 'is', null)
+    .where('origin', '=', 'template')
+    .where(byName)
+    .executeTakeFirst();
+  if (platform) return builtTemplate(db, platform, tag, ref);
+  if (isAgentSnapshotName(ref) || UUID.test(ref) || tag) throw notFound('template', ref);
   return { agentName: ref, name: ref };
 }
 
@@ -150,7 +242,7 @@ export async function teamSnapshot(db: Db, teamId: string, id: string, what = 's
         .selectAll()
         .where('id', '=', id)
         .where('team_id', '=', teamId)
-        .where('kind', '=', 'snapshot')
+        .where('origin', '=', 'snapshot')
         .executeTakeFirst()
     : undefined;
   if (!row) throw notFound(what, id);
@@ -167,7 +259,7 @@ export async function listTeamSnapshots(
     .selectFrom('templates')
     .selectAll()
     .where('team_id', '=', teamId)
-    .where('kind', '=', 'snapshot');
+    .where('origin', '=', 'snapshot');
   if (filter.sourceSandboxId) query = query.where('source_sandbox_id', '=', filter.sourceSandboxId);
   if (filter.name) query = query.where('name', '=', filter.name);
   return query.orderBy('created_at').orderBy('id').execute();
@@ -177,8 +269,9 @@ export async function listTeamSnapshots(
 export async function listTeamTemplates(db: Db, teamId: string) {
   return db
     .selectFrom('templates')
-    .select(['id', 'name'])
+    .select(['id', 'name', 'origin'])
     .where('team_id', '=', teamId)
+    .where('origin', '!=', 'artifact')
     .orderBy('name')
     .execute();
 }
