@@ -38,6 +38,10 @@ const shape = {
     .int()
     .min(1)
     .default(1024 ** 3),
+  // Template builds running at once across every server on the database (docs/templates.md).
+  WRENN_BUILD_WORKERS: z.coerce.number().int().min(1).max(64).default(2),
+  // The longest one build may run.
+  WRENN_BUILD_TIMEOUT_SEC: z.coerce.number().int().min(60).default(7200),
   // Test only (docs/testing.md): a fault this process injects into itself for the e2e tests.
   WRENN_TEST_FAULT: z.enum(['exit-after-refresh-issue']).optional(),
 };
@@ -52,6 +56,8 @@ export interface ServerConfig {
   agentUrl: string;
   logLevel: string;
   uploadMaxBytes?: number;
+  /** Template builds: how many run at once (cluster-wide) and for how long at most. */
+  builds?: { workers: number; timeoutSec: number };
   /** The fleet's settings; defaults as in the schema above. */
   fleet?: FleetConfig;
   /** Test only: a fault to inject (WRENN_TEST_FAULT); never set in production. */
@@ -106,6 +112,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     agentUrl: raw.WRENN_AGENT_URL,
     logLevel: raw.LOG_LEVEL,
     uploadMaxBytes: raw.WRENN_UPLOAD_MAX_BYTES,
+    builds: { workers: raw.WRENN_BUILD_WORKERS, timeoutSec: raw.WRENN_BUILD_TIMEOUT_SEC },
     testFault: raw.WRENN_TEST_FAULT,
     fleet: {
       hostStaleSec: raw.WRENN_HOST_STALE_SEC,

@@ -1,9 +1,13 @@
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { formatHostPort, type Logger } from '@wrenn/core';
 import { persistentJwtSecret } from './auth/jwt-secret.js';
 import { SessionTokens } from './auth/tokens.js';
 import { FLEET_DEFAULTS, type ServerConfig } from './config.js';
 import { openDatabase } from './db/database.js';
+import { BuildFiles } from './services/builds/build-files.js';
+import { BUILD_DEFAULTS, startBuildQueue } from './services/builds/queue.js';
+import { buildRunner } from './services/builds/runner.js';
 import { buildApp, serveApp } from './http/app.js';
 import { createSandboxProxy } from './proxy/sandbox-proxy.js';
 import { openFleet } from './services/fleet/fleet.js';
@@ -61,6 +65,18 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     // Under the agent's 2 s reaper period, so even a 3 s timeout sees traffic as activity.
     { activityIntervalMs: 1000 },
   );
+  const buildFiles = new BuildFiles(path.join(config.dataDir, 'build-files'));
+  const buildQueue = await startBuildQueue(
+    db,
+    buildRunner({
+      db,
+      hosts,
+      sandboxReleased,
+      files: buildFiles,
+      logger: logger.child({ component: 'builds' }),
+    }),
+    { ...(config.builds ?? BUILD_DEFAULTS), logger: logger.child({ component: 'build-queue' }) },
+  );
   const app = buildApp({
     db,
     tokens,
@@ -69,6 +85,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     logger,
     uploadMaxBytes: config.uploadMaxBytes,
     sandboxReleased,
+    builds: { files: buildFiles, queue: buildQueue },
   });
   const leadership = startLeaderElection(config.database, logger.child({ component: 'leader' }), {
     retryMs: fleetConfig.leaderRetryMs,
@@ -110,6 +127,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       await replicas?.stop();
       await warmPools.stop();
       await reconciler.stop();
+      await buildQueue.stop();
       await leadership.stop();
       hosts.close();
       await db.destroy();

@@ -11,6 +11,17 @@ import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
 
+/** What a database is underneath, for libraries that need their own access (the build queue). */
+export type DatabaseBackend = { kind: 'postgres'; url: string } | { kind: 'pglite'; client: PGlite };
+
+const backends = new WeakMap<Db, DatabaseBackend>();
+
+export function databaseBackend(db: Db): DatabaseBackend {
+  const backend = backends.get(db);
+  if (!backend) throw new Error('databaseBackend: not a database openDatabase opened');
+  return backend;
+}
+
 /**
  * Opens the database (PostgreSQL, or PGlite in the data dir; `memory://` for tests) and brings its
  * schema up to date. Both backends run the same migrations and the same queries.
@@ -24,10 +35,12 @@ export async function openDatabase(
     db = new Kysely<Database>({
       dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: target.url, max: 10 }) }),
     });
+    backends.set(db, { kind: 'postgres', url: target.url });
   } else {
     if (target.dir !== 'memory://') await mkdir(target.dir, { recursive: true });
     const client = new PGlite(target.dir);
     db = new Kysely<Database>({ dialect: new PGliteDialect(client) });
+    backends.set(db, { kind: 'pglite', client });
   }
   const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
   for (const r of results ?? []) logger.info({ migration: r.migrationName, status: r.status }, 'migration');

@@ -5,6 +5,8 @@ import type { hostagent } from '@wrenn/contracts';
 import type { LoginLimit } from '../auth/login-throttle.js';
 import type { SessionTokens } from '../auth/tokens.js';
 import type { Db } from '../db/database.js';
+import type { BuildFiles } from '../services/builds/build-files.js';
+import type { BuildQueue } from '../services/builds/builds.js';
 import type { Fleet } from '../services/fleet/fleet.js';
 import type { Hosts } from '../services/fleet/host-agents.js';
 
@@ -27,6 +29,8 @@ export interface ServerDeps {
    * changes): the sandbox proxy drops its connections to it (`SandboxProxy.release`).
    */
   sandboxReleased?: (sandboxId: string) => void;
+  /** Template builds: the uploaded files COPY steps take from, and the queue that runs builds. */
+  builds: { files: BuildFiles; queue: BuildQueue };
 }
 
 /** What the auth middleware puts on the request context. */

@@ -5,6 +5,7 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { WebSocketServer } from 'ws';
 import { ZodError } from 'zod';
 import { adminRoutes } from '../routes/admin.js';
+import { buildRoutes } from '../routes/builds.js';
 import { buildE2bApi, isE2bApiPath } from '../e2b/api.js';
 import type { SandboxProxy } from '../proxy/sandbox-proxy.js';
 import { authRoutes } from '../routes/auth.js';
@@ -54,6 +55,7 @@ export function buildApp(deps: ServerDeps): App {
   fileRoutes(app, deps);
   execWebSocketRoutes(app, deps);
   snapshotRoutes(app, deps);
+  buildRoutes(app, deps);
 
   const document = () => app.getOpenAPI31Document({ openapi: '3.1.0', info: OPENAPI_INFO });
   app.get('/openapi.json', (c) => c.json(document()));

@@ -109,6 +109,13 @@ async function fromFiles(db: Db, row: Row, shownName: string): Promise<ResolvedT
   };
 }
 
+/** An artifact (a build's output or a cache layer) as what a sandbox starts from. */
+export async function resolveArtifactRow(db: Db, artifactId: string, shownName: string) {
+  const row = await templateRows(db).where('id', '=', artifactId).executeTakeFirst();
+  if (!row) throw notFound('template', artifactId);
+  return fromFiles(db, row, shownName);
+}
+
 /** A built template by tag (`default`: its latest ready build). */
 async function builtTemplate(db: Db, row: Row, tag: string | undefined, ref: string) {
   let artifactId = row.artifact_id;

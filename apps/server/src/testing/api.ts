@@ -1,4 +1,7 @@
+import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { ServerType } from '@hono/node-server';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { createLogger } from '@wrenn/core';
@@ -8,6 +11,10 @@ import type { App, ServerDeps } from '../http/app-types.js';
 import { buildApp, serveApp } from '../http/app.js';
 import type { FleetConfig } from '../config.js';
 import { openFleet, type Fleet } from '../services/fleet/fleet.js';
+import { BuildFiles } from '../services/builds/build-files.js';
+import type { BuildQueue } from '../services/builds/builds.js';
+import { startBuildQueue } from '../services/builds/queue.js';
+import { buildRunner, RUNNER_DEFAULTS, type BuildRunnerOptions } from '../services/builds/runner.js';
 import { createTestPostgres, postgresMissing } from './databases.js';
 
 export { describeOnBackends } from './databases.js';
@@ -90,13 +97,37 @@ export const TEST_PASSWORD = 'correct horse battery';
  */
 export async function startTestServer(
   db: Db,
-  extra: Partial<ServerDeps> & { fleetConfig?: FleetConfig } = {},
+  extra: Partial<ServerDeps> & {
+    fleetConfig?: FleetConfig;
+    /** Run template builds for real (on the fleet's hosts); otherwise they stay queued. */
+    runBuilds?: Partial<BuildRunnerOptions> & { workers?: number };
+  } = {},
 ): Promise<TestServer> {
   const tokens = new SessionTokens('test-secret-that-is-long-enough-for-hs256!');
   const fleet =
     extra.fleet ??
     (await openFleet(db, testLogger, { staticAgentUrl: 'http://127.0.0.1:9', config: extra.fleetConfig }));
-  const app = buildApp({ db, tokens, hosts: fleet.directory, fleet, logger: testLogger, ...extra });
+  const files = new BuildFiles(await mkdtemp(path.join(tmpdir(), 'wrenn-build-files-')));
+  const { runBuilds } = extra;
+  const queue: BuildQueue & { stop?: () => Promise<void> } = runBuilds
+    ? await startBuildQueue(
+        db,
+        buildRunner(
+          { db, hosts: fleet.directory, files, logger: testLogger, sandboxReleased: extra.sandboxReleased },
+          { ...RUNNER_DEFAULTS, ...runBuilds },
+        ),
+        { workers: runBuilds.workers ?? 2, timeoutSec: 3600, logger: testLogger },
+      )
+    : { enqueue: () => Promise.resolve(), cancelRunning: () => undefined };
+  const app = buildApp({
+    db,
+    tokens,
+    hosts: fleet.directory,
+    fleet,
+    logger: testLogger,
+    builds: { files, queue },
+    ...extra,
+  });
   const server: ServerType = await serveApp(app, '127.0.0.1', 0);
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
@@ -144,6 +175,8 @@ export async function startTestServer(
     },
     stop: async () => {
       await new Promise<void>((r) => server.close(() => r()));
+      await queue.stop?.();
+      await rm(files.dir, { recursive: true, force: true });
       fleet.directory.close();
     },
   };

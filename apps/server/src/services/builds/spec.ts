@@ -83,7 +83,8 @@ export function applyStateStep(state: BuildState, step: BuildStep): BuildState {
       return { ...state, workdir: step.path };
     case 'user':
       return { ...state, user: step.user };
-    default:
+    case 'run':
+    case 'copy':
       return state;
   }
 }
