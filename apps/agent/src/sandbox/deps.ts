@@ -25,6 +25,8 @@ export interface LifecycleDeps {
   slots: SlotAllocator;
   storage: SandboxStorage;
   guest: GuestPort;
+  /** The bundled Node.js runtime that imported images start envd on (storage/envd-runtime.ts). */
+  envdRuntime: { ensure(): Promise<string> };
   /** Whether a host process exists (a sandbox's runtime process, watched for death). */
   pidAlive: (pid: number) => boolean;
   logger: Logger;

@@ -1,5 +1,6 @@
 import { failedPrecondition, type ConnectError } from '@wrenn/core';
 import type { MetricSample, MetricsRange } from '../metrics/tiers.js';
+import { EnvdRuntimeBundle } from '../storage/envd-runtime.js';
 import type { Template } from '../storage/templates.js';
 import { createSandbox, destroyPoolMember, makePoolMember } from './create.js';
 import { WarmPool, type WarmPoolInfo } from './warm-pool.js';
@@ -20,8 +21,8 @@ export { SIZE_DEFAULTS } from './create.js';
 export type { CreateSandboxParams, SandboxInfo, SandboxStatus } from './record.js';
 
 /** The host's parts; storage, guest and pid checks default to the real ones (tests pass fakes). */
-export type SandboxManagerDeps = Omit<LifecycleDeps, 'storage' | 'guest' | 'pidAlive'> &
-  Partial<Pick<LifecycleDeps, 'storage' | 'guest' | 'pidAlive'>>;
+export type SandboxManagerDeps = Omit<LifecycleDeps, 'storage' | 'guest' | 'pidAlive' | 'envdRuntime'> &
+  Partial<Pick<LifecycleDeps, 'storage' | 'guest' | 'pidAlive' | 'envdRuntime'>>;
 
 /**
  * The face the RPC layer and the agent's start-up see. It holds no logic of its own: each operation
@@ -35,7 +36,18 @@ export class SandboxManager {
 
   constructor(deps: SandboxManagerDeps) {
     const ctx: SandboxContext = {
-      deps: { storage: hostStorage, guest: envdGuest, pidAlive: processAlive, ...deps },
+      deps: {
+        storage: hostStorage,
+        guest: envdGuest,
+        pidAlive: processAlive,
+        envdRuntime: new EnvdRuntimeBundle({
+          nodePath: deps.config.nodePath,
+          envdDir: deps.config.envdDir,
+          dir: deps.layout.envdRuntimeDir,
+          logger: deps.logger,
+        }),
+        ...deps,
+      },
       registry: new SandboxRegistry(),
     };
     const pool: WarmPool = new WarmPool(

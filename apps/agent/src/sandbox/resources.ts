@@ -13,7 +13,7 @@ import { slotAddresses } from '../network/addresses.js';
 import { InstanceNames } from '../instance-names.js';
 import type { LifecycleDeps } from './deps.js';
 import type { EnvdClient } from './envd-client.js';
-import { guestRuntimeSpec } from './guest.js';
+import { guestRuntimeSpec, type EnvdStart } from './guest.js';
 import type { SandboxRecord } from './record.js';
 import { touch, type SandboxRegistry } from './registry.js';
 import { transition } from './state.js';
@@ -63,16 +63,17 @@ export async function startRuntime(
   const slot = slotAddresses(slots.allocate(), config.slotSubnet.base, new InstanceNames(config.instance));
   record.slot = slot;
   undo.push('release network slot', () => releaseSlot(ctx.deps, record));
-  // Independent work side by side; both settle before a failure is rethrown, so the undo stack
+  // Independent work side by side; all settle before a failure is rethrown, so the undo stack
   // holds every step that ran.
-  await allSucceeded([network.prepare(slot), prepareDisk ? prepareDisk() : Promise.resolve()]);
+  const envdStart = envdStartOf(ctx, record.baseImage);
+  await allSucceeded([network.prepare(slot), prepareDisk ? prepareDisk() : Promise.resolve(), envdStart]);
   phase('prepare');
 
   signal?.throwIfAborted();
   // Registered before the call: a start that fails halfway can leave runsc state and cgroups, and
   // destroy is idempotent.
   undo.push('destroy runtime sandbox', () => runtime.destroy(record.runtimeId));
-  const spec = guestRuntimeSpec(config, paths, slot, info, record.runtimeId);
+  const spec = guestRuntimeSpec(config, paths, slot, info, record.runtimeId, await envdStart);
   const { pid } =
     'boot' in start
       ? await runtime.create(spec, signal)
@@ -109,6 +110,16 @@ export async function startRuntime(
   record.pid = pid;
   record.envd = envd;
   record.lifetime = new AbortController();
+}
+
+/**
+ * How envd starts in a sandbox of this image template: the image's template.json says (boot and
+ * restore must agree, so it is read from the template every time, never remembered elsewhere).
+ */
+async function envdStartOf(ctx: SandboxContext, baseImage: string): Promise<EnvdStart> {
+  const template = await ctx.deps.templates.resolve(baseImage);
+  if (template.kind !== 'image' || template.envdRuntime === 'host') return { runtime: 'host' };
+  return { runtime: 'bundled', dir: await ctx.deps.envdRuntime.ensure() };
 }
 
 /** Waits for envd of a sandbox that kept running to answer again, and makes it the sandbox's client. */

@@ -27,6 +27,10 @@ export class DataLayout {
   get importsDir(): string {
     return path.join(this.root, 'imports');
   }
+  /** The Node.js runtime (node + its shared libraries) envd starts on in imported images. */
+  get envdRuntimeDir(): string {
+    return path.join(this.root, 'envd-runtime');
+  }
   /** runsc's state directory (its --root). */
   get runscRoot(): string {
     return path.join(this.root, 'run', 'runsc');

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Code, ConnectError, exec, failedPrecondition, invalidArgument, notFound } from '@wrenn/core';
+import type { EnvdRuntimeKind } from './envd-runtime.js';
 import type { DataLayout } from './layout.js';
 
 // An allowlist, not a denylist: a name is a single path segment that cannot climb out (`..`).
@@ -33,15 +34,36 @@ export interface SnapshotMeta {
   envdToken: string;
 }
 
+/** Where an imported image came from, and its OCI config (ImportImage, image-importer.ts). */
+export interface ImageSource {
+  image: string;
+  digest: string;
+  env: string[];
+  workdir: string;
+  user: string;
+}
+
 interface ImageMeta {
   kind: 'image';
   name: string;
   createdAt: string;
   flattenedFrom?: string;
+  /** Absent: `host` (envd on the image's own glibc, as in `base`). */
+  envdRuntime?: EnvdRuntimeKind;
+  importedFrom?: ImageSource;
 }
 
 export type Template =
-  | { kind: 'image'; name: string; rootfs: string; createdAt: Date; dir: string; madeHere: boolean }
+  | {
+      kind: 'image';
+      name: string;
+      rootfs: string;
+      createdAt: Date;
+      dir: string;
+      madeHere: boolean;
+      envdRuntime: EnvdRuntimeKind;
+      source?: ImageSource;
+    }
   | {
       kind: 'snapshot';
       name: string;
@@ -86,12 +108,22 @@ export class TemplateStore {
         createdAt: new Date(meta.createdAt),
         dir,
         madeHere: true,
+        envdRuntime: meta.envdRuntime ?? 'host',
+        source: meta.importedFrom,
       };
     }
     const rootfs = this.layout.imageRootfs(name);
     const info = await stat(rootfs).catch(() => undefined);
     if (!info?.isDirectory()) throw notFound('template', name);
-    return { kind: 'image', name, rootfs, createdAt: info.mtime, dir: path.dirname(rootfs), madeHere: false };
+    return {
+      kind: 'image',
+      name,
+      rootfs,
+      createdAt: info.mtime,
+      dir: path.dirname(rootfs),
+      madeHere: false,
+      envdRuntime: 'host',
+    };
   }
 
   /** The root filesystem of an image template (a snapshot has none of its own). */
