@@ -58,6 +58,14 @@ export const TEMPLATE_NAME = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "must be lowercase letters, digits, '-' or '_' (at most 63)");
 
+/** What a sandbox starts from: a template's name or id, with a tag for built ones (`name:v1`). */
+export const TEMPLATE_REF = z
+  .string()
+  .regex(
+    /^[a-z0-9][a-z0-9_-]{0,62}(:[a-z0-9][a-z0-9._-]{0,62})?$/,
+    "must be a template name (lowercase letters, digits, '-' or '_'), optionally with a :tag",
+  );
+
 /** `missing`: its host stopped sending heartbeats; it gets its state back when the host returns. */
 export const SANDBOX_STATUS = ['pending', 'running', 'paused', 'stopped', 'error', 'missing'] as const;
 

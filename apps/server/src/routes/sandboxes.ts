@@ -13,7 +13,7 @@ import {
   SandboxFields,
   SandboxIdParam,
   sandboxView,
-  TEMPLATE_NAME,
+  TEMPLATE_REF,
   TIMEOUT_SEC,
 } from '../http/schemas.js';
 import { statusFromAgent } from '../services/reconciler.js';
@@ -31,8 +31,9 @@ const Sandbox = SandboxFields.openapi('Sandbox');
 
 const CreateSandbox = z
   .strictObject({
-    template: TEMPLATE_NAME.default('base').openapi({
-      description: "A platform template (like `base`), or the name or id of one of the team's snapshots",
+    template: TEMPLATE_REF.default('base').openapi({
+      description:
+        "A platform template (like `base`), the name or id of one of the team's snapshots, or a built template (`name` or `name:tag`)",
     }),
     vcpus: z.number().int().min(1).max(64).optional(),
     memory_mb: z.number().int().min(128).max(262_144).optional(),
