@@ -16,6 +16,8 @@ import { listenAgentServer } from './fleet/agent-server.js';
 import { tlsMaterialOf } from './fleet/credentials-store.js';
 import { hostCredentials, startHeartbeats } from './fleet/fleet-member.js';
 import { DataLayout } from './storage/layout.js';
+import { EnvdRuntimeBundle } from './storage/envd-runtime.js';
+import { ImageImporter } from './storage/image-importer.js';
 import { TemplateStore } from './storage/templates.js';
 import { SandboxManager } from './sandbox/manager.js';
 import { hostAgentService, MAX_UNARY_FILE_BYTES } from './rpc/host-agent-service.js';
@@ -65,6 +67,12 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   await removeLeftovers({ runtime, network, firewall, layout, templates, logger });
   await firewall.install();
 
+  const envdRuntime = new EnvdRuntimeBundle({
+    nodePath: config.nodePath,
+    envdDir: config.envdDir,
+    dir: layout.envdRuntimeDir,
+    logger,
+  });
   const manager = new SandboxManager({
     config,
     layout,
@@ -72,7 +80,15 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     runtime,
     network,
     slots: new SlotAllocator(Math.min(slotCapacity(config.slotSubnet.prefix), config.maxSandboxes)),
+    envdRuntime,
     logger,
+  });
+  const images = new ImageImporter({
+    templates,
+    envdRuntime,
+    insecureRegistries: config.images.insecureRegistries,
+    timeoutSec: config.images.importTimeoutSec,
+    logger: logger.child({ component: 'image-import' }),
   });
 
   await manager.adoptPaused();
@@ -90,7 +106,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
 
   const handler = connectNodeAdapter({
     routes: (router) =>
-      router.service(hostagent.HostAgentService, hostAgentService(manager, templates, config)),
+      router.service(hostagent.HostAgentService, hostAgentService(manager, templates, config, images)),
     readMaxBytes: MAX_UNARY_FILE_BYTES + 1024 * 1024,
     interceptors: [
       (next) => async (req) => {

@@ -52,6 +52,12 @@ const shape = {
   // Warm pools at start (docs/warm-pool.md): `template=size,…`, e.g. `base=2,mysnap=1`. SetWarmPool
   // changes them while the agent runs. Unset: none.
   WRENN_WARM_POOL: z.string().default(''),
+  // ImportImage (docs/templates.md): registries the agent may reach over plain HTTP (and without
+  // verifying TLS), `host:port` or `host`, comma-separated. None by default, loopback included: a
+  // caller's image reference would otherwise reach any HTTP service on this host.
+  WRENN_INSECURE_REGISTRIES: z.string().default(''),
+  // How long one ImportImage may take, pull and unpack together.
+  WRENN_IMAGE_IMPORT_TIMEOUT_SEC: z.coerce.number().int().min(10).max(86400).default(1800),
   LOG_LEVEL: z.string().default('info'),
 };
 
@@ -76,6 +82,7 @@ export interface AgentConfig {
   fleet: FleetConfig;
   /** Ready sandboxes to keep per template from the start (`WRENN_WARM_POOL`). */
   warmPool: { template: string; size: number }[];
+  images: { insecureRegistries: string[]; importTimeoutSec: number };
   logLevel: string;
 }
 
@@ -140,6 +147,12 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
       heartbeatGrace: raw.WRENN_HEARTBEAT_GRACE,
     },
     warmPool: setting('WRENN_WARM_POOL', () => parseWarmPool(raw.WRENN_WARM_POOL)),
+    images: {
+      insecureRegistries: setting('WRENN_INSECURE_REGISTRIES', () =>
+        parseRegistryList(raw.WRENN_INSECURE_REGISTRIES),
+      ),
+      importTimeoutSec: raw.WRENN_IMAGE_IMPORT_TIMEOUT_SEC,
+    },
     logLevel: raw.LOG_LEVEL,
   };
 }
@@ -159,6 +172,17 @@ export function parseWarmPool(value: string): { template: string; size: number }
     if (seen.has(template)) throw new Error(`template ${template} is named twice`);
     seen.add(template);
   }
+  return entries;
+}
+
+const REGISTRY_HOST = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?$/;
+
+/** `127.0.0.1:5000, registry.lan` → the registries as written (host, or host:port). */
+export function parseRegistryList(value: string): string[] {
+  const entries = splitList(value);
+  for (const entry of entries)
+    if (!REGISTRY_HOST.test(entry))
+      throw new Error(`expected host or host:port, got ${JSON.stringify(entry)}`);
   return entries;
 }
 

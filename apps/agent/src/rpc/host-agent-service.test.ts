@@ -1,16 +1,24 @@
 import { create } from '@bufbuild/protobuf';
 import type { HandlerContext } from '@connectrpc/connect';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Code, ConnectError } from '@wrenn/core';
+import { Code, ConnectError, silentLogger } from '@wrenn/core';
 import { hostagent } from '@wrenn/contracts';
 import { BASE, fakeHost, type FakeHost } from '../testing/fakes.js';
+import { ImageImporter } from '../storage/image-importer.js';
 import { hostAgentService } from './host-agent-service.js';
 
 let host: FakeHost;
 let service: ReturnType<typeof hostAgentService>;
 beforeEach(async () => {
   host = await fakeHost();
-  service = hostAgentService(host.manager, host.templates, host.manager.ctx.deps.config);
+  const images = new ImageImporter({
+    templates: host.templates,
+    envdRuntime: { ensure: () => Promise.resolve('/fake/envd-runtime') },
+    insecureRegistries: [],
+    timeoutSec: 60,
+    logger: silentLogger(),
+  });
+  service = hostAgentService(host.manager, host.templates, host.manager.ctx.deps.config, images);
   await host.manager.create({ ...BASE, id: 'sbxone01' });
 });
 afterEach(() => host.cleanup());

@@ -7,6 +7,7 @@ import type { AgentConfig } from '../config.js';
 import { resizePty, runCommand, sendInput } from '../sandbox/commands.js';
 import type { EnvdClient } from '../sandbox/envd-client.js';
 import type { SandboxInfo, SandboxManager, SandboxStatus } from '../sandbox/manager.js';
+import type { ImageImporter } from '../storage/image-importer.js';
 import type { Template, TemplateStore, TemplateSummary } from '../storage/templates.js';
 import type { MetricSample } from '../metrics/tiers.js';
 import { exportParts, importParts, validateArtifactRef } from './artifact-parts.js';
@@ -14,6 +15,7 @@ import {
   validateCommand,
   validateCreate,
   validateExecInput,
+  validateImportImage,
   validatePtySize,
   validateMetricsRange,
   validatePath,
@@ -34,6 +36,7 @@ export function hostAgentService(
   manager: SandboxManager,
   templates: TemplateStore,
   config: AgentConfig,
+  images: ImageImporter,
 ): ServiceImpl<typeof hostagent.HostAgentService> {
   const proto = (info: SandboxInfo) => toProto(info, manager.envdAccessToken(info.id));
   const { interactive } = manager;
@@ -264,6 +267,20 @@ export function hostAgentService(
       return { template: await templateToProto(templates, template) };
     },
 
+    async importImage(req, ctx) {
+      const params = validateImportImage(req);
+      const template = await images.import(params, ctx.signal);
+      const proto = await templateToProto(templates, template);
+      const source = proto.source;
+      return {
+        template: proto,
+        digest: source?.digest ?? '',
+        env: source?.env ?? [],
+        workdir: source?.workdir ?? '',
+        user: source?.user ?? '',
+      };
+    },
+
     async *exportArtifact(req, ctx) {
       const target = validateArtifactRef(req.artifact, 'artifact');
       const bytes =
@@ -342,6 +359,7 @@ function summaryToProto({ template, sizeBytes }: TemplateSummary): hostagent.Tem
       ...common,
       kind: hostagent.TemplateKind.IMAGE,
       createdAt: timestampFromDate(template.createdAt),
+      source: template.source && create(hostagent.ImageSourceSchema, template.source),
     });
   }
   const { meta } = template;

@@ -7,6 +7,7 @@ import {
   validateCommand,
   validateCreate,
   validateExecInput,
+  validateImportImage,
   validateMetricsRange,
   validatePtySize,
   validateTemplateNameField,
@@ -98,5 +99,41 @@ describe('validation of SetWarmPool', () => {
     expect(fieldOf(() => validateWarmPool({ template: 'base', size: -1 }, 256))).toBe('size');
     expect(fieldOf(() => validateWarmPool({ template: 'base', size: 65 }, 256))).toBe('size');
     expect(fieldOf(() => validateWarmPool({ template: 'base', size: 9 }, 8))).toBe('size');
+  });
+});
+
+describe('validation of ImportImage', () => {
+  const ok = { name: 'img', image: 'debian:12', username: '', password: '' };
+
+  it('names the field that is wrong', () => {
+    expect(fieldOf(() => validateImportImage({ ...ok, name: '' }))).toBe('name');
+    expect(fieldOf(() => validateImportImage({ ...ok, name: 'Has Spaces' }))).toBe('name');
+    expect(fieldOf(() => validateImportImage({ ...ok, image: '' }))).toBe('image');
+    expect(fieldOf(() => validateImportImage({ ...ok, image: 'https://x.io/a' }))).toBe('image');
+    expect(fieldOf(() => validateImportImage({ ...ok, username: 'u' }))).toBe('password');
+    expect(fieldOf(() => validateImportImage({ ...ok, password: 'p' }))).toBe('username');
+    expect(fieldOf(() => validateImportImage({ ...ok, username: 'a:b', password: 'p' }))).toBe('username');
+    expect(fieldOf(() => validateImportImage({ ...ok, username: 'u', password: 'p\n' }))).toBe('password');
+  });
+
+  it('never repeats the password in its message', () => {
+    try {
+      validateImportImage({ ...ok, username: 'u', password: 'secret\u0001' });
+    } catch (err) {
+      expect(ConnectError.from(err).rawMessage).not.toContain('secret');
+      return;
+    }
+    throw new Error('expected InvalidArgument');
+  });
+
+  it('normalises the reference and keeps credentials only when both are given', () => {
+    expect(validateImportImage(ok)).toEqual({
+      name: 'img',
+      ref: { registry: 'docker.io', repository: 'library/debian', tag: '12', digest: undefined },
+    });
+    expect(validateImportImage({ ...ok, username: 'u', password: 'p' }).credentials).toEqual({
+      username: 'u',
+      password: 'p',
+    });
   });
 });

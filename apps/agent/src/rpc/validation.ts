@@ -3,6 +3,8 @@ import type { AgentConfig } from '../config.js';
 import { SIZE_DEFAULTS, type CreateSandboxParams } from '../sandbox/manager.js';
 import type { CommandSpec } from '../sandbox/commands.js';
 import { validateTemplateName } from '../storage/templates.js';
+import type { ImportImageParams } from '../storage/image-importer.js';
+import { parseImageReference } from '../storage/image-reference.js';
 import type { MetricsRange } from '../metrics/tiers.js';
 import { hostagent as pb } from '@wrenn/contracts';
 
@@ -188,4 +190,41 @@ export function validateExecInput(data: Uint8Array): Uint8Array {
   if (data.byteLength > MAX_STDIN_BYTES)
     throw invalidArgument('data', `larger than ${MAX_STDIN_BYTES} bytes`);
   return data;
+}
+
+const MAX_USERNAME = 256;
+// Registry tokens used as passwords (ECR, GCR, GitHub) run to a few KiB.
+const MAX_PASSWORD = 16 * 1024;
+
+/** ImportImage: a free-form template name, an image reference, and credentials (both or neither). */
+export function validateImportImage(req: {
+  name: string;
+  image: string;
+  username: string;
+  password: string;
+}): ImportImageParams {
+  const name = validateTemplateNameField(req.name);
+  const ref = parseImageReference(req.image, 'image');
+  const { username, password } = req;
+  if (!username && !password) return { name, ref };
+  if (!username) throw invalidArgument('username', 'is required when a password is given');
+  if (!password) throw invalidArgument('password', 'is required when a username is given');
+  // The auth file stores `username:password` base64-encoded: a ':' in the name would split it wrong.
+  if (username.length > MAX_USERNAME || username.includes(':') || hasControlCharacter(username))
+    throw invalidArgument(
+      'username',
+      `must be 1-${MAX_USERNAME} characters without ':' or control characters`,
+    );
+  // Never echoed back: a password in an error message ends up in logs.
+  if (password.length > MAX_PASSWORD || hasControlCharacter(password))
+    throw invalidArgument('password', `must be 1-${MAX_PASSWORD} characters without control characters`);
+  return { name, ref, credentials: { username, password } };
+}
+
+function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
 }
