@@ -45,6 +45,12 @@ describe("skopeo's failures as Connect errors", () => {
     }
   });
 
+  it('a missing tool is named', () => {
+    const err = registryError(new ExecError(['skopeo', 'inspect'], null, 'spawn skopeo ENOENT'), 'r/a:1');
+    expect(err.code).toBe(Code.FailedPrecondition);
+    expect(err.rawMessage).toMatch(/^skopeo is not installed/);
+  });
+
   it('a timeout is deadline_exceeded', () => {
     expect(registryError(new ExecError(['skopeo'], null, '', true), 'r/a:1').code).toBe(
       Code.DeadlineExceeded,

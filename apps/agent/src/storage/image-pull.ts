@@ -198,6 +198,10 @@ export function skopeoMessage(stderr: string): string {
 
 function deadlineOr(err: unknown, other: () => ConnectError): ConnectError {
   if (err instanceof ConnectError) return err;
+  if (err instanceof ExecError && err.exitCode === null && /ENOENT/.test(err.stderr))
+    return failedPrecondition(
+      `${err.argv[0]} is not installed on this host (bash scripts/setup.sh installs skopeo and umoci)`,
+    );
   if (err instanceof ExecError && err.isTimeout)
     return new ConnectError(
       'the image import ran out of time (WRENN_IMAGE_IMPORT_TIMEOUT_SEC)',
