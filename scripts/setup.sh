@@ -17,7 +17,9 @@ node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0
 
 step "Debian packages"
 # chromium: benches render their plots with it (playwright-core), and the dashboard tests drive it.
-packages=(iproute2 iptables debootstrap tini e2fsprogs util-linux mount ca-certificates python3 make g++ chromium)
+# skopeo and umoci: ImportImage pulls and unpacks OCI images with them (docs/templates.md).
+packages=(iproute2 iptables debootstrap tini e2fsprogs util-linux mount ca-certificates python3 make g++ chromium
+  skopeo umoci)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -7,6 +7,24 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 bash scripts/setup.sh
 
+printf '\n==> test packages\n'
+# The OCI import tests (test/e2e/oci-import.e2e.test.ts) run registries of their own (Debian's
+# docker-registry, distribution 2.8, on free 127.0.0.1 ports), with htpasswd from apache2-utils, and
+# build a busybox-only image from busybox-static.
+test_packages=(docker-registry apache2-utils busybox-static)
+missing=()
+for p in "${test_packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The package's own service (port 5000, /var/lib/docker-registry) is not the tests': off where systemd runs.
+if [ -d /run/systemd/system ] && systemctl is-enabled --quiet docker-registry 2>/dev/null; then
+  systemctl disable --now docker-registry
+fi
+echo "present: ${test_packages[*]}"
+
 printf '\n==> test services\n'
 # shellcheck source=scripts/test-postgres.sh
 source scripts/test-postgres.sh
