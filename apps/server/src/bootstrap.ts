@@ -26,16 +26,16 @@ export async function bootstrapAdmin(
   }
   const { key, prefix, hash } = newApiKey();
   const password = randomBytes(18).toString('base64url');
-  await db.transaction().execute(async (tx) => {
+  const passwordHash = await hashPassword(password);
+  const made = await db.transaction().execute(async (tx) => {
+    // Two servers started at once on a new database: the second finds the admin made and keeps out.
     const user = await tx
       .insertInto('users')
-      .values({
-        email: ADMIN_EMAIL,
-        password_hash: await hashPassword(password),
-        is_admin: true,
-      })
+      .values({ email: ADMIN_EMAIL, password_hash: passwordHash, is_admin: true })
+      .onConflict((oc) => oc.column('email').doNothing())
       .returning('id')
-      .executeTakeFirstOrThrow();
+      .executeTakeFirst();
+    if (!user) return false;
     const team = await tx
       .insertInto('teams')
       .values({ name: 'admin' })
@@ -49,7 +49,9 @@ export async function bootstrapAdmin(
       .insertInto('api_keys')
       .values({ team_id: team.id, name: 'first admin key', prefix, key_hash: hash, created_by: user.id })
       .execute();
+    return true;
   });
+  if (!made) return undefined;
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   await writeFile(file, `${key}\n`, { mode: 0o600 });
   await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });

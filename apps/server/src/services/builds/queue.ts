@@ -8,6 +8,8 @@ const QUEUE = 'template-builds';
 const GROUP = { id: 'builds' };
 /** A worker that stops heartbeating (its server died) has its build retried after this long. */
 const HEARTBEAT_SEC = 15;
+/** How often pg-boss looks for jobs whose worker stopped heartbeating (default 60 s). */
+const SUPERVISE_SEC = 5;
 /** Runs of one build: the first, and one retry after its server died; a third only records the error. */
 export const MAX_BUILD_ATTEMPTS = 2;
 
@@ -41,8 +43,12 @@ export async function startBuildQueue(
   const backend = databaseBackend(db);
   const boss =
     backend.kind === 'postgres'
-      ? new PgBoss({ connectionString: backend.url, max: 3 })
-      : new PgBoss({ db: sharedConnection(db, fromPglite(backend.client)), backend: 'pglite' });
+      ? new PgBoss({ connectionString: backend.url, max: 3, superviseIntervalSeconds: SUPERVISE_SEC })
+      : new PgBoss({
+          db: sharedConnection(db, fromPglite(backend.client)),
+          backend: 'pglite',
+          superviseIntervalSeconds: SUPERVISE_SEC,
+        });
   boss.on('error', (err) => opts.logger.warn({ err: errorMessage(err) }, 'build queue'));
   await boss.start();
   await boss.createQueue(QUEUE, {
