@@ -1,3 +1,4 @@
+import { readdir } from 'node:fs/promises';
 import { create } from '@bufbuild/protobuf';
 import type { HandlerContext } from '@connectrpc/connect';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -97,5 +98,34 @@ describe('interactive commands', () => {
     await expect(service.resizeExecPty(req, callCtx(new AbortController().signal))).rejects.toMatchObject({
       code: Code.NotFound,
     });
+  });
+});
+
+describe('ImportImage, before any pull', () => {
+  const importReq = (name: string, image: string) =>
+    create(hostagent.ImportImageRequestSchema, { name, image });
+  const live = () => callCtx(new AbortController().signal);
+
+  it('an existing name is already_exists, a bad reference invalid_argument naming image', async () => {
+    await expect(service.importImage(importReq('base', 'debian:12'), live())).rejects.toMatchObject({
+      code: Code.AlreadyExists,
+    });
+    await expect(service.importImage(importReq('new', 'Debian!'), live())).rejects.toMatchObject({
+      code: Code.InvalidArgument,
+      rawMessage: expect.stringMatching(/^image: /) as unknown,
+    });
+  });
+
+  it('a host that cannot make the envd runtime fails the import, and stages nothing', async () => {
+    const images = new ImageImporter({
+      templates: host.templates,
+      envdRuntime: { ensure: () => Promise.reject(new Error('ldd: libfoo.so.1 not found')) },
+      insecureRegistries: [],
+      timeoutSec: 60,
+      logger: silentLogger(),
+    });
+    const broken = hostAgentService(host.manager, host.templates, host.manager.ctx.deps.config, images);
+    await expect(broken.importImage(importReq('new', 'debian:12'), live())).rejects.toThrow(/libfoo/);
+    expect(await readdir(host.layout.templatesDir).catch(() => [])).toEqual([]);
   });
 });
