@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdtemp, mkdir, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -196,6 +197,51 @@ describe('template builds through /v1 (real gVisor)', () => {
       const state = await wrennHostState(testDataDir);
       expect(state.runscProcesses).toEqual([]);
     }, 15_000);
+  });
+
+  it('a large COPY context is streamed through the server, never held in its memory', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'wrenn-big-ctx-'));
+    try {
+      // 256 MiB that do not compress: the upload and the copy into the sandbox carry all of it.
+      execFileSync('sh', [
+        '-c',
+        `head -c ${256 << 20} /dev/urandom > ${dir}/big.bin && tar -cf ${dir}/ctx.tar -C ${dir} big.bin`,
+      ]);
+      const digest = (file: string) => execFileSync('sha256sum', [file]).toString().split(' ')[0]!;
+      const tarHash = digest(path.join(dir, 'ctx.tar'));
+      const fileHash = digest(path.join(dir, 'big.bin'));
+      global.gc?.();
+      const before = process.memoryUsage().rss;
+      let peak = before;
+      const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+      try {
+        const up = await fetch(`${server.url}/v1/builds/files/${tarHash}`, {
+          method: 'PUT',
+          headers: { 'x-api-key': key, 'content-type': 'application/octet-stream' },
+          body: createReadStream(path.join(dir, 'ctx.tar')) as unknown as BodyInit,
+          duplex: 'half',
+        } as RequestInit);
+        expect(up.status, await up.clone().text()).toBe(200);
+        const res = await call('POST', '/v1/builds', {
+          template: 'bigcopy',
+          kind: 'image',
+          recipe: ['COPY big.bin /home/user/big.bin'],
+          context_hash: tarHash,
+          disk_mb: 2048,
+        });
+        const build = await waitForBuild(res.body.id as string);
+        expect(build.status, JSON.stringify(build)).toBe('ready');
+      } finally {
+        clearInterval(sampler);
+      }
+      // The server (this process) grew by far less than what went through it.
+      expect(peak - before).toBeLessThan(128 << 20);
+      await withTemplateSandbox('bigcopy', async (id) => {
+        expect((await exec(id, 'sha256sum /home/user/big.bin')).stdout.split(' ')[0]).toBe(fileHash);
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('an image-only build boots as a template (the root filesystem, no processes)', async () => {
