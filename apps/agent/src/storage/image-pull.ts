@@ -36,6 +36,7 @@ export interface PullRequest {
   signal: AbortSignal;
   /** What remains of the caller's time limit, read before each step. */
   remainingMs: () => number;
+  /** Names the template and the image already (a child logger). */
   logger: Logger;
 }
 
@@ -78,7 +79,7 @@ export async function pullImage(req: PullRequest): Promise<PulledImage> {
     exec(argv, { env, signal: req.signal, timeoutMs: Math.max(1, req.remainingMs()), logger });
 
   try {
-    logger.info({ image: name, insecure }, 'resolving image');
+    logger.info({ insecure }, 'resolving image');
     // skopeo takes a tag or a digest, not both: a digest, when given, is what is pulled.
     const asked = ref.digest ? pinnedReference(ref, ref.digest) : name;
     const manifest = await run(['skopeo', 'inspect', '--raw', ...source(''), `docker://${asked}`]).catch(
@@ -90,7 +91,7 @@ export async function pullImage(req: PullRequest): Promise<PulledImage> {
     if (ref.digest && ref.digest !== digest)
       throw failedPrecondition(`${name}: the registry served a manifest with digest ${digest}`);
     const layout = path.join(workDir, 'layout');
-    logger.info({ image: name, digest }, 'pulling image');
+    logger.info({ digest }, 'pulling image');
     await run([
       'skopeo',
       'copy',
@@ -104,7 +105,7 @@ export async function pullImage(req: PullRequest): Promise<PulledImage> {
     });
     await rm(authFile, { force: true });
     const { config, layers, compressedBytes } = await readLayout(layout, name);
-    logger.info({ image: name, digest, layers, compressedBytes }, 'image pulled; unpacking');
+    logger.info({ digest, layers, compressedBytes }, 'image pulled; unpacking');
     await run(['umoci', 'raw', 'unpack', '--image', `${layout}:${LAYOUT_TAG}`, req.rootfs]).catch(
       (err: unknown) => {
         throw deadlineOr(

@@ -150,9 +150,11 @@ export async function prepareImageRootfs(root: string, now = new Date()): Promis
     await mkdir(home, { recursive: true, mode: 0o750 });
     await chown(home, user.uid, user.gid);
   }
-  // Like E2B's images and Wrenn's base: the default user may use sudo, when the image has it.
+  // Like E2B's images and Wrenn's base: the default user may use sudo, when the image has it (an
+  // image that brought its own `user` also brought its own rules).
   const sudoers = await resolveInRoot(root, '/etc/sudoers.d');
   if (
+    user.added &&
     (await stat(sudoers).catch(() => undefined))?.isDirectory() &&
     (await isExecutable(root, '/usr/bin/sudo'))
   )
