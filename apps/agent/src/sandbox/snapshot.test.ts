@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Code, ConnectError } from '@wrenn/core';
 import { sandboxPaths } from '../storage/layout.js';
@@ -131,6 +131,8 @@ describe('flatten', () => {
     await expect(flatten).resolves.toMatchObject({ kind: 'image', name: 'flat' });
     expect(host.runtime.sandboxes.get('one')?.frozen).toBe(false);
     expect(host.manager.get('one').status).toBe('running');
+    // What a sandbox's root made (setuid binaries too) is root's only on the host.
+    expect((await stat(host.layout.templateDir('flat'))).mode & 0o777).toBe(0o700);
   });
 
   it('a caller that goes away mid-copy: the sandbox is thawed and the staged template removed', async () => {

@@ -1,4 +1,4 @@
-import { chmod, mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Code, ConnectError, errorMessage, type Logger } from '@wrenn/core';
 import type { EnvdRuntimeBundle } from './envd-runtime.js';
@@ -51,8 +51,6 @@ export class ImageImporter {
       // A host that cannot make the runtime finds out now, not at every create from the template.
       await this.deps.envdRuntime.ensure();
       return await templates.stage(name, async (dir) => {
-        // The image's files are not for the host's other users (its setuid binaries, above all).
-        await chmod(dir, 0o700);
         const workDir = path.join(dir, 'pull');
         await mkdir(workDir, { mode: 0o700 });
         const rootfs = path.join(dir, 'rootfs');

@@ -191,7 +191,9 @@ export class TemplateStore {
       this.layout.templatesDir,
       `${STAGING_PREFIX}${name}-${randomBytes(4).toString('hex')}`,
     );
-    await mkdir(staging);
+    // Root's only: a template holds files a sandbox's root made (a flattened rootfs, a snapshot's
+    // layer) or an image's, setuid binaries included, which the host's other users must not reach.
+    await mkdir(staging, { mode: 0o700 });
     try {
       await fill(staging);
       await this.assertNameFree(name);
