@@ -341,6 +341,14 @@ async function execute(
       .where('id', '=', build.id)
       .execute();
   } else if (build.skip_cache) log.line('info', 'base', 'cache skipped: every step runs');
+  // A snapshot with nothing started after the steps is the state after the last step: that layer.
+  const outputIsLastLayer = build.kind === 'snapshot' && !spec.startCmd && !spec.healthcheck;
+  if (layer && outputIsLastLayer && layer.done === spec.steps.length && spec.steps.length > 0) {
+    log.line('info', 'finalize', 'every step is in the cache: the template takes the cached state');
+    await adoptOutput(deps, build, layer.artifactId);
+    return layer.artifactId;
+  }
+  const baseArtifactId = from.files && from.files.length > 1 ? from.files[0]!.id : null;
 
   log.line('info', 'base', `starting a sandbox from ${from.name}`);
   const { row: sandbox } = await createSandbox(
@@ -368,7 +376,8 @@ async function execute(
     .where('id', '=', build.id)
     .execute();
   const agent = await deps.hosts.agent(sandbox.host_id);
-  const ctx: StepContext = { deps, agent, sandboxId: sandbox.id, log, signal, build, opts };
+  const ctx: StepContext = { deps, agent, sandboxId: sandbox.id, log, signal, build, opts, baseArtifactId };
+  let lastLayer: string | undefined;
 
   for (let i = layer?.done ?? 0; i < spec.steps.length; i++) {
     signal.throwIfAborted();
@@ -386,8 +395,10 @@ async function execute(
     log.line('debug', label, `done in ${ms} ms`);
     const changesFiles = current.type === 'run' || current.type === 'copy';
     const last = i === spec.steps.length - 1;
-    if ((changesFiles && ms >= opts.cacheMinStepMs) || last)
-      await keepLayer(ctx, scope, keys[i]!, state, label);
+    if ((changesFiles && ms >= opts.cacheMinStepMs) || last) {
+      const kept = await keepLayer(ctx, scope, keys[i]!, state, label);
+      if (last) lastLayer = kept;
+    }
   }
   await db
     .updateTable('template_builds')
@@ -404,7 +415,9 @@ async function execute(
       spec.readyTimeoutSec ?? opts.readyTimeoutSec,
       'healthcheck',
     );
-  return keepOutput(ctx, build, state, from);
+  const output = outputIsLastLayer && lastLayer ? lastLayer : await takeOutput(ctx, build);
+  await adoptOutput(deps, build, output);
+  return output;
 }
 
 interface StepContext {
@@ -415,6 +428,8 @@ interface StepContext {
   signal: AbortSignal;
   build: BuildRow;
   opts: BuildRunnerOptions;
+  /** The imported image below what the build makes (its files must travel with them). */
+  baseArtifactId: string | null;
 }
 
 async function runStep(
@@ -693,6 +708,7 @@ async function snapshotArtifact(
   return id;
 }
 
+/** Keeps the sandbox's state after a step as a cache layer; returns the layer's artifact. */
 async function keepLayer(ctx: StepContext, scope: string, key: string, state: BuildState, label: string) {
   const { db } = ctx.deps;
   const started = Date.now();
@@ -700,7 +716,7 @@ async function keepLayer(ctx: StepContext, scope: string, key: string, state: Bu
     ctx,
     'snapshot',
     `cache-${key.slice(0, 40)}-${randomUUID().slice(0, 8)}`,
-    null,
+    ctx.baseArtifactId,
   );
   const previous = await db
     .selectFrom('build_cache')
@@ -720,23 +736,52 @@ async function keepLayer(ctx: StepContext, scope: string, key: string, state: Bu
   if (previous) await dropArtifact(ctx.deps, previous.artifact_id);
   ctx.log.line('debug', label, `cache layer kept in ${Date.now() - started} ms`);
   await pruneCache(ctx.deps, scope, ctx.opts.cacheLayersKept);
+  return id;
 }
 
 async function pruneCache(deps: BuildRunnerDeps, scope: string, kept: number) {
   const stale = await deps.db
     .selectFrom('build_cache')
-    .select('artifact_id')
+    .select(['key', 'artifact_id'])
     .where('scope', '=', scope)
     .orderBy('used_at', 'desc')
     .offset(kept)
     .limit(100)
     .execute();
-  for (const layer of stale) await dropArtifact(deps, layer.artifact_id);
+  for (const layer of stale) {
+    await deps.db.deleteFrom('build_cache').where('scope', '=', scope).where('key', '=', layer.key).execute();
+    await dropArtifact(deps, layer.artifact_id);
+  }
 }
 
-/** Deletes an artifact's files everywhere and its row (its cache entry goes with it). */
+/**
+ * Deletes an artifact's files everywhere and its row, unless something still uses it: a template
+ * (as its current files), a tagged build, or the cache (a fully cached build's output is its layer).
+ */
 async function dropArtifact(deps: BuildRunnerDeps, artifactId: string) {
-  const row = await deps.db
+  const { db } = deps;
+  const used = await db
+    .selectNoFrom((eb) => [
+      eb.exists(eb.selectFrom('templates').select('id').where('artifact_id', '=', artifactId)).as('current'),
+      eb
+        .exists(eb.selectFrom('templates').select('id').where('base_artifact_id', '=', artifactId))
+        .as('below'),
+      eb
+        .exists(eb.selectFrom('build_cache').select('key').where('artifact_id', '=', artifactId))
+        .as('cached'),
+      eb
+        .exists(
+          eb
+            .selectFrom('template_tags')
+            .innerJoin('template_builds', 'template_builds.id', 'template_tags.build_id')
+            .select('template_tags.tag')
+            .where('template_builds.artifact_id', '=', artifactId),
+        )
+        .as('tagged'),
+    ])
+    .executeTakeFirstOrThrow();
+  if (used.current || used.below || used.cached || used.tagged) return;
+  const row = await db
     .selectFrom('templates')
     .select(['id', 'kind'])
     .where('id', '=', artifactId)
@@ -745,33 +790,31 @@ async function dropArtifact(deps: BuildRunnerDeps, artifactId: string) {
   await deleteTemplateEverywhere(deps, { id: row.id, agentName: agentTemplateName(row) }).catch(
     () => undefined,
   );
-  await deps.db.deleteFrom('templates').where('id', '=', artifactId).execute();
+  await db.deleteFrom('templates').where('id', '=', artifactId).execute();
 }
 
-/** The build's output: a snapshot (or flattened image) made the template's current files and tagged. */
-async function keepOutput(
-  ctx: StepContext,
-  build: BuildRow,
-  _state: BuildState,
-  from: ResolvedTemplate,
-): Promise<string> {
-  const { db } = ctx.deps;
+/** The build's output: a snapshot (or flattened image) of its sandbox now. */
+async function takeOutput(ctx: StepContext, build: BuildRow): Promise<string> {
   ctx.log.line(
     'info',
     'finalize',
     build.kind === 'image' ? 'flattening the root filesystem' : 'taking the snapshot',
   );
-  const baseArtifact = from.files && from.files.length > 1 ? from.files[0]!.id : null;
-  const id = await snapshotArtifact(
+  return snapshotArtifact(
     ctx,
     build.kind,
     `build-${build.id}`,
-    build.kind === 'snapshot' ? baseArtifact : null,
+    build.kind === 'snapshot' ? ctx.baseArtifactId : null,
   );
+}
+
+/** Makes `artifactId` the template's current files and tags the build; the files it replaces go if unused. */
+async function adoptOutput(deps: BuildRunnerDeps, build: BuildRow, artifactId: string): Promise<void> {
+  const { db } = deps;
   const row = await db
     .selectFrom('templates')
-    .select(['kind', 'vcpus', 'memory_mb', 'disk_mb', 'size_bytes'])
-    .where('id', '=', id)
+    .select(['kind', 'vcpus', 'memory_mb', 'disk_mb'])
+    .where('id', '=', artifactId)
     .executeTakeFirstOrThrow();
   const previous = await db
     .selectFrom('templates')
@@ -782,7 +825,7 @@ async function keepOutput(
     await tx
       .updateTable('templates')
       .set({
-        artifact_id: id,
+        artifact_id: artifactId,
         kind: row.kind,
         vcpus: row.vcpus,
         memory_mb: row.memory_mb,
@@ -790,7 +833,11 @@ async function keepOutput(
       })
       .where('id', '=', build.template_id)
       .execute();
-    await tx.updateTable('template_builds').set({ artifact_id: id }).where('id', '=', build.id).execute();
+    await tx
+      .updateTable('template_builds')
+      .set({ artifact_id: artifactId })
+      .where('id', '=', build.id)
+      .execute();
     for (const tag of new Set(['default', ...build.tags]))
       await tx
         .insertInto('template_tags')
@@ -798,16 +845,6 @@ async function keepOutput(
         .onConflict((oc) => oc.columns(['template_id', 'tag']).doUpdateSet({ build_id: build.id }))
         .execute();
   });
-  // The template's earlier files go once no tag names the build that made them.
   const old = previous?.artifact_id;
-  if (old) {
-    const stillTagged = await db
-      .selectFrom('template_tags')
-      .innerJoin('template_builds', 'template_builds.id', 'template_tags.build_id')
-      .select('template_tags.tag')
-      .where('template_builds.artifact_id', '=', old)
-      .executeTakeFirst();
-    if (!stillTagged) await dropArtifact(ctx.deps, old);
-  }
-  return id;
+  if (old && old !== artifactId) await dropArtifact(deps, old);
 }
