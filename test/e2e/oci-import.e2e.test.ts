@@ -39,11 +39,11 @@ const templatesDir = path.join(testDataDir, 'templates');
 const NAMES = [
   'oci-tiny',
   'oci-tiny-snap',
+  'oci-pinned',
   'oci-guarded',
   'oci-bad',
   'oci-cancelled',
-  'oci-plain',
-  'oci-down',
+  'oci-slow',
 ];
 
 async function removeTemplates(): Promise<void> {
@@ -65,6 +65,11 @@ async function pullProcesses(what: string): Promise<string[]> {
       found.push(cmdline.join(' '));
   }
   return found;
+}
+
+/** PID 1's command line in a sandbox: how envd was started. */
+async function initCommand(sandboxId: string): Promise<string> {
+  return (await sh(agent.client, sandboxId, "tr '\\0' ' ' </proc/1/cmdline")).stdout.trim();
 }
 
 beforeAll(async () => {
@@ -119,6 +124,9 @@ describe('ImportImage (real registry, real gVisor)', () => {
       // A positive control for "envd runs on its own runtime": the image has no glibc to lend it.
       expect((await sh(agent.client, id, 'ls /lib /lib64 /usr/lib 2>&1; echo done')).stdout).toBe(
         'ls: /lib: No such file or directory\nls: /lib64: No such file or directory\nls: /usr/lib: No such file or directory\ndone\n',
+      );
+      expect(await initCommand(id)).toBe(
+        '/opt/wrenn/bin/tini -- /opt/wrenn/runtime/ld.so --library-path /opt/wrenn/runtime /opt/wrenn/runtime/node /opt/wrenn/envd/envd.mjs',
       );
       expect((await sh(agent.client, id, 'id user')).stdout).toBe(
         'uid=1000(user) gid=1000(user) groups=1000(user)\n',
@@ -177,6 +185,24 @@ describe('ImportImage (real registry, real gVisor)', () => {
     );
     expect(again.code).toBe(Code.AlreadyExists);
   }, 180_000);
+
+  it('a warm pool of an imported template boots its members on the bundled runtime and serves creates', async () => {
+    await agent.client.setWarmPool({ template: 'oci-tiny', size: 1 });
+    try {
+      const pool = async () =>
+        (await agent.client.listWarmPools({})).pools.find((p) => p.template === 'oci-tiny');
+      for (let i = 0; i < 300 && (await pool())?.ready !== 1; i++)
+        await new Promise((r) => setTimeout(r, 200));
+      expect((await pool())?.ready).toBe(1);
+      await withSandbox(agent.client, { template: 'oci-tiny' }, async (id) => {
+        expect((await sh(agent.client, id, 'cat /marker; id -un')).stdout).toBe(`${image.marker}\nuser\n`);
+        expect(await initCommand(id)).toContain('/opt/wrenn/runtime/ld.so --library-path /opt/wrenn/runtime');
+      });
+      expect((await pool())?.claims).toBe(1n);
+    } finally {
+      await agent.client.setWarmPool({ template: 'oci-tiny', size: 0 });
+    }
+  }, 120_000);
 
   it('credentials: none or wrong → permission_denied, right → imported', async () => {
     const image2 = `${guarded.host}/private/tiny:1`;
@@ -265,5 +291,20 @@ describe('ImportImage (real registry, real gVisor)', () => {
     expect((await agent.client.listTemplates({})).templates.map((t) => t.name)).not.toContain(
       'oci-cancelled',
     );
+  }, 60_000);
+  it('an import past WRENN_IMAGE_IMPORT_TIMEOUT_SEC is deadline_exceeded and leaves nothing', async () => {
+    // The time limit is the agent's: this one runs with the shortest allowed (10 s).
+    await agent.stop();
+    agent = await startAgentProcess({
+      WRENN_INSECURE_REGISTRIES: silent.host,
+      WRENN_IMAGE_IMPORT_TIMEOUT_SEC: '10',
+    });
+    const err = await rpcError(
+      agent.client.importImage({ name: 'oci-slow', image: `${silent.host}/tests/tiny:1` }),
+    );
+    expect(err.code).toBe(Code.DeadlineExceeded);
+    expect(err.rawMessage).toMatch(/longer than 10 s/);
+    expect(await pullProcesses(silent.host)).toEqual([]);
+    expect(await stagingDirs()).toEqual([]);
   }, 60_000);
 });
