@@ -23,11 +23,20 @@ const DEFAULT_SIZES = { vcpus: 2, memory_mb: 1024, disk_mb: 4096 };
 const CreateBuild = z
   .strictObject({
     template: TEMPLATE_NAME.openapi({ description: 'The template to make (made on its first build)' }),
-    from: z
-      .string()
-      .min(1)
-      .default('base')
-      .openapi({ description: 'The template the build starts from (`base`, a snapshot, a built template)' }),
+    from: z.string().min(1).optional().openapi({
+      description:
+        'The template the build starts from (`base`, a snapshot, a built template); default `base`',
+    }),
+    from_image: z.string().min(1).max(512).optional().openapi({
+      description:
+        'Or an OCI image from a registry (`[registry/]repository[:tag][@sha256:…]`), pulled by the build host',
+    }),
+    registry_credentials: z
+      .strictObject({ username: z.string().min(1), password: z.string().min(1) })
+      .optional()
+      .openapi({
+        description: "For `from_image`: the registry's credentials (kept only while the build runs)",
+      }),
     recipe: z.array(z.string().max(65_536)).max(500).openapi({
       description:
         'One instruction per line: `RUN cmd`, `COPY [--chown=user] [--chmod=0755] src dest`, `ENV K=V …`, `WORKDIR dir`, `USER name`; a line without an instruction is a RUN',
@@ -115,9 +124,18 @@ const LogsQuery = z.object({
 });
 
 function specOf(body: z.infer<typeof CreateBuild>): BuildSpec {
+  if (body.from && body.from_image)
+    throw badRequest('from_image', 'a build starts from `from` or `from_image`, not both');
+  if (body.registry_credentials && !body.from_image)
+    throw badRequest('registry_credentials', 'only for a build `from_image`');
   try {
     return {
-      from: { template: body.from },
+      from: body.from_image
+        ? {
+            image: body.from_image,
+            ...(body.registry_credentials ? { credentials: body.registry_credentials } : {}),
+          }
+        : { template: body.from ?? 'base' },
       steps: parseRecipe(body.recipe, body.context_hash),
       ...(body.start_cmd ? { startCmd: body.start_cmd } : {}),
       ...(body.ready_cmd ? { readyCmd: body.ready_cmd } : {}),

@@ -309,9 +309,10 @@ async function execute(
   const teamId = await sandboxTeam(db, build);
   const step = (i: number) => String(i + 1);
 
-  // The base: what the steps start from, and what identifies it for the cache.
+  // The base: what the steps start from, what identifies it for the cache, the state it gives.
   let base: ResolvedTemplate;
   let baseIdentity: string;
+  let baseState: BuildState = INITIAL_STATE;
   if ('template' in spec.from) {
     try {
       base = await resolveTemplate(db, build.team_id ?? NO_TEAM, spec.from.template);
@@ -323,14 +324,15 @@ async function execute(
     }
     baseIdentity = `template:${base.agentName}`;
   } else {
-    throw new BuildFailed(
-      'base',
-      `images from a registry (${spec.from.image}) are not supported on this server yet`,
-    );
+    const image = await importedImage(deps, build, teamId, spec.from, log, signal);
+    base = image.template;
+    baseState = image.state;
+    // By reference: a tag that moved is picked up by a build that skips the cache.
+    baseIdentity = `image:${spec.from.image}`;
   }
   const keys = layerKeys(scope, baseIdentity, build.kind, spec.steps);
   const layer = build.skip_cache ? undefined : await findLayer(db, scope, keys);
-  let state: BuildState = layer?.state ?? INITIAL_STATE;
+  let state: BuildState = layer?.state ?? baseState;
   let from = base;
   if (layer) {
     from = await resolveArtifactRow(db, layer.artifactId, base.name);
@@ -348,7 +350,12 @@ async function execute(
     await adoptOutput(deps, build, layer.artifactId);
     return layer.artifactId;
   }
-  const baseArtifactId = from.files && from.files.length > 1 ? from.files[0]!.id : null;
+  // What the build's snapshots need below them: an imported image (`base` is on every host).
+  const baseArtifactId = from.snapshot
+    ? from.files && from.files.length > 1
+      ? from.files[0]!.id
+      : null
+    : (from.files?.at(-1)?.id ?? null);
 
   log.line('info', 'base', `starting a sandbox from ${from.name}`);
   const { row: sandbox } = await createSandbox(
@@ -376,8 +383,28 @@ async function execute(
     .where('id', '=', build.id)
     .execute();
   const agent = await deps.hosts.agent(sandbox.host_id);
-  const ctx: StepContext = { deps, agent, sandboxId: sandbox.id, log, signal, build, opts, baseArtifactId };
+  const ctx: StepContext = {
+    deps,
+    agent,
+    sandboxId: sandbox.id,
+    log,
+    signal,
+    build,
+    opts,
+    baseArtifactId,
+    uids: new Map(),
+  };
   let lastLayer: string | undefined;
+  // An image's WorkingDir exists once its container runs (Docker makes it); so here.
+  if (!layer && state.workdir)
+    await mustSucceed(
+      ctx,
+      'base',
+      'mkdir -p "$WRENN_DIR"',
+      { ...state, workdir: undefined },
+      { WRENN_DIR: state.workdir },
+      'root',
+    );
 
   for (let i = layer?.done ?? 0; i < spec.steps.length; i++) {
     signal.throwIfAborted();
@@ -390,7 +417,12 @@ async function execute(
       .execute();
     log.line('info', label, `[${i + 1}/${spec.steps.length}] ${describeStep(current)}`);
     const t0 = Date.now();
-    state = await runStep(ctx, current, state, label);
+    try {
+      state = await runStep(ctx, current, state, label);
+    } catch (err) {
+      if (err instanceof BuildFailed || signal.aborted) throw err;
+      throw new BuildFailed(label, `step ${label}: ${errorMessage(err)}`, log.tail.slice());
+    }
     const ms = Date.now() - t0;
     log.line('debug', label, `done in ${ms} ms`);
     const changesFiles = current.type === 'run' || current.type === 'copy';
@@ -420,6 +452,99 @@ async function execute(
   return output;
 }
 
+/** An OCI image pulled by an agent for this scope, reused by later builds unless they skip the cache. */
+async function importedImage(
+  deps: BuildRunnerDeps,
+  build: BuildRow,
+  teamId: string,
+  from: { image: string; credentials?: { username: string; password: string } },
+  log: BuildLog,
+  signal: AbortSignal,
+): Promise<{ template: ResolvedTemplate; state: BuildState }> {
+  const { db } = deps;
+  const scope = teamScope(build.team_id);
+  const key = createHash('sha256').update(`image\0${from.image}`).digest('hex');
+  if (!build.skip_cache) {
+    const hit = await db
+      .selectFrom('build_cache')
+      .innerJoin('templates', 'templates.id', 'build_cache.artifact_id')
+      .select(['build_cache.artifact_id', 'build_cache.state'])
+      .where('build_cache.scope', '=', scope)
+      .where('build_cache.key', '=', key)
+      .executeTakeFirst();
+    if (hit) {
+      log.line('info', 'base', `image ${from.image}: pulled before, reused`);
+      return {
+        template: await resolveArtifactRow(db, hit.artifact_id, from.image),
+        state: hit.state as BuildState,
+      };
+    }
+  }
+  const need = { vcpus: build.vcpus, memoryMb: build.memory_mb, diskMb: build.disk_mb };
+  const hostId = await deps.hosts.place(teamId, need, {});
+  const agent = await deps.hosts.agent(hostId);
+  const id = randomUUID();
+  log.line('info', 'base', `pulling ${from.image}`);
+  const started = Date.now();
+  let pulled: hostagent.ImportImageResponse;
+  try {
+    pulled = await agent.importImage(
+      {
+        name: agentTemplateName({ id, kind: 'image' }),
+        image: from.image,
+        username: from.credentials?.username ?? '',
+        password: from.credentials?.password ?? '',
+      },
+      { signal },
+    );
+  } catch (err) {
+    throw new BuildFailed('base', `image ${from.image}: ${errorMessage(err)}`);
+  }
+  log.line('info', 'base', `pulled ${from.image} (${pulled.digest}) in ${Date.now() - started} ms`);
+  const state: BuildState = {
+    env: Object.fromEntries(
+      pulled.env.map((pair) => {
+        const eq = pair.indexOf('=');
+        return eq < 0 ? [pair, ''] : [pair.slice(0, eq), pair.slice(eq + 1)];
+      }),
+    ),
+    ...(pulled.workdir ? { workdir: pulled.workdir } : {}),
+    // The image's own user when it names one; otherwise the sandbox's (`user`, which the import adds).
+    ...(pulled.user && pulled.user !== 'root' && pulled.user !== '0'
+      ? { user: pulled.user.split(':')[0]! }
+      : {}),
+  };
+  await db.transaction().execute(async (tx) => {
+    await tx
+      .insertInto('templates')
+      .values({
+        id,
+        team_id: build.team_id,
+        name: `image-${id}`,
+        kind: 'image',
+        origin: 'artifact',
+        source_sandbox_id: null,
+        vcpus: build.vcpus,
+        memory_mb: build.memory_mb,
+        disk_mb: build.disk_mb,
+        size_bytes: pulled.template?.sizeBytes ?? 0,
+      })
+      .execute();
+    if (hostId)
+      await tx.insertInto('template_replicas').values({ template_id: id, host_id: hostId }).execute();
+    await tx
+      .insertInto('build_cache')
+      .values({ scope, key, artifact_id: id, state: JSON.stringify(state) })
+      .onConflict((oc) =>
+        oc
+          .columns(['scope', 'key'])
+          .doUpdateSet({ artifact_id: id, state: JSON.stringify(state), used_at: new Date() }),
+      )
+      .execute();
+  });
+  return { template: await resolveArtifactRow(db, id, from.image), state };
+}
+
 interface StepContext {
   deps: BuildRunnerDeps;
   agent: AgentClient;
@@ -430,6 +555,8 @@ interface StepContext {
   opts: BuildRunnerOptions;
   /** The imported image below what the build makes (its files must travel with them). */
   baseArtifactId: string | null;
+  /** Names of users given by uid, as looked up in the sandbox. */
+  uids: Map<string, string>;
 }
 
 async function runStep(
@@ -486,6 +613,7 @@ async function shell(
   timeoutMs: number,
   level: LogLevel = 'info',
 ): Promise<{ exitCode: number; timedOut: boolean }> {
+  const who = await userName(ctx, user ?? state.user);
   const events = ctx.agent.execStream(
     {
       sandboxId: ctx.sandboxId,
@@ -494,7 +622,7 @@ async function shell(
         args: ['-c', script],
         env: { ...state.env, ...extraEnv },
         cwd: state.workdir ?? '',
-        user: user ?? state.user ?? '',
+        user: who,
         timeoutMs,
       },
     },
@@ -516,6 +644,34 @@ async function shell(
   }
   for (const stream of ['stdout', 'stderr'] as const) if (carry[stream]) emit(stream, new Uint8Array(), true);
   return exit;
+}
+
+/**
+ * The name of a user given by uid (an image's config says `User: 1000`; Docker takes either), read
+ * from the sandbox's own /etc/passwd: commands are run as a named user.
+ */
+async function userName(ctx: StepContext, user: string | undefined): Promise<string> {
+  if (!user || !/^\d+$/.test(user)) return user ?? '';
+  const known = ctx.uids.get(user);
+  if (known) return known;
+  const { stdout, exitCode } = await ctx.agent.exec(
+    {
+      sandboxId: ctx.sandboxId,
+      command: {
+        cmd: '/bin/sh',
+        args: ['-c', 'awk -F: -v uid="$WRENN_UID" \'$3 == uid { print $1; exit }\' /etc/passwd'],
+        env: { WRENN_UID: user },
+        user: 'root',
+        timeoutMs: 10_000,
+      },
+    },
+    { signal: ctx.signal },
+  );
+  const name = Buffer.from(stdout).toString().trim();
+  if (exitCode !== 0 || !name)
+    throw new BuildFailed('base', `user ${user}: no such uid in the image's /etc/passwd`);
+  ctx.uids.set(user, name);
+  return name;
 }
 
 // COPY with Docker's rules: a directory's contents go into dest; a file goes into dest when it is a
