@@ -2130,8 +2130,8 @@ export const HostAgentService: GenService<{
   },
   /**
    * Pulls an OCI image from a registry and unpacks it into a new image template that Wrenn can boot
-   * (docs/templates.md): user `user` (uid 1000) added, envd run on a Node.js runtime of its own, so
-   * the image's distro and libc do not matter. As slow as the pull (minutes for a large image; the
+   * (docs/templates.md): user `user` added (uid 1000 when free), envd run on a Node.js runtime of
+   * its own, so the image's distro and libc do not matter. As slow as the pull (minutes for a large image; the
    * agent gives up after WRENN_IMAGE_IMPORT_TIMEOUT_SEC); cancelling the call stops it. Nothing is
    * left behind on failure. An existing name → ALREADY_EXISTS; an unknown image → NOT_FOUND; refused
    * credentials → PERMISSION_DENIED; a registry that cannot be reached → UNAVAILABLE.
