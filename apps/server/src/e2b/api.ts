@@ -1,9 +1,11 @@
 import { Hono } from 'hono';
 import type { Env, ServerDeps } from '../http/app-types.js';
 import { requireApiKey } from '../http/auth.js';
+import { buildUploadRoutes } from './build-uploads.js';
 import { e2bApiError } from './errors.js';
 import { e2bSandboxRoutes } from './sandboxes.js';
 import { e2bSnapshotRoutes } from './snapshots.js';
+import { e2bTemplateRoutes } from './templates.js';
 
 /**
  * E2B's control-plane API, as its SDKs call it (docs/e2b-compat.md): `E2B_API_URL` pointed at the
@@ -13,6 +15,8 @@ import { e2bSnapshotRoutes } from './snapshots.js';
  */
 export function buildE2bApi(deps: ServerDeps): Hono<Env> {
   const api = new Hono<Env>();
+  // Before the key check: a build upload carries only its URL's token.
+  buildUploadRoutes(api, deps);
   api.use('*', requireApiKey(deps));
   api.onError((err, c) => {
     const known = e2bApiError(err);
@@ -24,10 +28,11 @@ export function buildE2bApi(deps: ServerDeps): Hono<Env> {
   api.notFound((c) => c.json({ code: 404, message: `no route for ${c.req.method} ${c.req.path}` }, 404));
   e2bSandboxRoutes(api, deps);
   e2bSnapshotRoutes(api, deps);
+  e2bTemplateRoutes(api, deps);
   return api;
 }
 
 /** The paths this API serves (the server routes only these to it). */
 export function isE2bApiPath(path: string): boolean {
-  return /^\/(v2\/)?sandboxes(\/|$)|^\/snapshots$|^\/templates\//.test(path);
+  return /^\/(v2\/)?sandboxes(\/|$)|^\/snapshots$|^\/(v[23]\/)?templates(\/|$)|^\/build-uploads\//.test(path);
 }

@@ -15,6 +15,7 @@ import {
   sandboxInfo,
   setSandboxTimeout,
 } from '../services/sandbox-lifecycle.js';
+import { TAG } from './template-spec.js';
 import {
   detailView,
   makeCursor,
@@ -65,8 +66,14 @@ function lifecycleRoutes(api: Hono<Env>, deps: ServerDeps): void {
   ] as const) {
     api.post(path, async (c) => {
       const body = NewSandbox.parse(await optionalJsonBody(c.req.raw));
+      // `name`, `name:tag` (a built template's tagged build; `:default` is `name`) or an id.
       const template = body.templateID.replace(/:default$/, '');
-      if (!TEMPLATE_NAME.safeParse(template).success)
+      const [name, tag, ...rest] = template.split(':');
+      if (
+        !TEMPLATE_NAME.safeParse(name).success ||
+        (tag !== undefined && !TAG.safeParse(tag).success) ||
+        rest.length > 0
+      )
         throw new ApiError(
           400,
           'invalid_argument',

@@ -6,12 +6,7 @@ import { authed } from '../http/auth.js';
 import { optionalJsonBody } from '../http/errors.js';
 import { TEMPLATE_NAME } from '../http/schemas.js';
 import { createSandbox } from '../services/sandbox-lifecycle.js';
-import {
-  createTeamSnapshot,
-  deleteTeamSnapshot,
-  listTeamSnapshots,
-  teamSnapshot,
-} from '../services/templates.js';
+import { createTeamSnapshot, deleteTeamSnapshot, listTeamSnapshots } from '../services/templates.js';
 import { e2bApiError } from './errors.js';
 import { sandboxOf } from './sandboxes.js';
 import { sandboxView } from './views.js';
@@ -22,7 +17,7 @@ const ForkRequest = z.object({
   timeout: z.number().int().min(1).max(MAX_TIMEOUT_SEC).default(15),
 });
 
-/** E2B's snapshot routes: snapshot a sandbox, fork it, list snapshots, delete one (as a template). */
+/** E2B's snapshot routes: snapshot a sandbox, fork it, list snapshots (deleted as templates: templates.ts). */
 export function e2bSnapshotRoutes(api: Hono<Env>, deps: ServerDeps): void {
   api.post('/sandboxes/:id/snapshots', async (c) => {
     const row = await sandboxOf(deps, c);
@@ -87,11 +82,5 @@ export function e2bSnapshotRoutes(api: Hono<Env>, deps: ServerDeps): void {
       rows.map((r) => ({ snapshotID: r.id, names: [r.name] })),
       200,
     );
-  });
-
-  api.delete('/templates/:id', async (c) => {
-    const row = await teamSnapshot(deps.db, authed(c, 'teamId'), c.req.param('id'), 'template');
-    await deleteTeamSnapshot(deps, row.id);
-    return c.body(null, 204);
   });
 }
