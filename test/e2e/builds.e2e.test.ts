@@ -157,6 +157,8 @@ describe('template builds through /v1 (real gVisor)', () => {
           'python3 -c "import urllib.request; print(urllib.request.urlopen(\'http://127.0.0.1:8000/index.html\').read().decode())"',
         );
         expect(served.stdout.trim()).toBe('hi builder');
+        // ENV steps hold in the template's sandboxes too.
+        expect((await exec(id, 'echo "$GREETING-$WHO"')).stdout).toBe('hi-builder\n');
       });
     }
     // The build's sandbox is gone and is never listed as the team's.
@@ -218,7 +220,7 @@ describe('template builds through /v1 (real gVisor)', () => {
         const up = await fetch(`${server.url}/v1/builds/files/${tarHash}`, {
           method: 'PUT',
           headers: { 'x-api-key': key, 'content-type': 'application/octet-stream' },
-          body: createReadStream(path.join(dir, 'ctx.tar')) as unknown as BodyInit,
+          body: createReadStream(path.join(dir, 'ctx.tar')) as unknown as RequestInit['body'],
           duplex: 'half',
         } as RequestInit);
         expect(up.status, await up.clone().text()).toBe(200);

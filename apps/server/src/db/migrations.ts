@@ -296,13 +296,20 @@ const migrations: Record<string, Migration> = {
       await db.schema
         .alterTable('templates')
         .addColumn('origin', 'text', (c) =>
-          c.notNull().defaultTo('snapshot').check(sql`origin in ('snapshot', 'template', 'artifact')`),
+          c
+            .notNull()
+            .defaultTo('snapshot')
+            .check(sql`origin in ('snapshot', 'template', 'artifact')`),
         )
         .addColumn('artifact_id', 'uuid', (c) => c.references('templates.id').onDelete('set null'))
         .addColumn('base_artifact_id', 'uuid', (c) => c.references('templates.id').onDelete('set null'))
+        // What a build's ENV, WORKDIR and USER left: sandboxes from the artifact get its env.
+        .addColumn('defaults', 'jsonb')
         .execute();
       // Platform names are unique too (NULL team ids are distinct to the table's constraint).
-      await sql`create unique index templates_platform_name on templates (name) where team_id is null`.execute(db);
+      await sql`create unique index templates_platform_name on templates (name) where team_id is null`.execute(
+        db,
+      );
       await db.schema
         .createTable('template_builds')
         .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
@@ -333,14 +340,20 @@ const migrations: Record<string, Migration> = {
         .addColumn('started_at', 'timestamptz')
         .addColumn('finished_at', 'timestamptz')
         .execute();
-      await sql`create index template_builds_by_template on template_builds (template_id, created_at)`.execute(db);
+      await sql`create index template_builds_by_template on template_builds (template_id, created_at)`.execute(
+        db,
+      );
       await sql`create index template_builds_by_team on template_builds (team_id, created_at)`.execute(db);
       await db.schema
         .createTable('template_build_logs')
         .addColumn('seq', 'bigserial', (c) => c.primaryKey())
-        .addColumn('build_id', 'uuid', (c) => c.notNull().references('template_builds.id').onDelete('cascade'))
+        .addColumn('build_id', 'uuid', (c) =>
+          c.notNull().references('template_builds.id').onDelete('cascade'),
+        )
         .addColumn('at', 'timestamptz', (c) => c.notNull())
-        .addColumn('level', 'text', (c) => c.notNull().check(sql`level in ('debug', 'info', 'warn', 'error')`))
+        .addColumn('level', 'text', (c) =>
+          c.notNull().check(sql`level in ('debug', 'info', 'warn', 'error')`),
+        )
         .addColumn('step', 'text')
         .addColumn('message', 'text', (c) => c.notNull())
         .execute();
@@ -349,7 +362,9 @@ const migrations: Record<string, Migration> = {
         .createTable('template_tags')
         .addColumn('template_id', 'uuid', (c) => c.notNull().references('templates.id').onDelete('cascade'))
         .addColumn('tag', 'text', (c) => c.notNull())
-        .addColumn('build_id', 'uuid', (c) => c.notNull().references('template_builds.id').onDelete('cascade'))
+        .addColumn('build_id', 'uuid', (c) =>
+          c.notNull().references('template_builds.id').onDelete('cascade'),
+        )
         .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
         .addPrimaryKeyConstraint('template_tags_pk', ['template_id', 'tag'])
         .execute();

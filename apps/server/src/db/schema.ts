@@ -93,7 +93,15 @@ export interface TemplatesTable {
   artifact_id: Generated<string | null>;
   /** An artifact made on an image imported for its build (`img-…`), which hosts need below it. */
   base_artifact_id: Generated<string | null>;
+  /** An artifact's build state: `{ env, workdir?, user? }`; sandboxes from it get `env`. */
+  defaults: ColumnType<TemplateDefaults | null, string | null | undefined, string | null>;
   created_at: CreatedAt;
+}
+
+export interface TemplateDefaults {
+  env: Record<string, string>;
+  workdir?: string;
+  user?: string;
 }
 
 export type BuildStatus = 'waiting' | 'building' | 'ready' | 'error' | 'cancelled';

@@ -97,7 +97,7 @@ export async function createSandbox(
         memoryMb: spec.memoryMb ?? 0,
         diskMb: spec.diskMb ?? 0,
         timeoutSec: spec.timeoutSec,
-        env: spec.env,
+        env: { ...template.env, ...spec.env },
         metadata: spec.metadata,
       },
       { signal },

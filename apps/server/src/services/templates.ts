@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import type { Logger } from '@wrenn/core';
 import type { ExpressionBuilder } from 'kysely';
 import type { Db } from '../db/database.js';
-import type { Database } from '../db/schema.js';
+import type { Database, TemplateDefaults } from '../db/schema.js';
 import { conflict, notFound } from '../http/errors.js';
 import { deleteTemplateEverywhere } from './fleet/artifacts.js';
 import { agentOfSandbox, type Hosts } from './fleet/host-agents.js';
@@ -45,6 +45,8 @@ export interface ResolvedTemplate {
   snapshot?: { id: string; vcpus: number; memoryMb: number; diskMb: number; hostIds: string[] };
   /** Files a host must hold before a sandbox starts there, in order (an imported image, then this). */
   files?: TemplateFiles[];
+  /** Environment variables a build set (ENV steps, the image's Env): every sandbox starts with them. */
+  env?: Record<string, string>;
 }
 
 type Row = {
@@ -57,6 +59,7 @@ type Row = {
   disk_mb: number;
   artifact_id: string | null;
   base_artifact_id: string | null;
+  defaults: TemplateDefaults | null;
   host_ids: string[] | null;
 };
 
@@ -73,6 +76,7 @@ function templateRows(db: Db) {
       'disk_mb',
       'artifact_id',
       'base_artifact_id',
+      'defaults',
     ])
     .select((eb) =>
       eb
@@ -102,6 +106,7 @@ async function fromFiles(db: Db, row: Row, shownName: string): Promise<ResolvedT
     agentName: own.agentName,
     name: shownName,
     files,
+    ...(row.defaults?.env && Object.keys(row.defaults.env).length > 0 ? { env: row.defaults.env } : {}),
     snapshot:
       row.kind === 'snapshot'
         ? { id: row.id, vcpus: row.vcpus, memoryMb: row.memory_mb, diskMb: row.disk_mb, hostIds: own.hostIds }

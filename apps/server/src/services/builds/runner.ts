@@ -208,18 +208,21 @@ async function runClaimed(
   }
 }
 
-/** The build's sandbox, if one is left (this attempt's or an interrupted one's), destroyed. */
+/** The build's sandboxes, if any are left (this attempt's, or an interrupted one's), destroyed. */
 async function releaseSandbox(deps: BuildRunnerDeps, build: BuildRow): Promise<void> {
-  const current = await deps.db
-    .selectFrom('template_builds')
-    .select('sandbox_id')
-    .where('id', '=', build.id)
-    .executeTakeFirst();
-  const sandboxId = current?.sandbox_id;
-  if (!sandboxId) return;
-  await destroySandbox(deps, sandboxId).catch((err: unknown) =>
-    deps.logger.warn({ buildId: build.id, sandboxId, err: errorMessage(err) }, 'build sandbox not destroyed'),
-  );
+  const rows = await deps.db
+    .selectFrom('sandboxes')
+    .select('id')
+    .where('build_id', '=', build.id)
+    .where('status', 'in', ['pending', 'running', 'paused', 'missing', 'error'])
+    .execute();
+  for (const { id } of rows)
+    await destroySandbox(deps, id).catch((err: unknown) =>
+      deps.logger.warn(
+        { buildId: build.id, sandboxId: id, err: errorMessage(err) },
+        'build sandbox not destroyed',
+      ),
+    );
   await deps.db.updateTable('template_builds').set({ sandbox_id: null }).where('id', '=', build.id).execute();
 }
 
@@ -373,7 +376,8 @@ async function execute(
       onTimeout: 'kill',
       buildId: build.id,
     },
-    signal,
+    // Not cancelled half-way: a create the agent finishes after its caller left has no row to
+    // find it by. A cancel is seen once it is recorded, below.
   ).catch((err: unknown) => {
     throw new BuildFailed('base', `the build's sandbox did not start: ${errorMessage(err)}`);
   });
@@ -382,6 +386,7 @@ async function execute(
     .set({ sandbox_id: sandbox.id, host_id: sandbox.host_id })
     .where('id', '=', build.id)
     .execute();
+  signal.throwIfAborted();
   const agent = await deps.hosts.agent(sandbox.host_id);
   const ctx: StepContext = {
     deps,
@@ -447,7 +452,7 @@ async function execute(
       spec.readyTimeoutSec ?? opts.readyTimeoutSec,
       'healthcheck',
     );
-  const output = outputIsLastLayer && lastLayer ? lastLayer : await takeOutput(ctx, build);
+  const output = outputIsLastLayer && lastLayer ? lastLayer : await takeOutput(ctx, build, state);
   await adoptOutput(deps, build, output);
   return output;
 }
@@ -528,6 +533,7 @@ async function importedImage(
         memory_mb: build.memory_mb,
         disk_mb: build.disk_mb,
         size_bytes: pulled.template?.sizeBytes ?? 0,
+        defaults: JSON.stringify(state),
       })
       .execute();
     if (hostId)
@@ -820,14 +826,15 @@ async function snapshotArtifact(
   kind: 'snapshot' | 'image',
   name: string,
   baseArtifactId: string | null,
+  state: BuildState,
 ) {
   const { db } = ctx.deps;
   const id = randomUUID();
   const agentName = agentTemplateName({ id, kind });
   const { template } =
     kind === 'snapshot'
-      ? await ctx.agent.createSnapshot({ sandboxId: ctx.sandboxId, name: agentName }, { signal: ctx.signal })
-      : await ctx.agent.flattenRootfs({ sandboxId: ctx.sandboxId, name: agentName }, { signal: ctx.signal });
+      ? await ctx.agent.createSnapshot({ sandboxId: ctx.sandboxId, name: agentName })
+      : await ctx.agent.flattenRootfs({ sandboxId: ctx.sandboxId, name: agentName });
   const sandbox = await db
     .selectFrom('sandboxes')
     .select('host_id')
@@ -849,6 +856,7 @@ async function snapshotArtifact(
           disk_mb: template!.diskMb || ctx.build.disk_mb,
           size_bytes: template!.sizeBytes,
           base_artifact_id: baseArtifactId,
+          defaults: JSON.stringify(state),
         })
         .execute();
       if (sandbox.host_id)
@@ -873,6 +881,7 @@ async function keepLayer(ctx: StepContext, scope: string, key: string, state: Bu
     'snapshot',
     `cache-${key.slice(0, 40)}-${randomUUID().slice(0, 8)}`,
     ctx.baseArtifactId,
+    state,
   );
   const previous = await db
     .selectFrom('build_cache')
@@ -950,7 +959,7 @@ async function dropArtifact(deps: BuildRunnerDeps, artifactId: string) {
 }
 
 /** The build's output: a snapshot (or flattened image) of its sandbox now. */
-async function takeOutput(ctx: StepContext, build: BuildRow): Promise<string> {
+async function takeOutput(ctx: StepContext, build: BuildRow, state: BuildState): Promise<string> {
   ctx.log.line(
     'info',
     'finalize',
@@ -961,6 +970,7 @@ async function takeOutput(ctx: StepContext, build: BuildRow): Promise<string> {
     build.kind,
     `build-${build.id}`,
     build.kind === 'snapshot' ? ctx.baseArtifactId : null,
+    state,
   );
 }
 
