@@ -183,6 +183,43 @@ describe('template builds through /v1 (real gVisor)', () => {
     });
   });
 
+  it("an administrator's build makes a platform template every team starts sandboxes from", async () => {
+    const login = await apiCall(server.url, 'POST', '/v1/auth/login', {
+      body: { email: 'admin@wrenn.local', password: server.adminPassword },
+    });
+    expect(login.status).toBe(200);
+    const bearer = login.body.token as string;
+    const res = await apiCall(server.url, 'POST', '/v1/admin/builds', {
+      bearer,
+      body: { template: 'plat-tools', recipe: ['USER root', 'RUN echo platform > /etc/plat'], kind: 'image' },
+    });
+    expect(res.status, JSON.stringify(res.body)).toBe(202);
+    for (;;) {
+      const got = await apiCall(server.url, 'GET', `/v1/admin/builds/${res.body.id as string}`, { bearer });
+      if (got.body.status === 'ready') break;
+      expect(['waiting', 'building']).toContain(got.body.status);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    // A team that is not the administrator's: the template is the platform's.
+    const other = await teamApiKey(server.url, 'another-team@example.com');
+    const listed = await apiCall(server.url, 'GET', '/v1/templates', { key: other });
+    expect(listed.body.templates).toContainEqual(
+      expect.objectContaining({ name: 'plat-tools', kind: 'image', platform: true }),
+    );
+    const created = await apiCall(server.url, 'POST', '/v1/sandboxes', {
+      key: other,
+      body: { template: 'plat-tools' },
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const id = created.body.id as string;
+    const out = await apiCall(server.url, 'POST', `/v1/sandboxes/${id}/exec`, {
+      key: other,
+      body: { cmd: 'cat /etc/plat' },
+    });
+    expect(out.body.stdout).toBe('platform\n');
+    await apiCall(server.url, 'DELETE', `/v1/sandboxes/${id}`, { key: other });
+  });
+
   it('a failing step ends the build in error naming the step, with its output; nothing is left running', async () => {
     const res = await call('POST', '/v1/builds', {
       template: 'broken',

@@ -38,7 +38,7 @@ const Template = z
     name: z.string(),
     kind: z.enum(['image', 'snapshot']),
     platform: z.boolean().openapi({ description: 'Visible to every team' }),
-    id: z.string().uuid().nullable().openapi({ description: 'Snapshots only' }),
+    id: z.string().uuid().nullable().openapi({ description: 'Snapshots and built templates' }),
   })
   .openapi('Template');
 
@@ -134,7 +134,8 @@ export function snapshotRoutes(app: App, deps: ServerDeps): void {
       method: 'get',
       path: '/v1/templates',
       tags: ['snapshots'],
-      summary: "Templates a sandbox can start from: the platform's images and the team's snapshots",
+      summary:
+        "Templates a sandbox can start from: the platform's images and built templates, the team's snapshots and built templates",
       security: apiKey,
       responses: { 200: json(z.object({ templates: z.array(Template) }), 'Templates'), ...errors },
     }),
@@ -146,8 +147,8 @@ export function snapshotRoutes(app: App, deps: ServerDeps): void {
       const own = await listTeamTemplates(db, authed(c, 'teamId'));
       const snapshots = own.map((t) => ({
         name: t.name,
-        kind: 'snapshot' as const,
-        platform: false,
+        kind: t.kind,
+        platform: t.team_id === null,
         id: t.id,
       }));
       return c.json({ templates: [...platform, ...snapshots] }, 200);

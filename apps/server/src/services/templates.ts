@@ -281,8 +281,14 @@ export async function listTeamSnapshots(
 export async function listTeamTemplates(db: Db, teamId: string) {
   return db
     .selectFrom('templates')
-    .select(['id', 'name', 'origin'])
-    .where('team_id', '=', teamId)
+    .select(['id', 'name', 'origin', 'kind', 'team_id'])
+    .where((eb) =>
+      eb.or([
+        eb('team_id', '=', teamId),
+        // The platform's built templates, once they have a ready build.
+        eb.and([eb('team_id', 'is', null), eb('origin', '=', 'template'), eb('artifact_id', 'is not', null)]),
+      ]),
+    )
     .where('origin', '!=', 'artifact')
     .orderBy('name')
     .execute();
