@@ -127,6 +127,34 @@ describe("E2B's template build start, from the SDK's own JSON", () => {
     });
   });
 
+  it('takes fromDockerfile as the SDK reduces it: its FROM image, then steps, CMD as the start command', async () => {
+    const dockerfile = [
+      'FROM python:3.12-slim',
+      'RUN pip install flask',
+      'COPY --chown=user app /srv/app',
+      'ENV PORT=8000 MODE=prod',
+      'WORKDIR /srv/app',
+      'USER user',
+      'CMD ["python3", "-m", "http.server", "8000"]',
+    ].join('\n');
+    const { spec } = translateBuildStart(
+      await sdkBody(Template({ fileContextPath: context }).fromDockerfile(dockerfile)),
+    );
+    expect(spec.from).toEqual({ image: 'python:3.12-slim' });
+    expect(spec.steps.map((s) => s.type)).toEqual([
+      'user',
+      'workdir',
+      'run',
+      'copy',
+      'env',
+      'workdir',
+      'user',
+    ]);
+    expect(spec.steps[3]).toMatchObject({ type: 'copy', src: 'app', dest: '/srv/app', user: 'user' });
+    expect(spec.steps[4]).toEqual({ type: 'env', env: { PORT: '8000', MODE: 'prod' } });
+    expect(spec).toMatchObject({ startCmd: 'python3 -m http.server 8000', readyCmd: 'sleep 20' });
+  });
+
   it('skips the cache when the template or any step is forced', async () => {
     expect(translateBuildStart(await sdkBody(Template().fromBaseImage().runCmd('a'))).skipCache).toBe(false);
     expect(
