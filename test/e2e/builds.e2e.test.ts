@@ -257,9 +257,9 @@ describe('template builds through /v1 (real gVisor)', () => {
         const up = await fetch(`${server.url}/v1/builds/files/${tarHash}`, {
           method: 'PUT',
           headers: { 'x-api-key': key, 'content-type': 'application/octet-stream' },
-          body: createReadStream(path.join(dir, 'ctx.tar')) as unknown as RequestInit['body'],
+          body: createReadStream(path.join(dir, 'ctx.tar')),
           duplex: 'half',
-        } as RequestInit);
+        });
         expect(up.status, await up.clone().text()).toBe(200);
         const res = await call('POST', '/v1/builds', {
           template: 'bigcopy',

@@ -7,7 +7,7 @@ import { FLEET_DEFAULTS, type ServerConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { BuildFiles } from './services/builds/build-files.js';
 import { BUILD_DEFAULTS, startBuildQueue } from './services/builds/queue.js';
-import { buildRunner } from './services/builds/runner.js';
+import { buildRunner, RUNNER_DEFAULTS, runnerTimeoutMs } from './services/builds/runner.js';
 import { buildApp, serveApp } from './http/app.js';
 import { createSandboxProxy } from './proxy/sandbox-proxy.js';
 import { openFleet } from './services/fleet/fleet.js';
@@ -18,15 +18,19 @@ import { startWarmPoolSync } from './services/fleet/warm-pools.js';
 import { abandonLocalHost, prepareLocalHost, type LocalHostPlan } from './services/fleet/local-host.js';
 import { startLeaderElection } from './services/fleet/leader.js';
 import { sandboxTraffic } from './services/sandbox-traffic.js';
-import { bootstrapAdmin } from './bootstrap.js';
+import { adminSecretFiles, bootstrapAdmin } from './bootstrap.js';
+import { TrustedProxies } from './http/client-address.js';
+import { AUDIT_RETENTION_DEFAULT_DAYS, startAuditRetention } from './services/audit-retention.js';
 import { startReconciler } from './services/reconciler.js';
 
 export interface RunningServer {
   url: string;
-  /** The first admin's API key (from the data dir), when this server made one. */
+  /** The first admin's API key, only when this start made it (later starts: `adminSecretFiles`). */
   adminApiKey?: string;
   /** The first admin's password (login as admin@wrenn.local for `/v1/admin/...`), likewise. */
   adminPassword?: string;
+  /** Where the first admin's key and password are kept (0600; written by the start that made them). */
+  adminSecretFiles: { apiKey: string; password: string };
   /** Whether this server runs the cluster's host monitor and reconciler now (leader election). */
   isLeader(): boolean;
   /**
@@ -45,6 +49,8 @@ export interface RunningServer {
  */
 export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
   const fleetConfig = config.fleet ?? FLEET_DEFAULTS;
+  // Checked before anything starts: a typo in WRENN_TRUSTED_PROXIES fails the start.
+  const trustedProxies = new TrustedProxies(config.trustedProxies ?? []);
   const db = await openDatabase(config.database, logger);
   const admin = await bootstrapAdmin(db, config.dataDir);
   const tokens = new SessionTokens(config.jwtSecret ?? (await persistentJwtSecret(config.dataDir, logger)));
@@ -68,13 +74,16 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const buildFiles = new BuildFiles(path.join(config.dataDir, 'build-files'));
   const buildQueue = await startBuildQueue(
     db,
-    buildRunner({
-      db,
-      hosts,
-      sandboxReleased,
-      files: buildFiles,
-      logger: logger.child({ component: 'builds' }),
-    }),
+    buildRunner(
+      {
+        db,
+        hosts,
+        sandboxReleased,
+        files: buildFiles,
+        logger: logger.child({ component: 'builds' }),
+      },
+      { ...RUNNER_DEFAULTS, timeoutMs: runnerTimeoutMs((config.builds ?? BUILD_DEFAULTS).timeoutSec) },
+    ),
     { ...(config.builds ?? BUILD_DEFAULTS), logger: logger.child({ component: 'build-queue' }) },
   );
   const app = buildApp({
@@ -84,6 +93,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     fleet,
     logger,
     uploadMaxBytes: config.uploadMaxBytes,
+    openSignup: config.openSignup ?? false,
     sandboxReleased,
     builds: { files: buildFiles, queue: buildQueue },
   });
@@ -110,7 +120,11 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     { db, hosts, logger: logger.child({ component: 'warm-pools' }) },
     { isLeader },
   );
-  const server = await serveApp(app, config.listenHost, config.listenPort, proxy);
+  const auditRetention = startAuditRetention(db, logger.child({ component: 'audit-retention' }), {
+    retentionDays: config.auditRetentionDays ?? AUDIT_RETENTION_DEFAULT_DAYS,
+    isLeader,
+  });
+  const server = await serveApp(app, config.listenHost, config.listenPort, proxy, { trustedProxies });
   const { port } = server.address() as AddressInfo;
   const url = `http://${formatHostPort(config.listenHost, port)}`;
   logger.info({ url, database: config.database.kind, agent: config.agentUrl }, 'control plane ready');
@@ -118,6 +132,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     url,
     adminApiKey: admin?.apiKey,
     adminPassword: admin?.password,
+    adminSecretFiles: adminSecretFiles(config.dataDir),
     isLeader,
     prepareLocalHost: (opts) => prepareLocalHost({ db, fleet, logger }, opts),
     abandonLocalHost: (hostId) => abandonLocalHost({ db, fleet, logger }, hostId),
@@ -126,6 +141,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       await monitor.stop();
       await replicas?.stop();
       await warmPools.stop();
+      await auditRetention.stop();
       await reconciler.stop();
       await buildQueue.stop();
       await leadership.stop();

@@ -15,7 +15,7 @@ import {
 } from '../templates.js';
 import { teamScope, type BuildFiles } from './build-files.js';
 import { appendLogs, stripSecrets, type BuildRow, type LogLevel, type LogLine } from './builds.js';
-import { MAX_BUILD_ATTEMPTS } from './queue.js';
+import { BUILD_DEFAULTS, MAX_BUILD_ATTEMPTS } from './queue.js';
 import {
   applyStateStep,
   describeStep,
@@ -39,6 +39,8 @@ export interface BuildRunnerOptions {
   stepTimeoutMs: number;
   /** How long the ready command and the healthcheck may keep failing, when the spec does not say. */
   readyTimeoutSec: number;
+  /** The longest a whole build may run (a little under the queue's expiry). */
+  timeoutMs: number;
 }
 
 export const RUNNER_DEFAULTS: BuildRunnerOptions = {
@@ -46,7 +48,11 @@ export const RUNNER_DEFAULTS: BuildRunnerOptions = {
   cacheLayersKept: 100,
   stepTimeoutMs: 3600_000,
   readyTimeoutSec: 300,
+  timeoutMs: (BUILD_DEFAULTS.timeoutSec - 60) * 1000,
 };
+
+/** The runner's time limit for a queue that gives a job up after `timeoutSec`. */
+export const runnerTimeoutMs = (timeoutSec: number) => Math.max(30, timeoutSec - 60) * 1000;
 
 /** No team has this id: platform builds resolve only platform templates. */
 const NO_TEAM = '00000000-0000-0000-0000-000000000000';
@@ -178,7 +184,9 @@ async function runClaimed(
       })
       .catch(() => undefined);
   }, 1000);
-  const signal = AbortSignal.any([cancel.signal, stopping]);
+  // Ends before the queue would give the job up as expired (and hand it to another worker).
+  const deadline = AbortSignal.timeout(opts.timeoutMs);
+  const signal = AbortSignal.any([cancel.signal, stopping, deadline]);
   const started = Date.now();
   try {
     const artifact = await execute(deps, opts, build, log, signal);
@@ -194,8 +202,13 @@ async function runClaimed(
     }
     // The server is going away: the build stays `building`; the queue runs it again.
     if (stopping.aborted) throw err;
-    const failure =
-      err instanceof BuildFailed
+    const failure = deadline.aborted
+      ? new BuildFailed(
+          'finalize',
+          `the build took longer than ${Math.round(opts.timeoutMs / 1000)} s (WRENN_BUILD_TIMEOUT_SEC)`,
+          log.tail.slice(),
+        )
+      : err instanceof BuildFailed
         ? err
         : new BuildFailed('finalize', `the build failed: ${errorMessage(err)}`, log.tail.slice());
     deps.logger.warn(
