@@ -58,25 +58,27 @@ async function withSandbox<T>(template: string, fn: (sbx: Sandbox) => Promise<T>
   }
 }
 
+const webapp = () =>
+  Template({ fileContextPath: context })
+    .fromBaseImage()
+    .runCmd('echo built-as-$(id -un) > /home/user/who')
+    .runCmd(['id -un > /root/who', 'mkdir -p /srv/site'], { user: 'root' })
+    .copy('app', '/opt/app', { mode: 0o755 })
+    .copy('notes.txt', '/home/user/notes.txt', { user: 'user', mode: 0o600 })
+    .setEnvs({ GREETING: 'hello world', STAGE: 'e2b' })
+    .setWorkdir('/srv/site')
+    .setUser('root')
+    .runCmd('pwd > /tmp/pwd && echo "$GREETING from $(id -un)" > /srv/site/greeting')
+    .setUser('user')
+    .setStartCmd('python3 -m http.server 8000 --directory /opt/app', waitForPort(8000));
+
 const out = async (sbx: Sandbox, cmd: string, user?: 'root' | 'user') =>
   (await sbx.commands.run(cmd, user ? { user } : {})).stdout;
 
 describe("E2B's Template SDK against Wrenn (real gVisor)", () => {
-  it('Template.build with every step type; Sandbox.create(name) and (name:tag) have the files, env and the running start command', async () => {
-    const template = Template({ fileContextPath: context })
-      .fromBaseImage()
-      .runCmd('echo built-as-$(id -un) > /home/user/who')
-      .runCmd(['id -un > /root/who', 'mkdir -p /srv/site'], { user: 'root' })
-      .copy('app', '/opt/app', { mode: 0o755 })
-      .copy('notes.txt', '/home/user/notes.txt', { user: 'user', mode: 0o600 })
-      .setEnvs({ GREETING: 'hello world', STAGE: 'e2b' })
-      .setWorkdir('/srv/site')
-      .setUser('root')
-      .runCmd('pwd > /tmp/pwd && echo "$GREETING from $(id -un)" > /srv/site/greeting')
-      .setUser('user')
-      .setStartCmd('python3 -m http.server 8000 --directory /opt/app', waitForPort(8000));
+  it('Template.build with every step type; Sandbox.create(name) and (name:tag) have the files, env and the running start command; the cache and skipCache', async () => {
     const logs: LogEntry[] = [];
-    const built = await Template.build(template, 'e2b-webapp:v1', {
+    const built = await Template.build(webapp(), 'e2b-webapp:v1', {
       cpuCount: 1,
       memoryMB: 512,
       onBuildLogs: (entry) => logs.push(entry),
@@ -118,6 +120,22 @@ describe("E2B's Template SDK against Wrenn (real gVisor)", () => {
     }
     const info = await Sandbox.list().nextItems();
     expect(info).toEqual([]);
+
+    // Rebuilt unchanged, the steps come from the cache; with skipCache (`force`), none does.
+    const rebuild = async (opts: { skipCache?: boolean }) => {
+      const lines: string[] = [];
+      await Template.build(webapp(), 'e2b-webapp', {
+        cpuCount: 1,
+        memoryMB: 512,
+        ...opts,
+        onBuildLogs: (entry) => lines.push(entry.message),
+      });
+      return lines;
+    };
+    expect((await rebuild({})).some((m) => /^cache: the first \d+ of 9 steps are reused/.test(m))).toBe(true);
+    const forced = await rebuild({ skipCache: true });
+    expect(forced).toContain('cache skipped: every step runs');
+    expect(forced.some((m) => m.startsWith('cache: the first'))).toBe(false);
   }, 600_000);
 
   it('buildInBackground + getBuildStatus with logsOffset; a waitForFile ready check', async () => {
