@@ -238,6 +238,37 @@ describe('template builds through /v1 (real gVisor)', () => {
     }, 15_000);
   });
 
+  it('a start command that never gets ready, or a failing healthcheck, fails the build with what it printed', async () => {
+    const notReady = await call('POST', '/v1/builds', {
+      template: 'neverready',
+      recipe: ['RUN true'],
+      start_cmd: 'echo starting-up-now; sleep 1000',
+      ready_cmd: 'test -f /tmp/never',
+      ready_timeout_sec: 2,
+    });
+    const a = await waitForBuild(notReady.body.id as string);
+    expect(a.status).toBe('error');
+    expect(a.reason?.step).toBe('finalize');
+    expect(a.reason?.message).toMatch(/^ready check did not pass within 2 s/);
+    expect(a.reason?.log_tail.join('\n')).toContain('starting-up-now');
+    const unhealthy = await call('POST', '/v1/builds', {
+      template: 'unhealthy',
+      recipe: ['RUN true'],
+      healthcheck: 'echo sick >&2; exit 1',
+      ready_timeout_sec: 2,
+    });
+    const b = await waitForBuild(unhealthy.body.id as string);
+    expect(b.status).toBe('error');
+    expect(b.reason?.message).toMatch(/^healthcheck did not pass within 2 s/);
+    // A healthcheck that passes lets the build through.
+    const healthy = await call('POST', '/v1/builds', {
+      template: 'healthy',
+      recipe: ['RUN echo ok > /tmp/ok'],
+      healthcheck: 'test -f /tmp/ok',
+    });
+    expect((await waitForBuild(healthy.body.id as string)).status).toBe('ready');
+  });
+
   it('a large COPY context is streamed through the server, never held in its memory', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'wrenn-big-ctx-'));
     try {
