@@ -16,6 +16,8 @@ interface Up {
   api: string;
   key: string;
   password: string | undefined;
+  /** Whether this start printed the admin's key and password (only the start that made them). */
+  printedSecrets?: boolean;
   /** The platform host its agent is, from its first lines. */
   hostId: string;
   exited: Promise<number | null>;
@@ -67,14 +69,32 @@ async function wrenn(
   return { child, stdout, exited };
 }
 
+/**
+ * `wrenn up` on `dir`. The admin's key and password are printed only by the start that made them;
+ * later starts print where they are kept (and the secrets themselves appear nowhere in the output),
+ * so they are read from there.
+ */
 async function wrennUp(dir = dataDir): Promise<Up> {
   const { child, stdout, exited } = await wrenn('up', dir, /^Try: /m);
+  const printedKey = /admin API key .*: (wrn_\S+)/.exec(stdout)?.[1];
+  const keyFile = path.join(dir, 'server/admin-api-key');
+  const passwordFile = path.join(dir, 'server/admin-password');
+  const key = printedKey ?? (await readFile(keyFile, 'utf8')).trim();
+  const password =
+    /admin login .*: admin@wrenn\.local \/ (\S+)/.exec(stdout)?.[1] ??
+    (await readFile(passwordFile, 'utf8').catch(() => '')).trim();
+  if (!printedKey) {
+    expect(stdout).toContain(`kept in ${keyFile} and ${passwordFile} (0600)`);
+    expect(stdout).not.toContain(key);
+    if (password) expect(stdout).not.toContain(password);
+  }
   return {
     child,
     exited,
+    printedSecrets: printedKey !== undefined,
     api: /API:\s+(http:\/\/\S+)\/v1/.exec(stdout)![1]!,
-    key: /admin API key .*: (wrn_\S+)/.exec(stdout)![1]!,
-    password: /admin login .*: admin@wrenn\.local \/ (\S+)/.exec(stdout)?.[1],
+    key,
+    password: password || undefined,
     hostId: /host agent: https:\/\/\S+ \(platform host ([0-9a-f-]{36}), mutual TLS\)/.exec(stdout)![1]!,
   };
 }
@@ -107,6 +127,7 @@ describe('wrenn up', () => {
     let second: Up | undefined;
     try {
       expect(first.password).toBeDefined();
+      expect(first.printedSecrets).toBe(true);
       const created = await call(first, 'POST', '/v1/sandboxes', { body: { timeout_sec: 0 } });
       expect(created.status).toBe(201);
       const id = created.body.id as string;
@@ -154,6 +175,7 @@ describe('wrenn up', () => {
       // token, no second host); the running sandbox that went with the last agent is marked
       // stopped, the paused one is still paused and resumes with its files.
       second = await wrennUp();
+      expect(second.printedSecrets).toBe(false);
       expect(second.key).toBe(first.key);
       expect(second.password).toBe(first.password);
       expect(second.hostId).toBe(first.hostId);

@@ -62,8 +62,26 @@ async function runServer(): Promise<void> {
   const config = loadServerConfig();
   const logger = createLogger({ name: 'wrenn-server', level: config.logLevel });
   const server = await startServer(config, logger);
-  process.stdout.write(`Wrenn API listening on ${server.url} (docs: ${server.url}/docs)\n`);
+  process.stdout.write(
+    [`Wrenn API listening on ${server.url} (docs: ${server.url}/docs)`, ...adminLines(server), ''].join('\n'),
+  );
   stopOnSignal(logger, () => server.stop());
+}
+
+/**
+ * The first admin's key and password, printed by the start that made them and never again (a
+ * start's output ends up in logs); later starts say where they are kept instead.
+ */
+function adminLines(server: RunningServer): string[] {
+  const files = server.adminSecretFiles;
+  if (!server.adminApiKey)
+    return [
+      `  admin API key and password: not shown again; kept in ${files.apiKey} and ${files.password} (0600)`,
+    ];
+  return [
+    `  admin API key (X-API-Key; kept in ${files.apiKey}, shown this once): ${server.adminApiKey}`,
+    `  admin login (POST /v1/auth/login; password kept in ${files.password}, shown this once): admin@wrenn.local / ${server.adminPassword ?? ''}`,
+  ];
 }
 
 async function runUp(): Promise<void> {
@@ -88,14 +106,7 @@ async function runUp(): Promise<void> {
       `  API:        ${server.url}/v1`,
       `  API docs:   ${server.url}/docs`,
       `  host agent: ${agent.url} (platform host ${agent.hostId}, mutual TLS)`,
-      server.adminApiKey
-        ? `  admin API key (X-API-Key; also in ${agentEnv.dataDir}/server/admin-api-key): ${server.adminApiKey}`
-        : '  admin API key: not available (the database already had users)',
-      ...(server.adminPassword
-        ? [
-            `  admin login (POST /v1/auth/login; also in ${agentEnv.dataDir}/server/admin-password): admin@wrenn.local / ${server.adminPassword}`,
-          ]
-        : []),
+      ...adminLines(server),
       `Try: curl -s -X POST -H "X-API-Key: <key>" -H 'content-type: application/json' -d '{}' ${server.url}/v1/sandboxes`,
       '',
     ].join('\n'),

@@ -42,6 +42,13 @@ const shape = {
   WRENN_BUILD_WORKERS: z.coerce.number().int().min(1).max(64).default(2),
   // The longest one build may run.
   WRENN_BUILD_TIMEOUT_SEC: z.coerce.number().int().min(60).default(7200),
+  // Anyone may sign up; otherwise (the default) only with an admin's invite (POST /v1/admin/invites).
+  WRENN_OPEN_SIGNUP: z.stringbool().default(false),
+  // Proxies (comma-separated addresses or CIDRs) whose X-Forwarded-For/Proto/Host are believed; from
+  // any other peer they are dropped. Empty (the default): none, loopback included (docs/security.md).
+  WRENN_TRUSTED_PROXIES: z.string().default(''),
+  // How long the audit log keeps an entry.
+  WRENN_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).default(90),
   // Test only (docs/testing.md): a fault this process injects into itself for the e2e tests.
   WRENN_TEST_FAULT: z.enum(['exit-after-refresh-issue']).optional(),
 };
@@ -60,6 +67,12 @@ export interface ServerConfig {
   builds?: { workers: number; timeoutSec: number };
   /** The fleet's settings; defaults as in the schema above. */
   fleet?: FleetConfig;
+  /** Signup without an invite (WRENN_OPEN_SIGNUP); default false. */
+  openSignup?: boolean;
+  /** Addresses or CIDRs of the proxies whose X-Forwarded-* are believed; default none. */
+  trustedProxies?: string[];
+  /** How long audit entries are kept (days); default 90. */
+  auditRetentionDays?: number;
   /** Test only: a fault to inject (WRENN_TEST_FAULT); never set in production. */
   testFault?: TestFault;
 }
@@ -114,6 +127,11 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     uploadMaxBytes: raw.WRENN_UPLOAD_MAX_BYTES,
     builds: { workers: raw.WRENN_BUILD_WORKERS, timeoutSec: raw.WRENN_BUILD_TIMEOUT_SEC },
     testFault: raw.WRENN_TEST_FAULT,
+    openSignup: raw.WRENN_OPEN_SIGNUP,
+    trustedProxies: raw.WRENN_TRUSTED_PROXIES.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+    auditRetentionDays: raw.WRENN_AUDIT_RETENTION_DAYS,
     fleet: {
       hostStaleSec: raw.WRENN_HOST_STALE_SEC,
       heartbeatSec: raw.WRENN_HEARTBEAT_SEC,

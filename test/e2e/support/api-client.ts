@@ -30,6 +30,8 @@ export async function startControlPlane(
       agentUrl,
       logLevel: 'warn',
       uploadMaxBytes: opts.uploadMaxBytes,
+      // The tests sign their users up themselves (production's default is invites only).
+      openSignup: true,
     },
     createLogger({ name: 'wrenn-server', level: 'warn', pretty: false }),
   ).catch(async (err: unknown) => {
@@ -74,6 +76,8 @@ export async function teamApiKey(baseUrl: string, email: string): Promise<string
   const signup = await apiCall(baseUrl, 'POST', '/v1/auth/signup', {
     body: { email, password: 'long enough password' },
   });
+  if (signup.status !== 201)
+    throw new Error(`signup ${email}: ${signup.status} ${JSON.stringify(signup.body)}`);
   const { token, team } = signup.body as { token: string; team: { id: string } };
   const key = await apiCall(baseUrl, 'POST', `/v1/teams/${team.id}/api-keys`, {
     body: { name: 'e2e' },

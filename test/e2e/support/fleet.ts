@@ -149,6 +149,8 @@ export async function startServerReplica(name: string, env: Record<string, strin
         WRENN_DIR: dataDir,
         WRENN_SERVER_LISTEN: '127.0.0.1:0',
         LOG_LEVEL: 'info',
+        // The tests sign their users up themselves (production's default is invites only).
+        WRENN_OPEN_SIGNUP: 'true',
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],

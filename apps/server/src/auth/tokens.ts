@@ -1,7 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { SignJWT, jwtVerify } from 'jose';
 
-const ISSUER = 'wrenn';
+/** The `iss` of Wrenn's session tokens (the sandbox proxy recognises them by it). */
+export const SESSION_ISSUER = 'wrenn';
 const SESSION_TTL = '24h';
 export const API_KEY_PREFIX = 'wrn_';
 
@@ -17,7 +18,7 @@ export class SessionTokens {
     return new SignJWT({})
       .setProtectedHeader({ alg: 'HS256' })
       .setSubject(userId)
-      .setIssuer(ISSUER)
+      .setIssuer(SESSION_ISSUER)
       .setIssuedAt()
       .setExpirationTime(SESSION_TTL)
       .sign(this.key);
@@ -26,7 +27,7 @@ export class SessionTokens {
   /** The user id, or undefined for a token that is forged, expired or malformed. */
   async verify(token: string): Promise<string | undefined> {
     try {
-      const { payload } = await jwtVerify(token, this.key, { issuer: ISSUER, algorithms: ['HS256'] });
+      const { payload } = await jwtVerify(token, this.key, { issuer: SESSION_ISSUER, algorithms: ['HS256'] });
       return typeof payload.sub === 'string' ? payload.sub : undefined;
     } catch {
       return undefined;

@@ -383,6 +383,46 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('sandboxes').addColumn('build_id', 'uuid').execute();
     },
   },
+  // Who did what (services/audit.ts), invitations to sign up, and the auth routes' rate-limit
+  // counters (shared by every server on the database; the table is rate-limiter-flexible's own).
+  '0012_audit_log': {
+    async up(db: Kysely<unknown>) {
+      // No foreign keys on the actors and the team: the record outlives a deleted user, key or team.
+      await db.schema
+        .createTable('audit_log')
+        .addColumn('id', 'bigserial', (c) => c.primaryKey())
+        .addColumn('at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('actor_user_id', 'uuid')
+        .addColumn('actor_api_key_id', 'uuid')
+        .addColumn('team_id', 'uuid')
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('target', 'text')
+        .addColumn('result', 'text', (c) => c.notNull().check(sql`result in ('ok', 'denied', 'failed')`))
+        .addColumn('request_id', 'text')
+        .addColumn('ip', 'text')
+        .addColumn('details', 'jsonb')
+        .execute();
+      await sql`create index audit_log_by_team on audit_log (team_id, id)`.execute(db);
+      await sql`create index audit_log_by_time on audit_log (at)`.execute(db);
+      await db.schema
+        .createTable('invites')
+        .addColumn('id', 'uuid', (c) => c.primaryKey().defaultTo(sql`gen_random_uuid()`))
+        .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('email', 'text')
+        .addColumn('created_by', 'uuid', (c) => c.references('users.id').onDelete('set null'))
+        .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn('expires_at', 'timestamptz', (c) => c.notNull())
+        .addColumn('used_at', 'timestamptz')
+        .addColumn('used_by', 'uuid', (c) => c.references('users.id').onDelete('set null'))
+        .execute();
+      await db.schema
+        .createTable('auth_rate_limits')
+        .addColumn('key', 'varchar(255)', (c) => c.primaryKey())
+        .addColumn('points', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('expire', 'bigint')
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

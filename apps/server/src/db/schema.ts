@@ -283,7 +283,45 @@ export interface HostRefreshTokensTable {
   created_at: CreatedAt;
 }
 
+/** One thing someone did (services/audit.ts). */
+export interface AuditLogTable {
+  id: Generated<string>;
+  at: ColumnType<Date, Date | undefined, never>;
+  actor_user_id: string | null;
+  actor_api_key_id: string | null;
+  team_id: string | null;
+  action: string;
+  target: string | null;
+  result: 'ok' | 'denied' | 'failed';
+  request_id: string | null;
+  ip: string | null;
+  details: ColumnType<Record<string, unknown> | null, string | null, never>;
+}
+
+/** A one-time invitation to sign up (only its SHA-256 is stored). */
+export interface InvitesTable {
+  id: Generated<string>;
+  token_hash: string;
+  /** Only this email may use it; null: anyone holding it. */
+  email: string | null;
+  created_by: string | null;
+  created_at: CreatedAt;
+  expires_at: Date;
+  used_at: Date | null;
+  used_by: string | null;
+}
+
+/** rate-limiter-flexible's Postgres store: a counter per key, `expire` in epoch ms. */
+export interface AuthRateLimitsTable {
+  key: string;
+  points: number;
+  expire: ColumnType<string | null, number | null, number | null>;
+}
+
 export interface Database {
+  audit_log: AuditLogTable;
+  invites: InvitesTable;
+  auth_rate_limits: AuthRateLimitsTable;
   cluster_keys: ClusterKeysTable;
   hosts: HostsTable;
   host_registration_tokens: HostRegistrationTokensTable;

@@ -5,6 +5,7 @@ import type { Env, ServerDeps } from '../http/app-types.js';
 import { authed } from '../http/auth.js';
 import { ApiError, notFound, optionalJsonBody } from '../http/errors.js';
 import { ENV_VARS, TEMPLATE_NAME } from '../http/schemas.js';
+import { audit } from '../services/audit.js';
 import { sandboxMetrics } from '../services/metrics-store.js';
 import { listTeamSandboxes, ownedSandbox, type SandboxRow } from '../services/sandbox-access.js';
 import {
@@ -92,6 +93,7 @@ function lifecycleRoutes(api: Hono<Env>, deps: ServerDeps): void {
         },
         c.req.raw.signal,
       );
+      await audit(c, deps, { action: 'sandbox.create', target: row.id, details: { template } });
       return c.json(sandboxView(row, info), 201);
     });
 
@@ -104,6 +106,7 @@ function lifecycleRoutes(api: Hono<Env>, deps: ServerDeps): void {
       // Missing: its host is lost; it resumes from its copy on another host when there is one.
       if (row.status === 'paused' || row.status === 'missing') {
         const info = await resumeSandbox(deps, row.id, Math.max(timeout, row.timeout_sec));
+        await audit(c, deps, { action: 'sandbox.resume', target: row.id });
         return c.json(sandboxView({ ...row, status: 'running' }, info), 201);
       }
       if (row.status !== 'running')
@@ -124,12 +127,14 @@ function lifecycleRoutes(api: Hono<Env>, deps: ServerDeps): void {
       row.id,
       timeout === undefined ? undefined : clampTimeoutSec(timeout),
     );
+    await audit(c, deps, { action: 'sandbox.resume', target: row.id });
     return c.json(sandboxView({ ...row, status: 'running' }, info), 201);
   });
 
   api.delete('/sandboxes/:id', async (c) => {
     const row = await sandboxOf(deps, c);
     await destroySandbox(deps, row.id);
+    await audit(c, deps, { action: 'sandbox.kill', target: row.id });
     return c.body(null, 204);
   });
 
@@ -148,6 +153,7 @@ function lifecycleRoutes(api: Hono<Env>, deps: ServerDeps): void {
     if (row.status === 'paused')
       throw new ApiError(409, 'failed_precondition', `sandbox ${row.id} is already paused`);
     await pauseSandbox(deps, row.id);
+    await audit(c, deps, { action: 'sandbox.pause', target: row.id });
     return c.body(null, 204);
   });
 }

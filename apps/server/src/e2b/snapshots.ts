@@ -5,6 +5,7 @@ import type { Env, ServerDeps } from '../http/app-types.js';
 import { authed } from '../http/auth.js';
 import { optionalJsonBody } from '../http/errors.js';
 import { TEMPLATE_NAME } from '../http/schemas.js';
+import { audit } from '../services/audit.js';
 import { createSandbox } from '../services/sandbox-lifecycle.js';
 import { createTeamSnapshot, deleteTeamSnapshot, listTeamSnapshots } from '../services/templates.js';
 import { e2bApiError } from './errors.js';
@@ -29,6 +30,7 @@ export function e2bSnapshotRoutes(api: Hono<Env>, deps: ServerDeps): void {
       name ?? `snapshot-${Date.now().toString(36)}`,
       c.req.raw.signal,
     );
+    await audit(c, deps, { action: 'sandbox.snapshot', target: row.id, details: { name: snapshot.name } });
     return c.json({ snapshotID: snapshot.id, names: [snapshot.name] }, 201);
   });
 
@@ -44,6 +46,7 @@ export function e2bSnapshotRoutes(api: Hono<Env>, deps: ServerDeps): void {
       row.id,
       `fork-${row.id}-${Date.now().toString(36)}`,
     );
+    await audit(c, deps, { action: 'sandbox.snapshot', target: row.id, details: { fork: body.count } });
     try {
       const results = await Promise.allSettled(
         Array.from({ length: body.count }, async () => {

@@ -5,6 +5,7 @@ import type { Db } from '../db/database.js';
 import type { Env, ServerDeps } from '../http/app-types.js';
 import { authed } from '../http/auth.js';
 import { badRequest, notFound, optionalJsonBody, toApiError } from '../http/errors.js';
+import { audit } from '../services/audit.js';
 import { teamScope } from '../services/builds/build-files.js';
 import {
   buildLogs,
@@ -162,6 +163,7 @@ function buildRoutes(api: Hono<Env>, deps: ServerDeps): void {
         throw err;
       });
     await startBuild(buildDeps(deps), build, { spec, kind: 'snapshot', skipCache });
+    await audit(c, deps, { action: 'build.start', target: build.id });
     // No body, said so: the SDK's client parses any other 2xx but 204 as JSON.
     return c.body(null, 202, { 'content-length': '0' });
   });

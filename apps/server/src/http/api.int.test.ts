@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { SessionTokens } from '../auth/tokens.js';
 import {
   startTestServer,
+  TEST_AUTH_LIMITS,
   TEST_PASSWORD,
   describeOnBackends,
   testBackends,
@@ -156,7 +157,9 @@ describeOnBackends('the HTTP API', backends, (backend) => {
 
   it('refuses logins for an email after too many failures (429 + Retry-After), even the right password', async () => {
     // A server of its own with small limits, over the same database.
-    const limited = await startTestServer(api.db, { loginLimit: { maxFailures: 3, windowMs: 1500 } });
+    const limited = await startTestServer(api.db, {
+      authLimits: { ...TEST_AUTH_LIMITS, loginFailuresPerEmail: { points: 3, durationSec: 1.5 } },
+    });
     try {
       await signup('locked@example.com');
       await signup('bystander@example.com');

@@ -2,7 +2,7 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Client } from '@connectrpc/connect';
 import type { Logger } from '@wrenn/core';
 import type { hostagent } from '@wrenn/contracts';
-import type { LoginLimit } from '../auth/login-throttle.js';
+import type { AuthLimits } from '../auth/rate-limits.js';
 import type { SessionTokens } from '../auth/tokens.js';
 import type { Db } from '../db/database.js';
 import type { BuildFiles } from '../services/builds/build-files.js';
@@ -20,8 +20,13 @@ export interface ServerDeps {
   /** Hosts' credentials and directory: what the host routes need. */
   fleet: Fleet;
   logger: Logger;
-  /** Failed logins allowed per email (default 10 per 15 minutes, in this process's memory). */
-  loginLimit?: LoginLimit;
+  /**
+   * Anyone may sign up (WRENN_OPEN_SIGNUP); otherwise only with an invite an admin made
+   * (`POST /v1/admin/invites`). Default false.
+   */
+  openSignup?: boolean;
+  /** The auth routes' rate limits (`DEFAULT_AUTH_LIMITS`), counted in the database. */
+  authLimits?: AuthLimits;
   /** Largest upload, bytes (default 1 GiB); past it 413. */
   uploadMaxBytes?: number;
   /**
@@ -37,6 +42,8 @@ export interface ServerDeps {
 export interface AuthVars {
   userId: string;
   teamId: string;
+  /** The API key a request came with (the audit log's actor). */
+  apiKeyId: string;
 }
 
 export type Env = { Variables: Partial<AuthVars> };

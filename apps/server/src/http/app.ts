@@ -18,6 +18,7 @@ import { sandboxRoutes } from '../routes/sandboxes.js';
 import { snapshotRoutes } from '../routes/snapshots.js';
 import { teamRoutes } from '../routes/teams.js';
 import type { App, Env, ServerDeps } from './app-types.js';
+import { admitRequest, TrustedProxies } from './client-address.js';
 import { docsRoutes } from './docs.js';
 import { invalidInput, toApiError } from './errors.js';
 
@@ -67,7 +68,10 @@ export function buildApp(deps: ServerDeps): App {
   app.onError((err, c) => {
     if (err instanceof ZodError) return c.json(validationError(err), 400);
     const known = toApiError(err);
-    if (known) return c.json({ code: known.code, message: known.message }, known.status);
+    if (known) {
+      for (const [name, value] of Object.entries(known.headers)) c.header(name, value);
+      return c.json({ code: known.code, message: known.message }, known.status);
+    }
     deps.logger.error({ err, method: c.req.method, path: c.req.path }, 'internal error');
     return c.json({ code: 'internal', message: 'internal error; see the server log' }, 500);
   });
@@ -89,6 +93,7 @@ export async function serveApp(
   hostname: string,
   port: number,
   proxy?: SandboxProxy,
+  opts: { trustedProxies?: TrustedProxies } = {},
 ): Promise<ServerType> {
   const server = serve({
     fetch: app.fetch,
@@ -98,7 +103,7 @@ export async function serveApp(
   });
   // Node cuts off any request whose body takes over 5 minutes; uploads and proxied streams may.
   (server as http.Server).requestTimeout = 0;
-  if (proxy) putProxyFirst(server, proxy);
+  putAdmissionFirst(server, opts.trustedProxies ?? new TrustedProxies(), proxy);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
@@ -107,23 +112,27 @@ export async function serveApp(
 }
 
 /**
- * Puts the sandbox proxy in front of the server's own request and upgrade listeners (Hono's, and
- * node-server's WebSocket upgrade for exec): sandbox traffic never reaches them.
+ * Puts `admitRequest` (forwarded headers only from trusted proxies, the client's address, a request
+ * id), then the sandbox proxy, in front of the server's own request and upgrade listeners (Hono's,
+ * and node-server's WebSocket upgrade for exec): sandbox traffic never reaches them.
  */
-function putProxyFirst(server: ServerType, proxy: SandboxProxy): void {
+function putAdmissionFirst(server: ServerType, trusted: TrustedProxies, proxy?: SandboxProxy): void {
   const requestListeners = server.listeners('request') as http.RequestListener[];
   server.removeAllListeners('request');
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const to = proxy.route(req);
-    if (to) proxy.handleRequest(req, res, to);
-    else for (const listener of requestListeners) void listener(req, res);
+    const { requestId } = admitRequest(req, trusted);
+    const to = proxy?.route(req);
+    if (to) return proxy!.handleRequest(req, res, to);
+    res.setHeader('x-request-id', requestId);
+    for (const listener of requestListeners) void listener(req, res);
   });
   type UpgradeListener = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
   const upgradeListeners = server.listeners('upgrade') as UpgradeListener[];
   server.removeAllListeners('upgrade');
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    const to = proxy.route(req);
-    if (to) proxy.handleUpgrade(req, socket, head, to);
+    admitRequest(req, trusted);
+    const to = proxy?.route(req);
+    if (to) proxy!.handleUpgrade(req, socket, head, to);
     else for (const listener of upgradeListeners) listener(req, socket, head);
   });
 }

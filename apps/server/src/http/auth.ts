@@ -48,6 +48,7 @@ export function requireApiKey(deps: ServerDeps): MiddlewareHandler<Env> {
       .executeTakeFirst();
     if (!row) throw unauthorized('the API key is invalid or was revoked');
     c.set('teamId', row.team_id);
+    c.set('apiKeyId', row.id);
     // Recorded to the minute: a write per request was most of the API's overhead over the agent.
     const now = new Date();
     if (!row.last_used_at || now.getTime() - new Date(row.last_used_at).getTime() > 60_000) {

@@ -9,6 +9,8 @@ export class ApiError extends Error {
     readonly status: ContentfulStatusCode,
     readonly code: string,
     message: string,
+    /** Headers the answer carries (e.g. `Retry-After`). */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -43,7 +45,13 @@ export const forbidden = (message: string) => new ApiError(403, 'permission_deni
 export const notFound = (what: string, id: string) =>
   new ApiError(404, 'not_found', `${what} ${JSON.stringify(id)} not found`);
 export const conflict = (message: string) => new ApiError(409, 'already_exists', message);
-export const rateLimited = (message: string) => new ApiError(429, 'rate_limited', message);
+export const rateLimited = (message: string, retryAfterSec?: number) =>
+  new ApiError(
+    429,
+    'rate_limited',
+    message,
+    retryAfterSec === undefined ? {} : { 'Retry-After': String(retryAfterSec) },
+  );
 
 // The agent speaks Connect codes; the API answers the HTTP status each one means (one table, in
 // @wrenn/core). Only these carry a message meant for the client; the others (internal, unknown,

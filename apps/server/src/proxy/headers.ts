@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { formatHostPort } from '@wrenn/core';
+import { API_KEY_PREFIX, SESSION_ISSUER } from '../auth/tokens.js';
 
 // RFC 9110 §7.6.1 plus the legacy ones; `proxy-*` is matched by prefix. They describe one
 // connection, so they never cross the proxy (the upgrade path keeps connection/upgrade itself).
@@ -10,15 +11,20 @@ const NOT_FORWARDED = new Set(['host', 'expect']);
 
 export type HeaderMap = Record<string, string | string[]>;
 
-/** Request headers for the sandbox: hop-by-hop ones dropped (kept for upgrades), Host and X-Forwarded-* set. */
+/**
+ * Request headers for the sandbox: hop-by-hop ones dropped (kept for upgrades), the control plane's
+ * credentials dropped, Host and X-Forwarded-* set. Forwarded headers that arrive here came from a
+ * trusted proxy (`admitRequest` removed any other client's), so they are extended, not replaced.
+ */
 export function forwardHeaders(
   req: IncomingMessage,
   target: { host: string; port: number },
   upgrade: boolean,
 ): HeaderMap {
   const dropped = connectionTokens(req.headers.connection);
-  const headers = collect(req.rawHeaders, (name) => {
+  const headers = collect(req.rawHeaders, (name, value) => {
     if (NOT_FORWARDED.has(name) || name.startsWith('proxy-')) return false;
+    if (name === 'x-api-key' || (name === 'authorization' && isControlPlaneCredential(value))) return false;
     if (upgrade)
       return name === 'connection' || name === 'upgrade' || !(HOP_BY_HOP.has(name) || dropped.has(name));
     return !(HOP_BY_HOP.has(name) || dropped.has(name));
@@ -54,13 +60,36 @@ export function upgradeRequestHead(req: IncomingMessage, target: { host: string;
   return `${text}\r\n`;
 }
 
+/**
+ * The control plane's credentials never reach a sandbox, whose code is the user's (or anyone's it
+ * runs): `X-API-Key` is dropped whatever it holds, and `Authorization` when it carries a Wrenn key
+ * or a Wrenn session token (a JWT issued by `wrenn`). Every other `Authorization` is the sandbox's
+ * own and is kept: envd's `Basic <user>:` (which user an RPC runs as) and an app's own tokens, as is
+ * `X-Access-Token` (envd's token, docs/e2b-wire.md). The control plane sets no cookies, so every
+ * cookie a client sends here belongs to the sandbox's apps.
+ */
+export function isControlPlaneCredential(authorization: string): boolean {
+  const match = /^\s*bearer\s+(\S+)\s*$/i.exec(authorization);
+  if (!match) return false;
+  const token = match[1]!;
+  if (token.startsWith(API_KEY_PREFIX)) return true;
+  const [, payload] = token.split('.');
+  if (!payload) return false;
+  try {
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { iss?: unknown };
+    return claims.iss === SESSION_ISSUER;
+  } catch {
+    return false;
+  }
+}
+
 /** Lower-cased headers from `rawHeaders`, repeated ones kept as arrays (Node would join them). */
-function collect(raw: string[], keep: (name: string) => boolean): HeaderMap {
+function collect(raw: string[], keep: (name: string, value: string) => boolean): HeaderMap {
   const out: HeaderMap = {};
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = (raw[i] ?? '').toLowerCase();
     const value = raw[i + 1] ?? '';
-    if (!keep(name)) continue;
+    if (!keep(name, value)) continue;
     const prior = out[name];
     if (prior === undefined) out[name] = value;
     else if (Array.isArray(prior)) prior.push(value);

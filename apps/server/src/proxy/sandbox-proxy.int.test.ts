@@ -4,6 +4,8 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '@wrenn/core';
+import { SessionTokens } from '../auth/tokens.js';
+import { upgradeRequestHead } from './headers.js';
 import { createSandboxProxy, type ResolveResult } from './sandbox-proxy.js';
 
 // Everything on real sockets on 127.0.0.1: a client, an HTTP server that hands sandbox traffic to
@@ -177,6 +179,64 @@ describe('the sandbox proxy', () => {
     expect(res.headers['x-resp-kept']).toBe('kept');
     expect(res.headers['set-cookie']).toEqual(['a=1', 'b=2']);
     expect(resolve).toHaveBeenCalledWith('sbx1sbx1');
+  });
+
+  it("strips the control plane's credentials, keeps envd's and the sandbox apps' own (HTTP and upgrades)", async () => {
+    const wrennJwt = await new SessionTokens('a-secret-that-is-long-enough-for-hs256!!').issue(
+      '00000000-0000-4000-8000-000000000000',
+    );
+    const foreignJwt = `e30.${Buffer.from(JSON.stringify({ iss: 'someone-else' })).toString('base64url')}.x`;
+    const seen = async (headers: Record<string, string>) => {
+      const res = await call({
+        path: '/who',
+        headers: { 'E2b-Sandbox-Id': 'sbx1sbx1', 'E2b-Sandbox-Port': String(targetPort), ...headers },
+      });
+      expect(res.status).toBe(200);
+      return (JSON.parse(res.body) as Echo).headers;
+    };
+    // Wrenn's own: an API key (either header), a session token.
+    const wrennCredentials: Record<string, string>[] = [
+      { 'X-API-Key': 'wrn_secret', authorization: 'Bearer wrn_secret' },
+      { 'x-api-key': 'wrn_secret', authorization: `Bearer ${wrennJwt}` },
+      { 'X-API-KEY': 'wrn_secret', authorization: `bearer  ${wrennJwt}` },
+    ];
+    for (const headers of wrennCredentials) {
+      const got = await seen({ ...headers, 'x-access-token': 'envd-token', cookie: 'app=1' });
+      expect(got['x-api-key'], JSON.stringify(headers)).toBeUndefined();
+      expect(got.authorization, JSON.stringify(headers)).toBeUndefined();
+      // Positive control: envd's token and the app's cookie went through on the same request.
+      expect(got['x-access-token']).toBe('envd-token');
+      expect(got.cookie).toBe('app=1');
+    }
+    // The sandbox's own: envd's Basic user, another issuer's bearer token.
+    expect((await seen({ authorization: 'Basic cm9vdDo=' })).authorization).toBe('Basic cm9vdDo=');
+    expect((await seen({ authorization: `Bearer ${foreignJwt}` })).authorization).toBe(
+      `Bearer ${foreignJwt}`,
+    );
+
+    const upgrade = new http.IncomingMessage(new net.Socket());
+    upgrade.method = 'GET';
+    upgrade.url = '/ws';
+    upgrade.headers = { host: 'x' };
+    upgrade.rawHeaders = [
+      'Host',
+      'x',
+      'Connection',
+      'Upgrade',
+      'Upgrade',
+      'websocket',
+      'X-API-Key',
+      'wrn_secret',
+      'Authorization',
+      `Bearer ${wrennJwt}`,
+      'X-Access-Token',
+      'envd-token',
+    ];
+    const head = upgradeRequestHead(upgrade, { host: '127.0.0.1', port: 49983 }).toLowerCase();
+    expect(head).not.toContain('wrn_secret');
+    expect(head).not.toContain('authorization');
+    expect(head).toContain('x-access-token: envd-token');
+    expect(head).toContain('upgrade: websocket');
   });
 
   it('keeps a chunked body chunked, also for methods Node sends unframed by default', async () => {

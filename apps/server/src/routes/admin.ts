@@ -1,7 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { createRoute, z } from '@hono/zod-openapi';
+import { hashApiKey } from '../auth/tokens.js';
 import type { App, ServerDeps } from '../http/app-types.js';
-import { requireAdmin, requireUser } from '../http/auth.js';
+import { AuditPage, AuditQuery, auditPage } from '../http/audit-views.js';
+import { authed, requireAdmin, requireUser } from '../http/auth.js';
 import { notFound } from '../http/errors.js';
+import { audit } from '../services/audit.js';
 import {
   AdminSandbox,
   bearer,
@@ -39,9 +43,42 @@ const AdminTemplate = z
   })
   .openapi('AdminTemplate');
 
-const iso = (d: Date) => new Date(d).toISOString();
+const Invite = z
+  .object({
+    id: z.uuid(),
+    email: z.string().nullable().openapi({ description: 'Only this email may use it; null: anyone' }),
+    created_at: z.string(),
+    expires_at: z.string(),
+    used_at: z.string().nullable(),
+    used_by: z.uuid().nullable(),
+  })
+  .openapi('Invite');
+const NewInvite = Invite.extend({
+  token: z.string().openapi({ description: 'The invite itself (`invite` in signup): shown this once' }),
+}).openapi('NewInvite');
 
-/** Read-only views across every team, for users with `is_admin` (checked on every request). */
+/** How long an invite is good for by default, and at most. */
+const INVITE_DEFAULT_SEC = 7 * 86_400;
+const INVITE_MAX_SEC = 30 * 86_400;
+
+const iso = (d: Date) => new Date(d).toISOString();
+const inviteView = (r: {
+  id: string;
+  email: string | null;
+  created_at: Date;
+  expires_at: Date;
+  used_at: Date | null;
+  used_by: string | null;
+}) => ({
+  id: r.id,
+  email: r.email,
+  created_at: iso(r.created_at),
+  expires_at: iso(r.expires_at),
+  used_at: r.used_at ? iso(r.used_at) : null,
+  used_by: r.used_by,
+});
+
+/** Views across every team, invites and the audit log, for users with `is_admin` (checked on every request). */
 export function adminRoutes(app: App, deps: ServerDeps): void {
   // Longer than ~80 lines on purpose: a table of routes, each a declaration and a short handler.
   const { db } = deps;
@@ -169,7 +206,94 @@ export function adminRoutes(app: App, deps: ServerDeps): void {
         .returning(['id', 'name', 'is_byoc'])
         .executeTakeFirst();
       if (!team) throw notFound('team', id);
+      await audit(c, deps, {
+        action: 'admin.team_byoc',
+        target: id,
+        teamId: id,
+        details: { is_byoc: team.is_byoc },
+      });
       return c.json(team, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/admin/invites',
+      tags: ['admin'],
+      summary: 'Invite someone to sign up: a one-time token with an expiry (admins only)',
+      security: bearer,
+      request: {
+        body: jsonBody(
+          z.strictObject({
+            email: z.email().max(254).optional().openapi({ description: 'Only this email may use it' }),
+            expires_in_sec: z
+              .number()
+              .int()
+              .min(60)
+              .max(INVITE_MAX_SEC)
+              .optional()
+              .openapi({ description: `Default ${INVITE_DEFAULT_SEC} (7 days)` }),
+          }),
+        ),
+      },
+      responses: {
+        201: json(NewInvite, 'The invite, its token shown this once'),
+        400: errors[400],
+        ...adminErrors,
+      },
+    }),
+    async (c) => {
+      const { email, expires_in_sec } = c.req.valid('json');
+      const token = `wri_${randomBytes(24).toString('base64url')}`;
+      const row = await db
+        .insertInto('invites')
+        .values({
+          token_hash: hashApiKey(token),
+          email: email?.toLowerCase() ?? null,
+          created_by: authed(c, 'userId'),
+          expires_at: new Date(Date.now() + (expires_in_sec ?? INVITE_DEFAULT_SEC) * 1000),
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await audit(c, deps, {
+        action: 'invite.create',
+        target: row.id,
+        teamId: null,
+        details: { email: row.email },
+      });
+      return c.json({ ...inviteView(row), token }, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/admin/invites',
+      tags: ['admin'],
+      summary: 'Every invite, used or not (never the tokens) (admins only)',
+      security: bearer,
+      responses: { 200: json(z.object({ invites: z.array(Invite) }), 'Invites'), ...adminErrors },
+    }),
+    async (c) => {
+      const rows = await db.selectFrom('invites').selectAll().orderBy('created_at').orderBy('id').execute();
+      return c.json({ invites: rows.map(inviteView) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/admin/audit',
+      tags: ['admin', 'audit'],
+      summary: "Every team's audit log and the platform's own actions, newest first (admins only)",
+      security: bearer,
+      request: { query: AuditQuery.extend({ team_id: z.uuid().optional() }) },
+      responses: { 200: json(AuditPage, 'A page of entries'), 400: errors[400], ...adminErrors },
+    }),
+    async (c) => {
+      const { team_id, ...rest } = c.req.valid('query');
+      return c.json(await auditPage(db, { teamId: team_id, ...rest }), 200);
     },
   );
 }

@@ -6,6 +6,7 @@ import type { App, Env, ServerDeps } from '../http/app-types.js';
 import { authed, requireApiKey } from '../http/auth.js';
 import { badRequest } from '../http/errors.js';
 import { apiKey, bearer, errors, json, jsonBody, TEMPLATE_NAME } from '../http/schemas.js';
+import { audit } from '../services/audit.js';
 import { teamScope } from '../services/builds/build-files.js';
 import {
   buildLogs,
@@ -239,6 +240,7 @@ export function buildRoutes(app: App, deps: ServerDeps): void {
           },
           { spec, kind: body.kind, skipCache: body.skip_cache },
         );
+        await audit(c, deps, { action: 'build.start', target: row.id, teamId: who.teamId });
         return c.json(buildView({ ...row, template_name: body.template }), 202);
       },
     );
@@ -324,6 +326,7 @@ export function buildRoutes(app: App, deps: ServerDeps): void {
       }),
       async (c) => {
         const row = await cancelBuild(service, await ownedBuild(db, owner(c), c.req.valid('param').id));
+        await audit(c, deps, { action: 'build.cancel', target: row.id, teamId: owner(c).teamId });
         return c.json(buildView(row), 200);
       },
     );

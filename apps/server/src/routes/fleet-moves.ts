@@ -1,6 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { App, ServerDeps } from '../http/app-types.js';
 import { bearer, errors, json, jsonBody, SandboxIdParam } from '../http/schemas.js';
+import { audit } from '../services/audit.js';
 import { movePausedSandbox } from '../services/fleet/sandbox-moves.js';
 import { drainHost, undrainHost } from '../services/host-drain.js';
 
@@ -40,7 +41,14 @@ export function fleetMoveRoutes(app: App, deps: ServerDeps): void {
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      return c.json({ host_id: id, ...(await drainHost(deps, id)) }, 200);
+      const outcome = await drainHost(deps, id);
+      await audit(c, deps, {
+        action: 'host.drain',
+        target: id,
+        teamId: null,
+        details: { failed: outcome.failed.length },
+      });
+      return c.json({ host_id: id, ...outcome }, 200);
     },
   );
 
@@ -56,6 +64,7 @@ export function fleetMoveRoutes(app: App, deps: ServerDeps): void {
     }),
     async (c) => {
       await undrainHost(deps, c.req.valid('param').id);
+      await audit(c, deps, { action: 'host.undrain', target: c.req.valid('param').id, teamId: null });
       return c.body(null, 204);
     },
   );
@@ -83,6 +92,7 @@ export function fleetMoveRoutes(app: App, deps: ServerDeps): void {
     async (c) => {
       const { id } = c.req.valid('param');
       const to = await movePausedSandbox(deps, id, { to: c.req.valid('json').host_id });
+      await audit(c, deps, { action: 'sandbox.move', target: id, teamId: null, details: { host_id: to } });
       return c.json({ sandbox_id: id, host_id: to }, 200);
     },
   );

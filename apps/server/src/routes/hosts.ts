@@ -6,6 +6,7 @@ import type { App, Env, ServerDeps } from '../http/app-types.js';
 import { authed, requireUser } from '../http/auth.js';
 import { unauthorized } from '../http/errors.js';
 import { bearer, errors, json, jsonBody, SANDBOX_ID } from '../http/schemas.js';
+import { audit, audited } from '../services/audit.js';
 import { deleteHost, hostsVisibleTo, newHost, type HostRow } from '../services/fleet/host-admin.js';
 import { recordHeartbeat } from '../services/fleet/heartbeat.js';
 import { isP256PublicKey } from '../services/fleet/host-credentials.js';
@@ -191,7 +192,13 @@ export function hostRoutes(app: App, deps: ServerDeps): void {
       },
     }),
     async (c) => {
-      const { host, token } = await newHost(deps, authed(c, 'userId'), c.req.valid('json').team_id);
+      const teamId = c.req.valid('json').team_id ?? null;
+      const { host, token } = await audited(
+        c,
+        deps,
+        { action: 'host.create', teamId, target: (made) => made.host.id },
+        () => newHost(deps, authed(c, 'userId'), teamId ?? undefined),
+      );
       return c.json({ host: hostView(host), registration_token: token }, 201);
     },
   );
@@ -228,6 +235,13 @@ export function hostRoutes(app: App, deps: ServerDeps): void {
         .where('id', '=', hostId)
         .execute();
       fleet.directory.drop(hostId);
+      const team = await db.selectFrom('hosts').select('team_id').where('id', '=', hostId).executeTakeFirst();
+      await audit(c, deps, {
+        action: 'host.register',
+        target: hostId,
+        teamId: team?.team_id ?? null,
+        details: { address: body.address, agent_version: body.agent_version },
+      });
       return c.json(
         {
           host_id: hostId,
@@ -381,7 +395,14 @@ export function hostRoutes(app: App, deps: ServerDeps): void {
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      const outcome = await deleteHost(deps, authed(c, 'userId'), id, c.req.valid('query').force === 'true');
+      const force = c.req.valid('query').force === 'true';
+      const team = await db.selectFrom('hosts').select('team_id').where('id', '=', id).executeTakeFirst();
+      const outcome = await audited(
+        c,
+        deps,
+        { action: 'host.delete', target: id, teamId: team?.team_id ?? null, details: { force } },
+        () => deleteHost(deps, authed(c, 'userId'), id, force),
+      );
       if (outcome.inUse)
         return c.json(
           {

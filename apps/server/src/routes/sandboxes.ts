@@ -16,6 +16,7 @@ import {
   TEMPLATE_REF,
   TIMEOUT_SEC,
 } from '../http/schemas.js';
+import { audited } from '../services/audit.js';
 import { statusFromAgent } from '../services/reconciler.js';
 import { sandboxMetrics } from '../services/metrics-store.js';
 import { listTeamSandboxes, ownedSandbox } from '../services/sandbox-access.js';
@@ -97,19 +98,25 @@ export function sandboxRoutes(app: App, deps: ServerDeps): void {
     }),
     async (c) => {
       const body = c.req.valid('json');
-      const { row } = await createSandbox(
+      const { row } = await audited(
+        c,
         deps,
-        authed(c, 'teamId'),
-        {
-          template: body.template,
-          vcpus: body.vcpus,
-          memoryMb: body.memory_mb,
-          diskMb: body.disk_mb,
-          timeoutSec: body.timeout_sec,
-          env: body.env,
-          metadata: body.metadata,
-        },
-        c.req.raw.signal,
+        { action: 'sandbox.create', target: (made) => made.row.id, details: { template: body.template } },
+        () =>
+          createSandbox(
+            deps,
+            authed(c, 'teamId'),
+            {
+              template: body.template,
+              vcpus: body.vcpus,
+              memoryMb: body.memory_mb,
+              diskMb: body.disk_mb,
+              timeoutSec: body.timeout_sec,
+              env: body.env,
+              metadata: body.metadata,
+            },
+            c.req.raw.signal,
+          ),
       );
       return c.json(sandboxView(row), 201);
     },
@@ -178,7 +185,7 @@ export function sandboxRoutes(app: App, deps: ServerDeps): void {
     }),
     async (c) => {
       const row = await owned(authed(c, 'teamId'), c.req.valid('param').id);
-      await destroySandbox(deps, row.id);
+      await audited(c, deps, { action: 'sandbox.kill', target: row.id }, () => destroySandbox(deps, row.id));
       return c.body(null, 204);
     },
   );
@@ -245,10 +252,10 @@ export function sandboxRoutes(app: App, deps: ServerDeps): void {
       }),
       async (c) => {
         const row = await owned(authed(c, 'teamId'), c.req.valid('param').id);
-        const sandbox =
-          action === 'pause'
-            ? await pauseSandbox(deps, row.id)
-            : await resumeSandbox(deps, row.id, await resumeTimeout(c.req.raw));
+        const timeoutSec = action === 'resume' ? await resumeTimeout(c.req.raw) : undefined;
+        const sandbox = await audited(c, deps, { action: `sandbox.${action}`, target: row.id }, () =>
+          action === 'pause' ? pauseSandbox(deps, row.id) : resumeSandbox(deps, row.id, timeoutSec),
+        );
         const status = statusFromAgent(sandbox.status);
         // A resume may have moved it (its host draining, full, or lost: it ran from its copy).
         const now = action === 'resume' ? await owned(authed(c, 'teamId'), row.id) : row;

@@ -2,6 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { hostagent } from '@wrenn/contracts';
 import type { App, ServerDeps } from '../http/app-types.js';
 import { authed, requireApiKey } from '../http/auth.js';
+import { audited } from '../services/audit.js';
 import { platformAgent } from '../services/fleet/host-agents.js';
 import { apiKey, errors, json, jsonBody, SANDBOX_ID, snapshotView, TEMPLATE_NAME } from '../http/schemas.js';
 import {
@@ -72,7 +73,12 @@ export function snapshotRoutes(app: App, deps: ServerDeps): void {
     }),
     async (c) => {
       const { sandbox_id, name } = c.req.valid('json');
-      const row = await createTeamSnapshot(deps, authed(c, 'teamId'), sandbox_id, name, c.req.raw.signal);
+      const row = await audited(
+        c,
+        deps,
+        { action: 'sandbox.snapshot', target: sandbox_id, details: { name } },
+        () => createTeamSnapshot(deps, authed(c, 'teamId'), sandbox_id, name, c.req.raw.signal),
+      );
       return c.json(snapshotView(row), 201);
     },
   );
@@ -124,7 +130,9 @@ export function snapshotRoutes(app: App, deps: ServerDeps): void {
     }),
     async (c) => {
       const row = await owned(authed(c, 'teamId'), c.req.valid('param').id);
-      await deleteTeamSnapshot(deps, row.id);
+      await audited(c, deps, { action: 'snapshot.delete', target: row.id }, () =>
+        deleteTeamSnapshot(deps, row.id),
+      );
       return c.body(null, 204);
     },
   );

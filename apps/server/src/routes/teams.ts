@@ -2,8 +2,10 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { newApiKey } from '../auth/tokens.js';
 import type { App, ServerDeps } from '../http/app-types.js';
 import { authed, requireUser } from '../http/auth.js';
-import { forbidden, notFound } from '../http/errors.js';
+import { AuditPage, AuditQuery, auditPage } from '../http/audit-views.js';
+import { conflict, forbidden, notFound } from '../http/errors.js';
 import { bearer, errors, json, jsonBody } from '../http/schemas.js';
+import { audit } from '../services/audit.js';
 import { deleteTeam } from '../services/team-deletion.js';
 
 const Team = z
@@ -30,6 +32,10 @@ const NewApiKey = ApiKey.extend({
   key: z.string().openapi({ description: 'The key itself: shown this once, stored only as a hash' }),
 }).openapi('NewApiKey');
 const TeamParam = z.object({ teamId: z.uuid().openapi({ param: { name: 'teamId', in: 'path' } }) });
+const MemberParam = TeamParam.extend({
+  userId: z.uuid().openapi({ param: { name: 'userId', in: 'path' } }),
+});
+const ROLE = z.enum(['owner', 'member']);
 
 export function teamRoutes(app: App, deps: ServerDeps): void {
   // Longer than ~80 lines on purpose: a table of routes, each a declaration and a short handler.
@@ -47,6 +53,41 @@ export function teamRoutes(app: App, deps: ServerDeps): void {
       .executeTakeFirst();
     if (!row) throw notFound('team', teamId);
     return row.role;
+  }
+
+  /**
+   * Owners of the team, and platform admins (for any team that exists), may `what`; a member is
+   * refused with 403 naming the role needed, and the refusal is in the audit log.
+   */
+  async function requireOwner(
+    c: Parameters<typeof authed>[0],
+    teamId: string,
+    what: string,
+    denied?: { action: Parameters<typeof audit>[2]['action']; target?: string },
+  ): Promise<void> {
+    const userId = authed(c, 'userId');
+    const user = await db.selectFrom('users').select('is_admin').where('id', '=', userId).executeTakeFirst();
+    if (user?.is_admin) {
+      const team = await db.selectFrom('teams').select('id').where('id', '=', teamId).executeTakeFirst();
+      if (!team) throw notFound('team', teamId);
+      return;
+    }
+    const role = await roleIn(userId, teamId);
+    if (role === 'owner') return;
+    if (denied) await audit(c, deps, { ...denied, teamId, result: 'denied' });
+    throw forbidden(`only team owners (or platform admins) ${what}; your role in this team is ${role}`);
+  }
+
+  /** Refuses a change that would leave the team without an owner. */
+  async function keepAnOwner(teamId: string, losing: string): Promise<void> {
+    const owners = await db
+      .selectFrom('team_members')
+      .select('user_id')
+      .where('team_id', '=', teamId)
+      .where('role', '=', 'owner')
+      .execute();
+    if (owners.length === 1 && owners[0]!.user_id === losing)
+      throw conflict('a team keeps at least one owner: make another member owner first');
   }
 
   app.openapi(
@@ -113,18 +154,9 @@ export function teamRoutes(app: App, deps: ServerDeps): void {
     async (c) => {
       const { teamId } = c.req.valid('param');
       const userId = authed(c, 'userId');
-      const user = await db
-        .selectFrom('users')
-        .select('is_admin')
-        .where('id', '=', userId)
-        .executeTakeFirst();
-      if (user?.is_admin) {
-        const team = await db.selectFrom('teams').select('id').where('id', '=', teamId).executeTakeFirst();
-        if (!team) throw notFound('team', teamId);
-      } else if ((await roleIn(userId, teamId)) !== 'owner') {
-        throw forbidden('only team owners delete the team');
-      }
+      await requireOwner(c, teamId, 'delete the team', { action: 'team.delete', target: teamId });
       await deleteTeam(deps, userId, teamId);
+      await audit(c, deps, { action: 'team.delete', target: teamId, teamId });
       return c.body(null, 204);
     },
   );
@@ -147,8 +179,7 @@ export function teamRoutes(app: App, deps: ServerDeps): void {
     }),
     async (c) => {
       const { teamId } = c.req.valid('param');
-      if ((await roleIn(authed(c, 'userId'), teamId)) !== 'owner')
-        throw forbidden('only team owners add members');
+      await requireOwner(c, teamId, 'add members', { action: 'member.add' });
       const email = c.req.valid('json').email.toLowerCase();
       const user = await db
         .selectFrom('users')
@@ -156,12 +187,112 @@ export function teamRoutes(app: App, deps: ServerDeps): void {
         .where('email', '=', email)
         .executeTakeFirst();
       if (!user) throw notFound('user', email);
-      await db
+      const added = await db
         .insertInto('team_members')
         .values({ team_id: teamId, user_id: user.id, role: 'member' })
         .onConflict((oc) => oc.doNothing())
-        .execute();
+        .returning('user_id')
+        .executeTakeFirst();
+      if (added) await audit(c, deps, { action: 'member.add', target: user.id, teamId, details: { email } });
       return c.json({ user_id: user.id, email: user.email, role: 'member' as const }, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'patch',
+      path: '/v1/teams/{teamId}/members/{userId}',
+      tags: ['teams'],
+      summary: "Change a member's role (owners and admins)",
+      security: bearer,
+      request: { params: MemberParam, body: jsonBody(z.strictObject({ role: ROLE })) },
+      responses: {
+        200: json(Member, 'The member'),
+        400: errors[400],
+        401: errors[401],
+        403: errors[403],
+        404: errors[404],
+        409: errors[409],
+      },
+    }),
+    async (c) => {
+      const { teamId, userId } = c.req.valid('param');
+      await requireOwner(c, teamId, "change members' roles", {
+        action: 'member.role_change',
+        target: userId,
+      });
+      const { role } = c.req.valid('json');
+      if (role !== 'owner') await keepAnOwner(teamId, userId);
+      const row = await db
+        .updateTable('team_members')
+        .set({ role })
+        .where('team_id', '=', teamId)
+        .where('user_id', '=', userId)
+        .returning('user_id')
+        .executeTakeFirst();
+      if (!row) throw notFound('member', userId);
+      const user = await db
+        .selectFrom('users')
+        .select('email')
+        .where('id', '=', userId)
+        .executeTakeFirstOrThrow();
+      await audit(c, deps, { action: 'member.role_change', target: userId, teamId, details: { role } });
+      return c.json({ user_id: userId, email: user.email, role }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/v1/teams/{teamId}/members/{userId}',
+      tags: ['teams'],
+      summary: 'Remove a member from a team (owners and admins)',
+      security: bearer,
+      request: { params: MemberParam },
+      responses: {
+        204: { description: 'Removed' },
+        401: errors[401],
+        403: errors[403],
+        404: errors[404],
+        409: errors[409],
+      },
+    }),
+    async (c) => {
+      const { teamId, userId } = c.req.valid('param');
+      await requireOwner(c, teamId, 'remove members', { action: 'member.remove', target: userId });
+      await keepAnOwner(teamId, userId);
+      const deleted = await db
+        .deleteFrom('team_members')
+        .where('team_id', '=', teamId)
+        .where('user_id', '=', userId)
+        .executeTakeFirst();
+      if (!deleted.numDeletedRows) throw notFound('member', userId);
+      await audit(c, deps, { action: 'member.remove', target: userId, teamId });
+      return c.body(null, 204);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/teams/{teamId}/audit',
+      tags: ['audit'],
+      summary: "The team's audit log, newest first (owners and admins)",
+      description: "Paged by `before` (the previous page's `next_before`); `action` filters.",
+      security: bearer,
+      request: { params: TeamParam, query: AuditQuery },
+      responses: {
+        200: json(AuditPage, 'A page of entries'),
+        400: errors[400],
+        401: errors[401],
+        403: errors[403],
+        404: errors[404],
+      },
+    }),
+    async (c) => {
+      const { teamId } = c.req.valid('param');
+      await requireOwner(c, teamId, 'read the audit log');
+      return c.json(await auditPage(db, { teamId, ...c.req.valid('query') }), 200);
     },
   );
 
@@ -170,20 +301,21 @@ export function teamRoutes(app: App, deps: ServerDeps): void {
       method: 'post',
       path: '/v1/teams/{teamId}/api-keys',
       tags: ['api keys'],
-      summary: 'Create an API key for the team (shown once)',
+      summary: 'Create an API key for the team, shown once (owners and admins)',
       security: bearer,
       request: { params: TeamParam, body: jsonBody(z.strictObject({ name: z.string().min(1).max(100) })) },
       responses: {
         201: json(NewApiKey, 'The key, shown this once'),
         400: errors[400],
         401: errors[401],
+        403: errors[403],
         404: errors[404],
       },
     }),
     async (c) => {
       const { teamId } = c.req.valid('param');
       const userId = authed(c, 'userId');
-      await roleIn(userId, teamId);
+      await requireOwner(c, teamId, 'create API keys', { action: 'api_key.create' });
       const { key, prefix, hash } = newApiKey();
       const row = await db
         .insertInto('api_keys')
@@ -196,6 +328,7 @@ export function teamRoutes(app: App, deps: ServerDeps): void {
         })
         .returning(['id', 'name', 'prefix', 'created_at', 'last_used_at'])
         .executeTakeFirstOrThrow();
+      await audit(c, deps, { action: 'api_key.create', target: row.id, teamId, details: { name: row.name } });
       return c.json({ ...keyView(row), key }, 201);
     },
   );
@@ -232,22 +365,23 @@ export function teamRoutes(app: App, deps: ServerDeps): void {
       method: 'delete',
       path: '/v1/teams/{teamId}/api-keys/{keyId}',
       tags: ['api keys'],
-      summary: 'Revoke an API key',
+      summary: 'Revoke an API key (owners and admins)',
       security: bearer,
       request: {
         params: TeamParam.extend({ keyId: z.uuid().openapi({ param: { name: 'keyId', in: 'path' } }) }),
       },
-      responses: { 204: { description: 'Revoked' }, 401: errors[401], 404: errors[404] },
+      responses: { 204: { description: 'Revoked' }, 401: errors[401], 403: errors[403], 404: errors[404] },
     }),
     async (c) => {
       const { teamId, keyId } = c.req.valid('param');
-      await roleIn(authed(c, 'userId'), teamId);
+      await requireOwner(c, teamId, 'revoke API keys', { action: 'api_key.revoke', target: keyId });
       const deleted = await db
         .deleteFrom('api_keys')
         .where('id', '=', keyId)
         .where('team_id', '=', teamId)
         .executeTakeFirst();
       if (!deleted.numDeletedRows) throw notFound('api key', keyId);
+      await audit(c, deps, { action: 'api_key.revoke', target: keyId, teamId });
       return c.body(null, 204);
     },
   );

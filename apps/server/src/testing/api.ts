@@ -5,10 +5,12 @@ import path from 'node:path';
 import type { ServerType } from '@hono/node-server';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { createLogger } from '@wrenn/core';
+import type { AuthLimits } from '../auth/rate-limits.js';
 import { SessionTokens } from '../auth/tokens.js';
 import { openDatabase, type Db } from '../db/database.js';
 import type { App, ServerDeps } from '../http/app-types.js';
 import { buildApp, serveApp } from '../http/app.js';
+import type { TrustedProxies } from '../http/client-address.js';
 import type { FleetConfig } from '../config.js';
 import { openFleet, type Fleet } from '../services/fleet/fleet.js';
 import { BuildFiles } from '../services/builds/build-files.js';
@@ -92,6 +94,19 @@ export interface TestServer {
 export const TEST_PASSWORD = 'correct horse battery';
 
 /**
+ * Test servers sign many users up from 127.0.0.1: limits no test reaches unless it sets its own
+ * (`authLimits`), and signup open (`openSignup: false` for the tests of invites).
+ */
+export const TEST_AUTH_LIMITS: AuthLimits = {
+  signupPerIp: { points: 100_000, durationSec: 3600 },
+  signupPerEmail: { points: 100_000, durationSec: 3600 },
+  loginPerIp: { points: 100_000, durationSec: 3600 },
+  loginFailuresPerEmail: { points: 100_000, durationSec: 3600 },
+  invitePerIp: { points: 100_000, durationSec: 3600 },
+  invitePerToken: { points: 100_000, durationSec: 3600 },
+};
+
+/**
  * The API on 127.0.0.1 (a free port) over `db`, with the fleet: its static host's agent is a dead
  * port (nothing here reaches it, and what asks it gets a quick connection error).
  */
@@ -99,6 +114,8 @@ export async function startTestServer(
   db: Db,
   extra: Partial<ServerDeps> & {
     fleetConfig?: FleetConfig;
+    /** Whose X-Forwarded-* to believe (default none). */
+    trustedProxies?: TrustedProxies;
     /** Run template builds for real (on the fleet's hosts); otherwise they stay queued. */
     runBuilds?: Partial<BuildRunnerOptions> & { workers?: number };
   } = {},
@@ -126,9 +143,13 @@ export async function startTestServer(
     fleet,
     logger: testLogger,
     builds: { files, queue },
+    openSignup: true,
+    authLimits: TEST_AUTH_LIMITS,
     ...extra,
   });
-  const server: ServerType = await serveApp(app, '127.0.0.1', 0);
+  const server: ServerType = await serveApp(app, '127.0.0.1', 0, undefined, {
+    trustedProxies: extra.trustedProxies,
+  });
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   function send(method: string, path: string, opts: CallOptions = {}): Promise<Response> {
