@@ -12,7 +12,8 @@ import { hashApiKey } from '../auth/tokens.js';
 import type { Db } from '../db/database.js';
 import { BuildFiles, teamScope } from '../services/builds/build-files.js';
 import { appendLogs, type BuildQueue } from '../services/builds/builds.js';
-import { describeOnBackends, testBackends, useTestServer } from '../testing/api.js';
+import { TrustedProxies } from '../http/client-address.js';
+import { describeOnBackends, startTestServer, testBackends, useTestServer } from '../testing/api.js';
 
 // E2B's Template SDK's wire against Wrenn, driven by the real `e2b` SDK where it can be: request,
 // upload, start, status, tags, exists, delete, and every route's refusals. Builds do not run here
@@ -506,18 +507,28 @@ describeOnBackends("E2B's Template SDK against Wrenn", backends, (backend) => {
     expect((await api.call('DELETE', `/templates/${snap.id}`, { headers: key })).status).toBe(204);
   });
 
-  it('upload URLs: on this server, token only, streamed to disk byte for byte, limited, expiring, voided with the key', async () => {
+  it('upload URLs: on this server (behind a trusted proxy, its forwarded origin), token only, streamed to disk byte for byte, limited, expiring, voided with the key', async () => {
     const t = await team('e2b-tpl-upload@example.com');
     const req = await api.call('POST', '/v3/templates', { headers: t.key, body: { name: 'up-app' } });
     const templateID = req.body.templateID as string;
     const hash = 'd'.repeat(64);
-    const link = await api.call('GET', `/templates/up-app/files/${hash}`, {
-      headers: { ...t.key, 'x-forwarded-proto': 'https', 'x-forwarded-host': 'wrenn.example.com' },
+    // The URL is at the origin the request came to: X-Forwarded-* only from a trusted proxy.
+    const forwarded = { ...t.key, 'x-forwarded-proto': 'https', 'x-forwarded-host': 'wrenn.example.com' };
+    const forged = await api.call('GET', `/templates/up-app/files/${hash}`, { headers: forwarded });
+    expect(forged.status).toBe(201);
+    expect(Object.keys(forged.body).sort()).toEqual(['present', 'url']);
+    expect(forged.body.present).toBe(false);
+    expect(forged.body.url).toMatch(new RegExp(`^${api.base}/build-uploads/[\\w-]+\\.[\\w-]+\\.[\\w-]+$`));
+    const behindProxy = await startTestServer(api.db, {
+      builds: { files, queue: scripted.queue },
+      trustedProxies: new TrustedProxies(['127.0.0.1']),
     });
-    expect(link.status).toBe(201);
-    expect(Object.keys(link.body).sort()).toEqual(['present', 'url']);
-    expect(link.body.present).toBe(false);
-    expect(link.body.url).toMatch(/^https:\/\/wrenn\.example\.com\/build-uploads\/[\w-]+\.[\w-]+\.[\w-]+$/);
+    try {
+      const link = await behindProxy.call('GET', `/templates/up-app/files/${hash}`, { headers: forwarded });
+      expect(link.body.url).toMatch(/^https:\/\/wrenn\.example\.com\/build-uploads\//);
+    } finally {
+      await behindProxy.stop();
+    }
     const { url } = (await api.call('GET', `/templates/${templateID}/files/${hash}`, { headers: t.key }))
       .body as { url: string };
     expect(url.startsWith(`${api.base}/build-uploads/`)).toBe(true);
