@@ -82,8 +82,9 @@ export async function verifyUploadToken(db: Db, token: string): Promise<{ scope:
 }
 
 /**
- * The origin the client reached this server at (a TLS proxy in front says so in X-Forwarded-*, which reach here only from WRENN_TRUSTED_PROXIES):
- * the upload URL goes back to the same client, which must reach it the same way.
+ * The origin the client reached this server at (a TLS proxy in front says so in X-Forwarded-*,
+ * which reach here only from WRENN_TRUSTED_PROXIES): the upload URL goes back to the same client,
+ * which must reach it the same way.
  */
 export function requestOrigin(c: Context<Env>): string {
   const url = new URL(c.req.url);
