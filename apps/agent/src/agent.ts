@@ -64,8 +64,6 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   );
   const network = new SlotNetwork(names, logger.child({ component: 'network' }));
   const templates = new TemplateStore(layout);
-  await removeLeftovers({ runtime, network, firewall, layout, templates, logger });
-  await firewall.install();
 
   const envdRuntime = new EnvdRuntimeBundle({
     nodePath: config.nodePath,
@@ -91,7 +89,12 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     logger: logger.child({ component: 'image-import' }),
   });
 
-  await manager.adoptPaused();
+  // What a previous agent left: its sandboxes become this agent's (running where they run, paused on
+  // disk); the janitor removes everything no adopted sandbox holds.
+  await manager.recoverAfterRestart((kept) =>
+    removeLeftovers({ runtime, network, firewall, layout, templates, logger }, kept),
+  );
+  await firewall.install();
   for (const { template, size } of config.warmPool) await manager.setWarmPool(template, size);
 
   const { ctx } = manager;

@@ -16,6 +16,13 @@ export class SlotAllocator {
     throw resourceExhausted(`all ${this.capacity} network slots are in use`);
   }
 
+  /** Marks a slot taken that is already in use (an adopted sandbox's, at start). */
+  reserve(index: number): void {
+    if (index < 1 || index > this.capacity)
+      throw new Error(`slot ${index} is out of range 1..${this.capacity}`);
+    this.used.add(index);
+  }
+
   release(index: number): void {
     this.used.delete(index);
   }

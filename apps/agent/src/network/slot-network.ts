@@ -71,11 +71,14 @@ export class SlotNetwork {
     for (const r of results) if (r.status === 'rejected') throw r.reason;
   }
 
-  /** After the runtime took eth0 over: the kernel side of the namespace routes and NATs. */
+  /**
+   * After the runtime took eth0 over: the kernel side of the namespace routes and NATs. Idempotent
+   * (`replace`): an agent that adopts a sandbox whose resume it did not see finish activates again.
+   */
   async activate(slot: NetworkSlot): Promise<void> {
     await ipBatch(slot.netnsName, [
-      `addr add ${SANDBOX_GATEWAY_IP}/${SANDBOX_PREFIX} dev ${GATEWAY_INTERFACE}`,
-      `addr add ${slot.slotIp}/${TRANSIT_PREFIX} dev ${SLOT_TRANSIT_INTERFACE}`,
+      `addr replace ${SANDBOX_GATEWAY_IP}/${SANDBOX_PREFIX} dev ${GATEWAY_INTERFACE}`,
+      `addr replace ${slot.slotIp}/${TRANSIT_PREFIX} dev ${SLOT_TRANSIT_INTERFACE}`,
       `route replace default via ${slot.hostIp} dev ${SLOT_TRANSIT_INTERFACE}`,
       `neigh replace ${slot.hostIp} lladdr ${slot.hostMac} dev ${SLOT_TRANSIT_INTERFACE} nud permanent`,
       // We chose the sandbox's MAC, so the netns never has to ARP for it (nor wait on a busy netstack
@@ -132,8 +135,13 @@ export class SlotNetwork {
     return { netns, interfaces };
   }
 
-  async removeLeftovers(): Promise<void> {
-    const { netns, interfaces } = await SlotNetwork.listLeftovers(this.names);
+  /** Every slot of this instance but the ones in `keep` (adopted sandboxes') goes. */
+  async removeLeftovers(keep: ReadonlySet<number> = new Set()): Promise<void> {
+    const listed = await SlotNetwork.listLeftovers(this.names);
+    const kept = (name: string, nameOf: (index: number) => string) =>
+      [...keep].some((index) => nameOf(index) === name);
+    const netns = listed.netns.filter((n) => !kept(n, (i) => this.names.netnsName(i)));
+    const interfaces = listed.interfaces.filter((n) => !kept(n, (i) => this.names.hostInterface(i)));
     for (const name of netns) await ip(['netns', 'del', name], true);
     for (const name of interfaces) await ip(['link', 'del', name], true);
     if (netns.length || interfaces.length)

@@ -26,8 +26,21 @@ export interface RuntimeDriver {
   destroy(id: string): Promise<void>;
   /** Ids of the sandboxes the runtime knows about (including ones a crashed agent left). */
   list(): Promise<string[]>;
-  /** Removes whatever the runtime left behind that `destroy` could not reach (start-up cleanup). */
-  removeLeftovers(): Promise<void>;
+  /**
+   * What the runtime says of a sandbox a previous agent left (start-up): running, frozen (`paused`,
+   * a flatten cut short) or stopped, with its host pid; undefined when it does not know it.
+   */
+  inspect(id: string): Promise<RuntimeSandboxState | undefined>;
+  /**
+   * Waits until no control command of a previous agent (a checkpoint or restore it started and did
+   * not live to see end) works on the sandbox any more; false if one still runs after `timeoutMs`.
+   */
+  waitForCommands(id: string, timeoutMs: number): Promise<boolean>;
+  /**
+   * Removes whatever the runtime left behind that `destroy` could not reach (start-up cleanup),
+   * except the sandboxes in `keep` (adopted by this agent) and what belongs to them.
+   */
+  removeLeftovers(keep?: ReadonlySet<string>): Promise<void>;
 }
 
 export interface RuntimeSandboxSpec {
@@ -44,6 +57,13 @@ export interface RuntimeSandboxSpec {
   mounts: { source: string; destination: string; readonly: boolean }[];
   /** The sandbox's first process (argv), its environment and working directory. */
   init: { args: string[]; env: string[]; cwd: string };
+}
+
+export interface RuntimeSandboxState {
+  status: 'running' | 'paused' | 'stopped' | 'created';
+  pid: number;
+  /** The sandbox's network namespace, as its spec gave it. */
+  netnsPath?: string;
 }
 
 export interface RuntimeStats {

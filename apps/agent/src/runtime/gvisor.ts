@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, open, readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { exec, ExecError, type Logger } from '@wrenn/core';
-import type { RuntimeDriver, RuntimeSandboxSpec, RuntimeStats } from './driver.js';
+import type { RuntimeDriver, RuntimeSandboxSpec, RuntimeSandboxState, RuntimeStats } from './driver.js';
 import { buildOciSpec } from './oci-spec.js';
 
 export interface GvisorOptions {
@@ -199,15 +199,43 @@ export class GvisorDriver implements RuntimeDriver {
     return (parsed ?? []).map((c) => c.id);
   }
 
-  async removeLeftovers(): Promise<void> {
-    const ids = await this.list().catch(() => [] as string[]);
+  async inspect(id: string): Promise<RuntimeSandboxState | undefined> {
+    const { exitCode, stdout } = await this.runsc(['state', id], true);
+    if (exitCode !== 0) return undefined;
+    const state = JSON.parse(stdout) as { status?: string; pid?: number; bundle?: string };
+    const status = state.status;
+    if (status !== 'running' && status !== 'paused' && status !== 'stopped' && status !== 'created')
+      return { status: 'stopped', pid: 0 };
+    // The namespace the sandbox was started in is in its bundle's spec: the truth about its slot.
+    let netnsPath: string | undefined;
+    if (state.bundle) {
+      const spec = await readFile(path.join(state.bundle, 'config.json'), 'utf8').catch(() => '{}');
+      const parsed = JSON.parse(spec) as { linux?: { namespaces?: { type: string; path?: string }[] } };
+      netnsPath = parsed.linux?.namespaces?.find((ns) => ns.type === 'network')?.path;
+    }
+    return { status, pid: state.pid ?? 0, netnsPath };
+  }
+
+  async waitForCommands(id: string, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const commands = await runscCommandsFor(this.opts.stateDir, this.opts.runscPath, id);
+      if (!commands.length) return true;
+      if (Date.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async removeLeftovers(keep: ReadonlySet<string> = new Set()): Promise<void> {
+    const ids = (await this.list().catch(() => [] as string[])).filter((id) => !keep.has(id));
     for (const id of ids) {
       await this.destroy(id).catch((err: unknown) =>
         this.opts.logger.warn({ err, id }, 'could not delete leftover sandbox'),
       );
     }
-    // Processes whose state runsc lost (killed mid-create): find them by our --root flag.
-    const pids = await runscPidsUsingRoot(this.opts.stateDir);
+    // Processes whose state runsc lost (killed mid-create): find them by our --root flag. An adopted
+    // sandbox's own processes (sandbox, gofer: the container id is their last argument) stay.
+    const pids = await runscPidsUsingRoot(this.opts.stateDir, (argv) => !keep.has(argv.at(-1) ?? ''));
     for (const pid of pids) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -216,7 +244,7 @@ export class GvisorDriver implements RuntimeDriver {
       }
     }
     for (const id of await listCgroups(this.opts.cgroupParent))
-      await removeCgroups(this.opts.cgroupParent, id);
+      if (!keep.has(id)) await removeCgroups(this.opts.cgroupParent, id);
     if (ids.length || pids.length) this.opts.logger.warn({ ids, pids }, 'removed leftover runsc sandboxes');
   }
 
@@ -230,15 +258,27 @@ export class GvisorDriver implements RuntimeDriver {
 }
 
 /** Pids of runsc processes (any of run/boot/gofer) started with the given state dir. */
-export async function runscPidsUsingRoot(stateDir: string): Promise<number[]> {
+export async function runscPidsUsingRoot(
+  stateDir: string,
+  which: (argv: string[]) => boolean = () => true,
+): Promise<number[]> {
   const flag = `--root=${stateDir}`;
   const pids: number[] = [];
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.split('\0').includes(flag)) pids.push(Number(entry));
+    const argv = cmdline.split('\0').filter(Boolean);
+    if (argv.includes(flag) && which(argv)) pids.push(Number(entry));
   }
   return pids;
+}
+
+/**
+ * runsc commands (not the sandbox's own `runsc-sandbox`/`runsc-gofer` processes) working on one
+ * sandbox: a checkpoint or restore outlives the agent that started it, and finishes on its own.
+ */
+async function runscCommandsFor(stateDir: string, runscPath: string, id: string): Promise<number[]> {
+  return runscPidsUsingRoot(stateDir, (argv) => argv[0] === runscPath && argv.at(-1) === id);
 }
 
 async function listCgroups(parent: string): Promise<string[]> {

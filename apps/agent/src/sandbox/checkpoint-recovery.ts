@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { errorMessage, UndoStack } from '@wrenn/core';
 import { stopAndRelease } from './destroy.js';
-import type { SandboxRecord } from './record.js';
+import { writeSandboxState, type SandboxRecord } from './record.js';
 import {
   markRunning,
   reconnectEnvd,
@@ -59,6 +59,10 @@ export async function recoverFromFailedCheckpoint(
       throw err;
     }
     markRunning(record);
+    // In a new slot now.
+    await writeSandboxState(record).catch((err: unknown) =>
+      logger.error({ err: errorMessage(err) }, 'could not record the restored sandbox'),
+    );
   } catch (err) {
     logger.error(
       { err: errorMessage(err) },

@@ -11,7 +11,13 @@ import {
 } from '@wrenn/core';
 import { sandboxPaths, type SandboxPaths } from '../storage/layout.js';
 import type { Template } from '../storage/templates.js';
-import { newRecord, type CreateSandboxParams, type SandboxInfo, type SandboxRecord } from './record.js';
+import {
+  newRecord,
+  writeSandboxState,
+  type CreateSandboxParams,
+  type SandboxInfo,
+  type SandboxRecord,
+} from './record.js';
 import {
   asConnectError,
   markRunning,
@@ -69,6 +75,7 @@ export async function createSandbox(
       await registry.serially(record, async () => {
         await buildFrom(ctx, record, template, params.env, signal);
         markRunning(record);
+        await recordRunning(ctx, record);
       });
       return { ...record.info };
     } catch (err) {
@@ -110,6 +117,7 @@ async function claim(
       envd.close();
       record.envd = ctx.deps.guest.connect(slot.slotIp, record.accessToken, logger);
       markRunning(record);
+      await recordRunning(ctx, record);
     });
   } catch (err) {
     registry.remove(id);
@@ -161,6 +169,19 @@ export async function makePoolMember(
 export async function destroyPoolMember(ctx: SandboxContext, record: SandboxRecord): Promise<void> {
   await releaseResources(ctx, record, 'removed from the warm pool', { keepLayer: false });
   transition(record, 'destroyed');
+}
+
+/**
+ * The sandbox's record on disk, which an agent that restarts adopts it by. Without it the sandbox
+ * still runs, but does not outlive this agent (the next one's janitor removes it): logged, not fatal.
+ */
+export async function recordRunning(ctx: SandboxContext, record: SandboxRecord): Promise<void> {
+  await writeSandboxState(record).catch((err: unknown) =>
+    sandboxLogger(ctx, record).error(
+      { err: errorMessage(err) },
+      'could not record the sandbox on disk; it will not survive an agent restart',
+    ),
+  );
 }
 
 function newInfo(id: string, params: CreateSandboxParams, sizes: PoolSizes): SandboxInfo {

@@ -1,4 +1,4 @@
-import { failedPrecondition, type ConnectError } from '@wrenn/core';
+import { errorMessage, failedPrecondition, type ConnectError } from '@wrenn/core';
 import type { MetricSample, MetricsRange } from '../metrics/tiers.js';
 import { EnvdRuntimeBundle } from '../storage/envd-runtime.js';
 import type { Template } from '../storage/templates.js';
@@ -8,8 +8,10 @@ import { envdGuest, hostStorage, processAlive, type LifecycleDeps } from './deps
 import { deathOf, destroyAll, destroySandbox } from './destroy.js';
 import type { EnvdClient } from './envd-client.js';
 import { InteractiveCommands } from './interactive.js';
-import { adoptPaused, pauseSandbox, resumeSandbox } from './pause-resume.js';
-import type { CreateSandboxParams, SandboxInfo } from './record.js';
+import { pauseSandbox, resumeSandbox } from './pause-resume.js';
+import { recoverSandboxes, type RestartReport } from './adoption.js';
+import type { Kept } from '../services/janitor.js';
+import { writeSandboxState, type CreateSandboxParams, type SandboxInfo } from './record.js';
 import { SandboxRegistry, touch } from './registry.js';
 import type { SandboxContext } from './resources.js';
 import { createSnapshot, deleteTemplate, flattenRootfs } from './snapshot.js';
@@ -89,8 +91,19 @@ export class SandboxManager {
     return destroyAll(this.ctx);
   }
 
-  adoptPaused(): Promise<string[]> {
-    return adoptPaused(this.ctx);
+  /**
+   * At start: the sandboxes a previous agent left become this one's (running where they run, paused
+   * on disk), interrupted operations end, and `cleanUp` (the janitor) removes everything else.
+   */
+  recoverAfterRestart(
+    cleanUp: (kept: Kept) => Promise<void> = () => Promise.resolve(),
+  ): Promise<RestartReport> {
+    return recoverSandboxes(this.ctx, cleanUp);
+  }
+
+  /** The paused sandboxes a previous agent left on disk (unit tests: an agent on the same data dir). */
+  async adoptPaused(): Promise<string[]> {
+    return (await this.recoverAfterRestart()).paused;
   }
 
   pause(id: string, signal?: AbortSignal): Promise<SandboxInfo> {
@@ -149,6 +162,12 @@ export class SandboxManager {
     const record = this.ctx.registry.find(id);
     record.info.timeoutSec = timeoutSec;
     touch(record);
+    // The next agent keeps the new timeout. Not awaited: writes of one record run in order (record.ts).
+    if (record.state === 'running' || record.state === 'paused') {
+      writeSandboxState(record).catch((err: unknown) =>
+        this.ctx.deps.logger.warn({ sandboxId: id, err: errorMessage(err) }, 'could not record the timeout'),
+      );
+    }
   }
 
   get(id: string): SandboxInfo {

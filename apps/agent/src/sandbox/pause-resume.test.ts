@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Code, ConnectError } from '@wrenn/core';
 import { sandboxPaths } from '../storage/layout.js';
 import { BASE, fakeHost, held, NOTHING_HELD, type FakeHost } from '../testing/fakes.js';
-import { readPausedState } from './record.js';
+import { readPausedState, readSandboxState } from './record.js';
 
 let host: FakeHost;
 beforeEach(async () => {
@@ -159,13 +159,14 @@ describe('pause', () => {
 });
 
 describe('resume', () => {
-  it('restores into a fresh slot and spends the checkpoint and the state file', async () => {
+  it('restores into a fresh slot, spends the checkpoint and records the sandbox running', async () => {
     const { paths } = await paused();
     const info = await host.manager.resume('one', { timeoutSec: 30 });
     expect(info).toMatchObject({ status: 'running', timeoutSec: 30, statusReason: '' });
     expect(held(host)).toEqual(ONE_RUNNING);
     expect(existsSync(paths.checkpoint)).toBe(false);
-    expect(existsSync(paths.stateFile)).toBe(false);
+    expect((await readSandboxState(paths))?.info).toMatchObject({ status: 'running', timeoutSec: 30 });
+    expect(existsSync(paths.operationFile)).toBe(false);
   });
 
   it.each([

@@ -1,12 +1,14 @@
-import { readdir, rename, rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { errorMessage, failedPrecondition, pollUntil, UndoStack } from '@wrenn/core';
 import { sandboxPaths } from '../storage/layout.js';
 import { isPoolRuntimeId } from './warm-pool.js';
+import { journaled } from './journal.js';
 import { recoverFromFailedCheckpoint } from './checkpoint-recovery.js';
 import {
   newRecord,
   readPausedState,
   writePausedState,
+  writeSandboxState,
   type SandboxInfo,
   type SandboxRecord,
 } from './record.js';
@@ -40,8 +42,10 @@ export async function pauseSandbox(
   return ctx.registry.serially(record, async () => {
     if (record.state === 'paused') return { ...record.info };
     opts.signal?.throwIfAborted();
-    await checkpointRunning(ctx, record);
-    await enterPaused(record, opts.auto ?? false);
+    await journaled(record.paths, { op: 'pause' }, async () => {
+      await checkpointRunning(ctx, record);
+      await enterPaused(record, opts.auto ?? false);
+    });
     return { ...record.info };
   });
 }
@@ -130,7 +134,7 @@ export async function resumeSandbox(
     // A resume waits for the CPU like a cold create: the warm pool's refill gives way.
     const done = ctx.pool?.demand();
     try {
-      await restorePaused(ctx, record, signal);
+      await journaled(record.paths, { op: 'resume' }, () => restorePaused(ctx, record, signal));
     } finally {
       done?.();
     }
@@ -168,27 +172,13 @@ export async function restorePaused(
     transition(record, 'paused');
     throw asConnectError(err, `resume sandbox ${info.id} (it stays paused)`);
   }
-  try {
-    // The checkpoint is spent: the sandbox has moved on from it. The state file goes first: an agent
-    // that dies here must not adopt a checkpoint older than the disk.
-    await rm(paths.stateFile, { force: true });
-    await rm(paths.checkpoint, { recursive: true, force: true });
-  } finally {
-    markRunning(record);
-  }
+  markRunning(record);
+  // The checkpoint is spent: the sandbox has moved on from it. The running record replaces the paused
+  // one first: an agent that dies in between must not adopt a checkpoint older than the disk.
+  await writeSandboxState(record)
+    .then(() => rm(paths.checkpoint, { recursive: true, force: true }))
+    .catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'could not record the resume'));
   logger.info({ ms: timer.total(), phases: timer.phases, slot: record.slot?.index }, 'sandbox resumed');
-}
-
-/** At start: paused sandboxes a previous agent left on disk become this agent's again. */
-export async function adoptPaused(ctx: SandboxContext): Promise<string[]> {
-  const { layout, logger } = ctx.deps;
-  const adopted: string[] = [];
-  for (const dir of await readdir(layout.sandboxesDir).catch(() => [] as string[])) {
-    const record = ctx.registry.has(dir) ? undefined : await adoptOne(ctx, dir);
-    if (record) adopted.push(record.info.id);
-  }
-  if (adopted.length) logger.info({ sandboxes: adopted }, 'adopted paused sandboxes');
-  return adopted;
 }
 
 /**

@@ -97,8 +97,13 @@ export function newRecord(
   };
 }
 
-/** What a paused sandbox's directory records, so an agent that restarts can resume it. */
-interface PausedState {
+/**
+ * What a sandbox's directory records (`sandbox.json`), so an agent that restarts can take it over: a
+ * running one is adopted where it runs (its runtime, slot and mounts outlive the agent), a paused one
+ * resumed from its checkpoint. Written atomically (a rename) whenever the sandbox enters `running` or
+ * `paused`.
+ */
+interface StoredState {
   info: Omit<SandboxInfo, 'createdAt' | 'lastActiveAt' | 'pausedAt'> & {
     createdAt: string;
     lastActiveAt: string;
@@ -106,11 +111,38 @@ interface PausedState {
   };
   baseImage: string;
   accessToken: string;
+  /** A running sandbox's network slot (its runtime's bundle names the namespace too). */
+  slotIndex?: number;
 }
 
-export async function writePausedState(record: SandboxRecord): Promise<void> {
+export interface SavedSandbox {
+  info: SandboxInfo;
+  baseImage: string;
+  accessToken: string;
+  slotIndex?: number;
+}
+
+// Writes of one sandbox's record run one after another, each taking the record as it is when its turn
+// comes: the last write on disk is always the newest state (a timeout change written beside a pause
+// must not land a `running` record after the `paused` one).
+const writes = new WeakMap<SandboxRecord, Promise<unknown>>();
+
+/** Records the sandbox as it is now (`running` or `paused`) in its directory. */
+export function writeSandboxState(record: SandboxRecord): Promise<void> {
+  const run = (writes.get(record) ?? Promise.resolve()).then(
+    () => writeNow(record),
+    () => writeNow(record),
+  );
+  writes.set(
+    record,
+    run.catch(() => undefined),
+  );
+  return run;
+}
+
+async function writeNow(record: SandboxRecord): Promise<void> {
   const { info } = record;
-  const state: PausedState = {
+  const state: StoredState = {
     info: {
       ...info,
       createdAt: info.createdAt.toISOString(),
@@ -119,19 +151,21 @@ export async function writePausedState(record: SandboxRecord): Promise<void> {
     },
     baseImage: record.baseImage,
     accessToken: record.accessToken,
+    slotIndex: info.status === 'running' ? record.slot?.index : undefined,
   };
   const tmp = `${record.paths.stateFile}.tmp`;
   await writeFile(tmp, JSON.stringify(state, null, 1), { mode: 0o600 });
   await rename(tmp, record.paths.stateFile);
 }
 
-export async function readPausedState(
-  paths: SandboxPaths,
-): Promise<{ info: SandboxInfo; baseImage: string; accessToken: string } | undefined> {
+export const writePausedState = writeSandboxState;
+
+/** What the directory records, running or paused; undefined when nothing (or nothing readable). */
+export async function readSandboxState(paths: SandboxPaths): Promise<SavedSandbox | undefined> {
   const text = await readFile(paths.stateFile, 'utf8').catch(() => undefined);
   if (text === undefined) return undefined;
-  const state = JSON.parse(text) as PausedState;
-  if (state.info.status !== 'paused') return undefined;
+  const state = JSON.parse(text) as StoredState;
+  if (state.info.status !== 'paused' && state.info.status !== 'running') return undefined;
   return {
     info: {
       ...state.info,
@@ -142,5 +176,11 @@ export async function readPausedState(
     },
     baseImage: state.baseImage,
     accessToken: state.accessToken,
+    slotIndex: state.slotIndex,
   };
+}
+
+export async function readPausedState(paths: SandboxPaths): Promise<SavedSandbox | undefined> {
+  const state = await readSandboxState(paths);
+  return state?.info.status === 'paused' ? state : undefined;
 }

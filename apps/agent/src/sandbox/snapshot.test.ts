@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Code, ConnectError } from '@wrenn/core';
 import { sandboxPaths } from '../storage/layout.js';
 import { BASE, fakeHost, held, NOTHING_HELD, type FakeHost } from '../testing/fakes.js';
-import { readPausedState } from './record.js';
+import { readPausedState, readSandboxState } from './record.js';
 
 let host: FakeHost;
 beforeEach(async () => {
@@ -28,7 +28,7 @@ async function staging(): Promise<string[]> {
 }
 
 describe('snapshot of a running sandbox', () => {
-  it('makes the template and leaves the sandbox running, its checkpoint and state file spent', async () => {
+  it('makes the template and leaves the sandbox running (so recorded), its checkpoint spent', async () => {
     await host.manager.create({ ...BASE, id: 'one' });
     const template = await host.manager.createSnapshot('one', 'snap');
     expect(template).toMatchObject({ kind: 'snapshot', name: 'snap' });
@@ -36,7 +36,8 @@ describe('snapshot of a running sandbox', () => {
     expect(held(host)).toEqual(ONE_RUNNING);
     const paths = sandboxPaths(host.layout, 'one');
     expect(existsSync(paths.checkpoint)).toBe(false);
-    expect(existsSync(paths.stateFile)).toBe(false);
+    expect((await readSandboxState(paths))?.info.status).toBe('running');
+    expect(existsSync(paths.operationFile)).toBe(false);
     // And sandboxes start from it, by restore.
     await host.manager.create({ ...BASE, template: 'snap', id: 'two' });
     expect(host.runtime.calls).toContain('restore two from checkpoint');

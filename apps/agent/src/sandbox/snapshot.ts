@@ -3,6 +3,7 @@ import path from 'node:path';
 import { errorMessage, failedPrecondition } from '@wrenn/core';
 import type { SnapshotMeta, Template } from '../storage/templates.js';
 import { checkpointRunning, enterPaused, restorePaused } from './pause-resume.js';
+import { journaled } from './journal.js';
 import { writePausedState, type SandboxRecord } from './record.js';
 import { sandboxLogger, type SandboxContext } from './resources.js';
 import { transition } from './state.js';
@@ -19,38 +20,51 @@ export async function createSnapshot(
   signal?: AbortSignal,
 ): Promise<Template> {
   const record = ctx.registry.find(id);
-  const { templates, storage } = ctx.deps;
+  const { templates } = ctx.deps;
   return ctx.registry.serially(record, async () => {
     signal?.throwIfAborted();
     await templates.assertNameFree(name);
-    const wasRunning = record.state === 'running';
-    if (wasRunning) {
-      await checkpointRunning(ctx, record);
-      // Durable like any pause: an agent that dies during the copy adopts the sandbox paused.
-      await enterPaused(record, false);
-    } else if (record.state !== 'paused') {
-      throw failedPrecondition(
-        `sandbox ${id} is ${record.info.status}; only a running or paused sandbox can be snapshotted`,
-      );
-    }
-    // The layer is copied only once it is unmounted (a pause may still be tearing down).
-    await record.teardown;
-    try {
-      return await templates.stage(name, async (dir) => {
-        const checkpoint = path.join(dir, 'checkpoint');
-        await mkdir(checkpoint);
-        // The image files are never written again: links cost nothing and outlive the sandbox's.
-        for (const file of await readdir(record.paths.checkpoint)) {
-          await link(path.join(record.paths.checkpoint, file), path.join(checkpoint, file));
-        }
-        signal?.throwIfAborted();
-        await storage.copyDiskImage(record.paths.diskImage, path.join(dir, 'disk.ext4'), signal);
-        return snapshotMeta(record, name);
-      });
-    } finally {
-      if (wasRunning) await resumeAfterSnapshot(ctx, record);
-    }
+    return journaled(record.paths, { op: 'snapshot', template: name }, () =>
+      snapshotSerially(ctx, record, name, signal),
+    );
   });
+}
+
+async function snapshotSerially(
+  ctx: SandboxContext,
+  record: SandboxRecord,
+  name: string,
+  signal?: AbortSignal,
+): Promise<Template> {
+  const { templates, storage } = ctx.deps;
+  const id = record.info.id;
+  const wasRunning = record.state === 'running';
+  if (wasRunning) {
+    await checkpointRunning(ctx, record);
+    // Durable like any pause: an agent that dies during the copy adopts the sandbox paused.
+    await enterPaused(record, false);
+  } else if (record.state !== 'paused') {
+    throw failedPrecondition(
+      `sandbox ${id} is ${record.info.status}; only a running or paused sandbox can be snapshotted`,
+    );
+  }
+  // The layer is copied only once it is unmounted (a pause may still be tearing down).
+  await record.teardown;
+  try {
+    return await templates.stage(name, async (dir) => {
+      const checkpoint = path.join(dir, 'checkpoint');
+      await mkdir(checkpoint);
+      // The image files are never written again: links cost nothing and outlive the sandbox's.
+      for (const file of await readdir(record.paths.checkpoint)) {
+        await link(path.join(record.paths.checkpoint, file), path.join(checkpoint, file));
+      }
+      signal?.throwIfAborted();
+      await storage.copyDiskImage(record.paths.diskImage, path.join(dir, 'disk.ext4'), signal);
+      return snapshotMeta(record, name);
+    });
+  } finally {
+    if (wasRunning) await resumeAfterSnapshot(ctx, record);
+  }
 }
 
 function snapshotMeta(record: SandboxRecord, name: string): SnapshotMeta {
@@ -91,43 +105,56 @@ export async function flattenRootfs(
   signal?: AbortSignal,
 ): Promise<Template> {
   const record = ctx.registry.find(id);
-  const { templates, runtime, storage, guest } = ctx.deps;
+  const { templates } = ctx.deps;
   return ctx.registry.serially(record, async () => {
     signal?.throwIfAborted();
     await templates.assertNameFree(name);
-    const { paths } = record;
-    const logger = sandboxLogger(ctx, record);
-    const stage = () =>
-      templates.stage(name, async (dir) => {
-        await mkdir(path.join(dir, 'rootfs'));
-        await storage.copyTree(paths.rootfs, path.join(dir, 'rootfs'), signal);
-        return { flattenedFrom: id };
-      });
-    if (record.state === 'paused') {
-      await record.teardown;
-      const lower = await templates.imageRootfs(record.baseImage);
-      try {
-        // Inside the try: a mount that fails halfway leaves the disk mounted without the overlay.
-        await storage.mount(paths, lower);
-        return await stage();
-      } finally {
-        await storage.unmount(paths, logger);
-      }
-    }
-    const { envd, done } = ctx.registry.connection(id);
-    // gVisor may hold written data in its own cache: flush it to the layer before copying.
-    await guest.sync(envd, signal).finally(done);
-    transition(record, 'flattening');
+    return journaled(record.paths, { op: 'flatten', template: name }, () =>
+      flattenSerially(ctx, record, name, signal),
+    );
+  });
+}
+
+async function flattenSerially(
+  ctx: SandboxContext,
+  record: SandboxRecord,
+  name: string,
+  signal?: AbortSignal,
+): Promise<Template> {
+  const { templates, runtime, storage, guest } = ctx.deps;
+  const id = record.info.id;
+  const { paths } = record;
+  const logger = sandboxLogger(ctx, record);
+  const stage = () =>
+    templates.stage(name, async (dir) => {
+      await mkdir(path.join(dir, 'rootfs'));
+      await storage.copyTree(paths.rootfs, path.join(dir, 'rootfs'), signal);
+      return { flattenedFrom: id };
+    });
+  if (record.state === 'paused') {
+    await record.teardown;
+    const lower = await templates.imageRootfs(record.baseImage);
     try {
-      await runtime.freeze(record.runtimeId);
+      // Inside the try: a mount that fails halfway leaves the disk mounted without the overlay.
+      await storage.mount(paths, lower);
       return await stage();
     } finally {
-      await runtime
-        .thaw(record.runtimeId)
-        .catch((err: unknown) => logger.error({ err }, 'thaw after flatten failed'));
-      transition(record, 'running');
+      await storage.unmount(paths, logger);
     }
-  });
+  }
+  const { envd, done } = ctx.registry.connection(id);
+  // gVisor may hold written data in its own cache: flush it to the layer before copying.
+  await guest.sync(envd, signal).finally(done);
+  transition(record, 'flattening');
+  try {
+    await runtime.freeze(record.runtimeId);
+    return await stage();
+  } finally {
+    await runtime
+      .thaw(record.runtimeId)
+      .catch((err: unknown) => logger.error({ err }, 'thaw after flatten failed'));
+    transition(record, 'running');
+  }
 }
 
 /**

@@ -1,45 +1,66 @@
-import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import type { Logger } from '@wrenn/core';
 import type { RuntimeDriver } from '../runtime/driver.js';
 import type { SlotNetwork } from '../network/slot-network.js';
 import type { HostFirewall } from '../network/host-firewall.js';
-import { sandboxPaths, type DataLayout } from '../storage/layout.js';
+import type { DataLayout } from '../storage/layout.js';
 import type { TemplateStore } from '../storage/templates.js';
-import { readPausedState } from '../sandbox/record.js';
 import { mountsBelow, unmountAllBelow } from '../storage/rootfs.js';
 
+/** What sandboxes this agent takes over still hold on the host (sandbox/adoption.ts decides). */
+export interface Kept {
+  /** Runtime sandboxes (runsc containers, their processes and cgroups) that keep running. */
+  runtimeIds: ReadonlySet<string>;
+  /** Network slots (namespace, host link) of sandboxes that keep running. */
+  slots: ReadonlySet<number>;
+  /** Directories under `sandboxes/` whose mounts stay (sandboxes that keep running). */
+  mountedDirs: ReadonlySet<string>;
+  /** Directories under `sandboxes/` that stay (running and paused sandboxes). */
+  dirs: ReadonlySet<string>;
+}
+
+export const KEEP_NOTHING: Kept = {
+  runtimeIds: new Set(),
+  slots: new Set(),
+  mountedDirs: new Set(),
+  dirs: new Set(),
+};
+
 /**
- * Start-up cleanup: whatever a predecessor that crashed (or was killed) left on this host goes, in
- * dependency order: runtime processes first (they hold mounts and namespaces), then the network
- * slots, mounts, files and firewall rules. Paused sandboxes (a complete checkpoint and their state
- * file) are kept: pause means "on disk until resumed", whatever happens to the agent meanwhile.
+ * Start-up cleanup: whatever a predecessor that crashed (or was killed) left on this host and no
+ * adopted sandbox owns goes, in dependency order: runtime processes first (they hold mounts and
+ * namespaces), then the network slots, mounts, files and firewall rules. What `kept` names belongs
+ * to sandboxes this agent takes over (running ones where they run, paused ones on disk).
  */
-export async function removeLeftovers(deps: {
-  runtime: RuntimeDriver;
-  network: SlotNetwork;
-  firewall: HostFirewall;
-  layout: DataLayout;
-  templates: TemplateStore;
-  logger: Logger;
-}): Promise<void> {
+export async function removeLeftovers(
+  deps: {
+    runtime: RuntimeDriver;
+    network: SlotNetwork;
+    firewall: HostFirewall;
+    layout: DataLayout;
+    templates: TemplateStore;
+    logger: Logger;
+  },
+  kept: Kept = KEEP_NOTHING,
+): Promise<void> {
   const { runtime, network, firewall, layout, templates, logger } = deps;
-  await runtime.removeLeftovers();
-  await network.removeLeftovers();
-  const mounts = await mountsBelow(layout.sandboxesDir);
-  await unmountAllBelow(layout.sandboxesDir, logger).catch((err: unknown) =>
-    logger.warn({ err }, 'could not unmount every leftover mount'),
-  );
-  // A paused sandbox is data, not a leftover: its directory stays for the manager to adopt.
+  await runtime.removeLeftovers(kept.runtimeIds);
+  await network.removeLeftovers(kept.slots);
+  const keptMount = (p: string) =>
+    [...kept.mountedDirs].some(
+      (dir) => p === layout.sandboxDir(dir) || p.startsWith(`${layout.sandboxDir(dir)}/`),
+    );
+  const mounts = (await mountsBelow(layout.sandboxesDir)).filter((p) => !keptMount(p));
+  for (const target of mounts) {
+    await unmountAllBelow(target, logger).catch((err: unknown) =>
+      logger.warn({ err, target }, 'could not unmount a leftover mount'),
+    );
+  }
   const dirs: string[] = [];
-  for (const id of await readdir(layout.sandboxesDir).catch(() => [] as string[])) {
-    const paths = sandboxPaths(layout, id);
-    if ((await readPausedState(paths).catch(() => undefined)) && existsSync(paths.checkpoint)) {
-      await rm(paths.checkpointPartial, { recursive: true, force: true });
-      continue;
-    }
-    dirs.push(id);
-    await rm(paths.dir, { recursive: true, force: true });
+  for (const dir of await readdir(layout.sandboxesDir).catch(() => [] as string[])) {
+    if (kept.dirs.has(dir)) continue;
+    dirs.push(dir);
+    await rm(layout.sandboxDir(dir), { recursive: true, force: true });
   }
   const staging = await templates.removeStaging();
   // Sandboxes half-way in from another host: the control plane still has them where they came from.

@@ -53,8 +53,10 @@ export interface SandboxPaths {
   /** The memory image of a paused sandbox (complete only once renamed here from `checkpointPartial`). */
   checkpoint: string;
   checkpointPartial: string;
-  /** What a paused sandbox needs to come back after an agent restart. */
+  /** What the sandbox needs to come back after an agent restart, running or paused. */
   stateFile: string;
+  /** The operation under way on the sandbox (pause, resume, snapshot, flatten), for the next agent. */
+  operationFile: string;
 }
 
 export function sandboxPaths(layout: DataLayout, id: string): SandboxPaths {
@@ -75,5 +77,6 @@ export function sandboxPaths(layout: DataLayout, id: string): SandboxPaths {
     checkpoint: path.join(dir, 'checkpoint'),
     checkpointPartial: path.join(dir, 'checkpoint.partial'),
     stateFile: path.join(dir, 'sandbox.json'),
+    operationFile: path.join(dir, 'operation.json'),
   };
 }

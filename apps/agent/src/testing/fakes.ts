@@ -5,7 +5,12 @@ import { silentLogger } from '@wrenn/core';
 import type { AgentConfig } from '../config.js';
 import type { NetworkSlot } from '../network/addresses.js';
 import { SlotAllocator } from '../network/slot-allocator.js';
-import type { RuntimeDriver, RuntimeSandboxSpec, RuntimeStats } from '../runtime/driver.js';
+import type {
+  RuntimeDriver,
+  RuntimeSandboxState,
+  RuntimeSandboxSpec,
+  RuntimeStats,
+} from '../runtime/driver.js';
 import type { GuestPort, LifecycleDeps, SandboxStorage, SlotNetworkPort } from '../sandbox/deps.js';
 import type { EnvdClient, EnvdInit } from '../sandbox/envd-client.js';
 import { SandboxManager } from '../sandbox/manager.js';
@@ -160,7 +165,19 @@ export class FakeRuntime implements RuntimeDriver {
     return Promise.resolve([...this.sandboxes.keys()]);
   }
 
-  removeLeftovers(): Promise<void> {
+  inspect(id: string): Promise<RuntimeSandboxState | undefined> {
+    const sandbox = this.sandboxes.get(id);
+    if (!sandbox) return Promise.resolve(undefined);
+    const status = !sandbox.alive ? 'stopped' : sandbox.frozen ? 'paused' : 'running';
+    return Promise.resolve({ status, pid: sandbox.pid });
+  }
+
+  waitForCommands(): Promise<boolean> {
+    return Promise.resolve(true);
+  }
+
+  removeLeftovers(keep: ReadonlySet<string> = new Set()): Promise<void> {
+    for (const id of this.sandboxes.keys()) if (!keep.has(id)) this.sandboxes.delete(id);
     return Promise.resolve();
   }
 }
