@@ -83,6 +83,10 @@ export function toApiError(err: unknown): ApiError | undefined {
       );
     return new ApiError(err.status, 'error', err.message);
   }
+  // PostgreSQL (and PGlite) refuse text holding a NUL byte, which JSON, paths and query strings can
+  // all carry (`%00`): the input was bad, whichever field it came in.
+  if (isNulInText(err))
+    return new ApiError(400, 'invalid_argument', 'a value holds a NUL byte, which text cannot');
   if (err instanceof ConnectError && TOLD_TO_CLIENT.has(err.code))
     return new ApiError(
       httpStatusFromCode(err.code) as ContentfulStatusCode,
@@ -90,4 +94,9 @@ export function toApiError(err: unknown): ApiError | undefined {
       err.rawMessage,
     );
   return undefined;
+}
+
+/** SQLSTATE 22021 (character_not_in_repertoire): what the database says of a NUL in text. */
+function isNulInText(err: unknown): boolean {
+  return err instanceof Error && (err as { code?: unknown }).code === '22021' && /0x00/.test(err.message);
 }
