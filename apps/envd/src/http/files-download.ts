@@ -69,6 +69,8 @@ function sendFsError(res: ServerResponse, err: unknown, path: string): void {
     return sendEnvdError(res, 404, `path '${path}' does not exist`);
   if (code === 'EACCES' || code === 'EPERM') return sendEnvdError(res, 403, `permission denied: '${path}'`);
   if (code === 'EISDIR') return sendEnvdError(res, 400, `path '${path}' is a directory`);
+  if (code === 'ENAMETOOLONG' || code === 'ELOOP' || code === 'EINVAL')
+    return sendEnvdError(res, 400, `path '${path}' cannot be opened (${code})`);
   sendEnvdError(res, 500, `error reading '${path}'`);
 }
 

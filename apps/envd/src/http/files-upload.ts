@@ -173,6 +173,10 @@ function uploadError(err: unknown, path: string): Error {
       return new UploadError(400, `path '${path}' is a directory`);
     case 'ENOTDIR':
       return new UploadError(400, `a parent of '${path}' is not a directory`);
+    case 'ENAMETOOLONG':
+    case 'ELOOP':
+    case 'EINVAL':
+      return new UploadError(400, `path '${path}' cannot be written (${code})`);
     case 'EACCES':
     case 'EPERM':
     case 'EROFS':

@@ -172,4 +172,19 @@ describe('GET /files', () => {
     res = await fetch(`${envd.baseUrl}/files`);
     expect(res.status).toBe(400);
   });
+
+  // Found by fuzz.int.test.ts: these were 500s.
+  it('answers 400 for a path the kernel refuses (too long), reading and writing', async () => {
+    const path = join(envd.dir, 'x'.repeat(300));
+    let res = await fetch(filesUrl({ path }));
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { message: string }).message).toContain('ENAMETOOLONG');
+    res = await fetch(filesUrl({ path }), {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: 'hi',
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { message: string }).message).toContain('ENAMETOOLONG');
+  });
 });
