@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import http from 'node:http';
 import { mkdtemp, mkdir, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -62,6 +63,28 @@ async function exec(sandboxId: string, cmd: string, user?: string) {
   });
   expect(res.status, JSON.stringify(res.body)).toBe(200);
   return res.body as { exit_code: number; stdout: string; stderr: string };
+}
+
+/** PUT a file as a stream on a connection of its own; the answer even when it comes early. */
+function uploadFile(url: string, file: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      url,
+      {
+        method: 'PUT',
+        agent: false,
+        headers: { 'x-api-key': key, 'content-type': 'application/octet-stream' },
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+    createReadStream(file).pipe(req);
+  });
 }
 
 async function withTemplateSandbox<T>(template: string, fn: (id: string) => Promise<T>): Promise<T> {
@@ -285,13 +308,8 @@ describe('template builds through /v1 (real gVisor)', () => {
       let peak = before;
       const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
       try {
-        const up = await fetch(`${server.url}/v1/builds/files/${tarHash}`, {
-          method: 'PUT',
-          headers: { 'x-api-key': key, 'content-type': 'application/octet-stream' },
-          body: createReadStream(path.join(dir, 'ctx.tar')),
-          duplex: 'half',
-        });
-        expect(up.status, await up.clone().text()).toBe(200);
+        const up = await uploadFile(`${server.url}/v1/builds/files/${tarHash}`, path.join(dir, 'ctx.tar'));
+        expect(up.status, up.body).toBe(200);
         const res = await call('POST', '/v1/builds', {
           template: 'bigcopy',
           kind: 'image',
