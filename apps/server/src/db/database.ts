@@ -32,9 +32,12 @@ export async function openDatabase(
 ): Promise<Db> {
   let db: Db;
   if (target.kind === 'postgres') {
-    db = new Kysely<Database>({
-      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: target.url, max: 10 }) }),
-    });
+    const pool = new pg.Pool({ connectionString: target.url, max: 10 });
+    // An idle connection the server ends (a restart, a failover, a forced drop) is an 'error' on the
+    // pool; without a listener that would be an uncaught exception that ends the process. The pool
+    // drops that connection and opens another when next needed.
+    pool.on('error', (err) => logger.warn({ err: errorMessage(err) }, 'an idle database connection failed'));
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     backends.set(db, { kind: 'postgres', url: target.url });
   } else {
     if (target.dir !== 'memory://') await mkdir(target.dir, { recursive: true });
