@@ -2,6 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { MAX_POOL_SIZE } from '@wrenn/core';
 import type { App, ServerDeps } from '../http/app-types.js';
 import { bearer, errors, json, jsonBody, TEMPLATE_NAME } from '../http/schemas.js';
+import { audit } from '../services/audit.js';
 import { setWarmPoolSize } from '../services/fleet/warm-pools.js';
 
 const HostPool = z.object({
@@ -86,6 +87,8 @@ export function warmPoolRoutes(app: App, deps: ServerDeps): void {
         c.req.valid('param').template,
         c.req.valid('json').size,
       );
+      const size = c.req.valid('json').size;
+      await audit(c, deps, { action: 'admin.warm_pool', target: template, teamId: null, details: { size } });
       const pools = await listWarmPools(deps);
       return c.json(
         pools.find((p) => p.template === template)!,

@@ -83,6 +83,8 @@ describeOnBackends('the audit log', backends, (backend) => {
       });
       expect(snap.status, JSON.stringify(snap.body)).toBe(201);
       expect((await call('DELETE', `/v1/sandboxes/${id}`, { headers: team.key })).status).toBe(204);
+      const pool = await call('PUT', '/v1/admin/warm-pools/base', { body: { size: 1 }, headers: root.auth });
+      expect(pool.status, JSON.stringify(pool.body)).toBe(200);
       const drained = await call('POST', `/v1/admin/hosts/${host!.id}/drain`, { headers: root.auth });
       expect(drained.status, JSON.stringify(drained.body)).toBe(200);
       const build = await call('POST', '/v1/builds', {
@@ -149,7 +151,14 @@ describeOnBackends('the audit log', backends, (backend) => {
     const all = await call('GET', '/v1/admin/audit?limit=500', { headers: root.auth });
     expect(all.status).toBe(200);
     const adminActions = (all.body.entries as Entry[]).map((e) => e.action);
-    for (const action of ['host.create', 'host.register', 'host.drain', 'host.delete', 'invite.create'])
+    for (const action of [
+      'host.create',
+      'host.register',
+      'host.drain',
+      'host.delete',
+      'invite.create',
+      'admin.warm_pool',
+    ])
       expect(adminActions, action).toContain(action);
     expect(adminActions).toEqual(expect.arrayContaining(actions));
   });

@@ -32,6 +32,7 @@ export const AUDIT_ACTIONS = [
   'invite.redeem',
   'user.signup',
   'admin.team_byoc',
+  'admin.warm_pool',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 export type AuditResult = 'ok' | 'denied' | 'failed';
