@@ -1,6 +1,9 @@
 import { exec, type Logger } from '@wrenn/core';
 import { ANY_INSTANCE_INTERFACE_PREFIX, type InstanceNames } from '../instance-names.js';
 
+// Named so a guard left by an agent that died mid-install shows in the rule listings (and goes).
+const GUARD = ['-m', 'comment', '--comment', 'WRENN-GUARD', '-j', 'DROP'];
+
 const HOOKS = [
   { table: 'filter', hook: 'INPUT' },
   { table: 'filter', hook: 'FORWARD' },
@@ -32,7 +35,36 @@ export class HostFirewall {
 
   async install(): Promise<void> {
     await exec(['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-    await this.remove();
+    // Sandboxes adopted from a previous agent run throughout: while the chains are rebuilt, their
+    // traffic is dropped, never let through unfiltered. The guards sit below the new jumps (inserted
+    // first at position 1) and go once the chains decide every packet of a slot.
+    await this.removeGuards();
+    for (const [table, hook, ...match] of this.guards)
+      await iptables(['-t', table!, '-I', hook!, '1', ...match, ...GUARD]);
+    try {
+      await this.build();
+    } finally {
+      await this.removeGuards();
+    }
+    this.logger.info({ subnet: this.subnet, egressDeny: this.egressDeny }, 'host firewall rules installed');
+  }
+
+  private get guards(): string[][] {
+    const slots = this.sandboxInterfaces;
+    return [
+      ['filter', 'INPUT', '-i', slots],
+      ['filter', 'FORWARD', '-i', slots],
+      ['filter', 'FORWARD', '-o', slots],
+    ];
+  }
+
+  private async removeGuards(): Promise<void> {
+    for (const [table, hook, ...match] of this.guards)
+      while ((await iptables(['-t', table!, '-D', hook!, ...match, ...GUARD], true)).exitCode === 0);
+  }
+
+  private async build(): Promise<void> {
+    await this.removeChains();
     const repliesOnly = ['-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT'];
     const slots = this.sandboxInterfaces;
     const [input, forward, postrouting] = this.chains.map((c) => c.chain) as [string, string, string];
@@ -55,11 +87,15 @@ export class HostFirewall {
     for (const [table, chain, ...rule] of rules) {
       await iptables(['-t', table!, '-A', chain!, ...rule]);
     }
-    this.logger.info({ subnet: this.subnet, egressDeny: this.egressDeny }, 'host firewall rules installed');
   }
 
   /** Removes every rule and chain of this instance; safe to call when none exist. */
   async remove(): Promise<void> {
+    await this.removeChains();
+    await this.removeGuards();
+  }
+
+  private async removeChains(): Promise<void> {
     for (const { table, chain, hook } of this.chains) {
       // A crashed predecessor may have left the jump more than once.
       while ((await iptables(['-t', table, '-D', hook, '-j', chain], true)).exitCode === 0);

@@ -67,7 +67,8 @@ export async function removeLeftovers(
   const imports = await readdir(layout.importsDir).catch(() => [] as string[]);
   await rm(layout.importsDir, { recursive: true, force: true });
   staging.push(...imports.map((entry) => `imports/${entry}`));
-  await firewall.remove();
+  // With sandboxes adopted, the rules stay until `HostFirewall.install` replaces them (guarded).
+  if (!kept.runtimeIds.size) await firewall.remove();
   if (mounts.length || dirs.length || staging.length)
     logger.warn({ mounts: mounts.length, dirs, staging }, 'removed leftover sandbox and template files');
 }
