@@ -60,6 +60,43 @@ describe('health and routing', () => {
     expect(res.status).toBe(404);
     expect(await res.json()).toMatchObject({ code: 'not_found' });
   });
+
+  // Found by fuzz.int.test.ts: connect-es answers these with `internal` (500) or `unimplemented`.
+  it('answers an undecodable RPC request with invalid_argument, unary and streaming', async () => {
+    const post = (rpc: string, type: string, body: Uint8Array, headers: Record<string, string> = {}) =>
+      fetch(`${envd.baseUrl}/${rpc}`, {
+        method: 'POST',
+        headers: { 'content-type': type, ...headers },
+        body,
+      });
+    const frame = (flags: number, payload: Uint8Array) => {
+      const head = Buffer.alloc(5);
+      head[0] = flags;
+      head.writeUInt32BE(payload.length, 1);
+      return Buffer.concat([head, payload]);
+    };
+    const unary = [
+      await post('filesystem.Filesystem/Stat', 'application/proto', Buffer.from('{')), // not protobuf
+      await post('process.Process/List', 'application/proto', Buffer.from([0xf5]), {
+        'content-encoding': 'gzip',
+      }),
+    ];
+    for (const res of unary) {
+      expect(res.status).toBe(400);
+      expect(await res.json()).toMatchObject({ code: 'invalid_argument' });
+    }
+    const streams = [
+      await post('process.Process/Start', 'application/connect+proto', frame(0, Buffer.from('{'))),
+      await post('process.Process/Start', 'application/connect+json', Buffer.alloc(0)), // no message
+      await post('filesystem.Filesystem/WatchDir', 'application/connect+json', frame(1, Buffer.from('{}'))),
+    ];
+    for (const res of streams) {
+      expect(res.status).toBe(200);
+      const body = Buffer.from(await res.arrayBuffer());
+      expect(body[0]).toBe(2); // the end of the stream
+      expect(JSON.parse(body.subarray(5).toString())).toMatchObject({ error: { code: 'invalid_argument' } });
+    }
+  });
 });
 
 describe('/metrics', () => {

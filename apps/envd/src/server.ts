@@ -2,8 +2,15 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo, Socket } from 'node:net';
 import type { Interceptor } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
+import {
+  createAsyncIterable,
+  readAllBytes,
+  type UniversalHandler,
+  type UniversalHandlerFn,
+} from '@connectrpc/connect/protocol';
+import { codeFromString, codeToString } from '@connectrpc/connect/protocol-connect';
 import { filesystem as fspb, process as processpb } from '@wrenn/contracts';
-import { Code, ConnectError, type Logger } from '@wrenn/core';
+import { Code, ConnectError, httpStatusFromCode, type Logger } from '@wrenn/core';
 import { authorize } from './auth/request-auth.js';
 import { createFilesystemService } from './filesystem/filesystem-service.js';
 import { handleCors } from './http/cors.js';
@@ -71,6 +78,8 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
       return await next(req);
     } catch (err) {
       const cerr = ConnectError.from(err);
+      if (isUndecodableInput(cerr.code, cerr.rawMessage))
+        throw new ConnectError(cerr.rawMessage, Code.InvalidArgument);
       const fields = { rpc: `${req.service.typeName}/${req.method.name}`, code: Code[cerr.code] };
       if (cerr.code === Code.Internal || cerr.code === Code.Unknown) {
         logger.warn({ ...fields, err: cerr.cause ?? err }, 'rpc failed');
@@ -97,6 +106,7 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
         }),
       );
       router.service(fspb.Filesystem, filesystemService);
+      router.handlers.forEach((handler, i) => (router.handlers[i] = refuseUndecodableUnary(handler)));
     },
     // The Python SDK's codec and newer clients may send fields this build does not know.
     jsonOptions: { ignoreUnknownFields: true },
@@ -239,6 +249,48 @@ function normalizeTimeoutHeader(req: IncomingMessage): void {
   const ms = Number(raw);
   if (ms === 0) delete req.headers['connect-timeout-ms'];
   else if (ms > maxTimerMs) req.headers['connect-timeout-ms'] = String(maxTimerMs);
+}
+
+/**
+ * connect-es's own answers to a request it cannot decode: a body that is not protobuf, a truncated
+ * gzip body and a frame flagged compressed without an encoding are `internal` (500), a stream
+ * without its one message `unimplemented` (501). Each is the client's mistake, so envd answers
+ * `invalid_argument` (400) instead (found by fuzz.int.test.ts).
+ */
+function isUndecodableInput(code: Code, message: string): boolean {
+  return (
+    (code === Code.Internal && message.startsWith('parse binary: ')) ||
+    (code === Code.Internal && message.startsWith('received compressed envelope, but do not know how')) ||
+    (code === Code.Internal && message === 'decompression failed') ||
+    (code === Code.Unimplemented && /^protocol error: (missing|received extra) input message/.test(message))
+  );
+}
+
+/**
+ * A unary request is decoded before any interceptor runs (so logRpcErrors never sees that
+ * failure): its error answer is rewritten here.
+ */
+function refuseUndecodableUnary(handler: UniversalHandler): UniversalHandler {
+  const wrapped: UniversalHandlerFn = async (req) => {
+    const res = await handler(req);
+    if (res.status !== 500 || !res.body || res.header?.get('content-encoding')) return res;
+    const bytes = await readAllBytes(res.body, Number.MAX_SAFE_INTEGER);
+    let error: { code?: unknown; message?: unknown } = {};
+    try {
+      error = JSON.parse(Buffer.from(bytes).toString('utf8')) as typeof error;
+    } catch {
+      // not Connect's JSON error: passed on as it was
+    }
+    const code = typeof error.code === 'string' ? codeFromString(error.code) : undefined;
+    if (code === undefined || typeof error.message !== 'string' || !isUndecodableInput(code, error.message))
+      return { ...res, body: createAsyncIterable([bytes]) };
+    const body = Buffer.from(
+      JSON.stringify({ code: codeToString(Code.InvalidArgument), message: error.message }),
+    );
+    res.header?.set('content-length', String(body.length));
+    return { ...res, status: httpStatusFromCode(Code.InvalidArgument), body: createAsyncIterable([body]) };
+  };
+  return Object.assign(wrapped, handler);
 }
 
 function sendMethodNotAllowed(res: ServerResponse, allow: string): void {
