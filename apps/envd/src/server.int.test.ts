@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import { Code, ConnectError } from '@connectrpc/connect';
@@ -96,6 +97,20 @@ describe('health and routing', () => {
       expect(body[0]).toBe(2); // the end of the stream
       expect(JSON.parse(body.subarray(5).toString())).toMatchObject({ error: { code: 'invalid_argument' } });
     }
+  });
+
+  it('takes a path of two slashes as a path (404), not as a URL without a host (500)', async () => {
+    const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: envd.port, path: '//' }, (r) => {
+        let body = '';
+        r.on('data', (c: Buffer) => (body += c.toString()));
+        r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(res.status).toBe(404);
+    expect(JSON.parse(res.body)).toMatchObject({ code: 404 });
   });
 });
 

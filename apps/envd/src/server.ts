@@ -116,7 +116,8 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (handleCors(req, res)) return;
     normalizeTimeoutHeader(req);
-    const url = new URL(req.url ?? '/', 'http://envd');
+    const url = requestUrl(req.url);
+    if (!url) return sendEnvdError(res, 400, 'malformed request target');
     const method = req.method ?? 'GET';
     const isRead = method === 'GET' || method === 'HEAD';
 
@@ -291,6 +292,18 @@ function refuseUndecodableUnary(handler: UniversalHandler): UniversalHandler {
     return { ...res, status: httpStatusFromCode(Code.InvalidArgument), body: createAsyncIterable([body]) };
   };
   return Object.assign(wrapped, handler);
+}
+
+/**
+ * The request's URL: a path is taken as a path (`//` as well, which `new URL` would read as a
+ * host, and fail on), anything else resolved as before; undefined when it is no URL at all.
+ */
+function requestUrl(target = '/'): URL | undefined {
+  try {
+    return target.startsWith('/') ? new URL(`http://envd${target}`) : new URL(target, 'http://envd');
+  } catch {
+    return undefined;
+  }
 }
 
 function sendMethodNotAllowed(res: ServerResponse, allow: string): void {
