@@ -129,16 +129,17 @@ describeOnBackends('a fleet of dev hosts under two control-plane replicas', back
       created.push(another);
       expect(another.host_id).not.toBe(host.id);
 
-      // Back without a token: online, the paused sandbox paused again; the running one did not
-      // outlive its agent (a restarted agent removes what a killed one left running), so it is stopped.
+      // Back without a token: online, the paused sandbox paused again; the running one outlived its
+      // agent (the restarted agent adopts it where it runs), so it is running again.
       await fleet.restartHost(host.dev);
       await fleet.waitHost(host.id, 'online', 60_000);
       await fleet.waitSandbox(key, paused.id, 'paused');
-      await fleet.waitSandbox(key, running.id, 'stopped');
+      await fleet.waitSandbox(key, running.id, 'running');
       const agent = await fleet.agent(host.id, host.dev.address);
       const held = (await agent.listSandboxes({})).sandboxes.map((s) => s.id);
       expect(held).toContain(paused.id);
-      expect(held).not.toContain(running.id);
+      expect(held).toContain(running.id);
+      expect((await fleet.exec(key, running.id, 'echo adopted')).body).toMatchObject({ stdout: 'adopted\n' });
       // It resumes where it was, and now it can be destroyed, on its agent too.
       expect((await fleet.call('POST', `/v1/sandboxes/${paused.id}/resume`, { key })).status).toBe(200);
       expect((await fleet.exec(key, paused.id, 'cat /home/user/kept')).body).toMatchObject({
