@@ -10,6 +10,7 @@ import { teamScope } from '../services/builds/build-files.js';
 import {
   buildLogs,
   deleteBuiltTemplate,
+  dropArtifactIfUnused,
   listBuilds,
   ownedBuild,
   requestBuild,
@@ -237,6 +238,30 @@ async function taggedBuild(
 }
 
 /** Assign, remove, list tags. */
+/** The artifacts of the builds these tags name (and the template's current one). */
+async function taggedArtifacts(db: ServerDeps['db'], templateId: string, tags: string[]) {
+  const rows = await db
+    .selectFrom('template_tags')
+    .innerJoin('template_builds', 'template_builds.id', 'template_tags.build_id')
+    .select('template_builds.artifact_id')
+    .where('template_tags.template_id', '=', templateId)
+    .where('template_tags.tag', 'in', tags)
+    .execute();
+  const current = await db
+    .selectFrom('templates')
+    .select('artifact_id')
+    .where('id', '=', templateId)
+    .executeTakeFirst();
+  return [
+    ...new Set([...rows.map((r) => r.artifact_id), current?.artifact_id].filter((id): id is string => !!id)),
+  ];
+}
+
+/** A build no tag names any more keeps no files. */
+async function dropUntagged(deps: ServerDeps, artifacts: string[]) {
+  for (const id of artifacts) await dropArtifactIfUnused(deps, id);
+}
+
 function tagRoutes(api: Hono<Env>, deps: ServerDeps): void {
   const { db } = deps;
 
@@ -248,6 +273,7 @@ function tagRoutes(api: Hono<Env>, deps: ServerDeps): void {
     const template = await addressedTemplate(db, teamId, body.target);
     const buildId = await taggedBuild(db, template, tag, body.target);
     const tags = [...new Set(body.tags)];
+    const before = await taggedArtifacts(db, template.id, tags);
     await db.transaction().execute(async (tx) => {
       // Moved, not updated: a tag's createdAt is when it came to name this build.
       await tx
@@ -287,6 +313,7 @@ function tagRoutes(api: Hono<Env>, deps: ServerDeps): void {
             .execute();
       }
     });
+    await dropUntagged(deps, before);
     return c.json({ buildID: buildId, tags }, 201);
   });
 
@@ -308,11 +335,13 @@ function tagRoutes(api: Hono<Env>, deps: ServerDeps): void {
       .execute();
     const missing = body.tags.find((t) => !held.some((h) => h.tag === t));
     if (missing !== undefined) throw notFound('tag', `${template.name}:${missing}`);
+    const before = await taggedArtifacts(db, template.id, body.tags);
     await db
       .deleteFrom('template_tags')
       .where('template_id', '=', template.id)
       .where('tag', 'in', body.tags)
       .execute();
+    await dropUntagged(deps, before);
     return c.body(null, 204);
   });
 

@@ -330,3 +330,42 @@ export function buildView(row: BuildRow & { template_name?: string }) {
     finished_at: row.finished_at?.toISOString() ?? null,
   };
 }
+
+/**
+ * Deletes an artifact's files everywhere and its row, unless something still uses it: a template
+ * (as its current files), a tagged build, or the cache (a fully cached build's output is its layer).
+ */
+export async function dropArtifactIfUnused(deps: ArtifactDeps, artifactId: string): Promise<void> {
+  const { db } = deps;
+  const used = await db
+    .selectNoFrom((eb) => [
+      eb.exists(eb.selectFrom('templates').select('id').where('artifact_id', '=', artifactId)).as('current'),
+      eb
+        .exists(eb.selectFrom('templates').select('id').where('base_artifact_id', '=', artifactId))
+        .as('below'),
+      eb
+        .exists(eb.selectFrom('build_cache').select('key').where('artifact_id', '=', artifactId))
+        .as('cached'),
+      eb
+        .exists(
+          eb
+            .selectFrom('template_tags')
+            .innerJoin('template_builds', 'template_builds.id', 'template_tags.build_id')
+            .select('template_tags.tag')
+            .where('template_builds.artifact_id', '=', artifactId),
+        )
+        .as('tagged'),
+    ])
+    .executeTakeFirstOrThrow();
+  if (used.current || used.below || used.cached || used.tagged) return;
+  const row = await db
+    .selectFrom('templates')
+    .select(['id', 'kind'])
+    .where('id', '=', artifactId)
+    .executeTakeFirst();
+  if (!row) return;
+  await deleteTemplateEverywhere(deps, { id: row.id, agentName: agentTemplateName(row) }).catch(
+    () => undefined,
+  );
+  await db.deleteFrom('templates').where('id', '=', artifactId).execute();
+}

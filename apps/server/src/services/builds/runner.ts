@@ -5,7 +5,6 @@ import { errorMessage, type Logger } from '@wrenn/core';
 import type { hostagent } from '@wrenn/contracts';
 import type { Db } from '../../db/database.js';
 import type { AgentClient } from '../../http/app-types.js';
-import { deleteTemplateEverywhere } from '../fleet/artifacts.js';
 import { createSandbox, destroySandbox, type SandboxLifecycleDeps } from '../sandbox-lifecycle.js';
 import {
   agentTemplateName,
@@ -14,7 +13,14 @@ import {
   type ResolvedTemplate,
 } from '../templates.js';
 import { teamScope, type BuildFiles } from './build-files.js';
-import { appendLogs, stripSecrets, type BuildRow, type LogLevel, type LogLine } from './builds.js';
+import {
+  appendLogs,
+  dropArtifactIfUnused,
+  stripSecrets,
+  type BuildRow,
+  type LogLevel,
+  type LogLine,
+} from './builds.js';
 import { BUILD_DEFAULTS, MAX_BUILD_ATTEMPTS } from './queue.js';
 import {
   applyStateStep,
@@ -57,6 +63,8 @@ export const runnerTimeoutMs = (timeoutSec: number) => Math.max(30, timeoutSec -
 /** No team has this id: platform builds resolve only platform templates. */
 const NO_TEAM = '00000000-0000-0000-0000-000000000000';
 const START_LOG = '/tmp/wrenn-start.log';
+/** The sandbox's own user in `base` and in imported images (commands run as it by default). */
+const DEFAULT_USER = 'user';
 const TAIL_LINES = 20;
 
 class BuildFailed extends Error {
@@ -705,7 +713,7 @@ n=0
 for s in $WRENN_SRC; do
   [ -e "$s" ] || [ -L "$s" ] || continue
   n=$((n+1))
-  if [ -n "$WRENN_OWNER" ]; then chown -R "$WRENN_OWNER" "$s"; fi
+  chown -R "$WRENN_OWNER:" "$s" 2>/dev/null || chown -R "$WRENN_OWNER" "$s"
   if [ -n "$WRENN_MODE" ]; then chmod -R "$WRENN_MODE" "$s"; fi
   case "$WRENN_DEST" in /*) d="$WRENN_DEST";; *) d="$WRENN_CWD/$WRENN_DEST";; esac
   if [ -d "$s" ] && [ ! -L "$s" ]; then
@@ -759,7 +767,8 @@ async function copyStep(
       WRENN_SRC: step.src,
       WRENN_DEST: step.dest,
       WRENN_CWD: state.workdir ?? (state.user === 'root' ? '/root' : '/home/user'),
-      WRENN_OWNER: step.user ?? '',
+      // The uploader's uids mean nothing here: the files are the current user's, as in E2B.
+      WRENN_OWNER: step.user ?? state.user ?? DEFAULT_USER,
       WRENN_MODE: step.mode ?? '',
     },
     'root',
@@ -911,7 +920,7 @@ async function keepLayer(ctx: StepContext, scope: string, key: string, state: Bu
         .doUpdateSet({ artifact_id: id, state: JSON.stringify(state), used_at: new Date() }),
     )
     .execute();
-  if (previous) await dropArtifact(ctx.deps, previous.artifact_id);
+  if (previous) await dropArtifactIfUnused(ctx.deps, previous.artifact_id);
   ctx.log.line('debug', label, `cache layer kept in ${Date.now() - started} ms`);
   await pruneCache(ctx.deps, scope, ctx.opts.cacheLayersKept);
   return id;
@@ -928,47 +937,8 @@ async function pruneCache(deps: BuildRunnerDeps, scope: string, kept: number) {
     .execute();
   for (const layer of stale) {
     await deps.db.deleteFrom('build_cache').where('scope', '=', scope).where('key', '=', layer.key).execute();
-    await dropArtifact(deps, layer.artifact_id);
+    await dropArtifactIfUnused(deps, layer.artifact_id);
   }
-}
-
-/**
- * Deletes an artifact's files everywhere and its row, unless something still uses it: a template
- * (as its current files), a tagged build, or the cache (a fully cached build's output is its layer).
- */
-async function dropArtifact(deps: BuildRunnerDeps, artifactId: string) {
-  const { db } = deps;
-  const used = await db
-    .selectNoFrom((eb) => [
-      eb.exists(eb.selectFrom('templates').select('id').where('artifact_id', '=', artifactId)).as('current'),
-      eb
-        .exists(eb.selectFrom('templates').select('id').where('base_artifact_id', '=', artifactId))
-        .as('below'),
-      eb
-        .exists(eb.selectFrom('build_cache').select('key').where('artifact_id', '=', artifactId))
-        .as('cached'),
-      eb
-        .exists(
-          eb
-            .selectFrom('template_tags')
-            .innerJoin('template_builds', 'template_builds.id', 'template_tags.build_id')
-            .select('template_tags.tag')
-            .where('template_builds.artifact_id', '=', artifactId),
-        )
-        .as('tagged'),
-    ])
-    .executeTakeFirstOrThrow();
-  if (used.current || used.below || used.cached || used.tagged) return;
-  const row = await db
-    .selectFrom('templates')
-    .select(['id', 'kind'])
-    .where('id', '=', artifactId)
-    .executeTakeFirst();
-  if (!row) return;
-  await deleteTemplateEverywhere(deps, { id: row.id, agentName: agentTemplateName(row) }).catch(
-    () => undefined,
-  );
-  await db.deleteFrom('templates').where('id', '=', artifactId).execute();
 }
 
 /** The build's output: a snapshot (or flattened image) of its sandbox now. */
@@ -1025,5 +995,5 @@ async function adoptOutput(deps: BuildRunnerDeps, build: BuildRow, artifactId: s
         .execute();
   });
   const old = previous?.artifact_id;
-  if (old && old !== artifactId) await dropArtifact(deps, old);
+  if (old && old !== artifactId) await dropArtifactIfUnused(deps, old);
 }
