@@ -145,13 +145,23 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
-      logger.info('stopping: destroying sandboxes');
+      const keep = config.onStop === 'keep';
+      logger.info(
+        keep ? 'stopping: sandboxes keep running for the next agent' : 'stopping: destroying sandboxes',
+      );
       await heartbeats?.stop();
       await server.close();
       // Pooled sandboxes are no one's: they go first (a refill in flight is cut short).
       await manager.pool.stop();
       // A pause the reaper started finishes before the sandboxes go: never half a pause.
       await Promise.all(tasks.map((task) => task.stop()));
+      if (keep) {
+        // Running sandboxes, their slots, mounts and rules (and runsc's state mounts) stay as they
+        // are, recorded in their sandbox.json; only work in flight is let finish.
+        await Promise.allSettled(manager.ctx.registry.records().map((r) => r.teardown ?? Promise.resolve()));
+        logger.info('stopped');
+        return;
+      }
       await manager.destroyAll();
       await firewall.remove();
       await releaseRuntimeState(layout, logger);

@@ -58,6 +58,9 @@ const shape = {
   WRENN_INSECURE_REGISTRIES: z.string().default(''),
   // How long one ImportImage may take, pull and unpack together.
   WRENN_IMAGE_IMPORT_TIMEOUT_SEC: z.coerce.number().int().min(10).max(86400).default(1800),
+  // What SIGTERM/SIGINT do to running sandboxes: `destroy` them (a clean host), or `keep` them
+  // running for the next agent on this data dir to adopt (an upgrade; docs/reliability.md).
+  WRENN_AGENT_ON_STOP: z.enum(['destroy', 'keep']).default('destroy'),
   LOG_LEVEL: z.string().default('info'),
 };
 
@@ -83,6 +86,8 @@ export interface AgentConfig {
   /** Ready sandboxes to keep per template from the start (`WRENN_WARM_POOL`). */
   warmPool: { template: string; size: number }[];
   images: { insecureRegistries: string[]; importTimeoutSec: number };
+  /** At SIGTERM/SIGINT: destroy running sandboxes, or leave them for the next agent to adopt. */
+  onStop: 'destroy' | 'keep';
   logLevel: string;
 }
 
@@ -153,6 +158,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
       ),
       importTimeoutSec: raw.WRENN_IMAGE_IMPORT_TIMEOUT_SEC,
     },
+    onStop: raw.WRENN_AGENT_ON_STOP,
     logLevel: raw.LOG_LEVEL,
   };
 }

@@ -93,7 +93,8 @@ async function inspect(ctx: SandboxContext, dir: string): Promise<Found> {
   if (saved && ctx.registry.has(saved.info.id)) saved = undefined;
   const intent = await readIntent(paths);
   // A checkpoint or restore the previous agent started finishes on its own: its outcome decides.
-  if (saved && !(await runtime.waitForCommands(dir, CHECKPOINT_SETTLE_MS)))
+  // Only an operation in the journal runs one (a create in flight has no record yet).
+  if (saved && intent && !(await runtime.waitForCommands(dir, CHECKPOINT_SETTLE_MS)))
     ctx.deps.logger.warn({ dir }, 'a runtime command of the previous agent still runs; going on without it');
   const state = saved ? await runtime.inspect(dir).catch(() => undefined) : undefined;
   const alive = state && (state.status === 'running' || state.status === 'paused') ? state : undefined;
