@@ -52,6 +52,11 @@ describe('Stat', () => {
   it('answers not_found for a missing path', async () => {
     expect(await codeOf(envd.filesystem.stat({ path: join(envd.dir, 'missing') }))).toBe(Code.NotFound);
   });
+
+  // Found by fuzz.int.test.ts: Node's fs throws a TypeError for it, which was `internal`.
+  it('answers invalid_argument for a path with a NUL byte', async () => {
+    expect(await codeOf(envd.filesystem.stat({ path: join(envd.dir, 'a\0b') }))).toBe(Code.InvalidArgument);
+  });
 });
 
 describe('MakeDir, Move, Remove', () => {

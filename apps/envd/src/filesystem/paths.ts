@@ -6,6 +6,8 @@ import type { LinuxUser } from '../users/user-directory.js';
 
 /** A client path made absolute: `~` expands, relative paths are relative to the user's home. */
 export function resolveUserPath(path: string, user: LinuxUser): string {
+  // Node's fs refuses a NUL byte with a TypeError, which would surface as an internal error.
+  if (path.includes('\0')) throw new ConnectError('path must not contain NUL bytes', Code.InvalidArgument);
   return resolve(user.home, expandHome(path, user.home));
 }
 

@@ -27,7 +27,13 @@ export async function handleDownload(
   }
   const rawPath = query.get('path');
   if (!rawPath) return sendEnvdError(res, 400, 'path is required');
-  const path = resolveUserPath(rawPath, user);
+  let path: string;
+  try {
+    path = resolveUserPath(rawPath, user);
+  } catch (err) {
+    if (err instanceof ConnectError) return sendEnvdError(res, 400, err.rawMessage);
+    throw err;
+  }
 
   let file;
   try {

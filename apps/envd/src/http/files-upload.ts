@@ -60,6 +60,9 @@ export async function handleUpload(
     res.setHeader('connection', 'close');
     req.resume();
     if (err instanceof UploadError) return sendEnvdError(res, err.status, err.message);
+    // A path refused before any write (resolveUserPath: a NUL byte).
+    if (err instanceof ConnectError && err.code === Code.InvalidArgument)
+      return sendEnvdError(res, 400, err.rawMessage);
     logger.warn({ err }, 'upload failed');
     sendEnvdError(res, 500, 'error writing file');
   }

@@ -174,6 +174,20 @@ describe('GET /files', () => {
   });
 
   // Found by fuzz.int.test.ts: these were 500s.
+  it('answers 400 for a path with a NUL byte, reading and writing', async () => {
+    const path = join(envd.dir, 'a\0b');
+    let res = await fetch(filesUrl({ path }));
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ code: 400, message: 'path must not contain NUL bytes' });
+    res = await fetch(filesUrl({ path }), {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: 'hi',
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ code: 400, message: 'path must not contain NUL bytes' });
+  });
+
   it('answers 400 for a path the kernel refuses (too long), reading and writing', async () => {
     const path = join(envd.dir, 'x'.repeat(300));
     let res = await fetch(filesUrl({ path }));
