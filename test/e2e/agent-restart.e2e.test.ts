@@ -157,6 +157,19 @@ describe('sandboxes survive a kill -9 of the agent', () => {
     await agent.client.destroySandbox({ sandboxId: id });
   });
 
+  it('WRENN_AGENT_ON_STOP=keep: a SIGTERM leaves the running sandbox for the next agent (an upgrade)', async () => {
+    await agent.stop();
+    agent = await startAgentProcess({ WRENN_AGENT_ON_STOP: 'keep' });
+    const id = await sandboxWithWork(agent.client);
+    const pid = (await sh(agent.client, id, 'cat /tmp/counter.pid')).stdout.trim();
+    await agent.stop();
+    expect(agent.logs()).toMatch(/sandboxes keep running for the next agent/);
+    expect((await wrennHostState(testDataDir)).netns.length).toBe(1);
+    agent = await startAgentProcess({}, { keepPaused: true });
+    await expectWorking(agent.client, id, pid);
+    await agent.client.destroySandbox({ sandboxId: id });
+  });
+
   it('a paused sandbox stays paused and resumes after the restart', async () => {
     const id = await sandboxWithWork(agent.client);
     const pid = (await sh(agent.client, id, 'cat /tmp/counter.pid')).stdout.trim();
@@ -279,6 +292,28 @@ describe('an operation cut short by the agent dying ends running or paused, neve
         await agent.client.deleteSnapshot({ name: 'cut-short' });
     });
   }
+});
+
+describe('a flatten cut short by the agent dying', () => {
+  it('leaves the sandbox running (thawed) and nothing staged', async () => {
+    const id = await sandboxWithWork(agent.client);
+    const flatten = agent.client
+      .flattenRootfs({ sandboxId: id, name: 'flat-cut-short' })
+      .catch(() => undefined);
+    await waitFor('the staging dir', async () =>
+      (await readdir(templatesDir).catch(() => [] as string[])).some((e) => e.startsWith('.staging-')),
+    );
+    await restart();
+    await flatten;
+    expect(
+      (await readdir(templatesDir).catch(() => [] as string[])).filter((e) => e.startsWith('.')),
+    ).toEqual([]);
+    expect((await agent.client.getSandbox({ sandboxId: id })).sandbox?.status).toBe(RUNNING);
+    await expectWorking(agent.client, id);
+    await agent.client.destroySandbox({ sandboxId: id });
+    if (existsSync(path.join(templatesDir, 'flat-cut-short')))
+      await agent.client.deleteSnapshot({ name: 'flat-cut-short' });
+  });
 });
 
 describe('adoption time', () => {
