@@ -71,7 +71,13 @@ export async function handleUpload(
 function decodedBody(req: IncomingMessage): Readable {
   const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase().trim();
   if (encoding === 'identity' || encoding === '') return req;
-  if (encoding === 'gzip') return req.pipe(createGunzip());
+  if (encoding === 'gzip') {
+    const gunzip = createGunzip();
+    // Whoever reads the body gets its errors too; a request refused before its body is read (a bad
+    // content type, no path) would otherwise leave a gunzip 'error' without a listener: fatal.
+    gunzip.on('error', () => undefined);
+    return req.pipe(gunzip);
+  }
   throw new UploadError(400, `unsupported content encoding '${encoding}'`);
 }
 

@@ -188,6 +188,19 @@ describe('GET /files', () => {
     expect(await res.json()).toEqual({ code: 400, message: 'path must not contain NUL bytes' });
   });
 
+  it('refuses a gzip body it never reads without dying of the gunzip error', async () => {
+    for (const type of ['text/plain', 'multipart/form-data']) {
+      const res = await fetch(filesUrl({ path: join(envd.dir, 'never.txt') }), {
+        method: 'POST',
+        headers: { 'content-type': type, 'content-encoding': 'gzip' },
+        body: 'not gzip at all',
+      });
+      expect(res.status).toBe(400);
+    }
+    await new Promise((r) => setTimeout(r, 100)); // the gunzip error comes after the answer
+    expect((await fetch(`${envd.baseUrl}/health`)).status).toBe(204);
+  });
+
   it('answers 400 for a path the kernel refuses (too long), reading and writing', async () => {
     const path = join(envd.dir, 'x'.repeat(300));
     let res = await fetch(filesUrl({ path }));
