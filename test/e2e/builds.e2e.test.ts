@@ -182,6 +182,8 @@ describe('template builds through /v1 (real gVisor)', () => {
         expect(served.stdout.trim()).toBe('hi builder');
         // ENV steps hold in the template's sandboxes too.
         expect((await exec(id, 'echo "$GREETING-$WHO"')).stdout).toBe('hi-builder\n');
+        // So do the last WORKDIR and USER, as the defaults of commands.
+        expect((await exec(id, 'pwd; id -un')).stdout).toBe('/srv/site\nuser\n');
       });
     }
     // The build's sandbox is gone and is never listed as the team's.

@@ -112,6 +112,8 @@ describe("E2B's Template SDK against Wrenn (real gVisor)", () => {
         );
         // ENV steps hold in the template's sandboxes.
         expect(await out(sbx, 'echo "$GREETING/$STAGE"')).toBe('hello world/e2b\n');
+        // The last setWorkdir and setUser are what commands default to, as in E2B.
+        expect(await out(sbx, 'pwd; id -un')).toBe('/srv/site\nuser\n');
         // The start command is already running: the snapshot kept it.
         expect(await out(sbx, 'curl -sf http://127.0.0.1:8000/index.html')).toBe(
           'served by the start command\n',

@@ -34,6 +34,18 @@ describe('validation of the pause/snapshot/metrics inputs', () => {
     expect(params).toMatchObject({ template: 'base', vcpus: undefined, memoryMb: undefined, timeoutSec: 30 });
   });
 
+  it("takes a built template's default user and workdir, naming a bad one", () => {
+    const made = (fields: { defaultUser?: string; defaultWorkdir?: string }) =>
+      validateCreate(create(hostagent.CreateSandboxRequestSchema, fields), limits);
+    expect(made({ defaultUser: 'root', defaultWorkdir: '/srv/site' })).toMatchObject({
+      defaultUser: 'root',
+      defaultWorkdir: '/srv/site',
+    });
+    expect(made({})).not.toHaveProperty('defaultUser');
+    expect(fieldOf(() => made({ defaultUser: 'Bad User' }))).toBe('default_user');
+    expect(fieldOf(() => made({ defaultWorkdir: 'relative/dir' }))).toBe('default_workdir');
+  });
+
   it('takes timeouts from 0 (never) to 30 days and names the field otherwise', () => {
     expect(validateTimeoutSec(0)).toBe(0);
     expect(validateTimeoutSec(MAX_TIMEOUT_SEC)).toBe(MAX_TIMEOUT_SEC);

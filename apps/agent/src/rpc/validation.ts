@@ -61,7 +61,15 @@ export function validateCreate(
     env: validateEnv(req.env, 'env'),
     metadata: validateMetadata(req.metadata),
     timeoutSec: validateTimeoutSec(req.timeoutSec),
+    ...(req.defaultUser ? { defaultUser: validateUser(req.defaultUser, 'default_user') } : {}),
+    ...(req.defaultWorkdir ? { defaultWorkdir: validateWorkdir(req.defaultWorkdir, 'default_workdir') } : {}),
   };
+}
+
+function validateWorkdir(dir: string, field: string): string {
+  if (!dir.startsWith('/') || dir.length > 4096 || dir.includes('\0'))
+    throw invalidArgument(field, `must be an absolute path, got ${JSON.stringify(dir)}`);
+  return dir;
 }
 
 /** SetWarmPool: a template name and a size from 0 to 64, and no more than the host may run. */

@@ -26,6 +26,7 @@ import {
   sandboxLogger,
   startRuntime,
   type SandboxContext,
+  type EnvdDefaults,
   type Start,
 } from './resources.js';
 import { transition } from './state.js';
@@ -73,7 +74,7 @@ export async function createSandbox(
     registry.add(record);
     try {
       await registry.serially(record, async () => {
-        await buildFrom(ctx, record, template, params.env, signal);
+        await buildFrom(ctx, record, template, params.env, signal, envdDefaults(params));
         markRunning(record);
         await recordRunning(ctx, record);
       });
@@ -113,7 +114,7 @@ async function claim(
     await registry.serially(record, async () => {
       const { slot, envd } = record;
       if (!slot || !envd) throw new Error('the pooled sandbox has no network slot or envd client');
-      await envd.init({ envVars: params.env, accessToken: record.accessToken });
+      await envd.init({ envVars: params.env, accessToken: record.accessToken, ...envdDefaults(params) });
       envd.close();
       record.envd = ctx.deps.guest.connect(slot.slotIp, record.accessToken, logger);
       markRunning(record);
@@ -207,16 +208,25 @@ function baseImageOf(template: Template): string {
   return template.kind === 'snapshot' ? template.meta.baseImage : template.name;
 }
 
+/** What envd's commands default to, as `/init` takes it (only what the request set). */
+function envdDefaults(params: CreateSandboxParams): EnvdDefaults {
+  return {
+    ...(params.defaultUser ? { defaultUser: params.defaultUser } : {}),
+    ...(params.defaultWorkdir ? { defaultWorkdir: params.defaultWorkdir } : {}),
+  };
+}
+
 function buildFrom(
   ctx: SandboxContext,
   record: SandboxRecord,
   template: Template,
   env: Record<string, string>,
   signal?: AbortSignal,
+  defaults: EnvdDefaults = {},
 ): Promise<void> {
   return template.kind === 'snapshot'
-    ? ctx.registry.withSnapshotInUse(template.name, () => build(ctx, record, template, env, signal))
-    : build(ctx, record, template, env, signal);
+    ? ctx.registry.withSnapshotInUse(template.name, () => build(ctx, record, template, env, signal, defaults))
+    : build(ctx, record, template, env, signal, defaults);
 }
 
 /** Starts the sandbox's runtime; it is left `creating` with envd initialised (the caller marks it running). */
@@ -226,6 +236,7 @@ async function build(
   template: Template,
   env: Record<string, string>,
   signal?: AbortSignal,
+  defaults: EnvdDefaults = {},
 ): Promise<void> {
   const { info, paths } = record;
   const { storage, templates } = ctx.deps;
@@ -246,7 +257,7 @@ async function build(
             },
           ]
         : [{ boot: true }, () => storage.create(paths, template.rootfs, info.diskMb)];
-    await startRuntime(ctx, record, start, undo, { env, signal, phase: timer.phase, prepareDisk });
+    await startRuntime(ctx, record, start, undo, { env, defaults, signal, phase: timer.phase, prepareDisk });
     logger.info(
       { ms: timer.total(), phases: timer.phases, slot: record.slot?.index, template: info.template },
       template.kind === 'snapshot' ? 'sandbox restored from snapshot' : 'sandbox created',

@@ -11,6 +11,7 @@ export interface EnvdInit {
   envVars?: Record<string, string>;
   accessToken?: string;
   defaultUser?: string;
+  defaultWorkdir?: string;
 }
 
 /**

@@ -38,6 +38,9 @@ export interface CreateSandboxParams {
   env: Record<string, string>;
   metadata: Record<string, string>;
   timeoutSec: number;
+  /** What envd's commands default to (a built template's USER and WORKDIR); unset = envd's own. */
+  defaultUser?: string;
+  defaultWorkdir?: string;
 }
 
 /** Everything the agent holds for one sandbox. */

@@ -12,7 +12,7 @@ import { ENVD_PORT } from '@wrenn/contracts';
 import { slotAddresses } from '../network/addresses.js';
 import { InstanceNames } from '../instance-names.js';
 import type { LifecycleDeps } from './deps.js';
-import type { EnvdClient } from './envd-client.js';
+import type { EnvdClient, EnvdInit } from './envd-client.js';
 import { guestRuntimeSpec, type EnvdStart } from './guest.js';
 import type { SandboxRecord } from './record.js';
 import { touch, type SandboxRegistry } from './registry.js';
@@ -32,8 +32,12 @@ const ENVD_READY_TIMEOUT_MS = 20_000;
 /** How the runtime of a sandbox comes up: a cold boot, or a restore from a checkpoint. */
 export type Start = { boot: true } | { restoreFrom: string; rekeyFrom?: string };
 
+export type EnvdDefaults = Pick<EnvdInit, 'defaultUser' | 'defaultWorkdir'>;
+
 export interface StartOptions {
   env?: Record<string, string>;
+  /** A new sandbox's default user and workdir for envd (a resume keeps what envd held). */
+  defaults?: EnvdDefaults;
   signal?: AbortSignal;
   phase?: (name: string) => void;
   /** What the runtime needs on disk first; it runs side by side with the network slot's set-up. */
@@ -53,7 +57,7 @@ export async function startRuntime(
   record: SandboxRecord,
   start: Start,
   undo: UndoStack,
-  { env = {}, signal, phase = () => undefined, prepareDisk }: StartOptions = {},
+  { env = {}, defaults = {}, signal, phase = () => undefined, prepareDisk }: StartOptions = {},
 ): Promise<void> {
   const { config, runtime, network, slots, guest, pidAlive } = ctx.deps;
   const { info, paths } = record;
@@ -100,7 +104,7 @@ export async function startRuntime(
     );
   });
   // A sandbox restored from a snapshot wakes up with the snapshot's token; it gets its own here.
-  await envd.init({ envVars: env, accessToken: record.accessToken });
+  await envd.init({ envVars: env, accessToken: record.accessToken, ...defaults });
   if (firstToken !== record.accessToken) {
     envd.close();
     envd = guest.connect(slot.slotIp, record.accessToken, logger);

@@ -98,6 +98,8 @@ export async function createSandbox(
         diskMb: spec.diskMb ?? 0,
         timeoutSec: spec.timeoutSec,
         env: { ...template.env, ...spec.env },
+        defaultUser: template.user ?? '',
+        defaultWorkdir: template.workdir ?? '',
         metadata: spec.metadata,
       },
       { signal },

@@ -47,6 +47,9 @@ export interface ResolvedTemplate {
   files?: TemplateFiles[];
   /** Environment variables a build set (ENV steps, the image's Env): every sandbox starts with them. */
   env?: Record<string, string>;
+  /** A build's last USER and WORKDIR: what its sandboxes' commands default to. */
+  user?: string;
+  workdir?: string;
 }
 
 type Row = {
@@ -107,6 +110,8 @@ async function fromFiles(db: Db, row: Row, shownName: string): Promise<ResolvedT
     name: shownName,
     files,
     ...(row.defaults?.env && Object.keys(row.defaults.env).length > 0 ? { env: row.defaults.env } : {}),
+    ...(row.defaults?.user ? { user: row.defaults.user } : {}),
+    ...(row.defaults?.workdir ? { workdir: row.defaults.workdir } : {}),
     snapshot:
       row.kind === 'snapshot'
         ? { id: row.id, vcpus: row.vcpus, memoryMb: row.memory_mb, diskMb: row.disk_mb, hostIds: own.hostIds }

@@ -554,7 +554,8 @@ async function importedImage(
         memory_mb: build.memory_mb,
         disk_mb: build.disk_mb,
         size_bytes: pulled.template?.sizeBytes ?? 0,
-        defaults: JSON.stringify(state),
+        // Not its User: a uid is only resolved to a name inside a sandbox (the build's does it).
+        defaults: JSON.stringify({ env: state.env, workdir: state.workdir }),
       })
       .execute();
     if (hostId)
@@ -853,6 +854,7 @@ async function snapshotArtifact(
   const { db } = ctx.deps;
   const id = randomUUID();
   const agentName = agentTemplateName({ id, kind });
+  const defaults = { ...state, user: state.user ? await userName(ctx, state.user) : undefined };
   const { template } =
     kind === 'snapshot'
       ? await ctx.agent.createSnapshot({ sandboxId: ctx.sandboxId, name: agentName })
@@ -878,7 +880,7 @@ async function snapshotArtifact(
           disk_mb: template!.diskMb || ctx.build.disk_mb,
           size_bytes: template!.sizeBytes,
           base_artifact_id: baseArtifactId,
-          defaults: JSON.stringify(state),
+          defaults: JSON.stringify(defaults),
         })
         .execute();
       if (sandbox.host_id)
