@@ -82,11 +82,16 @@ describeOnBackends('the audit log', backends, (backend) => {
         headers: team.key,
       });
       expect(snap.status, JSON.stringify(snap.body)).toBe(201);
+      const snapGone = await call('DELETE', `/v1/snapshots/${snap.body.id as string}`, { headers: team.key });
+      expect(snapGone.status, JSON.stringify(snapGone.body)).toBe(204);
       expect((await call('DELETE', `/v1/sandboxes/${id}`, { headers: team.key })).status).toBe(204);
       const pool = await call('PUT', '/v1/admin/warm-pools/base', { body: { size: 1 }, headers: root.auth });
       expect(pool.status, JSON.stringify(pool.body)).toBe(200);
       const drained = await call('POST', `/v1/admin/hosts/${host!.id}/drain`, { headers: root.auth });
       expect(drained.status, JSON.stringify(drained.body)).toBe(200);
+      expect((await call('DELETE', `/v1/admin/hosts/${host!.id}/drain`, { headers: root.auth })).status).toBe(
+        204,
+      );
       const build = await call('POST', '/v1/builds', {
         headers: team.key,
         body: { template: 'audited-build', recipe: ['echo hi'] },
@@ -119,6 +124,7 @@ describeOnBackends('the audit log', backends, (backend) => {
       'sandbox.resume',
       'sandbox.snapshot',
       'sandbox.kill',
+      'snapshot.delete',
       'build.start',
       'build.cancel',
       'admin.team_byoc',
@@ -147,6 +153,10 @@ describeOnBackends('the audit log', backends, (backend) => {
       actor_user_id: root.user.id,
     });
 
+    // A team deleted by its owner: the entry outlives the team.
+    const doomed = await user('audit-doomed@example.com');
+    expect((await call('DELETE', `/v1/teams/${doomed.team.id}`, { headers: doomed.auth })).status).toBe(204);
+
     // Platform actions (hosts, invites) are the admins' view.
     const all = await call('GET', '/v1/admin/audit?limit=500', { headers: root.auth });
     expect(all.status).toBe(200);
@@ -158,6 +168,8 @@ describeOnBackends('the audit log', backends, (backend) => {
       'host.delete',
       'invite.create',
       'admin.warm_pool',
+      'host.undrain',
+      'team.delete',
     ])
       expect(adminActions, action).toContain(action);
     expect(adminActions).toEqual(expect.arrayContaining(actions));
