@@ -33,6 +33,17 @@ const RECIPE = [
   'USER user',
 ];
 
+/** The build of the first test, rebuilt unchanged later (the start command serves /srv/site). */
+const webapp = () => ({
+  template: 'webapp',
+  recipe: RECIPE,
+  context_hash: contextHash,
+  start_cmd: 'cd /srv/site && python3 -m http.server 8000',
+  ready_cmd: 'python3 -c "import urllib.request; urllib.request.urlopen(\'http://127.0.0.1:8000/\')"',
+  memory_mb: 512,
+  disk_mb: 1024,
+});
+
 const call = (method: string, url: string, body?: unknown) => apiCall(server.url, method, url, { key, body });
 
 type Build = {
@@ -136,13 +147,7 @@ afterAll(async () => {
 describe('template builds through /v1 (real gVisor)', () => {
   it('a recipe with every step type and a start command becomes a template whose sandboxes have it all', async () => {
     const res = await call('POST', '/v1/builds', {
-      template: 'webapp',
-      recipe: RECIPE,
-      context_hash: contextHash,
-      start_cmd: 'cd /srv/site && python3 -m http.server 8000',
-      ready_cmd: 'python3 -c "import urllib.request; urllib.request.urlopen(\'http://127.0.0.1:8000/\')"',
-      memory_mb: 512,
-      disk_mb: 1024,
+      ...webapp(),
       tags: ['v1'],
     });
     expect(res.status, JSON.stringify(res.body)).toBe(202);
@@ -191,15 +196,7 @@ describe('template builds through /v1 (real gVisor)', () => {
     expect((listed.body.sandboxes as unknown[]).length).toBe(0);
 
     // Rebuilt unchanged: every step comes from the cache.
-    const again = await call('POST', '/v1/builds', {
-      template: 'webapp',
-      recipe: RECIPE,
-      context_hash: contextHash,
-      start_cmd: 'cd /srv/site && python3 -m http.server 8000',
-      ready_cmd: 'python3 -c "import urllib.request; urllib.request.urlopen(\'http://127.0.0.1:8000/\')"',
-      memory_mb: 512,
-      disk_mb: 1024,
-    });
+    const again = await call('POST', '/v1/builds', webapp());
     const rebuilt = await waitForBuild(again.body.id as string);
     expect(rebuilt.status).toBe('ready');
     expect(rebuilt.progress.cached).toBe(9);

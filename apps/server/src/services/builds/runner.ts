@@ -560,15 +560,7 @@ async function importedImage(
       .execute();
     if (hostId)
       await tx.insertInto('template_replicas').values({ template_id: id, host_id: hostId }).execute();
-    await tx
-      .insertInto('build_cache')
-      .values({ scope, key, artifact_id: id, state: JSON.stringify(state) })
-      .onConflict((oc) =>
-        oc
-          .columns(['scope', 'key'])
-          .doUpdateSet({ artifact_id: id, state: JSON.stringify(state), used_at: new Date() }),
-      )
-      .execute();
+    await putCacheEntry(tx, scope, key, id, state);
   });
   return { template: await resolveArtifactRow(db, id, from.image), state };
 }
@@ -896,6 +888,19 @@ async function snapshotArtifact(
   return id;
 }
 
+/** The cache entry `key` of `scope` names this artifact now (made, or moved from an older one). */
+async function putCacheEntry(db: Db, scope: string, key: string, artifactId: string, state: BuildState) {
+  await db
+    .insertInto('build_cache')
+    .values({ scope, key, artifact_id: artifactId, state: JSON.stringify(state) })
+    .onConflict((oc) =>
+      oc
+        .columns(['scope', 'key'])
+        .doUpdateSet({ artifact_id: artifactId, state: JSON.stringify(state), used_at: new Date() }),
+    )
+    .execute();
+}
+
 /** Keeps the sandbox's state after a step as a cache layer; returns the layer's artifact. */
 async function keepLayer(ctx: StepContext, scope: string, key: string, state: BuildState, label: string) {
   const { db } = ctx.deps;
@@ -913,15 +918,7 @@ async function keepLayer(ctx: StepContext, scope: string, key: string, state: Bu
     .where('scope', '=', scope)
     .where('key', '=', key)
     .executeTakeFirst();
-  await db
-    .insertInto('build_cache')
-    .values({ scope, key, artifact_id: id, state: JSON.stringify(state) })
-    .onConflict((oc) =>
-      oc
-        .columns(['scope', 'key'])
-        .doUpdateSet({ artifact_id: id, state: JSON.stringify(state), used_at: new Date() }),
-    )
-    .execute();
+  await putCacheEntry(db, scope, key, id, state);
   if (previous) await dropArtifactIfUnused(ctx.deps, previous.artifact_id);
   ctx.log.line('debug', label, `cache layer kept in ${Date.now() - started} ms`);
   await pruneCache(ctx.deps, scope, ctx.opts.cacheLayersKept);
