@@ -47,7 +47,7 @@ async function sandboxWithWork(client: AgentClient, holdMb = 0): Promise<string>
   await sh(
     client,
     id,
-    "nohup sh -c 'echo $$ > /tmp/counter.pid; i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done' >/dev/null 2>&1 &",
+    "nohup sh -c 'echo $$ > /tmp/counter.pid; i=0; while true; do i=$((i+1)); echo $i > /tmp/count.tmp; mv /tmp/count.tmp /tmp/count; sleep 0.1; done' >/dev/null 2>&1 &",
   );
   await sh(client, id, 'while [ ! -s /tmp/count ]; do sleep 0.05; done');
   return id;
