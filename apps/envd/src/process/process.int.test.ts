@@ -318,6 +318,11 @@ describe('input, signals and tags', () => {
       case: 'start',
       value: { pid: a.pid },
     });
+    // Killed only once it has said its line (on a busy machine the signal could come first).
+    for (let next = await iter.next(); !next.done; next = await iter.next()) {
+      const event = next.value.event?.event;
+      if (event?.case === 'data' && event.value.output.case === 'stdout') break;
+    }
     await iter.return?.();
 
     await envd.process.sendSignal({
