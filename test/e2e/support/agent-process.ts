@@ -83,11 +83,11 @@ export async function startAgentProcess(
   const client =
     opts.clientFor?.(url) ??
     createClient(hostagent.HostAgentService, createConnectTransport({ baseUrl: url, httpVersion: '2' }));
-  // Paused sandboxes outlive agents (by design); one that an earlier, failed run left behind would
-  // otherwise show up in this run's leak checks.
+  // Paused sandboxes outlive agents and running ones are adopted by the next (by design); one that an
+  // earlier, failed run left behind would otherwise show up in this run's leak checks.
   if (!opts.keepPaused) {
     for (const { id } of (await client.listSandboxes({})).sandboxes) {
-      console.warn(`e2e: destroying sandbox ${id}, left paused by an earlier run`);
+      console.warn(`e2e: destroying sandbox ${id}, left by an earlier run`);
       await client.destroySandbox({ sandboxId: id });
     }
   }
