@@ -251,8 +251,14 @@ export class TemplateStore {
     const leftovers = (await readdir(this.layout.templatesDir).catch(() => [] as string[])).filter((e) =>
       e.startsWith(STAGING_PREFIX),
     );
-    for (const entry of leftovers)
-      await rm(path.join(this.layout.templatesDir, entry), { recursive: true, force: true });
+    for (const entry of leftovers) {
+      const dir = path.join(this.layout.templatesDir, entry);
+      // A copy the previous agent started (a flatten's, an import's) outlives it and keeps writing
+      // here: stopped first, or the removal races it (ENOTEMPTY). Whatever is still left then goes
+      // at the next start; it never stops this one.
+      await killWritersOf(dir);
+      await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 }).catch(() => undefined);
+    }
     return leftovers;
   }
 }
@@ -266,4 +272,19 @@ async function readMeta(dir: string): Promise<SnapshotMeta | ImageMeta | undefin
 async function diskUsage(dir: string): Promise<number> {
   const { stdout } = await exec(['du', '-s', '--block-size=1', dir], { allowFailure: true });
   return Number(stdout.split('\t')[0]) || 0;
+}
+
+/** SIGKILLs every process whose command line names `dir` (or a path inside it). */
+async function killWritersOf(dir: string): Promise<void> {
+  for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (args.some((a) => a === dir || a.startsWith(`${dir}/`))) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
+    }
+  }
 }
