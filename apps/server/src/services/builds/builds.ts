@@ -43,11 +43,9 @@ export interface BuildStart {
 const FINISHED: BuildStatus[] = ['ready', 'error', 'cancelled'];
 export const isFinished = (status: BuildStatus) => FINISHED.includes(status);
 
-const ownerIs = (owner: BuildOwner) => (owner.teamId === null ? null : owner.teamId);
-
 /** The owner's template by name, made when it has none; a snapshot of that name is a conflict. */
 async function templateFor(db: Db, owner: BuildOwner, req: BuildRequest) {
-  const teamId = ownerIs(owner);
+  const { teamId } = owner;
   const find = () =>
     db
       .selectFrom('templates')
@@ -94,7 +92,7 @@ export async function requestBuild(db: Db, owner: BuildOwner, req: BuildRequest)
     .insertInto('template_builds')
     .values({
       template_id: templateId,
-      team_id: ownerIs(owner),
+      team_id: owner.teamId,
       status: 'waiting',
       kind: 'snapshot',
       spec: 'null',
@@ -143,7 +141,7 @@ export async function createBuild(
 
 /** One of the owner's builds; another team's is indistinguishable from a missing one. */
 export async function ownedBuild(db: Db, owner: BuildOwner, buildId: string, templateId?: string) {
-  const teamId = ownerIs(owner);
+  const { teamId } = owner;
   let query = db
     .selectFrom('template_builds')
     .selectAll()
@@ -162,7 +160,7 @@ export async function listBuilds(
   owner: BuildOwner,
   filter: { templateId?: string; limit?: number } = {},
 ) {
-  const teamId = ownerIs(owner);
+  const { teamId } = owner;
   let query = db
     .selectFrom('template_builds')
     .innerJoin('templates', 'templates.id', 'template_builds.template_id')
