@@ -321,6 +321,31 @@ function rpcRequests(method: DescMethod): fc.Arbitrary<RpcRequest> {
   );
 }
 
+/**
+ * One request per RPC that envd must accept, run before the generated ones: the positive control
+ * (auth, codecs and the judge let a good call through) holds whatever the seed draws.
+ */
+function validRequest(method: DescMethod): RpcRequest | undefined {
+  const messages: Record<string, object> = {
+    'process.Process/List': {},
+    'process.Process/Start': { process: { cmd: 'true' } },
+    'filesystem.Filesystem/Stat': { path: scratch },
+    'filesystem.Filesystem/ListDir': { path: scratch, depth: 1 },
+    'filesystem.Filesystem/MakeDir': { path: join(scratch, 'made-by-the-control') },
+    'filesystem.Filesystem/CreateWatcher': { path: scratch },
+  };
+  const message = messages[`${method.parent.typeName}/${method.name}`];
+  if (!message) return undefined;
+  const payload = Buffer.from(JSON.stringify(message));
+  const streaming = method.methodKind !== 'unary';
+  return {
+    how: 'a valid call',
+    binary: false,
+    body: streaming ? envelope(payload) : payload,
+    headers: { ...auth, 'content-type': streaming ? 'application/connect+json' : 'application/json' },
+  };
+}
+
 function parseJson(buf: Buffer): { code?: unknown; message?: unknown } | undefined {
   try {
     return JSON.parse(buf.toString()) as { code?: unknown; message?: unknown };
@@ -386,13 +411,14 @@ async function check<T>(
   run: (x: T) => Promise<string | undefined>,
   label: string,
   numRuns = RUNS,
+  examples: T[] = [],
 ): Promise<string | undefined> {
   const result = await fc.check(
     fc.asyncProperty(arb, async (x) => {
       const why = await run(x);
       if (why) throw new Error(why);
     }),
-    { numRuns, seed: SEED, endOnFailure: true },
+    { numRuns, seed: SEED, endOnFailure: true, examples: examples.map((x): [T] => [x]) },
   );
   return result.failed
     ? `${label}: ${String(result.errorInstance)}\n  counterexample: ${JSON.stringify(result.counterexample)?.slice(0, 400)}\n  replay: FUZZ_SEED=${SEED}`
@@ -425,6 +451,8 @@ describe('fuzzing envd', () => {
             return why;
           },
           rpc,
+          RUNS,
+          [validRequest(method)].filter((r) => r !== undefined),
         );
         if (failed) failures.push(failed);
       }

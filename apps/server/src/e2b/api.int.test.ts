@@ -64,6 +64,9 @@ describeOnBackends('the E2B-compatible API', backends, (backend) => {
       return { ids: body.map((s) => s.sandboxID).sort(), body, next: res.headers.get('x-next-token') };
     };
     expect((await list('')).ids).toEqual(['listpaus001', 'listrun0001', 'listrun0002']);
+    // Naming no state (found by the fuzz: it was an SQL error) lists what no `state` lists.
+    expect((await list('?state=')).ids).toEqual(['listpaus001', 'listrun0001', 'listrun0002']);
+    expect((await list('?state=,')).ids).toEqual(['listpaus001', 'listrun0001', 'listrun0002']);
     expect((await list('?state=paused')).body).toEqual([
       expect.objectContaining({
         sandboxID: 'listpaus001',

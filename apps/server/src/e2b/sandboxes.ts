@@ -171,7 +171,9 @@ function readRoutes(api: Hono<Env>, deps: ServerDeps): void {
 
   api.get('/v2/sandboxes', async (c) => {
     const query = ListQuery.parse(c.req.query());
-    const states = (query.state ?? 'running,paused').split(',').filter(Boolean);
+    // `state=` (nothing named) lists what no `state` lists, not nothing.
+    const named = (query.state ?? '').split(',').filter(Boolean);
+    const states = named.length > 0 ? named : ['running', 'paused'];
     for (const s of states)
       if (s !== 'running' && s !== 'paused')
         throw new ApiError(400, 'invalid_argument', `state: unknown state ${JSON.stringify(s)}`);
