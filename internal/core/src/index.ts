@@ -1,5 +1,6 @@
 export * from './errors.js';
 export * from './logger.js';
+export * from './log-context.js';
 export * from './exec.js';
 export * from './config.js';
 export * from './ids.js';
