@@ -62,11 +62,12 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     config.egressDeny,
     logger.child({ component: 'firewall' }),
   );
-  const network = new SlotNetwork(names, logger.child({ component: 'network' }));
+  const network = new SlotNetwork(names, logger.child({ component: 'network' }), config.egressResolver);
   const templates = new TemplateStore(layout);
 
   const envdRuntime = new EnvdRuntimeBundle({
     nodePath: config.nodePath,
+    config.egressResolver.dnsPort,
     envdDir: config.envdDir,
     dir: layout.envdRuntimeDir,
     logger,

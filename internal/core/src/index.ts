@@ -10,3 +10,4 @@ export * from './net-address.js';
 export * from './sandbox-vocabulary.js';
 export * from './poll.js';
 export * from './periodic-task.js';
+export * from './egress-policy.js';

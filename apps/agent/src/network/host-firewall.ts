@@ -13,7 +13,8 @@ const HOOKS = [
 /**
  * The host's side of sandbox isolation, as rules that match every slot's interface by prefix: nothing
  * here is per sandbox, so nothing here can leak when a sandbox goes away.
- * - a sandbox reaches no service of the host (INPUT from a slot interface: replies only);
+ * - a sandbox reaches no service of the host (INPUT from a slot interface: replies only), but the
+ *   agent's DNS for egress policies (slot-egress.ts);
  * - a sandbox reaches no other sandbox and nothing new is forwarded into a slot;
  * - egress to the denied ranges (the host's LAN, metadata addresses) is dropped; the rest is NATed out.
  * Each agent instance has chains of its own and matches only its own interfaces; a sandbox never
@@ -28,6 +29,8 @@ export class HostFirewall {
     private readonly subnet: string,
     private readonly egressDeny: readonly string[],
     private readonly logger: Logger,
+    /** The UDP port slots' DNS is answered on (slot-egress.ts), at their host addresses. */
+    private readonly slotDnsPort?: number,
   ) {
     this.chains = HOOKS.map(({ table, hook }) => ({ table, hook, chain: names.chain(hook) }));
     this.sandboxInterfaces = `${names.hostInterfacePrefix}+`;
@@ -70,6 +73,26 @@ export class HostFirewall {
     const [input, forward, postrouting] = this.chains.map((c) => c.chain) as [string, string, string];
     const rules: string[][] = [
       ['filter', input, '-i', slots, ...repliesOnly],
+      // The one host service a slot reaches: the agent's DNS for its egress policy, on the slot host
+      // addresses only (the socket answers its own slot's sandbox alone).
+      ...(this.slotDnsPort
+        ? [
+            [
+              'filter',
+              input,
+              '-i',
+              slots,
+              '-d',
+              this.subnet,
+              '-p',
+              'udp',
+              '--dport',
+              String(this.slotDnsPort),
+              '-j',
+              'ACCEPT',
+            ],
+          ]
+        : []),
       ['filter', input, '-i', slots, '-j', 'DROP'],
       ['filter', forward, '-o', slots, ...repliesOnly],
       ['filter', forward, '-o', slots, '-j', 'DROP'],

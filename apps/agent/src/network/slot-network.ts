@@ -11,6 +11,8 @@ import {
   type NetworkSlot,
 } from './addresses.js';
 import type { InstanceNames } from '../instance-names.js';
+import { EGRESS_CHAIN, SlotEgress, type EgressResolverConfig } from './slot-egress.js';
+import type { EgressPolicy } from '@wrenn/core';
 
 const TRANSIT_PREFIX = 30;
 const SLOT_RTO_MIN = '20ms';
@@ -23,10 +25,15 @@ const SLOT_RTO_MIN = '20ms';
  * after the runtime is up (`activate`); the kernel then routes and NATs between them.
  */
 export class SlotNetwork {
+  private readonly egress: SlotEgress;
+
   constructor(
     private readonly names: InstanceNames,
     private readonly logger: Logger,
-  ) {}
+    egress: EgressResolverConfig = { dnsPort: 0, upstream: [] },
+  ) {
+    this.egress = new SlotEgress(egress, (slot) => this.writeRules(slot), logger);
+  }
 
   /** Before the runtime starts: namespace, links, and the sandbox-side address for gVisor to adopt. */
   async prepare(slot: NetworkSlot): Promise<void> {
@@ -66,7 +73,7 @@ export class SlotNetwork {
         `route add default via ${SANDBOX_GATEWAY_IP} dev ${SANDBOX_INTERFACE}`,
       ]);
     };
-    const results = await Promise.allSettled([links(), this.installRules(slot)]);
+    const results = await Promise.allSettled([links(), this.writeRules(slot)]);
     // Both settle before a failure is rethrown: nothing runs in the namespace while it is released.
     for (const r of results) if (r.status === 'rejected') throw r.reason;
   }
@@ -88,27 +95,49 @@ export class SlotNetwork {
   }
 
   /**
-   * The namespace's own rules. Inbound: everything sent to the slot IP goes to the sandbox (envd and
-   * user servers alike). Outbound: the sandbox appears as the slot IP. The sandbox may not talk to the
-   * netns itself.
+   * Makes `policy` the sandbox's egress policy (undefined: none of its own), in force before this
+   * answers (docs/network.md). `rewrite`: write the rules even when there was and is no policy (an
+   * adopted slot).
    */
-  private async installRules(slot: NetworkSlot): Promise<void> {
+  applyEgress(slot: NetworkSlot, policy: EgressPolicy | undefined, rewrite = false): Promise<void> {
+    return this.egress.apply(slot, policy, rewrite);
+  }
+
+  /**
+   * The namespace's own rules, written whole (both tables at once, atomically) whenever the egress
+   * policy changes. Inbound: everything sent to the slot IP goes to the sandbox (envd and user servers
+   * alike). Outbound: the sandbox appears as the slot IP, and passes its egress policy's chain. The
+   * sandbox may not talk to the netns itself.
+   */
+  private async writeRules(slot: NetworkSlot): Promise<void> {
+    const egress = this.egress.rules(slot);
     const rules = [
       '*nat',
+      ':PREROUTING ACCEPT [0:0]',
+      ':INPUT ACCEPT [0:0]',
+      ':OUTPUT ACCEPT [0:0]',
+      ':POSTROUTING ACCEPT [0:0]',
       `-A PREROUTING -i ${SLOT_TRANSIT_INTERFACE} -d ${slot.slotIp} -j DNAT --to-destination ${SANDBOX_IP}`,
+      ...egress.nat,
       `-A POSTROUTING -o ${SLOT_TRANSIT_INTERFACE} -j MASQUERADE`,
       'COMMIT',
       '*filter',
+      ':INPUT ACCEPT [0:0]',
+      ':FORWARD ACCEPT [0:0]',
+      ':OUTPUT ACCEPT [0:0]',
+      `:${EGRESS_CHAIN} - [0:0]`,
       `-A INPUT -i ${GATEWAY_INTERFACE} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`,
       `-A INPUT -i ${GATEWAY_INTERFACE} -j DROP`,
       // What arrives on eth0 was sent to the sandbox and is read by gVisor from the device. The kernel
       // must not forward it too: it would route it out gw0, back into eth0, until the TTL runs out,
       // handing gVisor dozens of copies and the sender an ICMP time-exceeded (EHOSTUNREACH).
       `-A FORWARD -i ${SANDBOX_INTERFACE} -j DROP`,
+      `-A FORWARD -i ${GATEWAY_INTERFACE} -j ${EGRESS_CHAIN}`,
+      ...egress.filter,
       'COMMIT',
       '',
     ].join('\n');
-    await inNetns(slot, ['iptables-restore', '-w', '5', '--noflush'], rules);
+    await inNetns(slot, ['iptables-restore', '-w', '5'], rules);
   }
 
   /**
@@ -116,6 +145,7 @@ export class SlotNetwork {
    * The host end is deleted explicitly too, in case the namespace was already gone.
    */
   async release(slot: NetworkSlot): Promise<void> {
+    this.egress.release(slot);
     await ip(['netns', 'del', slot.netnsName], true);
     await ip(['link', 'del', slot.hostInterface], true);
   }

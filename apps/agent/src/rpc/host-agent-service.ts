@@ -22,6 +22,7 @@ import {
   validateSandboxId,
   validateTemplateNameField,
   validateTimeoutSec,
+  validateEgress,
   validateUser,
   validateWarmPool,
 } from './validation.js';
@@ -234,7 +235,14 @@ export function hostAgentService(
     async resumeSandbox(req, ctx) {
       const id = validateSandboxId(req.sandboxId);
       const timeoutSec = req.timeoutSec === undefined ? undefined : validateTimeoutSec(req.timeoutSec);
-      return { sandbox: proto(await manager.resume(id, { timeoutSec }, ctx.signal)) };
+      const egress = req.egress ? { egress: validateEgress(req.egress) } : {};
+      return { sandbox: proto(await manager.resume(id, { timeoutSec, ...egress }, ctx.signal)) };
+    },
+
+    async updateNetwork(req) {
+      const id = validateSandboxId(req.sandboxId);
+      await manager.updateNetwork(id, validateEgress(req.egress));
+      return {};
     },
 
     pingSandbox(req) {

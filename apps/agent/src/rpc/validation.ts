@@ -1,4 +1,14 @@
-import { invalidArgument, isSandboxId, MAX_POOL_SIZE, MAX_TIMEOUT_SEC, SANDBOX_ID_RULE } from '@wrenn/core';
+import {
+  egressCidr,
+  egressDomain,
+  invalidArgument,
+  isSandboxId,
+  MAX_EGRESS_ENTRIES,
+  MAX_POOL_SIZE,
+  MAX_TIMEOUT_SEC,
+  SANDBOX_ID_RULE,
+  type EgressPolicy,
+} from '@wrenn/core';
 import type { AgentConfig } from '../config.js';
 import { SIZE_DEFAULTS, type CreateSandboxParams } from '../sandbox/manager.js';
 import type { CommandSpec } from '../sandbox/commands.js';
@@ -63,6 +73,38 @@ export function validateCreate(
     timeoutSec: validateTimeoutSec(req.timeoutSec),
     ...(req.defaultUser ? { defaultUser: validateUser(req.defaultUser, 'default_user') } : {}),
     ...(req.defaultWorkdir ? { defaultWorkdir: validateWorkdir(req.defaultWorkdir, 'default_workdir') } : {}),
+    egress: validateEgress(req.egress),
+  };
+}
+
+/**
+ * An egress policy as the control plane sends it (already canonical): each entry checked again,
+ * since every one becomes a firewall rule. Unset → undefined (no policy of the sandbox's own).
+ */
+export function validateEgress(
+  egress: pb.EgressPolicy | undefined,
+  field = 'egress',
+): EgressPolicy | undefined {
+  if (!egress) return undefined;
+  const list = (name: string, entries: string[], parse: (entry: string) => string | undefined) => {
+    if (entries.length > MAX_EGRESS_ENTRIES)
+      throw invalidArgument(`${field}.${name}`, `at most ${MAX_EGRESS_ENTRIES} entries`);
+    return entries.map((entry, i) => {
+      let parsed: string | undefined;
+      try {
+        parsed = parse(entry);
+      } catch (err) {
+        throw invalidArgument(`${field}.${name}[${i}]`, (err as Error).message);
+      }
+      if (parsed === undefined)
+        throw invalidArgument(`${field}.${name}[${i}]`, `${JSON.stringify(entry)} is not valid here`);
+      return parsed;
+    });
+  };
+  return {
+    allowCidrs: list('allow_cidrs', egress.allowCidrs, egressCidr),
+    allowDomains: list('allow_domains', egress.allowDomains, egressDomain),
+    denyCidrs: list('deny_cidrs', egress.denyCidrs, egressCidr),
   };
 }
 

@@ -191,9 +191,17 @@ async function adoptRunning(
   const slot: NetworkSlot | undefined =
     f.slotIndex === undefined ? undefined : slotAddresses(f.slotIndex, config.slotSubnet.base, names);
   record.slot = slot;
+  record.egress = saved.egress;
   record.pid = f.runtime?.pid || undefined;
   const logger = sandboxLogger(ctx, record);
   if (plan.action === 'recover-pause') {
+    // Its rules are still in its namespace; its DNS for allowed names is this agent's to answer now.
+    if (slot)
+      await network
+        .applyEgress(slot, record.egress, true)
+        .catch((err: unknown) =>
+          logger.error({ err: errorMessage(err) }, 'reapplying the egress policy failed'),
+        );
     // As a pause that failed: woken if it still runs, restored from what it saved if it stopped.
     markRunning(record);
     transition(record, 'pausing');
@@ -204,6 +212,8 @@ async function adoptRunning(
   }
   try {
     if (!slot) throw new Error('its network slot is unknown');
+    // Its rules outlived the agent in its namespace; its DNS for allowed names did not.
+    await network.applyEgress(slot, record.egress, true);
     if (plan.thaw) await runtime.thaw(f.dir);
     if (plan.wake) {
       // A resume cut short may not have activated the slot or woken envd: both are idempotent.

@@ -71,6 +71,7 @@ export async function createSandbox(
       baseImageOf(template),
       randomBytes(24).toString('hex'),
     );
+    record.egress = params.egress;
     registry.add(record);
     try {
       await registry.serially(record, async () => {
@@ -114,6 +115,8 @@ async function claim(
     await registry.serially(record, async () => {
       const { slot, envd } = record;
       if (!slot || !envd) throw new Error('the pooled sandbox has no network slot or envd client');
+      record.egress = params.egress;
+      await ctx.deps.network.applyEgress(slot, record.egress);
       await envd.init({ envVars: params.env, accessToken: record.accessToken, ...envdDefaults(params) });
       envd.close();
       record.envd = ctx.deps.guest.connect(slot.slotIp, record.accessToken, logger);

@@ -1,6 +1,6 @@
 import { connect } from 'node:net';
 import path from 'node:path';
-import { exec, type Logger } from '@wrenn/core';
+import { exec, type EgressPolicy, type Logger } from '@wrenn/core';
 import { ENVD_PORT } from '@wrenn/contracts';
 import type { AgentConfig } from '../config.js';
 import type { NetworkSlot } from '../network/addresses.js';
@@ -56,6 +56,8 @@ export type { Template };
 export interface SlotNetworkPort {
   prepare(slot: NetworkSlot): Promise<void>;
   activate(slot: NetworkSlot): Promise<void>;
+  /** The sandbox's egress policy (undefined: none), in force when this answers. */
+  applyEgress(slot: NetworkSlot, policy: EgressPolicy | undefined, rewrite?: boolean): Promise<void>;
   release(slot: NetworkSlot): Promise<void>;
 }
 

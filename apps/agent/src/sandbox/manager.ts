@@ -1,4 +1,4 @@
-import { errorMessage, failedPrecondition, type ConnectError } from '@wrenn/core';
+import { errorMessage, failedPrecondition, type ConnectError, type EgressPolicy } from '@wrenn/core';
 import type { MetricSample, MetricsRange } from '../metrics/tiers.js';
 import { EnvdRuntimeBundle } from '../storage/envd-runtime.js';
 import type { Template } from '../storage/templates.js';
@@ -9,6 +9,7 @@ import { deathOf, destroyAll, destroySandbox } from './destroy.js';
 import type { EnvdClient } from './envd-client.js';
 import { InteractiveCommands } from './interactive.js';
 import { pauseSandbox, resumeSandbox } from './pause-resume.js';
+import { updateNetwork } from './egress.js';
 import { recoverSandboxes, type RestartReport } from './adoption.js';
 import type { Kept } from '../services/janitor.js';
 import { writeSandboxState, type CreateSandboxParams, type SandboxInfo } from './record.js';
@@ -110,8 +111,17 @@ export class SandboxManager {
     return pauseSandbox(this.ctx, id, { signal });
   }
 
-  resume(id: string, opts: { timeoutSec?: number } = {}, signal?: AbortSignal): Promise<SandboxInfo> {
+  resume(
+    id: string,
+    opts: { timeoutSec?: number; egress?: EgressPolicy } = {},
+    signal?: AbortSignal,
+  ): Promise<SandboxInfo> {
     return resumeSandbox(this.ctx, id, opts, signal);
+  }
+
+  /** Replaces the sandbox's egress policy (running: in force when this returns; paused: on resume). */
+  updateNetwork(id: string, egress: EgressPolicy | undefined): Promise<void> {
+    return updateNetwork(this.ctx, id, egress);
   }
 
   createSnapshot(id: string, name: string, signal?: AbortSignal): Promise<Template> {

@@ -1,5 +1,6 @@
 import { rename, rm } from 'node:fs/promises';
-import { errorMessage, failedPrecondition, pollUntil, UndoStack } from '@wrenn/core';
+import { errorMessage, failedPrecondition, pollUntil, UndoStack, type EgressPolicy } from '@wrenn/core';
+import { setEgress } from './egress.js';
 import { sandboxPaths } from '../storage/layout.js';
 import { isPoolRuntimeId } from './warm-pool.js';
 import { journaled } from './journal.js';
@@ -121,12 +122,15 @@ export async function enterPaused(record: SandboxRecord, auto: boolean): Promise
 export async function resumeSandbox(
   ctx: SandboxContext,
   id: string,
-  opts: { timeoutSec?: number } = {},
+  opts: { timeoutSec?: number; egress?: EgressPolicy } = {},
   signal?: AbortSignal,
 ): Promise<SandboxInfo> {
   const record = ctx.registry.find(id);
   return ctx.registry.serially(record, async () => {
     if (opts.timeoutSec !== undefined) record.info.timeoutSec = opts.timeoutSec;
+    // The control plane's copy wins (it holds the policy wherever the sandbox moves); a running
+    // sandbox gets it at once.
+    if (opts.egress !== undefined) await setEgress(ctx, record, opts.egress);
     if (record.state === 'running') {
       touch(record);
       return { ...record.info };

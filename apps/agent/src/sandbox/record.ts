@@ -1,5 +1,6 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { EgressPolicy } from '@wrenn/core';
 import type { NetworkSlot } from '../network/addresses.js';
 import type { SandboxPaths } from '../storage/layout.js';
 import { MetricTiers } from '../metrics/tiers.js';
@@ -54,6 +55,8 @@ export interface SandboxRecord {
    * `sandboxes/`. The sandbox's id, except for one claimed from a warm pool: that keeps the name it
    * was made under (`pool-…`, never a valid sandbox id) for its whole life on this host.
    */
+  /** What the sandbox may reach (docs/network.md); unset: no policy of its own. */
+  egress?: EgressPolicy;
   runtimeId: string;
   /** The image template whose rootfs lies below the sandbox's layer. */
   baseImage: string;
@@ -73,6 +76,8 @@ export interface SandboxRecord {
   metrics: MetricTiers;
   cpuMark?: { ns: number; at: number };
   /** Freeing the runtime, slot and mounts after a pause answered; later operations wait for it. */
+  /** Its egress policy, applied to every slot it gets (create, resume, adoption). */
+  egress?: EgressPolicy;
   teardown?: Promise<void>;
   /** Releasing the sandbox's resources while it is `stopping` (destroy, death): others wait for it. */
   releasing?: Promise<void>;
@@ -130,6 +135,7 @@ export interface SavedSandbox {
 // must not land a `running` record after the `paused` one).
 const writes = new WeakMap<SandboxRecord, Promise<unknown>>();
 
+  egress?: EgressPolicy;
 /** Records the sandbox as it is now (`running` or `paused`) in its directory. */
 export function writeSandboxState(record: SandboxRecord): Promise<void> {
   const run = (writes.get(record) ?? Promise.resolve()).then(
@@ -137,6 +143,7 @@ export function writeSandboxState(record: SandboxRecord): Promise<void> {
     () => writeNow(record),
   );
   writes.set(
+  egress?: EgressPolicy;
     record,
     run.catch(() => undefined),
   );
@@ -170,6 +177,7 @@ export async function readSandboxState(paths: SandboxPaths): Promise<SavedSandbo
   const state = JSON.parse(text) as StoredState;
   if (state.info.status !== 'paused' && state.info.status !== 'running') return undefined;
   return {
+    egress: record.egress,
     info: {
       ...state.info,
       envdAddress: '',
@@ -187,3 +195,4 @@ export async function readPausedState(paths: SandboxPaths): Promise<SavedSandbox
   const state = await readSandboxState(paths);
   return state?.info.status === 'paused' ? state : undefined;
 }
+    egress: state.egress,

@@ -72,6 +72,8 @@ export async function startRuntime(
   const envdStart = envdStartOf(ctx, record.baseImage);
   await allSucceeded([network.prepare(slot), prepareDisk ? prepareDisk() : Promise.resolve(), envdStart]);
   phase('prepare');
+  // In force before the sandbox can send anything (its slot is activated only after the runtime).
+  await network.applyEgress(slot, record.egress);
 
   signal?.throwIfAborted();
   // Registered before the call: a start that fails halfway can leave runsc state and cgroups, and

@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { silentLogger } from '@wrenn/core';
+import { silentLogger, type EgressPolicy } from '@wrenn/core';
 import type { AgentConfig } from '../config.js';
 import type { NetworkSlot } from '../network/addresses.js';
 import { SlotAllocator } from '../network/slot-allocator.js';
@@ -229,6 +229,14 @@ export class FakeStorage implements SandboxStorage {
   }
 
   async destroy(paths: SandboxPaths): Promise<void> {
+  /** Each slot's egress policy as last applied. */
+  readonly egress = new Map<number, EgressPolicy | undefined>();
+
+  async applyEgress(slot: NetworkSlot, policy: EgressPolicy | undefined): Promise<void> {
+    await this.faults.at('network.egress');
+    this.egress.set(slot.index, policy);
+  }
+
     await this.faults.at('storage.destroy');
     this.mounted.delete(paths.dir);
     await rm(paths.dir, { recursive: true, force: true });
