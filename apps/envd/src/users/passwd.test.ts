@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -77,6 +77,39 @@ describe('UserDirectory', () => {
     expect(names.userName(1000)).toBe('user');
     expect(names.groupName(27)).toBe('sudo');
     expect(names.userName(4242)).toBe('4242');
+  });
+
+  // The files are parsed once and kept while a stat says they are unchanged; every change shows.
+  it('sees users added, changed and removed after an earlier lookup, however the file was written', async () => {
+    const files = await mkdtemp(join(tmpdir(), 'envd-passwd-changes-'));
+    try {
+      const passwdPath = join(files, 'passwd');
+      const groupPath = join(files, 'group');
+      await writeFile(passwdPath, passwd);
+      await writeFile(groupPath, group);
+      const changing = new UserDirectory({ passwdPath, groupPath });
+      expect(await changing.lookup('carol')).toBeUndefined();
+
+      // In place, as `echo >> /etc/passwd` does (same inode).
+      await appendFile(passwdPath, 'carol:x:1002:1002::/home/carol:/bin/sh\n');
+      expect((await changing.lookup('carol'))?.uid).toBe(1002);
+
+      // A new file renamed over the old one, as useradd does; the group file too.
+      await writeFile(`${passwdPath}+`, passwd.replace('user:x:1000:', 'user:x:1500:'));
+      await rename(`${passwdPath}+`, passwdPath);
+      await writeFile(`${groupPath}+`, `${group}\ncarols:x:3000:user\n`);
+      await rename(`${groupPath}+`, groupPath);
+      const user = await changing.lookup('user');
+      expect(user?.uid).toBe(1500);
+      expect(user?.groups).toContain(3000);
+      expect(await changing.lookup('carol')).toBeUndefined();
+
+      await rm(passwdPath);
+      expect(await changing.lookup('user')).toBeUndefined();
+      expect(await changing.exists('root')).toBe(false);
+    } finally {
+      await rm(files, { recursive: true, force: true });
+    }
   });
 });
 
