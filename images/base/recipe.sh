@@ -15,6 +15,13 @@ chroot "$ROOTFS" useradd --create-home --uid 1000 --shell /bin/bash user
 echo 'user ALL=(ALL) NOPASSWD:ALL' >"$ROOTFS/etc/sudoers.d/user"
 chmod 0440 "$ROOTFS/etc/sudoers.d/user"
 
+# A login shell's /etc/profile asks `id -u` in a subshell for the uid: a fork and an exec of a
+# dynamically linked program in every `bash -l`, which is how the e2b SDK runs each command. Under
+# gVisor that was ~60 % of `bash -l -c true` (docs/performance.md, issue 13). bash knows the same
+# number as $EUID; shells without it still ask `id`.
+sed -i 's/"$(id -u)"/"${EUID:-$(id -u)}"/' "$ROOTFS/etc/profile"
+grep -q '"${EUID:-$(id -u)}"' "$ROOTFS/etc/profile"
+
 # Mount points the agent binds into every sandbox (envd and its runtime, read-only).
 mkdir -p "$ROOTFS/opt/wrenn"
 
