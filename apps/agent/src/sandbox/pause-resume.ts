@@ -1,10 +1,18 @@
-import { rename, rm } from 'node:fs/promises';
-import { errorMessage, failedPrecondition, pollUntil, UndoStack, type EgressPolicy } from '@wrenn/core';
+import { rename, rm, statfs } from 'node:fs/promises';
+import {
+  errorMessage,
+  failedPrecondition,
+  pollUntil,
+  resourceExhausted,
+  UndoStack,
+  type EgressPolicy,
+} from '@wrenn/core';
 import { setEgress } from './egress.js';
 import { sandboxPaths } from '../storage/layout.js';
 import { isPoolRuntimeId } from './warm-pool.js';
 import { journaled } from './journal.js';
 import { recoverFromFailedCheckpoint } from './checkpoint-recovery.js';
+import { checkpointDamage, damagedCheckpoint, forgetManifest, writeManifest } from './checkpoint-manifest.js';
 import {
   newRecord,
   readPausedState,
@@ -63,6 +71,7 @@ export async function checkpointRunning(ctx: SandboxContext, record: SandboxReco
   assertRunning(record, 'pause');
   const unsupported = await runtime.checkpointSupport();
   if (unsupported) throw failedPrecondition(`cannot pause sandbox ${info.id}: ${unsupported}`);
+  await ensureRoomForCheckpoint(ctx, record);
   // It may have died while the runtime was asked.
   assertRunning(record, 'pause');
   const logger = sandboxLogger(ctx, record);
@@ -77,10 +86,16 @@ export async function checkpointRunning(ctx: SandboxContext, record: SandboxReco
       await runtime.checkpoint(record.runtimeId, paths.checkpointPartial);
     } catch (err) {
       await recoverFromFailedCheckpoint(ctx, record, err);
-      throw asConnectError(err, `pause sandbox ${info.id} (it keeps running)`);
+      const outcome = record.state === 'running' ? 'it keeps running' : `it is ${record.state}`;
+      if (diskFull(err))
+        throw resourceExhausted(
+          `pause sandbox ${info.id}: the host's disk is full (no space left on device for its checkpoint); ${outcome}`,
+        );
+      throw asConnectError(err, `pause sandbox ${info.id} (${outcome})`);
     }
     timer.phase('checkpoint');
     await rm(paths.checkpoint, { recursive: true, force: true });
+    await forgetManifest(paths.checkpoint);
     await rename(paths.checkpointPartial, paths.checkpoint);
     saved = true;
   } finally {
@@ -91,8 +106,44 @@ export async function checkpointRunning(ctx: SandboxContext, record: SandboxReco
   // goes on after the answer; every later operation on this sandbox waits for it.
   record.teardown = releaseResources(ctx, record, 'paused', { keepLayer: true })
     .catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'teardown after pause failed'))
+    // After the answer, like the teardown: hashing the image costs the pause no latency.
+    .then(() => writeManifest(paths.checkpoint))
+    .catch((err: unknown) =>
+      logger.warn({ err: errorMessage(err) }, 'could not record the checkpoint manifest'),
+    )
     .finally(() => (record.teardown = undefined));
   logger.info({ ms: timer.total(), phases: timer.phases }, 'sandbox checkpointed');
+}
+
+// The state file and what the memory estimate misses: a sandbox's checkpoint is its memory in use
+// (written uncompressed) plus this.
+const CHECKPOINT_OVERHEAD_BYTES = 32 << 20;
+
+/**
+ * Refuses a pause the disk has no room for, before anything is touched. It matters: a `runsc
+ * checkpoint` that fails while writing (ENOSPC) ends the sandbox all the same (runsc kills it after
+ * any save, `--leave-running` aside), and the half-written image cannot restore it. The estimate is
+ * the memory in use (the cgroup's, less reclaimable cache), an overestimate: the sentry's own memory
+ * is not in the image. Without an estimate (no stats) the pause goes ahead.
+ */
+async function ensureRoomForCheckpoint(ctx: SandboxContext, record: SandboxRecord): Promise<void> {
+  const [stats, disk] = await Promise.all([
+    ctx.deps.runtime.stats(record.runtimeId).catch(() => undefined),
+    statfs(record.paths.dir).catch(() => undefined),
+  ]);
+  if (!stats || !disk) return;
+  const needed = stats.memUsedBytes + CHECKPOINT_OVERHEAD_BYTES;
+  const free = disk.bavail * disk.bsize;
+  if (free >= needed) return;
+  const mib = (n: number) => Math.round(n / (1 << 20));
+  throw resourceExhausted(
+    `pause sandbox ${record.info.id}: the host's disk is full (its checkpoint needs about ${mib(needed)} MiB, ${mib(free)} MiB free); it keeps running`,
+  );
+}
+
+/** ENOSPC, from Node or in a runtime's output (runsc says "no space left on device"). */
+function diskFull(err: unknown): boolean {
+  return (err as { code?: unknown }).code === 'ENOSPC' || /no space left on device/i.test(errorMessage(err));
 }
 
 async function quiesce(ctx: SandboxContext, record: SandboxRecord): Promise<void> {
@@ -157,6 +208,9 @@ export async function restorePaused(
   const logger = sandboxLogger(ctx, record);
   const timer = phaseTimer();
   const undo = new UndoStack();
+  // A truncated or missing file is refused before anything starts (a few stats).
+  const truncated = await checkpointDamage(paths.checkpoint, { contents: false });
+  if (truncated) throw damagedCheckpoint(info.id, truncated);
   transition(record, 'resuming');
   try {
     const prepareDisk = async () => {
@@ -174,6 +228,9 @@ export async function restorePaused(
     logger.error({ err: errorMessage(err) }, 'resume failed; the sandbox stays paused');
     await undo.run(logger);
     transition(record, 'paused');
+    // Whether the image changed since the pause: then that is the cause, whatever runsc said.
+    const damage = await checkpointDamage(paths.checkpoint, { contents: true }).catch(() => undefined);
+    if (damage) throw damagedCheckpoint(info.id, damage);
     throw asConnectError(err, `resume sandbox ${info.id} (it stays paused)`);
   }
   markRunning(record);
@@ -181,6 +238,7 @@ export async function restorePaused(
   // one first: an agent that dies in between must not adopt a checkpoint older than the disk.
   await writeSandboxState(record)
     .then(() => rm(paths.checkpoint, { recursive: true, force: true }))
+    .then(() => forgetManifest(paths.checkpoint))
     .catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'could not record the resume'));
   logger.info({ ms: timer.total(), phases: timer.phases, slot: record.slot?.index }, 'sandbox resumed');
 }
