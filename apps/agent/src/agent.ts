@@ -3,6 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { Code, ConnectError, exec, PeriodicTask, type Logger } from '@wrenn/core';
+import { listenMetricsAt } from '@wrenn/core/metrics';
 import { hostagent } from '@wrenn/contracts';
 import type { AgentConfig } from './config.js';
 import { GvisorDriver } from './runtime/gvisor.js';
@@ -21,6 +22,8 @@ import { ImageImporter } from './storage/image-importer.js';
 import { TemplateStore } from './storage/templates.js';
 import { SandboxManager } from './sandbox/manager.js';
 import { hostAgentService, MAX_UNARY_FILE_BYTES } from './rpc/host-agent-service.js';
+import { callContext } from './rpc/call-context.js';
+import { AgentMetrics } from './metrics/agent-metrics.js';
 import { releaseRuntimeState, removeLeftovers } from './services/janitor.js';
 import { pauseExpired, REAPER_INTERVAL_MS } from './services/reaper.js';
 import { METRICS_INTERVAL_MS, sampleMetrics } from './services/sampler.js';
@@ -34,6 +37,8 @@ export interface RunningAgent {
   url: string;
   /** The id the control plane knows this host by; undefined when unregistered. */
   hostId: string | undefined;
+  /** http://host:port/metrics (Prometheus); undefined when metrics are off. */
+  metricsUrl: string | undefined;
   manager: SandboxManager;
   stop(): Promise<void>;
 }
@@ -108,11 +113,14 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     new PeriodicTask('metrics', METRICS_INTERVAL_MS, () => sampleMetrics(ctx), logger),
   ].map((task) => task.start());
 
+  const metrics = new AgentMetrics(manager);
   const handler = connectNodeAdapter({
     routes: (router) =>
       router.service(hostagent.HostAgentService, hostAgentService(manager, templates, config, images)),
     readMaxBytes: MAX_UNARY_FILE_BYTES + 1024 * 1024,
     interceptors: [
+      // Outermost: it sees the answer the caller gets, and its log context covers the others.
+      callContext(metrics),
       (next) => async (req) => {
         try {
           return await next(req);
@@ -131,6 +139,12 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     logger,
   });
   const { url } = server;
+  const metricsListener = await listenMetricsAt(config.metrics, metrics.registry, logger).catch(
+    async (err: unknown) => {
+      await server.close();
+      throw err;
+    },
+  );
   const heartbeats = credentials && startHeartbeats(config, credentials, server, manager, logger);
   logger.info(
     {
@@ -139,6 +153,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       dataDir: config.dataDir,
       instance: config.instance,
       hostId: credentials?.hostId,
+      metrics: metricsListener?.url,
     },
     'host agent ready',
   );
@@ -152,6 +167,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       );
       await heartbeats?.stop();
       await server.close();
+      await metricsListener?.close();
       // Pooled sandboxes are no one's: they go first (a refill in flight is cut short).
       await manager.pool.stop();
       // A pause the reaper started finishes before the sandboxes go: never half a pause.
@@ -168,7 +184,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       await releaseRuntimeState(layout, logger);
       logger.info('stopped');
     })());
-  return { url, hostId: credentials?.hostId, manager, stop };
+  return { url, hostId: credentials?.hostId, metricsUrl: metricsListener?.url, manager, stop };
 }
 
 // Failures that are not ConnectErrors are bugs or host trouble: log the cause, answer generically.

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { errorMessage, parseCidrList, parseConfig, parseHostPort } from '@wrenn/core';
+import { parseMetricsAddress, type MetricsAddress } from '@wrenn/core/metrics';
 
 /** An instance tag: short enough that `wrn<tag>-<slot>` fits Linux's 15-character interface names. */
 export const INSTANCE_PATTERN = /^[a-z][a-z0-9]{0,3}$/;
@@ -16,6 +17,9 @@ const shape = {
   // Template images; separate so several data dirs (tests) can share one built image.
   WRENN_IMAGES_DIR: z.string().optional(),
   WRENN_AGENT_LISTEN: z.string().default('127.0.0.1:7070'),
+  // Prometheus `/metrics` (HTTP/1.1, a listener of its own; docs/observability.md): loopback by
+  // default, `off` for none. A default address that is taken only turns metrics off.
+  WRENN_AGENT_METRICS_LISTEN: z.string().default('127.0.0.1:9471'),
   WRENN_RUNSC: z.string().optional(),
   WRENN_ENVD_DIR: z.string().default(path.join(repoRoot, 'apps/envd/dist')),
   WRENN_NODE: z.string().default(process.execPath),
@@ -75,6 +79,8 @@ export interface AgentConfig {
   imagesDir: string;
   listenHost: string;
   listenPort: number;
+  /** Where `/metrics` listens; undefined: nowhere. */
+  metrics?: MetricsAddress;
   runscPath: string;
   envdDir: string;
   nodePath: string;
@@ -129,6 +135,9 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     imagesDir: raw.WRENN_IMAGES_DIR ?? path.join(raw.WRENN_DIR, 'images'),
     listenHost: listen.host,
     listenPort: listen.port,
+    metrics: setting('WRENN_AGENT_METRICS_LISTEN', () =>
+      parseMetricsAddress(raw.WRENN_AGENT_METRICS_LISTEN, env.WRENN_AGENT_METRICS_LISTEN !== undefined),
+    ),
     runscPath: raw.WRENN_RUNSC ?? findRunsc(raw.WRENN_DIR),
     envdDir: raw.WRENN_ENVD_DIR,
     nodePath: raw.WRENN_NODE,

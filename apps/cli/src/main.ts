@@ -53,7 +53,11 @@ async function runAgent(): Promise<void> {
   const logger = createLogger({ name: 'wrenn-agent', level: config.logLevel });
   const agent = await startAgent(config, logger);
   process.stdout.write(
-    `Wrenn host agent listening on ${agent.url} (Connect RPC: wrenn.hostagent.v1.HostAgentService)\n`,
+    [
+      `Wrenn host agent listening on ${agent.url} (Connect RPC: wrenn.hostagent.v1.HostAgentService)`,
+      ...(agent.metricsUrl ? [`  metrics (Prometheus): ${agent.metricsUrl}`] : []),
+      '',
+    ].join('\n'),
   );
   stopOnSignal(logger, () => agent.stop());
 }

@@ -27,7 +27,10 @@ export function createLogger(opts: LoggerOptions): Logger {
       transport: { target: 'pino-pretty', options: { destination: 2, translateTime: 'HH:MM:ss.l' } },
     });
   }
-  return pino({ name: opts.name, level, mixin }, opts.destination ?? pino.destination({ fd: 2, sync: false }));
+  return pino(
+    { name: opts.name, level, mixin },
+    opts.destination ?? pino.destination({ fd: 2, sync: false }),
+  );
 }
 
 /** A logger that drops everything: for tests and library use without a host program. */

@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { silentLogger, type EgressPolicy } from '@wrenn/core';
+import { silentLogger, type EgressPolicy, type Logger } from '@wrenn/core';
 import type { AgentConfig } from '../config.js';
 import type { NetworkSlot } from '../network/addresses.js';
 import { SlotAllocator } from '../network/slot-allocator.js';
@@ -327,7 +327,7 @@ export interface FakeHost {
 }
 
 /** A manager over fakes, with a real template store on a temporary data dir holding an image `base`. */
-export async function fakeHost(root?: string): Promise<FakeHost> {
+export async function fakeHost(root?: string, opts: { logger?: Logger } = {}): Promise<FakeHost> {
   const dir = root ?? (await mkdtemp(path.join(tmpdir(), 'wrenn-lifecycle-')));
   const layout = new DataLayout(dir);
   await mkdir(layout.imageRootfs('base'), { recursive: true });
@@ -360,7 +360,7 @@ export async function fakeHost(root?: string): Promise<FakeHost> {
     storage,
     guest,
     pidAlive: runtime.pidAlive,
-    logger: silentLogger(),
+    logger: opts.logger ?? silentLogger(),
   });
   return {
     manager,
