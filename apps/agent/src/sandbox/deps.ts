@@ -69,8 +69,10 @@ export interface GuestPort {
   /** Flushes what the guest's kernel caches to the sandbox's layer. */
   sync(envd: EnvdClient, signal?: AbortSignal): Promise<void>;
   /**
-   * Runs one trivial command, so the first command a user runs finds envd's exec path warm (a
-   * pooled sandbox's first command was ~150 ms against ~60 for later ones, bench:ttfc).
+   * Runs one trivial command the way the e2b SDK runs every command (`/bin/bash -l -c`, as the
+   * default user), so the first command a user runs finds envd's exec path, the shell and its login
+   * files warm (a pooled sandbox's first command was ~150 ms against ~60 for later ones,
+   * bench:ttfc). An image without bash gets `/bin/true` instead.
    */
   warmUp(envd: EnvdClient, signal?: AbortSignal): Promise<void>;
 }
@@ -92,7 +94,14 @@ export const envdGuest: GuestPort = {
   isListening: (host) => isListening(host, ENVD_PORT),
   sync: (envd, signal) => runToSuccess(envd, '/bin/sync', ['-f', '/'], 'root', signal),
   // As envd's default user, as a user's first command runs.
-  warmUp: (envd, signal) => runToSuccess(envd, '/bin/true', [], '', signal),
+  async warmUp(envd, signal) {
+    try {
+      await runToSuccess(envd, '/bin/bash', ['-l', '-c', 'true'], '', signal);
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      await runToSuccess(envd, '/bin/true', [], '', signal);
+    }
+  },
 };
 
 async function runToSuccess(
