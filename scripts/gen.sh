@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one generator: protobuf → packages/contracts/src/gen (committed, never hand-edited).
+# The one generator (committed output, never hand-edited): protobuf → packages/contracts/src/gen, and
+# the server's OpenAPI document → packages/sdk/src/gen (the typed client's types).
 # CI runs this and fails when `git diff` shows the committed output is stale.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -7,3 +8,5 @@ export PATH="$repo/node_modules/.bin:$PATH"
 cd "$repo/packages/contracts"
 buf lint
 buf generate
+cd "$repo"
+tsx scripts/openapi-types.ts

@@ -32,14 +32,17 @@ bash scripts/test-python.sh
 
 printf '\n==> generated code is current\n'
 before=$(mktemp -d)
-cp -a packages/contracts/src/gen "$before/"
+generated=(packages/contracts/src/gen packages/sdk/src/gen)
+for dir in "${generated[@]}"; do mkdir -p "$before/$dir" && cp -a "$dir/." "$before/$dir/"; done
 bash scripts/gen.sh
-if ! diff -r "$before/gen" packages/contracts/src/gen >/dev/null; then
-  diff -r "$before/gen" packages/contracts/src/gen | head -20
-  rm -rf "$before"
-  echo "generated code is stale: run 'npm run gen' and commit the result" >&2
-  exit 1
-fi
+for dir in "${generated[@]}"; do
+  if ! diff -r "$before/$dir" "$dir" >/dev/null; then
+    diff -r "$before/$dir" "$dir" | head -20
+    rm -rf "$before"
+    echo "generated code in $dir is stale: run 'npm run gen' and commit the result" >&2
+    exit 1
+  fi
+done
 rm -rf "$before"
 
 printf '\n==> typecheck, lint, unit tests\n'

@@ -49,6 +49,8 @@ const shape = {
   WRENN_TRUSTED_PROXIES: z.string().default(''),
   // How long the audit log keeps an entry.
   WRENN_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).default(90),
+  // The dashboard's build (apps/dashboard/dist, made by `npm run build`), served at `/`.
+  WRENN_DASHBOARD_DIR: z.string().default(path.resolve(import.meta.dirname, '../../dashboard/dist')),
   // Test only (docs/testing.md): a fault this process injects into itself for the e2e tests.
   WRENN_TEST_FAULT: z.enum(['exit-after-refresh-issue']).optional(),
 };
@@ -73,6 +75,8 @@ export interface ServerConfig {
   trustedProxies?: string[];
   /** How long audit entries are kept (days); default 90. */
   auditRetentionDays?: number;
+  /** The dashboard's built files (WRENN_DASHBOARD_DIR), served at `/`. */
+  dashboardDir?: string;
   /** Test only: a fault to inject (WRENN_TEST_FAULT); never set in production. */
   testFault?: TestFault;
 }
@@ -126,6 +130,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     logLevel: raw.LOG_LEVEL,
     uploadMaxBytes: raw.WRENN_UPLOAD_MAX_BYTES,
     builds: { workers: raw.WRENN_BUILD_WORKERS, timeoutSec: raw.WRENN_BUILD_TIMEOUT_SEC },
+    dashboardDir: raw.WRENN_DASHBOARD_DIR,
     testFault: raw.WRENN_TEST_FAULT,
     openSignup: raw.WRENN_OPEN_SIGNUP,
     trustedProxies: raw.WRENN_TRUSTED_PROXIES.split(',')

@@ -96,6 +96,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     openSignup: config.openSignup ?? false,
     sandboxReleased,
     builds: { files: buildFiles, queue: buildQueue },
+    dashboardDir: config.dashboardDir,
   });
   const leadership = startLeaderElection(config.database, logger.child({ component: 'leader' }), {
     retryMs: fleetConfig.leaderRetryMs,

@@ -93,6 +93,32 @@ describeOnBackends('the HTTP API', backends, (backend) => {
     }
   });
 
+  it("acts for a team with a session and X-Wrenn-Team (the dashboard), only for the user's own teams", async () => {
+    const lin = await api.user('lin@example.com');
+    const other = await api.user('other-team@example.com');
+    const asLin = (team?: string) => ({
+      headers: { ...lin.auth, ...(team === undefined ? {} : { 'x-wrenn-team': team }) },
+    });
+    expect(await call('GET', '/v1/sandboxes', asLin(lin.team.id))).toEqual({
+      status: 200,
+      body: { sandboxes: [] },
+    });
+    expect((await call('GET', '/v1/sandboxes', { headers: lin.key })).status).toBe(200);
+    const missing = await call('GET', '/v1/sandboxes', asLin());
+    expect(missing.status).toBe(400);
+    expect(missing.body.message).toMatch(/^X-Wrenn-Team: /);
+    expect((await call('GET', '/v1/sandboxes', asLin('not-a-uuid'))).status).toBe(400);
+    const foreign = await call('GET', '/v1/sandboxes', asLin(other.team.id));
+    expect(foreign).toEqual({
+      status: 403,
+      body: { code: 'permission_denied', message: 'X-Wrenn-Team: you are not a member of this team' },
+    });
+    const bad = await call('GET', '/v1/sandboxes', {
+      headers: { authorization: 'Bearer x', 'x-wrenn-team': lin.team.id },
+    });
+    expect(bad.status).toBe(401);
+  });
+
   it('creates, lists and revokes API keys (shown once, stored hashed); a revoked key stops working', async () => {
     const owner = await signup('keys@example.com');
     const auth = { authorization: `Bearer ${owner.token}` };
@@ -275,8 +301,14 @@ describe('the route coverage check', () => {
 type OpenApiDocument = { paths?: Record<string, Record<string, unknown>> };
 
 const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
+/** The API's own document and pages (docs, the dashboard): not operations of the API. */
 const isDocsRoute = (path: string) =>
-  path === '/openapi.json' || path === '/openapi.yaml' || path === '/docs' || path.startsWith('/docs/');
+  path === '/openapi.json' ||
+  path === '/openapi.yaml' ||
+  path === '/docs' ||
+  path.startsWith('/docs/') ||
+  path === '/' ||
+  path.startsWith('/assets/');
 
 /** `METHOD /path/{param}` for every handler the app serves (not middleware, not the docs themselves). */
 function servedRoutes(app: App): string[] {

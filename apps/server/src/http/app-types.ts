@@ -36,6 +36,8 @@ export interface ServerDeps {
   sandboxReleased?: (sandboxId: string) => void;
   /** Template builds: the uploaded files COPY steps take from, and the queue that runs builds. */
   builds: { files: BuildFiles; queue: BuildQueue };
+  /** The dashboard's built files, served at `/` (none: `/` says how to build it). */
+  dashboardDir?: string;
 }
 
 /** What the auth middleware puts on the request context. */

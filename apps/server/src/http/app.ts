@@ -19,6 +19,7 @@ import { snapshotRoutes } from '../routes/snapshots.js';
 import { teamRoutes } from '../routes/teams.js';
 import type { App, Env, ServerDeps } from './app-types.js';
 import { admitRequest, TrustedProxies } from './client-address.js';
+import { dashboardRoutes } from './dashboard.js';
 import { docsRoutes } from './docs.js';
 import { invalidInput, toApiError } from './errors.js';
 
@@ -61,6 +62,7 @@ export function buildApp(deps: ServerDeps): App {
   const document = () => app.getOpenAPI31Document({ openapi: '3.1.0', info: OPENAPI_INFO });
   app.get('/openapi.json', (c) => c.json(document()));
   docsRoutes(app, document);
+  dashboardRoutes(app, deps.dashboardDir);
 
   app.notFound((c) =>
     c.json({ code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` }, 404),

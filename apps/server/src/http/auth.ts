@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { hashApiKey } from '../auth/tokens.js';
 import type { ServerDeps, Env } from './app-types.js';
-import { forbidden, unauthorized } from './errors.js';
+import { badRequest, forbidden, unauthorized } from './errors.js';
 
 /** `Authorization: Bearer <JWT>` → the user (user and team management). */
 export function requireUser(deps: ServerDeps): MiddlewareHandler<Env> {
@@ -35,11 +35,17 @@ export function requireAdmin(deps: ServerDeps): MiddlewareHandler<Env> {
   };
 }
 
-/** `X-API-Key: wrn_…` → the team that owns the key (sandbox operations). */
+/**
+ * The team a sandbox operation acts for: `X-API-Key: wrn_…` (programs, SDKs) names the team that owns
+ * the key; a session (`Authorization: Bearer`, the dashboard) names it with `X-Wrenn-Team`, and the
+ * user must be one of its members.
+ */
 export function requireApiKey(deps: ServerDeps): MiddlewareHandler<Env> {
+  const session = requireUser(deps);
   return async (c, next) => {
     const key = c.req.header('x-api-key');
-    if (!key) throw unauthorized('X-API-Key is required');
+    if (!key && c.req.header('authorization')) return session(c, () => actAsMember(deps, c, next));
+    if (!key) throw unauthorized('X-API-Key is required (or a session with X-Wrenn-Team)');
     // Looked up by hash: the index does the comparison, and a key is never held in the clear.
     const row = await deps.db
       .selectFrom('api_keys')
@@ -56,6 +62,24 @@ export function requireApiKey(deps: ServerDeps): MiddlewareHandler<Env> {
     }
     await next();
   };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+async function actAsMember(deps: ServerDeps, c: Context<Env>, next: () => Promise<void>): Promise<void> {
+  const teamId = c.req.header('x-wrenn-team') ?? '';
+  if (!UUID.test(teamId))
+    throw badRequest('X-Wrenn-Team', 'a session acts for a team named by its id (a uuid) in this header');
+  const member = await deps.db
+    .selectFrom('team_members')
+    .select('role')
+    .where('team_id', '=', teamId)
+    .where('user_id', '=', authed(c, 'userId'))
+    .executeTakeFirst();
+  // Not told apart from a team that does not exist.
+  if (!member) throw forbidden('X-Wrenn-Team: you are not a member of this team');
+  c.set('teamId', teamId);
+  await next();
 }
 
 export function authed(c: Context<Env>, what: 'userId' | 'teamId'): string {

@@ -1,0 +1,105 @@
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { Link, useLocation } from 'wouter';
+import { api, unwrap } from '../api/client.js';
+import { age, ErrorState, Loading, StatusBadge } from '../ui/states.js';
+
+/** One sandbox: what it is, and pause, resume and kill. */
+export function SandboxPage({ id }: { id: string }) {
+  const queries = useQueryClient();
+  const [, navigate] = useLocation();
+  const path = { params: { path: { id } } };
+  const sandbox = useQuery({
+    queryKey: ['sandbox', id],
+    queryFn: () => unwrap(api.GET('/v1/sandboxes/{id}', path)),
+    refetchInterval: 3000,
+  });
+  const refresh = () => queries.invalidateQueries({ queryKey: ['sandbox', id] });
+  const pause = useMutation({
+    mutationFn: () => unwrap(api.POST('/v1/sandboxes/{id}/pause', path)),
+    onSuccess: refresh,
+  });
+  const resume = useMutation({
+    mutationFn: () => unwrap(api.POST('/v1/sandboxes/{id}/resume', path)),
+    onSuccess: refresh,
+  });
+  const kill = useMutation({
+    mutationFn: () => unwrap(api.DELETE('/v1/sandboxes/{id}', path)),
+    onSuccess: async () => {
+      await queries.invalidateQueries({ queryKey: ['sandboxes'] });
+      navigate('/sandboxes');
+    },
+  });
+  const busy = pause.isPending || resume.isPending || kill.isPending;
+  const failed = pause.error ?? resume.error ?? kill.error;
+
+  if (sandbox.isPending) return <Loading what="the sandbox" />;
+  if (sandbox.error) return <ErrorState error={sandbox.error} retry={() => void sandbox.refetch()} />;
+  const s = sandbox.data;
+  return (
+    <>
+      <nav aria-label="Breadcrumb" className="muted">
+        <Link href="/sandboxes">Sandboxes</Link> / <span className="mono">{s.id}</span>
+      </nav>
+      <header className="page-head">
+        <h1 className="mono">{s.id}</h1>
+        <StatusBadge status={s.status} />
+        <div className="actions">
+          {s.status === 'running' && (
+            <button type="button" className="button" disabled={busy} onClick={() => pause.mutate()}>
+              {pause.isPending ? 'Pausing…' : 'Pause'}
+            </button>
+          )}
+          {s.status === 'paused' && (
+            <button type="button" className="button" disabled={busy} onClick={() => resume.mutate()}>
+              {resume.isPending ? 'Resuming…' : 'Resume'}
+            </button>
+          )}
+          <button
+            type="button"
+            className="button button-danger"
+            disabled={busy}
+            onClick={() => kill.mutate()}
+          >
+            {kill.isPending ? 'Killing…' : 'Kill'}
+          </button>
+        </div>
+      </header>
+      {failed && <ErrorState error={failed} />}
+      <section aria-labelledby="overview" className="card">
+        <h2 id="overview">Overview</h2>
+        <dl className="facts">
+          <dt>Template</dt>
+          <dd>{s.template}</dd>
+          <dt>Resources</dt>
+          <dd>
+            {s.vcpus} vCPU · {s.memory_mb} MiB memory · {s.disk_mb} MiB disk
+          </dd>
+          <dt>Timeout</dt>
+          <dd>{s.timeout_sec} s</dd>
+          <dt>Host</dt>
+          <dd className="mono">{s.host_id ?? '—'}</dd>
+          <dt>Created</dt>
+          <dd>
+            <time dateTime={s.created_at}>{age(s.created_at)} ago</time>
+          </dd>
+          {s.status_reason && (
+            <>
+              <dt>Why</dt>
+              <dd>{s.status_reason}</dd>
+            </>
+          )}
+          <dt>Metadata</dt>
+          <dd>
+            {Object.keys(s.metadata).length === 0
+              ? '—'
+              : Object.entries(s.metadata).map(([k, v]) => (
+                  <code key={k} className="tag">
+                    {k}={v}
+                  </code>
+                ))}
+          </dd>
+        </dl>
+      </section>
+    </>
+  );
+}

@@ -1,0 +1,65 @@
+import type { ReactNode } from 'react';
+import { WrennApiError } from '../api/client.js';
+
+export function Loading({ what }: { what: string }) {
+  return (
+    <p className="state" role="status" aria-live="polite">
+      Loading {what}…
+    </p>
+  );
+}
+
+/** The server's own message (it names the field or the reason), or the thrown error's. */
+export function ErrorState({ error, retry }: { error: unknown; retry?: () => void }) {
+  const message =
+    error instanceof WrennApiError
+      ? `${error.message} (${error.code})`
+      : error instanceof Error
+        ? error.message
+        : String(error);
+  return (
+    <div className="state state-error" role="alert">
+      <p>{message}</p>
+      {retry && (
+        <button type="button" className="button" onClick={retry}>
+          Try again
+        </button>
+      )}
+    </div>
+  );
+}
+
+export function Empty({ title, children }: { title: string; children?: ReactNode }) {
+  return (
+    <div className="state">
+      <p className="state-title">{title}</p>
+      {children}
+    </div>
+  );
+}
+
+const STATUS_CLASS: Record<string, string> = {
+  running: 'badge-ok',
+  ready: 'badge-ok',
+  paused: 'badge-paused',
+  pending: 'badge-busy',
+  building: 'badge-busy',
+  waiting: 'badge-busy',
+  error: 'badge-bad',
+  missing: 'badge-bad',
+  stopped: 'badge-off',
+  cancelled: 'badge-off',
+};
+
+export function StatusBadge({ status }: { status: string }) {
+  return <span className={`badge ${STATUS_CLASS[status] ?? 'badge-off'}`}>{status}</span>;
+}
+
+/** "3 min", "2 h", "5 d": how long ago `iso` was. */
+export function age(iso: string, now = Date.now()): string {
+  const sec = Math.max(0, Math.round((now - new Date(iso).getTime()) / 1000));
+  if (sec < 60) return `${sec} s`;
+  if (sec < 3600) return `${Math.floor(sec / 60)} min`;
+  if (sec < 86_400) return `${Math.floor(sec / 3600)} h`;
+  return `${Math.floor(sec / 86_400)} d`;
+}
