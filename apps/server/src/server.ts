@@ -65,7 +65,13 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const sandboxReleased = (sandboxId: string) => proxy.release(sandboxId);
   const proxy = createSandboxProxy(
     {
-      ...sandboxTraffic({ db, hosts, logger, sandboxReleased }),
+      ...sandboxTraffic({
+        db,
+        hosts,
+        logger,
+        sandboxReleased,
+        trafficToken: (sandboxId) => tokens.trafficToken(sandboxId),
+      }),
       logger: logger.child({ component: 'proxy' }),
     },
     // Under the agent's 2 s reaper period, so even a 3 s timeout sees traffic as activity.

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { SignJWT, jwtVerify } from 'jose';
+import { trafficToken } from '../services/network-policy.js';
 
 /** The `iss` of Wrenn's session tokens (the sandbox proxy recognises them by it). */
 export const SESSION_ISSUER = 'wrenn';
@@ -10,8 +11,13 @@ export const API_KEY_PREFIX = 'wrn_';
 export class SessionTokens {
   private readonly key: Uint8Array;
 
-  constructor(secret: string) {
+  constructor(private readonly secret: string) {
     this.key = new TextEncoder().encode(secret);
+  }
+
+  /** The token a private sandbox's traffic must carry (services/network-policy.ts). */
+  trafficToken(sandboxId: string): string {
+    return trafficToken(this.secret, sandboxId);
   }
 
   issue(userId: string): Promise<string> {

@@ -423,6 +423,17 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0013_network_policy': {
+    // A sandbox's egress policy as its owner gave it (null: none), sent to its agent on create,
+    // resume and update; and whether its traffic through the proxy needs its traffic token.
+    async up(db) {
+      await db.schema.alterTable('sandboxes').addColumn('network', 'jsonb').execute();
+      await db.schema
+        .alterTable('sandboxes')
+        .addColumn('allow_public_traffic', 'boolean', (c) => c.notNull().defaultTo(true))
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

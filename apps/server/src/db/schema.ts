@@ -1,4 +1,5 @@
 import type { ColumnType, Generated } from 'kysely';
+import type { SandboxNetwork } from '../services/network-policy.js';
 
 // The database as the queries see it. Migrations (migrations.ts) are the source of truth; this
 // mirrors them for the type checker.
@@ -69,6 +70,10 @@ export interface SandboxesTable {
   replica_at: Generated<Date | null>;
   /** The template build this sandbox runs (not listed as the team's). */
   build_id: Generated<string | null>;
+  /** Its egress policy as given (services/network-policy.ts); null: none of its own. */
+  network: ColumnType<SandboxNetwork | null, string | null | undefined, string | null>;
+  /** false: proxied traffic needs the sandbox's traffic token (E2B's `allowPublicTraffic`). */
+  allow_public_traffic: Generated<boolean>;
   created_at: CreatedAt;
   updated_at: ColumnType<Date, never, Date>;
 }

@@ -15,7 +15,9 @@ import {
   resumeSandbox,
   sandboxInfo,
   setSandboxTimeout,
+  updateSandboxNetwork,
 } from '../services/sandbox-lifecycle.js';
+import { sandboxNetwork } from '../services/network-policy.js';
 import { TAG } from './template-spec.js';
 import {
   detailView,
@@ -28,7 +30,29 @@ import {
 } from './views.js';
 
 const Metadata = z.record(z.string(), z.string());
-// E2B's bodies carry many fields Wrenn does not act on (network, iam, mcp, volumes…): accepted and
+const AddressList = z.array(z.string().max(255)).max(256);
+// The egress part of E2B's network settings. Egress proxies and per-domain header transforms are
+// not Wrenn's: refused when asked for, never ignored (a request would fail open).
+const Egress = {
+  allowOut: AddressList.optional(),
+  denyOut: AddressList.optional(),
+  egressProxy: z.null().optional(),
+  rules: z
+    .record(z.string(), z.array(z.unknown()))
+    .refine(
+      (rules) => Object.keys(rules).length === 0,
+      'per-domain transform rules are not supported by Wrenn',
+    )
+    .optional(),
+};
+const NetworkConfig = z.object({
+  ...Egress,
+  allowPublicTraffic: z.boolean().optional(),
+  maskRequestHost: z.string().optional(),
+  httpsPorts: z.array(z.number().int()).max(0, 'HTTPS ports are not supported by Wrenn').optional(),
+});
+const NetworkUpdate = z.object({ ...Egress, allow_internet_access: z.boolean().optional() });
+// E2B's bodies carry many fields Wrenn does not act on (iam, mcp, volumes…): accepted and
 // ignored (docs/e2b-compat.md says which), never refused.
 const NewSandbox = z.object({
   templateID: z.string().default('base'),
@@ -38,6 +62,8 @@ const NewSandbox = z.object({
   secure: z.boolean().optional(),
   autoPause: z.boolean().optional(),
   autoResume: z.object({ enabled: z.boolean() }).optional(),
+  allow_internet_access: z.boolean().optional(),
+  network: NetworkConfig.optional(),
 });
 const Timeout = z.object({ timeout: z.number().int().optional() });
 const ListQuery = z.object({
@@ -90,11 +116,20 @@ function lifecycleRoutes(api: Hono<Env>, deps: ServerDeps): void {
           env: body.envVars ?? {},
           onTimeout: body.autoPause ? 'pause' : 'kill',
           autoResume: body.autoResume?.enabled ?? false,
+          network: sandboxNetwork(
+            {
+              allowOut: body.network?.allowOut,
+              denyOut: body.network?.denyOut,
+              allowInternet: body.allow_internet_access,
+            },
+            { allowOut: 'network.allowOut', denyOut: 'network.denyOut' },
+          ),
+          allowPublicTraffic: body.network?.allowPublicTraffic ?? true,
         },
         c.req.raw.signal,
       );
       await audit(c, deps, { action: 'sandbox.create', target: row.id, details: { template } });
-      return c.json(sandboxView(row, info), 201);
+      return c.json(sandboxView(row, info, deps.tokens), 201);
     });
 
     // Connect: a running sandbox has its timeout extended (never shortened), a paused one resumes.
@@ -107,12 +142,12 @@ function lifecycleRoutes(api: Hono<Env>, deps: ServerDeps): void {
       if (row.status === 'paused' || row.status === 'missing') {
         const info = await resumeSandbox(deps, row.id, Math.max(timeout, row.timeout_sec));
         await audit(c, deps, { action: 'sandbox.resume', target: row.id });
-        return c.json(sandboxView({ ...row, status: 'running' }, info), 201);
+        return c.json(sandboxView({ ...row, status: 'running' }, info, deps.tokens), 201);
       }
       if (row.status !== 'running')
         throw new ApiError(409, 'failed_precondition', `sandbox ${row.id} is ${row.status}`);
       if (timeout > row.timeout_sec && row.timeout_sec !== 0) await setSandboxTimeout(deps, row.id, timeout);
-      return c.json(sandboxView(row, await sandboxInfo(deps, row.id)), 200);
+      return c.json(sandboxView(row, await sandboxInfo(deps, row.id), deps.tokens), 200);
     });
   }
 
@@ -128,7 +163,20 @@ function lifecycleRoutes(api: Hono<Env>, deps: ServerDeps): void {
       timeout === undefined ? undefined : clampTimeoutSec(timeout),
     );
     await audit(c, deps, { action: 'sandbox.resume', target: row.id });
-    return c.json(sandboxView({ ...row, status: 'running' }, info), 201);
+    return c.json(sandboxView({ ...row, status: 'running' }, info, deps.tokens), 201);
+  });
+
+  // Replaces the egress settings (fields left out are cleared, as E2B's SDK says).
+  api.put('/sandboxes/:id/network', async (c) => {
+    const row = await sandboxOf(deps, c);
+    const body = NetworkUpdate.parse((await optionalJsonBody(c.req.raw)) ?? {});
+    const network = sandboxNetwork(
+      { allowOut: body.allowOut, denyOut: body.denyOut, allowInternet: body.allow_internet_access },
+      { allowOut: 'allowOut', denyOut: 'denyOut' },
+    );
+    await updateSandboxNetwork(deps, row.id, network);
+    await audit(c, deps, { action: 'sandbox.network', target: row.id });
+    return c.body(null, 204);
   });
 
   api.delete('/sandboxes/:id', async (c) => {

@@ -57,8 +57,11 @@ export function e2bSnapshotRoutes(api: Hono<Env>, deps: ServerDeps): void {
             metadata: row.metadata,
             env: {},
             onTimeout: 'kill',
+            // A fork is no freer than its source.
+            network: row.network ?? undefined,
+            allowPublicTraffic: row.allow_public_traffic,
           });
-          return sandboxView(made.row, made.info);
+          return sandboxView(made.row, made.info, deps.tokens);
         }),
       );
       return c.json(

@@ -4,22 +4,42 @@ import { isSandboxId, MAX_TIMEOUT_SEC, SANDBOX_ID_RULE } from '@wrenn/core';
 import { ApiError } from '../http/errors.js';
 import type { MetricPoint } from '../services/metrics-store.js';
 import type { SandboxRow } from '../services/sandbox-access.js';
+import type { SandboxNetwork } from '../services/network-policy.js';
 
 // How E2B's API shows things, and how it reads its parameters.
 
 /** E2B's legacy constant; its Python SDK requires the field. */
 const CLIENT_ID = '6532622b';
 
-/** A sandbox as create, connect and resume answer it. */
-export function sandboxView(row: SandboxRow, info: hostagent.Sandbox | undefined) {
+/**
+ * A sandbox as create, connect and resume answer it; a private one's traffic token with it (the
+ * owner's: these answer only its team).
+ */
+export function sandboxView(
+  row: SandboxRow,
+  info: hostagent.Sandbox | undefined,
+  tokens: { trafficToken(sandboxId: string): string },
+) {
   return {
     sandboxID: row.id,
     templateID: row.template,
     clientID: CLIENT_ID,
     envdVersion: ENVD_VERSION,
     envdAccessToken: info?.envdAccessToken ?? '',
-    trafficAccessToken: null,
+    trafficAccessToken: row.allow_public_traffic ? null : tokens.trafficToken(row.id),
     domain: null,
+  };
+}
+
+/** The network settings as E2B shows them (get). */
+export function networkView(row: Pick<SandboxRow, 'network' | 'allow_public_traffic'>) {
+  const network: SandboxNetwork | null = row.network;
+  return {
+    allowInternetAccess: network?.allow_internet ?? null,
+    network: {
+      ...(network ? { allowOut: network.allow_out, denyOut: network.deny_out } : {}),
+      allowPublicTraffic: row.allow_public_traffic,
+    },
   };
 }
 
@@ -44,6 +64,7 @@ export function detailView(row: SandboxRow, info: hostagent.Sandbox | undefined)
     state: paused ? 'paused' : 'running',
     metadata: row.metadata,
     lifecycle: { onTimeout: row.on_timeout, autoResume: row.auto_resume },
+    ...networkView(row),
   };
 }
 

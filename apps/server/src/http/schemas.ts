@@ -83,6 +83,14 @@ export const SandboxFields = z.object({
   auto_paused: z.boolean().openapi({ description: 'Paused by the inactivity timeout' }),
   host_id: z.uuid().nullable().openapi({ description: 'The host it runs on' }),
   created_at: z.string(),
+  network: z
+    .object({
+      allow_internet: z.boolean().nullable(),
+      allow_out: z.array(z.string()),
+      deny_out: z.array(z.string()),
+      allow_public_traffic: z.boolean(),
+    })
+    .openapi('SandboxNetwork', { description: 'Its egress policy and traffic privacy (docs/network.md)' }),
 });
 
 /** A sandbox row as the API shows it (`SandboxFields`). */
@@ -99,6 +107,8 @@ export function sandboxView(row: {
   auto_paused: boolean;
   host_id: string | null;
   created_at: Date;
+  network?: { allow_out: string[]; deny_out: string[]; allow_internet: boolean | null } | null;
+  allow_public_traffic?: boolean;
 }): z.infer<typeof SandboxFields> {
   return {
     id: row.id,
@@ -113,6 +123,12 @@ export function sandboxView(row: {
     auto_paused: row.auto_paused,
     host_id: row.host_id,
     created_at: new Date(row.created_at).toISOString(),
+    network: {
+      allow_internet: row.network?.allow_internet ?? null,
+      allow_out: row.network?.allow_out ?? [],
+      deny_out: row.network?.deny_out ?? [],
+      allow_public_traffic: row.allow_public_traffic ?? true,
+    },
   };
 }
 

@@ -1,4 +1,4 @@
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import net from 'node:net';
 import { pipeline } from 'node:stream';
 import type { Logger } from '@wrenn/core';
@@ -11,8 +11,15 @@ import type { Target } from './target-cache.js';
 export interface ForwardContext {
   logger: Logger;
   connectTimeoutMs: number;
-  /** Resolves to the target, or answers the client itself (with `fail`) and resolves to undefined. */
-  targetFor(to: SandboxAddress, fail: (status: number, body: object) => void): Promise<Target | undefined>;
+  /**
+   * Resolves to the target, or answers the client itself (with `fail`) and resolves to undefined: a
+   * private sandbox's traffic without its token (`headers`) is refused here.
+   */
+  targetFor(
+    to: SandboxAddress,
+    fail: (status: number, body: object) => void,
+    headers: IncomingHttpHeaders,
+  ): Promise<Target | undefined>;
   /** The sandbox's address may be stale, its connections dead: look again next time. */
   release(sandboxId: string): void;
   /** Traffic counts as activity (throttled by the caller). */
@@ -57,9 +64,13 @@ export function forwardRequest(
   req.on('error', () => undefined); // a client abort; `res` 'close' does the cleanup
 
   void ctx
-    .targetFor(to, (status, body) => {
-      if (!ex.clientGone) sendJson(res, status, body);
-    })
+    .targetFor(
+      to,
+      (status, body) => {
+        if (!ex.clientGone) sendJson(res, status, body);
+      },
+      req.headers,
+    )
     .then((target) => {
       if (!target || ex.clientGone) return;
       ctx.touch(to.sandboxId);

@@ -7,7 +7,8 @@ import { API_KEY_PREFIX, SESSION_ISSUER } from '../auth/tokens.js';
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 // Node answers `Expect: 100-continue` itself before the handler runs, so the client is already
 // sending; forwarding it would only let the sandbox refuse (417) a body that is on its way.
-const NOT_FORWARDED = new Set(['host', 'expect']);
+// The traffic token of a private sandbox is the proxy's to check, not the sandbox's to see.
+const NOT_FORWARDED = new Set(['host', 'expect', 'e2b-traffic-access-token']);
 
 export type HeaderMap = Record<string, string | string[]>;
 

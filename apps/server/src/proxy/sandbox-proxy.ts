@@ -2,6 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '@wrenn/core';
+import { ENVD_PORT } from '@wrenn/contracts';
+import { TRAFFIC_TOKEN_HEADER, trafficTokenMatches } from '../services/network-policy.js';
 import { TunnelPool } from './agent-tunnel.js';
 import { forwardRequest, type ForwardContext } from './forward.js';
 import { rawReply, notFoundBody, sendJson } from './replies.js';
@@ -79,7 +81,7 @@ export function createSandboxProxy(deps: SandboxProxyDeps, options: SandboxProxy
         logger.debug({ sandboxId, err }, 'sandbox activity failed');
       }
     },
-    async targetFor(to: SandboxAddress, fail): Promise<Target | undefined> {
+    async targetFor(to: SandboxAddress, fail, headers): Promise<Target | undefined> {
       let target: Target | undefined;
       try {
         target = await targets.target(to.sandboxId);
@@ -90,6 +92,20 @@ export function createSandboxProxy(deps: SandboxProxyDeps, options: SandboxProxy
         return undefined;
       }
       if (!target) fail(502, notFoundBody(to.sandboxId));
+      // A private sandbox (E2B's allowPublicTraffic: false): its ports answer only requests with its
+      // traffic token. envd's port has its own (X-Access-Token), which E2B's SDK sends there.
+      if (
+        target?.trafficToken &&
+        to.port !== ENVD_PORT &&
+        !trafficTokenMatches(target.trafficToken, headers[TRAFFIC_TOKEN_HEADER])
+      ) {
+        fail(403, {
+          code: 403,
+          message: `sandbox ${to.sandboxId} takes private traffic only: send its traffic access token in the ${TRAFFIC_TOKEN_HEADER} header`,
+          sandboxId: to.sandboxId,
+        });
+        return undefined;
+      }
       return target;
     },
   };

@@ -6,12 +6,16 @@ import { LRUCache } from 'lru-cache';
 export type ResolveResult =
   // Sandbox running: its address (IP/host) reachable from here; with `tunnel`, on a registered
   // host, reached through its agent's HTTP/2 session (`host` is then only a name for the Host header).
-  { kind: 'target'; host: string; tunnel?: http2.ClientHttp2Session } | { kind: 'gone' }; // unknown, paused without auto-resume, stopped
+  // `trafficToken`: the sandbox's traffic is private, and requests must carry this token.
+  | { kind: 'target'; host: string; tunnel?: http2.ClientHttp2Session; trafficToken?: string }
+  | { kind: 'gone' }; // unknown, paused without auto-resume, stopped
 
 /** A running sandbox: where it is, and the connections kept open to it. */
 export interface Target {
   host: string;
   agent: SandboxPool;
+  /** Set when the sandbox's traffic is private: the token requests must carry. */
+  trafficToken?: string;
 }
 
 /**
@@ -96,7 +100,7 @@ export class TargetCache {
       pool = tunnel ? this.options.tunnelPool!(result.host, tunnel, sandboxId) : new SandboxPool(result.host);
       this.pools.set(sandboxId, pool);
     }
-    return { host: result.host, agent: pool };
+    return { host: result.host, agent: pool, trafficToken: result.trafficToken };
   }
 
   /**

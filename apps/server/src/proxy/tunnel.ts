@@ -13,6 +13,8 @@ import type { Target } from './target-cache.js';
  * connection of its own (never pooled), the request head written to it, then bytes both ways
  * until either side closes. The sandbox answers the upgrade itself.
  */
+const STATUS_TEXT: Record<number, string> = { 403: 'Forbidden', 502: 'Bad Gateway' };
+
 export function tunnelUpgrade(
   ctx: ForwardContext,
   req: IncomingMessage,
@@ -21,8 +23,10 @@ export function tunnelUpgrade(
   to: SandboxAddress,
 ): void {
   void ctx
-    .targetFor(to, (status, body) =>
-      rawReply(socket, status, status === 502 ? 'Bad Gateway' : 'Service Unavailable', body),
+    .targetFor(
+      to,
+      (status, body) => rawReply(socket, status, STATUS_TEXT[status] ?? 'Service Unavailable', body),
+      req.headers,
     )
     .then((target) => {
       if (!target) return;

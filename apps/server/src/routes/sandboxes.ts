@@ -26,9 +26,55 @@ import {
   pauseSandbox,
   resumeSandbox,
   setSandboxTimeout,
+  updateSandboxNetwork,
 } from '../services/sandbox-lifecycle.js';
+import { sandboxNetwork } from '../services/network-policy.js';
+import type { SessionTokens } from '../auth/tokens.js';
 
 const Sandbox = SandboxFields.openapi('Sandbox');
+const SandboxWithToken = SandboxFields.extend({
+  traffic_access_token: z.string().nullable().openapi({
+    description:
+      'With `network.allow_public_traffic: false`: what requests to its ports through the proxy must carry in `e2b-traffic-access-token`',
+  }),
+}).openapi('SandboxWithToken');
+
+const ADDRESS_LIST = z.array(z.string().max(255)).max(256);
+const NetworkPolicy = z
+  .strictObject({
+    allow_internet: z
+      .boolean()
+      .optional()
+      .openapi({ description: 'false: the same as `0.0.0.0/0` in `deny_out`' }),
+    allow_out: ADDRESS_LIST.optional().openapi({
+      description:
+        'IPv4 addresses, CIDRs and domain names (`example.com`, `*.example.com`) let out even where `deny_out` refuses',
+    }),
+    deny_out: ADDRESS_LIST.optional().openapi({
+      description: 'IPv4 addresses and CIDRs refused (`0.0.0.0/0`: all)',
+    }),
+    allow_public_traffic: z.boolean().optional().openapi({
+      description: 'false: requests to its ports through the proxy need its traffic access token',
+    }),
+  })
+  .openapi('NetworkPolicy');
+type NetworkInput = z.infer<typeof NetworkPolicy>;
+
+/** The lists of a `/v1` network object, checked (errors name `network.allow_out[2]`…). */
+function networkFrom(body: NetworkInput, prefix: string) {
+  return sandboxNetwork(
+    { allowOut: body.allow_out, denyOut: body.deny_out, allowInternet: body.allow_internet },
+    { allowOut: `${prefix}allow_out`, denyOut: `${prefix}deny_out` },
+  );
+}
+
+/** A sandbox with its traffic token when it is private (only its team sees these). */
+function withToken(row: Parameters<typeof sandboxView>[0] & { id: string }, tokens: SessionTokens) {
+  return {
+    ...sandboxView(row),
+    traffic_access_token: row.allow_public_traffic === false ? tokens.trafficToken(row.id) : null,
+  };
+}
 
 const CreateSandbox = z
   .strictObject({
@@ -42,6 +88,7 @@ const CreateSandbox = z
     timeout_sec: TIMEOUT_SEC.default(300),
     metadata: z.record(z.string().min(1).max(64), z.string().max(1024)).default({}),
     env: ENV_VARS.default({}),
+    network: NetworkPolicy.optional(),
   })
   .openapi('CreateSandbox');
 
@@ -94,10 +141,11 @@ export function sandboxRoutes(app: App, deps: ServerDeps): void {
       summary: 'Create a sandbox',
       security: apiKey,
       request: { body: jsonBody(CreateSandbox) },
-      responses: { 201: json(Sandbox, 'The running sandbox'), ...errors },
+      responses: { 201: json(SandboxWithToken, 'The running sandbox'), ...errors },
     }),
     async (c) => {
       const body = c.req.valid('json');
+      const network = body.network && networkFrom(body.network, 'network.');
       const { row } = await audited(
         c,
         deps,
@@ -114,11 +162,13 @@ export function sandboxRoutes(app: App, deps: ServerDeps): void {
               timeoutSec: body.timeout_sec,
               env: body.env,
               metadata: body.metadata,
+              network,
+              allowPublicTraffic: body.network?.allow_public_traffic ?? true,
             },
             c.req.raw.signal,
           ),
       );
-      return c.json(sandboxView(row), 201);
+      return c.json(withToken(row, deps.tokens), 201);
     },
   );
 
@@ -168,10 +218,62 @@ export function sandboxRoutes(app: App, deps: ServerDeps): void {
       summary: 'A sandbox',
       security: apiKey,
       request: { params: SandboxIdParam },
-      responses: { 200: json(Sandbox, 'The sandbox'), 400: errors[400], 401: errors[401], 404: errors[404] },
+      responses: {
+        200: json(SandboxWithToken, 'The sandbox'),
+        400: errors[400],
+        401: errors[401],
+        404: errors[404],
+      },
     }),
-    async (c) => c.json(sandboxView(await owned(authed(c, 'teamId'), c.req.valid('param').id)), 200),
+    async (c) =>
+      c.json(withToken(await owned(authed(c, 'teamId'), c.req.valid('param').id), deps.tokens), 200),
   );
+
+  for (const method of ['put', 'patch'] as const) {
+    app.openapi(
+      createRoute({
+        method,
+        path: '/v1/sandboxes/{id}/network',
+        tags: ['sandboxes'],
+        summary:
+          method === 'put'
+            ? 'Replace the sandbox’s egress policy (lists left out are cleared)'
+            : 'Change parts of the sandbox’s network settings (fields left out are kept)',
+        description:
+          'A running sandbox has the new policy in force when this answers (new connections; open ones carry on); a paused one gets it when it resumes. `allow_public_traffic` changes only when given.',
+        security: apiKey,
+        request: { params: SandboxIdParam, body: jsonBody(NetworkPolicy) },
+        responses: { 200: json(SandboxWithToken, 'The sandbox'), ...errors },
+      }),
+      async (c) => {
+        const row = await owned(authed(c, 'teamId'), c.req.valid('param').id);
+        const body = c.req.valid('json');
+        const before = row.network;
+        const merged: NetworkInput =
+          method === 'put'
+            ? body
+            : {
+                allow_internet: body.allow_internet ?? before?.allow_internet ?? undefined,
+                allow_out: body.allow_out ?? before?.allow_out,
+                deny_out: body.deny_out ?? before?.deny_out,
+              };
+        const network = networkFrom(merged, '');
+        await audited(c, deps, { action: 'sandbox.network', target: row.id }, async () => {
+          await updateSandboxNetwork(deps, row.id, network);
+          if (body.allow_public_traffic !== undefined) {
+            await db
+              .updateTable('sandboxes')
+              .set({ allow_public_traffic: body.allow_public_traffic, updated_at: new Date() })
+              .where('id', '=', row.id)
+              .execute();
+            // The proxy's cached view of the sandbox holds the old setting.
+            deps.sandboxReleased?.(row.id);
+          }
+        });
+        return c.json(withToken(await owned(authed(c, 'teamId'), row.id), deps.tokens), 200);
+      },
+    );
+  }
 
   app.openapi(
     createRoute({

@@ -13,6 +13,7 @@ export const AUDIT_ACTIONS = [
   'sandbox.pause',
   'sandbox.resume',
   'sandbox.snapshot',
+  'sandbox.network',
   'snapshot.delete',
   'api_key.create',
   'api_key.revoke',

@@ -10,6 +10,7 @@ import { flushMetrics, flushMetricsLater } from './metrics-store.js';
 import { statusFromAgent } from './reconciler.js';
 import { resolveTemplate, type ResolvedTemplate } from './templates.js';
 import { releasing } from './sandbox-release.js';
+import { egressOf, type SandboxNetwork } from './network-policy.js';
 
 /** The sandbox operations both APIs (Wrenn's `/v1` and the E2B-compatible one) share. */
 export interface SandboxLifecycleDeps {
@@ -39,6 +40,10 @@ export interface NewSandbox {
   resolved?: ResolvedTemplate;
   /** The template build this sandbox runs: not listed among the team's sandboxes. */
   buildId?: string;
+  /** Its egress policy (services/network-policy.ts); unset: none of its own. */
+  network?: SandboxNetwork;
+  /** false: traffic through the proxy needs the sandbox's traffic token. */
+  allowPublicTraffic?: boolean;
 }
 
 /**
@@ -82,6 +87,8 @@ export async function createSandbox(
       on_timeout: spec.onTimeout ?? 'pause',
       auto_resume: spec.autoResume ?? false,
       build_id: spec.buildId ?? null,
+      network: spec.network ? JSON.stringify(spec.network) : null,
+      allow_public_traffic: spec.allowPublicTraffic ?? true,
     })
     .execute();
   let info: hostagent.Sandbox;
@@ -101,6 +108,7 @@ export async function createSandbox(
         defaultUser: template.user ?? '',
         defaultWorkdir: template.workdir ?? '',
         metadata: spec.metadata,
+        egress: egressOf(spec.network),
       },
       { signal },
     );
@@ -165,12 +173,15 @@ export async function resumeSandbox(
   const { db } = deps;
   const resumeOn = async () => {
     const agent = await agentOfSandbox(deps, id);
-    return releasing(deps, id, () => agent.resumeSandbox({ sandboxId: id, timeoutSec }));
+    // The row's policy, always: the agent's copy may be older (changed while its host was away) or
+    // absent (the sandbox moved here from another host).
+    const egress = egressOf(where?.network);
+    return releasing(deps, id, () => agent.resumeSandbox({ sandboxId: id, timeoutSec, egress }));
   };
   const where = await db
     .selectFrom('sandboxes')
     .leftJoin('hosts', 'hosts.id', 'sandboxes.host_id')
-    .select(['sandboxes.status', 'sandboxes.replica_host_id', 'hosts.draining'])
+    .select(['sandboxes.status', 'sandboxes.replica_host_id', 'hosts.draining', 'sandboxes.network'])
     .where('sandboxes.id', '=', id)
     .executeTakeFirst();
   // Its host is lost: it resumes from its copy on another host, when there is one.
@@ -210,6 +221,31 @@ export async function setSandboxTimeout(
   await db
     .updateTable('sandboxes')
     .set({ timeout_sec: timeoutSec, updated_at: new Date() })
+    .where('id', '=', id)
+    .execute();
+}
+
+/**
+ * Replaces the sandbox's egress policy (undefined: none of its own). A running sandbox has it in
+ * force before this returns (its agent first, then the row: a refused update changes nothing); a
+ * paused one gets it when it resumes (resume always sends the row's).
+ */
+export async function updateSandboxNetwork(
+  deps: SandboxLifecycleDeps,
+  id: string,
+  network: SandboxNetwork | undefined,
+): Promise<void> {
+  const { db } = deps;
+  const row = await db.selectFrom('sandboxes').select(['status']).where('id', '=', id).executeTakeFirst();
+  if (row?.status === 'running') {
+    const agent = await agentOfSandbox(deps, id);
+    await agent.updateNetwork({ sandboxId: id, egress: egressOf(network) });
+  } else if (row?.status !== 'paused' && row?.status !== 'missing') {
+    throw new ConnectError(`sandbox ${id} is ${row?.status ?? 'gone'}`, Code.FailedPrecondition);
+  }
+  await db
+    .updateTable('sandboxes')
+    .set({ network: network ? JSON.stringify(network) : null, updated_at: new Date() })
     .where('id', '=', id)
     .execute();
 }

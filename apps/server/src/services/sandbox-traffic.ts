@@ -18,6 +18,8 @@ export function sandboxTraffic(deps: {
   hosts: Hosts;
   logger: Logger;
   sandboxReleased?: (sandboxId: string) => void;
+  /** A private sandbox's traffic token (services/network-policy.ts). */
+  trafficToken?: (sandboxId: string) => string;
 }) {
   const { db, hosts, logger } = deps;
   const resuming = new Map<string, Promise<TrafficTarget>>();
@@ -25,20 +27,26 @@ export function sandboxTraffic(deps: {
   async function resolve(sandboxId: string): Promise<TrafficTarget> {
     const row = await db
       .selectFrom('sandboxes')
-      .select(['host_id', 'status', 'auto_resume'])
+      .select(['host_id', 'status', 'auto_resume', 'allow_public_traffic'])
       .where('id', '=', sandboxId)
       .executeTakeFirst();
     const hostId = row?.host_id ?? null;
     const agent = await hosts.agent(hostId).catch(() => undefined);
     const info = (await agent?.getSandbox({ sandboxId }).catch(() => undefined))?.sandbox;
-    if (info?.status === hostagent.SandboxStatus.RUNNING) return target(info, await hosts.route(hostId));
+    const token = row && !row.allow_public_traffic ? deps.trafficToken?.(sandboxId) : undefined;
+    // Private without a way to check its token: refused rather than opened.
+    if (row && !row.allow_public_traffic && !token) return { kind: 'gone' };
+    const privately = (t: TrafficTarget): TrafficTarget =>
+      t.kind === 'target' && token ? { ...t, trafficToken: token } : t;
+    if (info?.status === hostagent.SandboxStatus.RUNNING)
+      return privately(target(info, await hosts.route(hostId)));
     if (info?.status !== hostagent.SandboxStatus.PAUSED) return { kind: 'gone' };
     if (row?.status !== 'paused' || !row.auto_resume) return { kind: 'gone' };
     let pending = resuming.get(sandboxId);
     if (!pending) {
       pending = resumeSandbox(deps, sandboxId)
         .then(
-          async (resumed) => target(resumed, await hosts.route(hostId)),
+          async (resumed) => privately(target(resumed, await hosts.route(hostId))),
           (err: unknown) => {
             logger.warn({ sandboxId, err }, 'auto-resume on traffic failed');
             return { kind: 'gone' } as const;
