@@ -58,6 +58,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     stateDir: layout.runscRoot,
     platform: config.platform,
     cgroupParent: names.cgroupParent,
+    memwatchPath: config.memwatchPath,
     logger: logger.child({ component: 'runtime' }),
   });
   const subnet = `${intToIpv4(config.slotSubnet.base)}/${config.slotSubnet.prefix}`;
@@ -207,6 +208,8 @@ async function checkPrerequisites(config: AgentConfig): Promise<void> {
     ['envd bundle', path.join(config.envdDir, 'envd.mjs')],
     ['tini', config.tiniPath],
     ['node', config.nodePath],
+    // Without it a process that outgrows its sandbox would take the whole sandbox down.
+    ['memory watch helper (npm run build)', config.memwatchPath],
   ] as const) {
     if (!existsSync(file)) throw new Error(`${what} not found at ${file}: run scripts/setup.sh`);
   }

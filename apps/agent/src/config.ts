@@ -24,6 +24,8 @@ const shape = {
   WRENN_ENVD_DIR: z.string().default(path.join(repoRoot, 'apps/envd/dist')),
   WRENN_NODE: z.string().default(process.execPath),
   WRENN_TINI: z.string().default('/usr/bin/tini-static'),
+  // The memory threshold helper (apps/agent/native/memwatch.c), built by `npm run build`.
+  WRENN_MEMWATCH: z.string().default(path.join(repoRoot, 'apps/agent/dist/wrenn-memwatch')),
   // Host-side transit addresses: one /30 per slot.
   WRENN_SLOT_SUBNET: z.string().default('10.12.0.0/16'),
   // Destinations sandboxes may not reach (the host's LAN, link-local metadata, carrier NAT).
@@ -85,6 +87,7 @@ export interface AgentConfig {
   envdDir: string;
   nodePath: string;
   tiniPath: string;
+  memwatchPath: string;
   slotSubnet: { base: number; prefix: number };
   egressDeny: string[];
   nameservers: string[];
@@ -142,6 +145,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     envdDir: raw.WRENN_ENVD_DIR,
     nodePath: raw.WRENN_NODE,
     tiniPath: raw.WRENN_TINI,
+    memwatchPath: raw.WRENN_MEMWATCH,
     slotSubnet: { base: ipv4ToInt(subnetAddr), prefix },
     // IPv4 only: the firewall's rules are IPv4 and sandboxes have no IPv6.
     egressDeny: setting('WRENN_EGRESS_DENY', () => parseCidrList(raw.WRENN_EGRESS_DENY, { family: 'ipv4' })),

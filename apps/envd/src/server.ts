@@ -17,11 +17,12 @@ import { handleCors } from './http/cors.js';
 import { handleDownload } from './http/files-download.js';
 import { handleUpload } from './http/files-upload.js';
 import { MetricsRoute } from './http/metrics.js';
-import { sendConnectError, sendEnvdError, sendNoContent } from './http/responses.js';
+import { sendConnectError, sendEnvdError, sendJson, sendNoContent } from './http/responses.js';
 import { handleEnvs, handleInit, headerValue } from './init/init-routes.js';
 import { SandboxDefaults } from './init/sandbox-defaults.js';
 import { defaultForkServerPaths, ForkServer } from './process/fork-server.js';
 import { findSetpriv } from './process/launch.js';
+import { killLargestProcess } from './process/oom-kill.js';
 import { createProcessService } from './process/process-service.js';
 import { ProcessTable } from './process/process-table.js';
 import { RequestUsers } from './users/request-user.js';
@@ -150,9 +151,26 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
         return isRead ? handleEnvs(res, defaults) : sendMethodNotAllowed(res, 'GET');
       case '/metrics':
         return isRead ? metrics.handle(res) : sendMethodNotAllowed(res, 'GET');
+      case '/oom-kill':
+        return method === 'POST' ? handleOomKill(res) : sendMethodNotAllowed(res, 'POST');
       default:
         rpc(req, res);
     }
+  }
+
+  // Wrenn's own route (not E2B's): the agent calls it when the sandbox's memory went past its limit,
+  // and the process the kernel's OOM killer would choose is killed. Never init, envd or its fork-server:
+  // without them the sandbox is unusable.
+  function handleOomKill(res: ServerResponse): void {
+    const started = performance.now();
+    const protectedPids = new Set([1, process.pid, ...(forkServer?.pid ? [forkServer.pid] : [])]);
+    const victim = killLargestProcess(protectedPids);
+    if (!victim) return sendNoContent(res);
+    logger.warn(
+      { ...victim, ms: Math.round(performance.now() - started) },
+      'out of memory: killed the largest process',
+    );
+    sendJson(res, 200, { pid: victim.pid, command: victim.command, rss_bytes: victim.rssBytes });
   }
 
   const server = createServer({ requestTimeout: 0 }, (req, res) => {

@@ -499,5 +499,12 @@ function toProto(info: SandboxInfo, envdAccessToken: string): hostagent.Sandbox 
     lastActiveAt: timestampFromDate(info.lastActiveAt),
     pausedAt: info.pausedAt ? timestampFromDate(info.pausedAt) : undefined,
     envdAccessToken,
+    oomKills: info.oomKills ?? 0,
+    lastOomKill: info.lastOomKill && {
+      at: timestampFromDate(info.lastOomKill.at),
+      pid: info.lastOomKill.pid,
+      command: info.lastOomKill.command,
+      memoryBytes: BigInt(info.lastOomKill.memoryBytes),
+    },
   });
 }

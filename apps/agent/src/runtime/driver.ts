@@ -22,6 +22,19 @@ export interface RuntimeDriver {
   thaw(id: string): Promise<void>;
   /** Cumulative CPU time and memory in use, from the host's view of the sandbox. */
   stats(id: string): Promise<RuntimeStats>;
+  /**
+   * Memory containment (docs/gvisor.md, "Memory limits"): the host lets the sandbox's charge grow to
+   * `memoryMb + headroomMb` (the guest still sees `memoryMb`), and `onCross` is called whenever its
+   * charge crosses `memoryMb`, either way, and when the sandbox goes. Replaces an earlier watch of the
+   * sandbox; resolves once both are in force.
+   */
+  watchMemory(id: string, memoryMb: number, headroomMb: number, onCross: () => void): Promise<void>;
+  /** Ends `watchMemory`'s calls. Idempotent. */
+  unwatchMemory(id: string): Promise<void>;
+  /** The sandbox's memory as the host charges it; undefined when the sandbox is gone. */
+  memory(id: string): Promise<RuntimeMemory | undefined>;
+  /** Drops the file cache charged to the sandbox (what the host could reclaim anyway). */
+  reclaimCache(id: string): Promise<void>;
   /** Stops and removes the sandbox and every runtime resource it holds. Idempotent. */
   destroy(id: string): Promise<void>;
   /** Ids of the sandboxes the runtime knows about (including ones a crashed agent left). */
@@ -70,4 +83,11 @@ export interface RuntimeStats {
   /** CPU time consumed since the sandbox started, in nanoseconds. */
   cpuNs: number;
   memUsedBytes: number;
+}
+
+export interface RuntimeMemory {
+  /** Everything charged, file cache included. */
+  chargedBytes: number;
+  /** What the host cannot take back: charged minus file cache (gVisor's memory file counts). */
+  inUseBytes: number;
 }

@@ -2,7 +2,14 @@ import { spawn } from 'node:child_process';
 import { mkdir, open, readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { exec, ExecError, type Logger } from '@wrenn/core';
-import type { RuntimeDriver, RuntimeSandboxSpec, RuntimeSandboxState, RuntimeStats } from './driver.js';
+import type {
+  RuntimeDriver,
+  RuntimeMemory,
+  RuntimeSandboxSpec,
+  RuntimeSandboxState,
+  RuntimeStats,
+} from './driver.js';
+import { MemoryThresholds } from './memory-thresholds.js';
 import { buildOciSpec } from './oci-spec.js';
 
 export interface GvisorOptions {
@@ -12,8 +19,12 @@ export interface GvisorOptions {
   platform: 'systrap' | 'ptrace';
   /** The cgroup (under each controller) that holds this agent instance's sandboxes: `wrenn` by default. */
   cgroupParent: string;
+  /** The memory threshold helper (apps/agent/native/memwatch.c, built by `npm run build`). */
+  memwatchPath: string;
   logger: Logger;
 }
+
+const MiB = 1024 * 1024;
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
 const RUN_TIMEOUT_MS = 30_000;
@@ -28,10 +39,14 @@ const CHECKPOINT_TIMEOUT_MS = 300_000;
 export class GvisorDriver implements RuntimeDriver {
   readonly name = 'gvisor';
 
+  private readonly thresholds: MemoryThresholds;
+
   private constructor(
     private readonly opts: GvisorOptions,
     private readonly canDisconnectOnSave: boolean,
-  ) {}
+  ) {
+    this.thresholds = new MemoryThresholds(opts.memwatchPath, opts.logger.child({ component: 'memwatch' }));
+  }
 
   /** Asks the installed runsc what it can do (older releases lack the flags checkpointing needs). */
   static async open(opts: GvisorOptions): Promise<GvisorDriver> {
@@ -162,6 +177,44 @@ export class GvisorDriver implements RuntimeDriver {
     };
   }
 
+  private memoryCgroup(id: string, file: string): string {
+    return path.join(CGROUP_ROOT, 'memory', this.opts.cgroupParent, id, file);
+  }
+
+  async watchMemory(id: string, memoryMb: number, headroomMb: number, onCross: () => void): Promise<void> {
+    // runsc gave the guest the cgroup's limit as its memory size at start (--total-memory) and never
+    // reads it again: raising it now leaves the guest seeing `memoryMb`.
+    await writeFile(this.memoryCgroup(id, 'memory.limit_in_bytes'), String((memoryMb + headroomMb) * MiB));
+    await this.thresholds.watch(id, path.dirname(this.memoryCgroup(id, 'x')), memoryMb * MiB, onCross);
+  }
+
+  unwatchMemory(id: string): Promise<void> {
+    return this.thresholds.unwatch(id);
+  }
+
+  async memory(id: string): Promise<RuntimeMemory | undefined> {
+    try {
+      const [usage, stat] = await Promise.all([
+        readFile(this.memoryCgroup(id, 'memory.usage_in_bytes'), 'utf8'),
+        readFile(this.memoryCgroup(id, 'memory.stat'), 'utf8'),
+      ]);
+      const field = (name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(stat)?.[1] ?? 0);
+      // gVisor's memory file is shared memory (on the anon LRU): only the file LRU is cache.
+      const fileCache = field('total_active_file') + field('total_inactive_file');
+      const chargedBytes = Number(usage.trim());
+      return { chargedBytes, inUseBytes: Math.max(0, chargedBytes - fileCache) };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async reclaimCache(id: string): Promise<void> {
+    // With tasks in the cgroup, force_empty reclaims what it can (file cache; the rest has no swap
+    // to go to) and returns.
+    await writeFile(this.memoryCgroup(id, 'memory.force_empty'), '0');
+  }
+
   async exitReason(id: string): Promise<string> {
     return (await this.wasOomKilled(id))
       ? 'out of memory: the sandbox went past its memory limit'
@@ -175,12 +228,14 @@ export class GvisorDriver implements RuntimeDriver {
   }
 
   async wasOomKilled(id: string): Promise<boolean> {
-    const file = path.join(CGROUP_ROOT, 'memory', this.opts.cgroupParent, id, 'memory.oom_control');
+    const file = this.memoryCgroup(id, 'memory.oom_control');
     const oomControl = await readFile(file, 'utf8').catch(() => '');
     return Number(/^oom_kill (\d+)/m.exec(oomControl)?.[1] ?? 0) > 0;
   }
 
   async destroy(id: string): Promise<void> {
+    // No watch outlives its sandbox, whoever destroys it (a failed start's undo, the janitor).
+    await this.thresholds.unwatch(id);
     // Nothing in runsc's state dir names the sandbox (a checkpoint removes it): a `runsc delete`
     // would only spend ~100 ms to say so.
     const entries = await readdir(this.opts.stateDir).catch(() => [] as string[]);

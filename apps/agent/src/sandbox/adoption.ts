@@ -9,6 +9,7 @@ import { sandboxPaths, type SandboxPaths } from '../storage/layout.js';
 import type { Kept } from '../services/janitor.js';
 import { CHECKPOINT_SETTLE_MS, recoverFromFailedCheckpoint } from './checkpoint-recovery.js';
 import { clearIntent, readIntent, type Intent } from './journal.js';
+import { guardMemory } from './memory-guard.js';
 import {
   newRecord,
   readSandboxState,
@@ -207,7 +208,10 @@ async function adoptRunning(
     transition(record, 'pausing');
     ctx.registry.add(record);
     await recoverFromFailedCheckpoint(ctx, record, new Error('the agent restarted during the pause'));
-    if (record.state === 'running') await writeSandboxState(record);
+    if (record.state === 'running') {
+      await guardAdopted(ctx, record);
+      await writeSandboxState(record);
+    }
     return record;
   }
   try {
@@ -229,6 +233,7 @@ async function adoptRunning(
       throw err;
     });
     record.envd = envd;
+    await guardAdopted(ctx, record);
   } catch (err) {
     const reason = `lost when the agent restarted: it did not answer (${errorMessage(err)})`;
     logger.error({ err: errorMessage(err) }, 'an adopted sandbox does not work; releasing it');
@@ -245,6 +250,17 @@ async function adoptRunning(
   await rm(f.paths.checkpointPartial, { recursive: true, force: true });
   ctx.registry.add(record);
   return record;
+}
+
+/**
+ * The memory guard of a sandbox another agent started: its host limit already has the headroom (set
+ * again, the same), and the new watch looks at once for a crossing missed while no agent ran. A
+ * guard that cannot be armed is logged, not a reason to give the sandbox up.
+ */
+async function guardAdopted(ctx: SandboxContext, record: SandboxRecord): Promise<void> {
+  await guardMemory(ctx, record).catch((err: unknown) =>
+    sandboxLogger(ctx, record).error({ err: errorMessage(err) }, 'could not guard its memory'),
+  );
 }
 
 /** A take-over that failed half-way: whatever the sandbox holds is released, it is known as stopped. */

@@ -103,6 +103,23 @@ export class EnvdClient {
     await expectOk(res, 'envd /init');
   }
 
+  /**
+   * POST /oom-kill: envd kills the process the kernel's OOM killer would choose (never init, envd or
+   * its fork-server). Undefined when there was none to kill.
+   */
+  async oomKill(): Promise<{ pid: number; command: string; rssBytes: number } | undefined> {
+    const res = await this.request('POST', '/oom-kill', { timeoutMs: 5_000 });
+    if (res.statusCode === 204) {
+      res.resume();
+      return undefined;
+    }
+    if (res.statusCode !== 200) await expectOk(res, 'envd /oom-kill');
+    let text = '';
+    for await (const chunk of res) text += (chunk as Buffer).toString('utf8');
+    const body = JSON.parse(text) as { pid: number; command: string; rss_bytes: number };
+    return { pid: body.pid, command: body.command, rssBytes: body.rss_bytes };
+  }
+
   /** GET /files: the response streams the file. */
   async download(path: string, user: string, signal?: AbortSignal): Promise<http.IncomingMessage> {
     const res = await this.request('GET', `/files?${filesQuery(path, user)}`, { signal, timeoutMs: 30_000 });

@@ -27,6 +27,19 @@ export interface SandboxInfo {
   autoPaused: boolean;
   lastActiveAt: Date;
   pausedAt?: Date;
+  /** Processes killed because the sandbox went past its memory (it lived on; memory-guard.ts). */
+  oomKills?: number;
+  lastOomKill?: OomKill;
+}
+
+/** A process the agent killed when its sandbox went past its memory. */
+export interface OomKill {
+  at: Date;
+  pid: number;
+  /** Its command line (cut at 512 characters). */
+  command: string;
+  /** Its resident memory when it was chosen. */
+  memoryBytes: number;
 }
 
 export interface CreateSandboxParams {
@@ -112,10 +125,11 @@ export function newRecord(
  * `paused`.
  */
 interface StoredState {
-  info: Omit<SandboxInfo, 'createdAt' | 'lastActiveAt' | 'pausedAt'> & {
+  info: Omit<SandboxInfo, 'createdAt' | 'lastActiveAt' | 'pausedAt' | 'lastOomKill'> & {
     createdAt: string;
     lastActiveAt: string;
     pausedAt?: string;
+    lastOomKill?: Omit<OomKill, 'at'> & { at: string };
   };
   baseImage: string;
   accessToken: string;
@@ -158,6 +172,7 @@ async function writeNow(record: SandboxRecord): Promise<void> {
       createdAt: info.createdAt.toISOString(),
       lastActiveAt: info.lastActiveAt.toISOString(),
       pausedAt: info.pausedAt?.toISOString(),
+      lastOomKill: info.lastOomKill && { ...info.lastOomKill, at: info.lastOomKill.at.toISOString() },
     },
     baseImage: record.baseImage,
     accessToken: record.accessToken,
@@ -184,6 +199,10 @@ export async function readSandboxState(paths: SandboxPaths): Promise<SavedSandbo
       createdAt: new Date(state.info.createdAt),
       lastActiveAt: new Date(state.info.lastActiveAt),
       pausedAt: state.info.pausedAt ? new Date(state.info.pausedAt) : undefined,
+      lastOomKill: state.info.lastOomKill && {
+        ...state.info.lastOomKill,
+        at: new Date(state.info.lastOomKill.at),
+      },
     },
     baseImage: state.baseImage,
     accessToken: state.accessToken,

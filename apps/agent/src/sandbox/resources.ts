@@ -14,6 +14,7 @@ import { InstanceNames } from '../instance-names.js';
 import type { LifecycleDeps } from './deps.js';
 import type { EnvdClient, EnvdInit } from './envd-client.js';
 import { guestRuntimeSpec, type EnvdStart } from './guest.js';
+import { guardMemory, unguardMemory } from './memory-guard.js';
 import type { SandboxRecord } from './record.js';
 import { touch, type SandboxRegistry } from './registry.js';
 import { transition } from './state.js';
@@ -85,6 +86,9 @@ export async function startRuntime(
       ? await runtime.create(spec, signal)
       : await runtime.restore(spec, start.restoreFrom, signal);
   phase('runtime');
+  // Before anything runs in it: past its memory size a process dies, not the sandbox.
+  undo.push('unguard memory', () => unguardMemory(ctx, record));
+  await guardMemory(ctx, record);
   await Promise.all([
     network.activate(slot),
     // envd was quiesced before the checkpoint: it listens again on SIGUSR1.
@@ -197,6 +201,7 @@ export async function releaseResources(
       logger.error({ err: errorMessage(err), step: what }, 'release step failed');
     }
   };
+  await step('memory guard', () => unguardMemory(ctx, record));
   record.envd?.close();
   record.envd = undefined;
   info.envdAddress = '';

@@ -7,6 +7,7 @@ import type { NetworkSlot } from '../network/addresses.js';
 import { SlotAllocator } from '../network/slot-allocator.js';
 import type {
   RuntimeDriver,
+  RuntimeMemory,
   RuntimeSandboxState,
   RuntimeSandboxSpec,
   RuntimeStats,
@@ -156,8 +157,37 @@ export class FakeRuntime implements RuntimeDriver {
     return Promise.resolve({ cpuNs: 0, memUsedBytes: 0 });
   }
 
+  /** Memory watches in force, by sandbox; a test calls `onCross` as the kernel would. */
+  readonly memoryWatches = new Map<string, { memoryMb: number; headroomMb: number; onCross: () => void }>();
+  /** What `memory` answers, by sandbox (default: nothing in use). */
+  readonly memoryUse = new Map<string, RuntimeMemory>();
+  cacheReclaims = 0;
+
+  async watchMemory(id: string, memoryMb: number, headroomMb: number, onCross: () => void): Promise<void> {
+    await this.faults.at('runtime.watchMemory');
+    this.memoryWatches.set(id, { memoryMb, headroomMb, onCross });
+  }
+
+  unwatchMemory(id: string): Promise<void> {
+    this.memoryWatches.delete(id);
+    return Promise.resolve();
+  }
+
+  memory(id: string): Promise<RuntimeMemory | undefined> {
+    if (!this.sandboxes.has(id)) return Promise.resolve(undefined);
+    return Promise.resolve(this.memoryUse.get(id) ?? { chargedBytes: 0, inUseBytes: 0 });
+  }
+
+  reclaimCache(id: string): Promise<void> {
+    this.cacheReclaims++;
+    const use = this.memoryUse.get(id);
+    if (use) this.memoryUse.set(id, { ...use, chargedBytes: use.inUseBytes });
+    return Promise.resolve();
+  }
+
   async destroy(id: string): Promise<void> {
     await this.faults.at('runtime.destroy');
+    this.memoryWatches.delete(id);
     this.sandboxes.delete(id);
   }
 
@@ -273,6 +303,17 @@ export class FakeEnvd {
   async init(body: EnvdInit): Promise<void> {
     this.inits.push(body);
     await this.faults.at('envd.init');
+  }
+
+  /** What each `/oom-kill` finds to kill, in turn (then nothing); `onKill` plays the memory freed. */
+  readonly oomVictims: { pid: number; command: string; rssBytes: number }[] = [];
+  onOomKill: (victim: { pid: number; rssBytes: number }) => void = () => undefined;
+
+  async oomKill(): Promise<{ pid: number; command: string; rssBytes: number } | undefined> {
+    await this.faults.at('envd.oomKill');
+    const victim = this.oomVictims.shift();
+    if (victim) this.onOomKill(victim);
+    return victim;
   }
 
   close(): void {

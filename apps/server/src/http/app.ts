@@ -4,6 +4,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { WebSocketServer } from 'ws';
 import { ZodError } from 'zod';
+import { withLogContext } from '@wrenn/core';
 import { adminRoutes } from '../routes/admin.js';
 import { buildRoutes } from '../routes/builds.js';
 import { buildE2bApi, isE2bApiPath } from '../e2b/api.js';
@@ -19,6 +20,7 @@ import { snapshotRoutes } from '../routes/snapshots.js';
 import { teamRoutes } from '../routes/teams.js';
 import type { App, Env, ServerDeps } from './app-types.js';
 import { admitRequest, TrustedProxies } from './client-address.js';
+import { measureRequests } from '../metrics/request-metrics.js';
 import { dashboardRoutes } from './dashboard.js';
 import { docsRoutes } from './docs.js';
 import { invalidInput, toApiError } from './errors.js';
@@ -32,6 +34,8 @@ export function buildApp(deps: ServerDeps): App {
     defaultHook: (result, c) => (result.success ? undefined : c.json(validationError(result.error), 400)),
   });
 
+  // First: it times everything below, E2B's API included.
+  if (deps.metrics) app.use('*', measureRequests(deps.metrics));
   // E2B's API (its own paths, error shape and docs) answers before any of ours.
   const e2bApi = buildE2bApi(deps);
   app.use('*', async (c, next) => (isE2bApiPath(c.req.path) ? e2bApi.fetch(c.req.raw, c.env) : next()));
@@ -123,18 +127,23 @@ function putAdmissionFirst(server: ServerType, trusted: TrustedProxies, proxy?: 
   server.removeAllListeners('request');
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     const { requestId } = admitRequest(req, trusted);
-    const to = proxy?.route(req);
-    if (to) return proxy!.handleRequest(req, res, to);
-    res.setHeader('x-request-id', requestId);
-    for (const listener of requestListeners) void listener(req, res);
+    // Everything the request leads to (log lines, calls to agents) carries its id.
+    withLogContext({ requestId }, () => {
+      const to = proxy?.route(req);
+      if (to) return proxy!.handleRequest(req, res, to);
+      res.setHeader('x-request-id', requestId);
+      for (const listener of requestListeners) void listener(req, res);
+    });
   });
   type UpgradeListener = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
   const upgradeListeners = server.listeners('upgrade') as UpgradeListener[];
   server.removeAllListeners('upgrade');
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    admitRequest(req, trusted);
-    const to = proxy?.route(req);
-    if (to) proxy!.handleUpgrade(req, socket, head, to);
-    else for (const listener of upgradeListeners) listener(req, socket, head);
+    const { requestId } = admitRequest(req, trusted);
+    withLogContext({ requestId }, () => {
+      const to = proxy?.route(req);
+      if (to) proxy!.handleUpgrade(req, socket, head, to);
+      else for (const listener of upgradeListeners) listener(req, socket, head);
+    });
   });
 }
