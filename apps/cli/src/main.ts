@@ -67,7 +67,12 @@ async function runServer(): Promise<void> {
   const logger = createLogger({ name: 'wrenn-server', level: config.logLevel });
   const server = await startServer(config, logger);
   process.stdout.write(
-    [`Wrenn API listening on ${server.url} (docs: ${server.url}/docs)`, ...adminLines(server), ''].join('\n'),
+    [
+      `Wrenn API listening on ${server.url} (docs: ${server.url}/docs)`,
+      ...(server.metricsUrl ? [`  metrics (Prometheus): ${server.metricsUrl}`] : []),
+      ...adminLines(server),
+      '',
+    ].join('\n'),
   );
   stopOnSignal(logger, () => server.stop());
 }
@@ -107,9 +112,12 @@ async function runUp(): Promise<void> {
   process.stdout.write(
     [
       `Wrenn is up.`,
+      `  dashboard:  ${server.url}/`,
       `  API:        ${server.url}/v1`,
       `  API docs:   ${server.url}/docs`,
       `  host agent: ${agent.url} (platform host ${agent.hostId}, mutual TLS)`,
+      ...(server.metricsUrl ? [`  metrics:    ${server.metricsUrl} (server)`] : []),
+      ...(agent.metricsUrl ? [`              ${agent.metricsUrl} (agent)`] : []),
       ...adminLines(server),
       `Try: curl -s -X POST -H "X-API-Key: <key>" -H 'content-type: application/json' -d '{}' ${server.url}/v1/sandboxes`,
       '',

@@ -1,12 +1,16 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { errorMessage, parseConfig, parseHostPort } from '@wrenn/core';
+import { parseMetricsAddress, type MetricsAddress } from '@wrenn/core/metrics';
 import type { TestFault } from './services/fleet/host-credentials.js';
 
 // Every setting of the control plane, with its default. Parsed once in main; nothing else reads env.
 const shape = {
   WRENN_DIR: z.string().default('/var/lib/wrenn'),
   WRENN_SERVER_LISTEN: z.string().default('127.0.0.1:8080'),
+  // Prometheus `/metrics`, on a listener of its own, never the API's (docs/observability.md):
+  // loopback by default, `off` for none. A default address that is taken only turns metrics off.
+  WRENN_METRICS_LISTEN: z.string().default('127.0.0.1:9470'),
   // PostgreSQL when set; otherwise an embedded PGlite database in <WRENN_DIR>/db.
   DATABASE_URL: z.string().optional(),
   // HS256 key for user JWTs; generated once into the data dir when not set.
@@ -59,6 +63,8 @@ export interface ServerConfig {
   dataDir: string;
   listenHost: string;
   listenPort: number;
+  /** Where `/metrics` listens; undefined: nowhere. */
+  metrics?: MetricsAddress;
   database: { kind: 'postgres'; url: string } | { kind: 'pglite'; dir: string };
   jwtSecret?: string;
   /** The static host's URL; empty: none. */
@@ -109,6 +115,14 @@ export const FLEET_DEFAULTS: FleetConfig = {
   },
 };
 
+function metricsAddress(value: string, given: boolean): MetricsAddress | undefined {
+  try {
+    return parseMetricsAddress(value, given);
+  } catch (err) {
+    throw new Error(`invalid configuration: WRENN_METRICS_LISTEN: ${errorMessage(err)}`);
+  }
+}
+
 export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const raw = parseConfig(shape, env);
   let listen: { host: string; port: number };
@@ -122,6 +136,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     dataDir: raw.WRENN_DIR,
     listenHost: listen.host,
     listenPort: listen.port,
+    metrics: metricsAddress(raw.WRENN_METRICS_LISTEN, env.WRENN_METRICS_LISTEN !== undefined),
     database: raw.DATABASE_URL
       ? { kind: 'postgres', url: raw.DATABASE_URL }
       : { kind: 'pglite', dir: path.join(raw.WRENN_DIR, 'db') },

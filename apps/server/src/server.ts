@@ -1,6 +1,8 @@
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { formatHostPort, type Logger } from '@wrenn/core';
+import { listenMetricsAt } from '@wrenn/core/metrics';
+import { ServerMetrics } from './metrics/server-metrics.js';
 import { persistentJwtSecret } from './auth/jwt-secret.js';
 import { SessionTokens } from './auth/tokens.js';
 import { FLEET_DEFAULTS, type ServerConfig } from './config.js';
@@ -31,6 +33,8 @@ export interface RunningServer {
   adminPassword?: string;
   /** Where the first admin's key and password are kept (0600; written by the start that made them). */
   adminSecretFiles: { apiKey: string; password: string };
+  /** http://host:port/metrics (Prometheus); undefined when metrics are off. */
+  metricsUrl?: string;
   /** Whether this server runs the cluster's host monitor and reconciler now (leader election). */
   isLeader(): boolean;
   /**
@@ -92,7 +96,10 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     ),
     { ...(config.builds ?? BUILD_DEFAULTS), logger: logger.child({ component: 'build-queue' }) },
   );
+  // Read at scrape time only, once the server is up (`isLeader` is defined below).
+  const metrics = new ServerMetrics({ db, logger, isLeader: () => isLeader() });
   const app = buildApp({
+    metrics,
     db,
     tokens,
     hosts,
@@ -134,17 +141,23 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const server = await serveApp(app, config.listenHost, config.listenPort, proxy, { trustedProxies });
   const { port } = server.address() as AddressInfo;
   const url = `http://${formatHostPort(config.listenHost, port)}`;
-  logger.info({ url, database: config.database.kind, agent: config.agentUrl }, 'control plane ready');
+  const metricsListener = await listenMetricsAt(config.metrics, metrics.registry, logger);
+  logger.info(
+    { url, database: config.database.kind, agent: config.agentUrl, metrics: metricsListener?.url },
+    'control plane ready',
+  );
   return {
     url,
     adminApiKey: admin?.apiKey,
     adminPassword: admin?.password,
     adminSecretFiles: adminSecretFiles(config.dataDir),
+    metricsUrl: metricsListener?.url,
     isLeader,
     prepareLocalHost: (opts) => prepareLocalHost({ db, fleet, logger }, opts),
     abandonLocalHost: (hostId) => abandonLocalHost({ db, fleet, logger }, hostId),
     async stop() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await metricsListener?.close();
       await monitor.stop();
       await replicas?.stop();
       await warmPools.stop();

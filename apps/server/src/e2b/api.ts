@@ -1,5 +1,6 @@
 import { Hono } from 'hono';
 import type { Env, ServerDeps } from '../http/app-types.js';
+import { noteMountedRoute } from '../metrics/request-metrics.js';
 import { requireApiKey } from '../http/auth.js';
 import { buildUploadRoutes } from './build-uploads.js';
 import { e2bApiError } from './errors.js';
@@ -15,6 +16,8 @@ import { e2bTemplateRoutes } from './templates.js';
  */
 export function buildE2bApi(deps: ServerDeps): Hono<Env> {
   const api = new Hono<Env>();
+  // The server's request timer sees only its own routes; this tells it which of ours answered.
+  if (deps.metrics) api.use('*', noteMountedRoute);
   // Before the key check: a build upload carries only its URL's token.
   buildUploadRoutes(api, deps);
   api.use('*', requireApiKey(deps));

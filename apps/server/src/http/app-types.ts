@@ -9,6 +9,7 @@ import type { BuildFiles } from '../services/builds/build-files.js';
 import type { BuildQueue } from '../services/builds/builds.js';
 import type { Fleet } from '../services/fleet/fleet.js';
 import type { Hosts } from '../services/fleet/host-agents.js';
+import type { ServerMetrics } from '../metrics/server-metrics.js';
 
 export type AgentClient = Client<typeof hostagent.HostAgentService>;
 
@@ -36,6 +37,8 @@ export interface ServerDeps {
   sandboxReleased?: (sandboxId: string) => void;
   /** Template builds: the uploaded files COPY steps take from, and the queue that runs builds. */
   builds: { files: BuildFiles; queue: BuildQueue };
+  /** Prometheus metrics (request timing, heartbeats); none: nothing is measured. */
+  metrics?: ServerMetrics;
   /** The dashboard's built files, served at `/` (none: `/` says how to build it). */
   dashboardDir?: string;
 }

@@ -309,6 +309,7 @@ export function hostRoutes(app: App, deps: ServerDeps): void {
           throw unauthorized('the host was deleted or never registered');
         throw err;
       });
+      deps.metrics?.heartbeatReceived(hostId);
       return c.json({ heartbeat_interval_sec: heartbeatSec }, 200);
     },
   );

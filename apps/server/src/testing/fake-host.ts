@@ -41,6 +41,8 @@ export interface FakeHost {
   destroyed: string[];
   /** CONNECT requests the agent received (authority each). */
   tunnels: string[];
+  /** Each RPC it was called with, and the `X-Request-Id` the call carried ('' when none). */
+  calls: { method: string; requestId: string }[];
   /** While set, an export sends its header and then waits for this (a transfer caught mid-way). */
   exportGate?: Promise<void>;
   /** Exports that ended before their last part (the control plane went away or gave up). */
@@ -93,6 +95,7 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
   const created: string[] = [];
   const destroyed: string[] = [];
   const tunnels: string[] = [];
+  const calls: { method: string; requestId: string }[] = [];
   const templates = new Map<string, Buffer>();
   const imported: string[] = [];
   const exportsCut: string[] = [];
@@ -121,6 +124,12 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
     return id;
   };
   const rpc = connectNodeAdapter({
+    interceptors: [
+      (next) => (req) => {
+        calls.push({ method: req.method.name, requestId: req.header.get('x-request-id') ?? '' });
+        return next(req);
+      },
+    ],
     routes: (router) =>
       router.service(hostagent.HostAgentService, {
         createSandbox: (req) => {
@@ -269,6 +278,7 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
     created,
     destroyed,
     tunnels,
+    calls,
     exportsCut,
     warmPools,
     claimed,

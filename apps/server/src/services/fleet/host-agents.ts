@@ -1,7 +1,7 @@
 import http2 from 'node:http2';
-import { createClient } from '@connectrpc/connect';
+import { createClient, type Interceptor } from '@connectrpc/connect';
 import { createConnectTransport, Http2SessionManager } from '@connectrpc/connect-node';
-import { Code, ConnectError, type Logger } from '@wrenn/core';
+import { Code, ConnectError, currentLogContext, REQUEST_ID_HEADER, type Logger } from '@wrenn/core';
 import { hostagent } from '@wrenn/contracts';
 import { CHANNEL_SESSION_WINDOW, controlPlaneClientTlsOptions } from '@wrenn/pki';
 import type { Db } from '../../db/database.js';
@@ -211,8 +211,24 @@ export class HostDirectory implements Hosts {
  * ran at ~9 MiB/s gzipped (bench:move) where the disk does ~180 MiB/s.
  */
 function agentTransport(baseUrl: string, sessionManager: Http2SessionManager) {
-  return createConnectTransport({ baseUrl, httpVersion: '2', sessionManager, acceptCompression: [] });
+  return createConnectTransport({
+    baseUrl,
+    httpVersion: '2',
+    sessionManager,
+    acceptCompression: [],
+    interceptors: [forwardRequestId],
+  });
 }
+
+/**
+ * Every call made on behalf of an API request carries its `X-Request-Id` (from the log context the
+ * server runs the request in), and the agent logs the call's lines with it.
+ */
+const forwardRequestId: Interceptor = (next) => (req) => {
+  const requestId = currentLogContext()?.requestId;
+  if (requestId && !req.header.has(REQUEST_ID_HEADER)) req.header.set(REQUEST_ID_HEADER, requestId);
+  return next(req);
+};
 
 /**
  * Sessions to an agent with the channel's wide session window (see `CHANNEL_SESSION_WINDOW`): Node
