@@ -152,6 +152,26 @@ describe('egress policy', () => {
     });
   });
 
+  it('an agent killed and started again adopts the sandbox with its policy and its DNS', async () => {
+    const { sandbox } = await agent.client.createSandbox({
+      egress: { allowDomains: ['ok.test'], denyCidrs: ['0.0.0.0/0'] },
+    });
+    const id = sandbox!.id;
+    try {
+      expect(await probe(id, 'dns', 'ok.test', C)).toBe(`rcode 0 ${A}`);
+      await agent.kill();
+      agent = await startAgentProcess({ WRENN_EGRESS_RESOLVER: dns.address }, { keepPaused: true });
+      // The policy is in force again, the addresses opened before the restart closed (the new agent
+      // never saw them answered); the new agent answers the slot's DNS and opens them again.
+      await expectReach(id, { [A]: false, [B]: false });
+      expect(await probe(id, 'dns', 'api.svc.test', C)).toBe('rcode 5');
+      expect(await probe(id, 'dns', 'ok.test', C)).toBe(`rcode 0 ${A}`);
+      await expectReach(id, { [A]: true, [B]: false });
+    } finally {
+      await agent.client.destroySandbox({ sandboxId: id });
+    }
+  });
+
   it('invalid policies are refused naming the entry', async () => {
     await expect(
       agent.client.createSandbox({ egress: { denyCidrs: ['10.0.0.0/8', 'nope'] } }),

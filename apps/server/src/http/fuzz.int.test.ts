@@ -130,7 +130,18 @@ function routesOf(doc: Doc): Route[] {
 // E2B's routes (apps/server/src/e2b/*.ts) with the fields their handlers read; bodies are parsed by
 // zod in the handlers (optionalJsonBody: an empty body is no body).
 const E2B_FIELDS = {
-  sandbox: ['templateID', 'timeout', 'metadata', 'envVars', 'secure', 'autoPause', 'autoResume'],
+  sandbox: [
+    'templateID',
+    'timeout',
+    'metadata',
+    'envVars',
+    'secure',
+    'autoPause',
+    'autoResume',
+    'allow_internet_access',
+    'network',
+  ],
+  network: ['allowOut', 'denyOut', 'allow_internet_access', 'egressProxy', 'rules'],
   timeout: ['timeout'],
   fork: ['count', 'timeout'],
   snapshot: ['name'],
@@ -147,6 +158,7 @@ const E2B_ROUTES: [string, string, keyof typeof E2B_FIELDS | undefined, string[]
   ['DELETE', '/sandboxes/{id}', undefined, []],
   ['POST', '/sandboxes/{id}/timeout', 'timeout', []],
   ['POST', '/sandboxes/{id}/pause', undefined, []],
+  ['PUT', '/sandboxes/{id}/network', 'network', []],
   ['GET', '/sandboxes/{id}', undefined, []],
   ['GET', '/v2/sandboxes', undefined, ['state', 'metadata', 'limit', 'nextToken', 'order']],
   ['GET', '/sandboxes/{id}/metrics', undefined, ['start', 'end']],

@@ -163,6 +163,10 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
         },
         listWarmPools: () => ({ pools: [...warmPools.keys()].map(warmPool) }),
         pingSandbox: () => ({}),
+        updateNetwork: (req) => {
+          known(req.sandboxId);
+          return {};
+        },
         pauseSandbox: (req) => {
           sandboxes.set(known(req.sandboxId), hostagent.SandboxStatus.PAUSED);
           return { sandbox: info(req.sandboxId) };
