@@ -1,10 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { installDir, repoRoot, sleep } from './support/agent-process.js';
+import { installDir, sleep } from './support/agent-process.js';
 import { apiCall } from './support/api-client.js';
 import { EMPTY_HOST_STATE, eventually, wrennHostState } from './support/host-state.js';
+import { printedApiUrl, startWrenn } from './support/wrenn-process.js';
 
 // `wrenn up` (control plane + agent in one process) killed with SIGKILL and started again.
 const dataDir = path.join(installDir, 'e2e-up-restart');
@@ -18,40 +19,9 @@ interface Up {
 }
 
 async function wrennUp(): Promise<Up> {
-  const child = spawn(process.execPath, [path.join(repoRoot, 'apps/cli/bin/wrenn.js'), 'up'], {
-    env: {
-      ...process.env,
-      WRENN_DIR: dataDir,
-      WRENN_IMAGES_DIR: path.join(installDir, 'images'),
-      WRENN_RUNSC: path.join(installDir, 'bin/runsc'),
-      WRENN_AGENT_LISTEN: '127.0.0.1:0',
-      WRENN_SERVER_LISTEN: '127.0.0.1:0',
-      WRENN_SANDBOX_NAMESERVERS: '',
-      WRENN_HEARTBEAT_SEC: '1',
-      LOG_LEVEL: 'info',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-200_000)));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const stdout = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(
-      () => reject(new Error(`wrenn up did not come up in 90 s:\n${out}\n${stderr}`)),
-      90_000,
-    );
-    child.stdout.on('data', (b: Buffer) => {
-      out += b.toString();
-      if (/^Try: /m.test(out)) {
-        clearTimeout(timer);
-        resolve(out);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`wrenn up exited with ${code}:\n${out}\n${stderr}`)));
-  });
+  const { child, stdout, exited, logs } = await startWrenn('up', dataDir, /^Try: /m, { LOG_LEVEL: 'info' });
   const key = (await readFile(path.join(dataDir, 'server/admin-api-key'), 'utf8')).trim();
-  return { child, exited, api: /API:\s+(http:\/\/\S+)\/v1/.exec(stdout)![1]!, key, logs: () => stderr };
+  return { child, exited, api: printedApiUrl(stdout), key, logs };
 }
 
 const call = (up: Up, method: string, url: string, body?: unknown) =>

@@ -1,10 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { installDir, repoRoot } from './support/agent-process.js';
+import { installDir } from './support/agent-process.js';
 import { apiCall } from './support/api-client.js';
 import { EMPTY_HOST_STATE, eventually, wrennHostState } from './support/host-state.js';
+import { printedApiUrl, startWrenn, type WrennProcess } from './support/wrenn-process.js';
 
 // `wrenn up`, the README's first command after setup: agent + control plane in one process.
 const dataDir = path.join(installDir, 'e2e-up');
@@ -23,59 +24,13 @@ interface Up {
   exited: Promise<number | null>;
 }
 
-/** `wrenn <command>` on data dir `dir`, once its output matches `ready`: the process and that output. */
-async function wrenn(
-  command: 'up' | 'agent' | 'server',
-  dir: string,
-  ready: RegExp,
-  env: Record<string, string> = {},
-): Promise<{ child: ChildProcess; stdout: string; exited: Promise<number | null> }> {
-  const child = spawn(process.execPath, [path.join(repoRoot, 'apps/cli/bin/wrenn.js'), command], {
-    env: {
-      ...process.env,
-      WRENN_DIR: dir,
-      WRENN_IMAGES_DIR: path.join(installDir, 'images'),
-      WRENN_RUNSC: path.join(installDir, 'bin/runsc'),
-      WRENN_AGENT_LISTEN: '127.0.0.1:0',
-      WRENN_SERVER_LISTEN: '127.0.0.1:0',
-      WRENN_SANDBOX_NAMESERVERS: '',
-      // Read by both halves: the agent beats every second, so its counts show up soon.
-      WRENN_HEARTBEAT_SEC: '1',
-      LOG_LEVEL: 'warn',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-50_000)));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const stdout = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(
-      () => reject(new Error(`wrenn ${command} did not come up in 90 s:\n${out}\n${stderr}`)),
-      90_000,
-    );
-    child.stdout.on('data', (b: Buffer) => {
-      out += b.toString();
-      if (ready.test(out)) {
-        clearTimeout(timer);
-        resolve(out);
-      }
-    });
-    child.once('exit', (code) =>
-      reject(new Error(`wrenn ${command} exited with ${code}:\n${out}\n${stderr}`)),
-    );
-  });
-  return { child, stdout, exited };
-}
-
 /**
  * `wrenn up` on `dir`. The admin's key and password are printed only by the start that made them;
  * later starts print where they are kept (and the secrets themselves appear nowhere in the output),
  * so they are read from there.
  */
 async function wrennUp(dir = dataDir): Promise<Up> {
-  const { child, stdout, exited } = await wrenn('up', dir, /^Try: /m);
+  const { child, stdout, exited } = await startWrenn('up', dir, /^Try: /m);
   const printedKey = /admin API key .*: (wrn_\S+)/.exec(stdout)?.[1];
   const keyFile = path.join(dir, 'server/admin-api-key');
   const passwordFile = path.join(dir, 'server/admin-password');
@@ -92,7 +47,7 @@ async function wrennUp(dir = dataDir): Promise<Up> {
     child,
     exited,
     printedSecrets: printedKey !== undefined,
-    api: /API:\s+(http:\/\/\S+)\/v1/.exec(stdout)![1]!,
+    api: printedApiUrl(stdout),
     key,
     password: password || undefined,
     hostId: /host agent: https:\/\/\S+ \(platform host ([0-9a-f-]{36}), mutual TLS\)/.exec(stdout)![1]!,
@@ -202,12 +157,14 @@ describe('wrenn up', () => {
   it('takes over the static host of an install from before, with its paused sandbox', async () => {
     await rm(olderDir, { recursive: true, force: true });
     // What `wrenn up` was: an unregistered agent, and the server naming it as its static host.
-    const agent = await wrenn('agent', olderDir, /listening on http:\/\/\S+/);
+    const agent = await startWrenn('agent', olderDir, /listening on http:\/\/\S+/);
     const agentUrl = /listening on (http:\/\/\S+)/.exec(agent.stdout)![1]!;
-    let server: Awaited<ReturnType<typeof wrenn>> | undefined;
+    let server: WrennProcess | undefined;
     let up: Up | undefined;
     try {
-      server = await wrenn('server', olderDir, /listening on http:\/\/\S+/, { WRENN_AGENT_URL: agentUrl });
+      server = await startWrenn('server', olderDir, /listening on http:\/\/\S+/, {
+        WRENN_AGENT_URL: agentUrl,
+      });
       const api = /listening on (http:\/\/\S+) /.exec(server.stdout)![1]!;
       const key = (await readFile(path.join(olderDir, 'server/admin-api-key'), 'utf8')).trim();
       const password = (await readFile(path.join(olderDir, 'server/admin-password'), 'utf8')).trim();

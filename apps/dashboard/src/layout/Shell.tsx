@@ -3,6 +3,7 @@ import { useEffect, type ReactNode } from 'react';
 import { Link, useRoute } from 'wouter';
 import { api, unwrap } from '../api/client.js';
 import { setSession, useSession } from '../api/session.js';
+import { Empty, ErrorState, Loading } from '../ui/states.js';
 
 function NavItem({ href, children }: { href: string; children: ReactNode }) {
   const [active] = useRoute(`${href}/*?`);
@@ -69,7 +70,19 @@ export function Shell({ children }: { children: ReactNode }) {
           </button>
         </div>
       </aside>
-      <main className="page">{children}</main>
+      <main className="page">
+        {session?.teamId ? (
+          children
+        ) : teams.error ? (
+          <ErrorState error={teams.error} retry={() => void teams.refetch()} />
+        ) : teams.data?.length === 0 ? (
+          <Empty title="You are not in any team yet.">
+            <p className="muted">An owner of a team can add you to it.</p>
+          </Empty>
+        ) : (
+          <Loading what="your teams" />
+        )}
+      </main>
     </div>
   );
 }

@@ -1,0 +1,122 @@
+import { readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { installDir } from './support/agent-process.js';
+import { apiCall } from './support/api-client.js';
+import { printedApiUrl, startWrenn, type WrennProcess } from './support/wrenn-process.js';
+
+// The dashboard, driven in Debian's Chromium against a real `wrenn up` (real agent, real sandboxes).
+const dataDir = path.join(installDir, 'e2e-dashboard');
+
+let up: WrennProcess;
+let url: string;
+let password: string;
+let browser: Browser;
+
+beforeAll(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+  up = await startWrenn('up', dataDir, /^Try: /m);
+  url = printedApiUrl(up.stdout);
+  expect(up.stdout).toContain(`dashboard:  ${url}/`);
+  password = (await readFile(path.join(dataDir, 'server/admin-password'), 'utf8')).trim();
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  if (up) {
+    up.child.kill('SIGINT');
+    await up.exited;
+  }
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+/** A page that fails the test on any console error or uncaught exception. */
+async function openPage(width = 1280, height = 800): Promise<{ page: Page; problems: string[] }> {
+  const page = await browser.newPage({ viewport: { width, height } });
+  const problems: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (err) => problems.push(`page: ${err.message}`));
+  return { page, problems };
+}
+
+async function signIn(page: Page, email: string, pass: string) {
+  await page.goto(`${url}/`);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(pass);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+describe('the dashboard', () => {
+  it('refuses a wrong password with the server’s message, and signs in with the right one', async () => {
+    const { page, problems } = await openPage();
+    await signIn(page, 'admin@wrenn.local', 'not the password');
+    await expect.poll(() => page.getByRole('alert').textContent()).toMatch(/wrong email or password/);
+    await page.getByLabel('Password').fill(password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Sandboxes' }).waitFor();
+    // A reload keeps the session.
+    await page.reload();
+    await page.getByRole('heading', { name: 'Sandboxes' }).waitFor();
+    await page.close();
+    // (The 401 of the wrong password is the one console line Chromium prints for it.)
+    expect(problems.filter((p) => !p.includes('401'))).toEqual([]);
+  });
+
+  it('creates a sandbox from a template, pauses, resumes and kills it', async () => {
+    const { page, problems } = await openPage();
+    await signIn(page, 'admin@wrenn.local', password);
+    await page.getByRole('heading', { name: 'Sandboxes' }).waitFor();
+    await page.getByRole('button', { name: 'New sandbox' }).click();
+    const dialog = page.getByRole('dialog', { name: 'New sandbox' });
+    await dialog.getByLabel('Template').selectOption('base');
+    await dialog.getByRole('button', { name: 'Create' }).click();
+    // The sandbox's own page, once it runs.
+    await page.waitForURL(/#\/sandboxes\/[a-z0-9]+$/, { timeout: 60_000 });
+    const id = /#\/sandboxes\/([a-z0-9]+)$/.exec(page.url())![1]!;
+    await page.getByText('running', { exact: true }).waitFor();
+
+    // The API agrees with what the page shows.
+    const key = (await readFile(path.join(dataDir, 'server/admin-api-key'), 'utf8')).trim();
+    const status = async () => (await apiCall(url, 'GET', `/v1/sandboxes/${id}`, { key })).body.status;
+    expect(await status()).toBe('running');
+
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await page.getByRole('button', { name: 'Resume' }).waitFor({ timeout: 60_000 });
+    expect(await status()).toBe('paused');
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await page.getByRole('button', { name: 'Pause' }).waitFor({ timeout: 60_000 });
+    expect(await status()).toBe('running');
+
+    // Listed with its status and template; keyboard reaches the link.
+    await page.getByRole('link', { name: 'Sandboxes' }).first().click();
+    const row = page.getByRole('row').filter({ hasText: id });
+    await row.getByText('running').waitFor();
+    await expect.poll(() => row.getByRole('cell').nth(2).textContent()).toBe('base');
+
+    await row.getByRole('link', { name: id }).focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('button', { name: 'Kill' }).click();
+    await page.getByRole('heading', { name: 'Sandboxes' }).waitFor();
+    await expect.poll(status).not.toBe('running');
+    await page.close();
+    expect(problems).toEqual([]);
+  });
+
+  it('is usable at phone width', async () => {
+    const { page, problems } = await openPage(390, 844);
+    await signIn(page, 'admin@wrenn.local', password);
+    await page.getByRole('heading', { name: 'Sandboxes' }).waitFor();
+    const newButton = page.getByRole('button', { name: 'New sandbox' });
+    const box = await newButton.boundingBox();
+    expect(box && box.x + box.width).toBeLessThanOrEqual(390);
+    await page.close();
+    expect(problems).toEqual([]);
+  });
+});
