@@ -23,20 +23,30 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-export async function startServerProcess(databaseUrl: string): Promise<ServerProcess> {
+/**
+ * `databaseUrl` undefined: embedded PGlite in the server's data dir (`wrenn up`'s default). `env` adds
+ * to or overrides the server's settings (e.g. WRENN_AGENT_URL, WRENN_METRICS_LISTEN).
+ */
+export async function startServerProcess(
+  databaseUrl: string | undefined,
+  env: Record<string, string> = {},
+): Promise<ServerProcess> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'wrenn-bench-fleet-'));
+  const { DATABASE_URL: _ignored, ...inherited } = process.env;
   const child: ChildProcess = spawn(
     process.execPath,
     ['--import', 'tsx', 'apps/server/src/testing/run-server.ts'],
     {
       cwd: REPO,
       env: {
-        ...process.env,
+        ...inherited,
         WRENN_DIR: dataDir,
         WRENN_SERVER_LISTEN: '127.0.0.1:0',
-        DATABASE_URL: databaseUrl,
+        ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
         WRENN_AGENT_URL: '',
+        WRENN_METRICS_LISTEN: 'off',
         LOG_LEVEL: 'warn',
+        ...env,
       },
       stdio: ['ignore', 'pipe', 'inherit'],
     },
