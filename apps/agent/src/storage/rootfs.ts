@@ -55,9 +55,24 @@ async function createDiskImage(file: string, diskMb: number): Promise<void> {
   ]);
 }
 
+/**
+ * Options of every mount the agent makes of a sandbox's layer on the host (its disk image, the
+ * overlay over its template). The files in it are the sandbox's to write: on the host they must
+ * never be a set-uid program or a device node that works. gVisor needs neither (it has its own
+ * devices and its own set-uid handling). No `noexec`: gVisor maps the sandbox's binaries executable
+ * straight from the host's files.
+ */
+export const LAYER_MOUNT_OPTIONS = ['nosuid', 'nodev'] as const;
+
 async function mountDisk(paths: SandboxPaths): Promise<void> {
   await mkdir(paths.diskMount, { recursive: true });
-  await exec(['mount', '-o', 'loop,noatime', paths.diskImage, paths.diskMount]);
+  await exec([
+    'mount',
+    '-o',
+    ['loop', 'noatime', ...LAYER_MOUNT_OPTIONS].join(','),
+    paths.diskImage,
+    paths.diskMount,
+  ]);
 }
 
 async function mountOverlay(paths: SandboxPaths, lowerDir: string): Promise<void> {
@@ -68,7 +83,9 @@ async function mountOverlay(paths: SandboxPaths, lowerDir: string): Promise<void
     'overlay',
     'overlay',
     '-o',
-    `lowerdir=${lowerDir},upperdir=${paths.upper},workdir=${paths.work}`,
+    [`lowerdir=${lowerDir}`, `upperdir=${paths.upper}`, `workdir=${paths.work}`, ...LAYER_MOUNT_OPTIONS].join(
+      ',',
+    ),
     paths.rootfs,
   ]);
 }
