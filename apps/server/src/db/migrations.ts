@@ -434,6 +434,17 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0014_memory_events': {
+    // Processes the agent killed because the sandbox went past its memory (it lived on), as its
+    // agent reports them: how many, and the last one ({at, pid, command, memory_bytes}).
+    async up(db) {
+      await db.schema
+        .alterTable('sandboxes')
+        .addColumn('oom_kills', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema.alterTable('sandboxes').addColumn('last_oom_kill', 'jsonb').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

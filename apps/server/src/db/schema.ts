@@ -74,8 +74,19 @@ export interface SandboxesTable {
   network: ColumnType<SandboxNetwork | null, string | null | undefined, string | null>;
   /** false: proxied traffic needs the sandbox's traffic token (E2B's `allowPublicTraffic`). */
   allow_public_traffic: Generated<boolean>;
+  /** Processes its agent killed because it went past its memory (it lived on; docs/gvisor.md). */
+  oom_kills: Generated<number>;
+  last_oom_kill: ColumnType<OomKillRecord | null, string | null | undefined, string | null>;
   created_at: CreatedAt;
   updated_at: ColumnType<Date, never, Date>;
+}
+
+/** The last process killed for memory in a sandbox, as its agent reported it. */
+export interface OomKillRecord {
+  at: string;
+  pid: number;
+  command: string;
+  memory_bytes: number;
 }
 
 export interface TemplatesTable {

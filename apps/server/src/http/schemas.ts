@@ -1,5 +1,6 @@
 import { z } from '@hono/zod-openapi';
 import { MAX_TIMEOUT_SEC, SANDBOX_ID_PATTERN, SANDBOX_ID_RULE } from '@wrenn/core';
+import type { OomKillRecord } from '../db/schema.js';
 
 export const ErrorSchema = z
   .object({
@@ -91,6 +92,19 @@ export const SandboxFields = z.object({
       allow_public_traffic: z.boolean(),
     })
     .openapi('SandboxNetwork', { description: 'Its egress policy and traffic privacy (docs/network.md)' }),
+  oom_kills: z.number().int().openapi({
+    description:
+      'Processes killed because the sandbox went past its memory; the sandbox lived on (docs/gvisor.md)',
+  }),
+  last_oom_kill: z
+    .object({
+      at: z.string(),
+      pid: z.number().int(),
+      command: z.string(),
+      memory_bytes: z.number().int().openapi({ description: 'Its resident memory when it was chosen' }),
+    })
+    .nullable()
+    .openapi('OomKill', { description: 'The last process killed for memory; null when none was' }),
 });
 
 /** A sandbox row as the API shows it (`SandboxFields`). */
@@ -109,6 +123,8 @@ export function sandboxView(row: {
   created_at: Date;
   network?: { allow_out: string[]; deny_out: string[]; allow_internet: boolean | null } | null;
   allow_public_traffic?: boolean;
+  oom_kills?: number;
+  last_oom_kill?: OomKillRecord | null;
 }): z.infer<typeof SandboxFields> {
   return {
     id: row.id,
@@ -129,6 +145,8 @@ export function sandboxView(row: {
       deny_out: row.network?.deny_out ?? [],
       allow_public_traffic: row.allow_public_traffic ?? true,
     },
+    oom_kills: row.oom_kills ?? 0,
+    last_oom_kill: row.last_oom_kill ?? null,
   };
 }
 

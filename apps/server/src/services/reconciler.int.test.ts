@@ -1,9 +1,11 @@
 import { create } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, pollUntil } from '@wrenn/core';
 import { hostagent } from '@wrenn/contracts';
 import { openDatabase, type Db } from '../db/database.js';
 import { insertSandboxRow } from '../testing/rows.js';
+import { sandboxView } from '../http/schemas.js';
 import { LIST_TIMEOUT_MS, reconcile, reconcileHosts } from './reconciler.js';
 
 const logger = createLogger({ name: 'test', level: 'silent', pretty: false });
@@ -93,6 +95,55 @@ describe('reconcile (a fake agent list, a real database)', () => {
 });
 
 describe('reconcileHosts', () => {
+  it("carries the agent's count of OOM kills and the last one into the row, and the API view shows them", async () => {
+    await row('oomsurvivor', 'running');
+    const at = new Date('2026-12-07T10:00:00.000Z');
+    const listing = (kills: number) =>
+      create(hostagent.ListSandboxesResponseSchema, {
+        sandboxes: [
+          create(hostagent.SandboxSchema, {
+            id: 'oomsurvivor',
+            status: hostagent.SandboxStatus.RUNNING,
+            oomKills: kills,
+            lastOomKill: kills
+              ? { at: timestampFromDate(at), pid: 42, command: 'python3 -c x', memoryBytes: 600n << 20n }
+              : undefined,
+          }),
+        ],
+      });
+    let kills = 0;
+    const agent = {
+      destroySandbox: () => Promise.resolve(create(hostagent.DestroySandboxResponseSchema, {})),
+      flushSandboxMetrics: () => Promise.resolve(create(hostagent.FlushSandboxMetricsResponseSchema, {})),
+      listSandboxes: () => Promise.resolve(listing(kills)),
+    };
+    const view = async () =>
+      sandboxView(
+        await db
+          .selectFrom('sandboxes')
+          .selectAll()
+          .where('id', '=', 'oomsurvivor')
+          .executeTakeFirstOrThrow(),
+      );
+    await reconcile(db, agent, logger);
+    expect(await view()).toMatchObject({ status: 'running', oom_kills: 0, last_oom_kill: null });
+    kills = 3;
+    expect(await reconcile(db, agent, logger)).toBeGreaterThanOrEqual(1);
+    expect(await view()).toMatchObject({
+      status: 'running',
+      oom_kills: 3,
+      last_oom_kill: {
+        at: at.toISOString(),
+        pid: 42,
+        command: 'python3 -c x',
+        memory_bytes: 600 * 1024 * 1024,
+      },
+    });
+    // Nothing new: the row is left alone.
+    expect(await reconcile(db, agent, logger)).toBe(0);
+    await db.deleteFrom('sandboxes').where('id', '=', 'oomsurvivor').execute();
+  });
+
   it('reconciles the hosts that answer while one does not (it is only skipped when its call times out)', async () => {
     const [quiet, answering] = await Promise.all(
       ['quiet', 'answering'].map(

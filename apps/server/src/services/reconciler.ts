@@ -1,4 +1,5 @@
 import { errorMessage, PeriodicTask, type Logger } from '@wrenn/core';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { hostagent } from '@wrenn/contracts';
 import type { Db } from '../db/database.js';
 import type { SandboxesTable } from '../db/schema.js';
@@ -38,7 +39,7 @@ export async function reconcile(
   const onAgent = new Map(sandboxes.map((s) => [s.id, s]));
   let query = db
     .selectFrom('sandboxes')
-    .select(['id', 'status', 'status_reason', 'auto_paused', 'on_timeout', 'updated_at'])
+    .select(['id', 'status', 'status_reason', 'auto_paused', 'on_timeout', 'oom_kills', 'updated_at'])
     .where('status', 'in', ['pending', 'running', 'paused'])
     // A sandbox moving between hosts is the move's to settle.
     .where('moving_to', 'is', null);
@@ -77,16 +78,24 @@ export async function reconcile(
         };
     // A create still in flight is not on the agent's list yet: leave it to its request.
     if (!info && row.status === 'pending') continue;
+    // Processes killed for memory (the sandbox lived on): the agent counts, the row follows.
+    const oom = info && info.oomKills !== row.oom_kills ? oomKillsFromAgent(info) : undefined;
     if (
+      !oom &&
       next.status === row.status &&
       next.status_reason === row.status_reason &&
       next.auto_paused === row.auto_paused
     ) {
       continue;
     }
+    if (oom)
+      logger.info(
+        { sandboxId: row.id, oomKills: oom.oom_kills, lastOomKill: oom.last_oom_kill },
+        'processes killed for memory',
+      );
     await db
       .updateTable('sandboxes')
-      .set({ ...next, updated_at: new Date() })
+      .set({ ...next, ...oom, updated_at: new Date() })
       .where('id', '=', row.id)
       // A request that changed the row since this pass read it (a snapshot's resume) knows better.
       .where('updated_at', '=', row.updated_at)
@@ -106,6 +115,22 @@ export async function reconcile(
     changed++;
   }
   return changed;
+}
+
+/** The agent's count of OOM kills and its last one, as the row stores them. */
+function oomKillsFromAgent(info: hostagent.Sandbox): { oom_kills: number; last_oom_kill: string | null } {
+  const last = info.lastOomKill;
+  return {
+    oom_kills: info.oomKills,
+    last_oom_kill: last
+      ? JSON.stringify({
+          at: last.at ? timestampDate(last.at).toISOString() : new Date().toISOString(),
+          pid: last.pid,
+          command: last.command,
+          memory_bytes: Number(last.memoryBytes),
+        })
+      : null,
+  };
 }
 
 export interface ReconcilerOptions {

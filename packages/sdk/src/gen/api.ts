@@ -552,7 +552,7 @@ export interface paths {
             parameters: {
                 query?: {
                     /** @description Only this action */
-                    action?: "sandbox.create" | "sandbox.kill" | "sandbox.pause" | "sandbox.resume" | "sandbox.snapshot" | "snapshot.delete" | "api_key.create" | "api_key.revoke" | "member.add" | "member.remove" | "member.role_change" | "team.delete" | "host.create" | "host.register" | "host.delete" | "host.drain" | "host.undrain" | "sandbox.move" | "build.start" | "build.cancel" | "invite.create" | "invite.redeem" | "user.signup" | "admin.team_byoc" | "admin.warm_pool";
+                    action?: "sandbox.create" | "sandbox.kill" | "sandbox.pause" | "sandbox.resume" | "sandbox.snapshot" | "sandbox.network" | "snapshot.delete" | "api_key.create" | "api_key.revoke" | "member.add" | "member.remove" | "member.role_change" | "team.delete" | "host.create" | "host.register" | "host.delete" | "host.drain" | "host.undrain" | "sandbox.move" | "build.start" | "build.cancel" | "invite.create" | "invite.redeem" | "user.signup" | "admin.team_byoc" | "admin.warm_pool";
                     limit?: number;
                     /** @description Only entries older than this id (`next_before` of the previous page) */
                     before?: string;
@@ -1199,7 +1199,7 @@ export interface paths {
             parameters: {
                 query?: {
                     /** @description Only this action */
-                    action?: "sandbox.create" | "sandbox.kill" | "sandbox.pause" | "sandbox.resume" | "sandbox.snapshot" | "snapshot.delete" | "api_key.create" | "api_key.revoke" | "member.add" | "member.remove" | "member.role_change" | "team.delete" | "host.create" | "host.register" | "host.delete" | "host.drain" | "host.undrain" | "sandbox.move" | "build.start" | "build.cancel" | "invite.create" | "invite.redeem" | "user.signup" | "admin.team_byoc" | "admin.warm_pool";
+                    action?: "sandbox.create" | "sandbox.kill" | "sandbox.pause" | "sandbox.resume" | "sandbox.snapshot" | "sandbox.network" | "snapshot.delete" | "api_key.create" | "api_key.revoke" | "member.add" | "member.remove" | "member.role_change" | "team.delete" | "host.create" | "host.register" | "host.delete" | "host.drain" | "host.undrain" | "sandbox.move" | "build.start" | "build.cancel" | "invite.create" | "invite.redeem" | "user.signup" | "admin.team_byoc" | "admin.warm_pool";
                     limit?: number;
                     /** @description Only entries older than this id (`next_before` of the previous page) */
                     before?: string;
@@ -2253,7 +2253,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["Sandbox"];
+                        "application/json": components["schemas"]["SandboxWithToken"];
                     };
                 };
                 /** @description Invalid input; the message names the field */
@@ -2361,7 +2361,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": components["schemas"]["Sandbox"];
+                        "application/json": components["schemas"]["SandboxWithToken"];
                     };
                 };
                 /** @description Invalid input; the message names the field */
@@ -2446,6 +2446,224 @@ export interface paths {
         options?: never;
         head?: never;
         patch?: never;
+        trace?: never;
+    };
+    "/v1/sandboxes/{id}/network": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Replace the sandbox’s egress policy (lists left out are cleared)
+         * @description A running sandbox has the new policy in force when this answers (new connections; open ones carry on); a paused one gets it when it resumes. `allow_public_traffic` changes only when given.
+         */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["NetworkPolicy"];
+                };
+            };
+            responses: {
+                /** @description The sandbox */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SandboxWithToken"];
+                    };
+                };
+                /** @description Invalid input; the message names the field */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Missing or invalid credentials */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or not visible to the caller) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Conflicts with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Too many, or a limit reached */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Internal error (details only in the server log) */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description No host can do it now; the message says why */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Change parts of the sandbox’s network settings (fields left out are kept)
+         * @description A running sandbox has the new policy in force when this answers (new connections; open ones carry on); a paused one gets it when it resumes. `allow_public_traffic` changes only when given.
+         */
+        patch: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["NetworkPolicy"];
+                };
+            };
+            responses: {
+                /** @description The sandbox */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SandboxWithToken"];
+                    };
+                };
+                /** @description Invalid input; the message names the field */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Missing or invalid credentials */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or not visible to the caller) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Conflicts with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Too many, or a limit reached */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Internal error (details only in the server log) */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description No host can do it now; the message says why */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
         trace?: never;
     };
     "/v1/sandboxes/{id}/exec": {
@@ -5291,7 +5509,7 @@ export interface components {
             /** Format: uuid */
             team_id: string | null;
             /** @enum {string} */
-            action: "sandbox.create" | "sandbox.kill" | "sandbox.pause" | "sandbox.resume" | "sandbox.snapshot" | "snapshot.delete" | "api_key.create" | "api_key.revoke" | "member.add" | "member.remove" | "member.role_change" | "team.delete" | "host.create" | "host.register" | "host.delete" | "host.drain" | "host.undrain" | "sandbox.move" | "build.start" | "build.cancel" | "invite.create" | "invite.redeem" | "user.signup" | "admin.team_byoc" | "admin.warm_pool";
+            action: "sandbox.create" | "sandbox.kill" | "sandbox.pause" | "sandbox.resume" | "sandbox.snapshot" | "sandbox.network" | "snapshot.delete" | "api_key.create" | "api_key.revoke" | "member.add" | "member.remove" | "member.role_change" | "team.delete" | "host.create" | "host.register" | "host.delete" | "host.drain" | "host.undrain" | "sandbox.move" | "build.start" | "build.cancel" | "invite.create" | "invite.redeem" | "user.signup" | "admin.team_byoc" | "admin.warm_pool";
             target: string | null;
             /** @enum {string} */
             result: "ok" | "denied" | "failed";
@@ -5348,9 +5566,28 @@ export interface components {
              */
             host_id: string | null;
             created_at: string;
+            network: components["schemas"]["SandboxNetwork"];
+            /** @description Processes killed because the sandbox went past its memory; the sandbox lived on (docs/gvisor.md) */
+            oom_kills: number;
+            last_oom_kill: components["schemas"]["OomKill"];
             /** Format: uuid */
             team_id: string;
         };
+        /** @description Its egress policy and traffic privacy (docs/network.md) */
+        SandboxNetwork: {
+            allow_internet: boolean | null;
+            allow_out: string[];
+            deny_out: string[];
+            allow_public_traffic: boolean;
+        };
+        /** @description The last process killed for memory; null when none was */
+        OomKill: {
+            at: string;
+            pid: number;
+            command: string;
+            /** @description Its resident memory when it was chosen */
+            memory_bytes: number;
+        } | null;
         AdminTemplate: {
             /** Format: uuid */
             id: string;
@@ -5573,6 +5810,66 @@ export interface components {
                 reported_at: string | null;
             }[];
         };
+        SandboxWithToken: {
+            id: string;
+            template: string;
+            /** @enum {string} */
+            status: "pending" | "running" | "paused" | "stopped" | "error" | "missing";
+            vcpus: number;
+            memory_mb: number;
+            disk_mb: number;
+            timeout_sec: number;
+            metadata: {
+                [key: string]: string;
+            };
+            /** @description Why the sandbox is in its status when nobody asked */
+            status_reason: string;
+            /** @description Paused by the inactivity timeout */
+            auto_paused: boolean;
+            /**
+             * Format: uuid
+             * @description The host it runs on
+             */
+            host_id: string | null;
+            created_at: string;
+            network: components["schemas"]["SandboxNetwork"];
+            /** @description Processes killed because the sandbox went past its memory; the sandbox lived on (docs/gvisor.md) */
+            oom_kills: number;
+            last_oom_kill: components["schemas"]["OomKill"];
+            /** @description With `network.allow_public_traffic: false`: what requests to its ports through the proxy must carry in `e2b-traffic-access-token` */
+            traffic_access_token: string | null;
+        };
+        CreateSandbox: {
+            /**
+             * @description A platform template (like `base`), the name or id of one of the team's snapshots, or a built template (`name` or `name:tag`)
+             * @default base
+             */
+            template: string;
+            vcpus?: number;
+            memory_mb?: number;
+            disk_mb?: number;
+            /** @default 300 */
+            timeout_sec: number;
+            /** @default {} */
+            metadata: {
+                [key: string]: string;
+            };
+            /** @default {} */
+            env: {
+                [key: string]: string;
+            };
+            network?: components["schemas"]["NetworkPolicy"];
+        };
+        NetworkPolicy: {
+            /** @description false: the same as `0.0.0.0/0` in `deny_out` */
+            allow_internet?: boolean;
+            /** @description IPv4 addresses, CIDRs and domain names (`example.com`, `*.example.com`) let out even where `deny_out` refuses */
+            allow_out?: string[];
+            /** @description IPv4 addresses and CIDRs refused (`0.0.0.0/0`: all) */
+            deny_out?: string[];
+            /** @description false: requests to its ports through the proxy need its traffic access token */
+            allow_public_traffic?: boolean;
+        };
         Sandbox: {
             id: string;
             template: string;
@@ -5595,26 +5892,10 @@ export interface components {
              */
             host_id: string | null;
             created_at: string;
-        };
-        CreateSandbox: {
-            /**
-             * @description A platform template (like `base`), the name or id of one of the team's snapshots, or a built template (`name` or `name:tag`)
-             * @default base
-             */
-            template: string;
-            vcpus?: number;
-            memory_mb?: number;
-            disk_mb?: number;
-            /** @default 300 */
-            timeout_sec: number;
-            /** @default {} */
-            metadata: {
-                [key: string]: string;
-            };
-            /** @default {} */
-            env: {
-                [key: string]: string;
-            };
+            network: components["schemas"]["SandboxNetwork"];
+            /** @description Processes killed because the sandbox went past its memory; the sandbox lived on (docs/gvisor.md) */
+            oom_kills: number;
+            last_oom_kill: components["schemas"]["OomKill"];
         };
         ExecResult: {
             exit_code: number;
