@@ -67,6 +67,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   // Every path that destroys, pauses, resumes or snapshots a sandbox tells the proxy, which then
   // never hands that sandbox's kept-alive connections to whatever next has its address.
   const sandboxReleased = (sandboxId: string) => proxy.release(sandboxId);
+  const sandboxStarted = (sandboxId: string) => void proxy.warm(sandboxId);
   const proxy = createSandboxProxy(
     {
       ...sandboxTraffic({
@@ -108,6 +109,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     uploadMaxBytes: config.uploadMaxBytes,
     openSignup: config.openSignup ?? false,
     sandboxReleased,
+    sandboxStarted,
     builds: { files: buildFiles, queue: buildQueue },
     dashboardDir: config.dashboardDir,
   });

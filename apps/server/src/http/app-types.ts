@@ -35,6 +35,11 @@ export interface ServerDeps {
    * changes): the sandbox proxy drops its connections to it (`SandboxProxy.release`).
    */
   sandboxReleased?: (sandboxId: string) => void;
+  /**
+   * Told when a sandbox has started running (created or resumed): the sandbox proxy gets the way to
+   * it ready before its first request (`SandboxProxy.warm`).
+   */
+  sandboxStarted?: (sandboxId: string) => void;
   /** Template builds: the uploaded files COPY steps take from, and the queue that runs builds. */
   builds: { files: BuildFiles; queue: BuildQueue };
   /** Prometheus metrics (request timing, heartbeats); none: nothing is measured. */

@@ -1,7 +1,7 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import net from 'node:net';
 import { pipeline } from 'node:stream';
-import type { Logger } from '@wrenn/core';
+import { formatHostPort, type Logger } from '@wrenn/core';
 import { forwardHeaders, responseHeaders } from './headers.js';
 import { sendJson, timeoutError, unreachableBody } from './replies.js';
 import type { SandboxAddress } from './routing.js';
@@ -154,5 +154,40 @@ function guardConnect(up: http.ClientRequest, ms: number): void {
     const timer = setTimeout(() => up.destroy(timeoutError()), ms);
     socket.once('connect', () => clearTimeout(timer));
     socket.once('close', () => clearTimeout(timer));
+  });
+}
+
+/**
+ * Opens a connection to `port` of the target and leaves it in the target's pool, kept alive: a
+ * `GET /health` (envd's, which needs no token) whose answer is read and dropped. Resolves once the
+ * connection is back in the pool, or failed (never rejects).
+ */
+export function openConnection(
+  target: Target,
+  port: number,
+  connectTimeoutMs: number,
+  logger: Logger,
+): Promise<void> {
+  return new Promise((resolve) => {
+    const up = http.request({
+      host: target.host,
+      port,
+      method: 'GET',
+      path: '/health',
+      headers: { host: formatHostPort(target.host, port) },
+      agent: target.agent,
+    });
+    up.setNoDelay(true);
+    guardConnect(up, connectTimeoutMs);
+    up.on('response', (res) => {
+      // Node gives the socket back to the pool on the tick after the answer's end.
+      res.once('end', () => setImmediate(resolve));
+      res.resume();
+    });
+    up.on('error', (err) => {
+      logger.debug({ host: target.host, port, err }, 'opening a sandbox connection failed');
+      resolve();
+    });
+    up.end();
   });
 }

@@ -5,7 +5,7 @@ import type { Logger } from '@wrenn/core';
 import { ENVD_PORT } from '@wrenn/contracts';
 import { TRAFFIC_TOKEN_HEADER, trafficTokenMatches } from '../services/network-policy.js';
 import { TunnelPool } from './agent-tunnel.js';
-import { forwardRequest, type ForwardContext } from './forward.js';
+import { forwardRequest, openConnection, type ForwardContext } from './forward.js';
 import { rawReply, notFoundBody, sendJson } from './replies.js';
 import { routeSandboxRequest, type SandboxAddress, type SandboxRoute } from './routing.js';
 import { TargetCache, type ResolveResult, type Target } from './target-cache.js';
@@ -45,6 +45,13 @@ export interface SandboxProxy {
    * connections, so none of them serves whatever next lives at that address.
    */
   release(sandboxId: string): void;
+  /**
+   * The sandbox has just started (created or resumed): look it up and open a kept-alive connection
+   * to its envd now, so that its client's first request (the e2b SDK sends a command right after the
+   * create's answer) waits for neither. Failures are ignored: that request then looks for itself.
+   * Resolves once done (never rejects); `port` is envd's unless given.
+   */
+  warm(sandboxId: string, port?: number): Promise<void>;
 }
 
 export interface SandboxProxyOptions {
@@ -122,5 +129,13 @@ export function createSandboxProxy(deps: SandboxProxyDeps, options: SandboxProxy
       else tunnelUpgrade(ctx, req, socket, head, route);
     },
     release: (sandboxId) => targets.release(sandboxId),
+    async warm(sandboxId, port = ENVD_PORT) {
+      try {
+        const target = await targets.target(sandboxId);
+        if (target) await openConnection(target, port, connectTimeoutMs, logger);
+      } catch (err) {
+        logger.debug({ sandboxId, err }, 'warming the way to a sandbox failed');
+      }
+    },
   };
 }

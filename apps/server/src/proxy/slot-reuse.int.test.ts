@@ -142,6 +142,27 @@ describe('the sandbox proxy on a reused network slot', () => {
   });
 });
 
+describe('warming the way to a sandbox that just started', () => {
+  it('its first request finds the lookup made and a connection open', async () => {
+    place('sbxwarmed');
+    await proxy.warm('sbxwarmed', targetPort);
+    expect(slot.opened.get('sbxwarmed')).toBe(1);
+    expect(resolve).toHaveBeenCalledTimes(1);
+    expect(await post('sbxwarmed', 'first')).toEqual({ status: 200, body: 'sbxwarmed:first' });
+    // The same connection and the same lookup.
+    expect(slot.opened.get('sbxwarmed')).toBe(1);
+    expect(resolve).toHaveBeenCalledTimes(1);
+  });
+
+  it('does nothing for a sandbox that is gone, or one that does not answer', async () => {
+    await proxy.warm('sbxnowhere', targetPort);
+    expect(slot.opened.size).toBe(0);
+    place('sbxdeafened');
+    await proxy.warm('sbxdeafened', await unusedPort());
+    expect(await post('sbxdeafened', 'still')).toEqual({ status: 200, body: 'sbxdeafened:still' });
+  });
+});
+
 async function post(sandboxId: string, body: string): Promise<{ status: number; body: string }> {
   const req = http.request({
     host: '127.0.0.1',
@@ -161,6 +182,14 @@ async function post(sandboxId: string, body: string): Promise<{ status: number; 
   let text = '';
   for await (const chunk of res) text += (chunk as Buffer).toString();
   return { status: res.statusCode ?? 0, body: res.statusCode === 200 ? text : '' };
+}
+
+/** A port nothing listens on (it did a moment ago). */
+async function unusedPort(): Promise<number> {
+  const server = http.createServer();
+  const port = await listen(server);
+  await new Promise((r) => server.close(r));
+  return port;
 }
 
 async function listen(server: http.Server, host = '127.0.0.1', port = 0): Promise<number> {

@@ -19,6 +19,8 @@ export interface SandboxLifecycleDeps {
   hosts: Hosts;
   /** Called once a sandbox was destroyed, paused or resumed, whether or not that succeeded. */
   sandboxReleased?: (sandboxId: string) => void;
+  /** Called once a sandbox runs after a create or resume (after `sandboxReleased` for a resume). */
+  sandboxStarted?: (sandboxId: string) => void;
   logger?: Logger;
 }
 
@@ -117,6 +119,7 @@ export async function createSandbox(
     await db.deleteFrom('sandboxes').where('id', '=', id).where('status', '=', 'pending').execute();
     throw err;
   }
+  deps.sandboxStarted?.(id);
   const row = await db
     .updateTable('sandboxes')
     .set({
@@ -196,6 +199,7 @@ export async function resumeSandbox(
     await movePausedSandbox(deps, id);
     return resumeOn();
   });
+  deps.sandboxStarted?.(id);
   await db
     .updateTable('sandboxes')
     .set({
