@@ -10,6 +10,7 @@ import { SessionTokens } from '../auth/tokens.js';
 import { openDatabase, type Db } from '../db/database.js';
 import type { App, ServerDeps } from '../http/app-types.js';
 import { buildApp, serveApp } from '../http/app.js';
+import { ServerMetrics } from '../metrics/server-metrics.js';
 import type { TrustedProxies } from '../http/client-address.js';
 import type { FleetConfig } from '../config.js';
 import { openFleet, type Fleet } from '../services/fleet/fleet.js';
@@ -145,6 +146,8 @@ export async function startTestServer(
     builds: { files, queue },
     openSignup: true,
     authLimits: TEST_AUTH_LIMITS,
+    // Measured as in production, so every test goes through the request timer too.
+    metrics: new ServerMetrics({ db, logger: testLogger }),
     ...extra,
   });
   const server: ServerType = await serveApp(app, '127.0.0.1', 0, undefined, {
