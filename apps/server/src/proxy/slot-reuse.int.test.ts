@@ -1,5 +1,6 @@
 import http, { type IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '@wrenn/core';
 import { createSandboxProxy, type ResolveResult, type SandboxProxy } from './sandbox-proxy.js';
@@ -139,6 +140,50 @@ describe('the sandbox proxy on a reused network slot', () => {
     expect((await post('sbxmoving', 'four')).status).toBe(200);
     await eventually(() => expect(slot.closed.get('sbxmoving2')).toBe(1));
     expect(slot.stale).toBe(0);
+  });
+});
+
+describe('looking a sandbox up again', () => {
+  it('happens behind steady traffic: no request waits for it, and an answer is used only while fresh', async () => {
+    // Long enough that a loaded machine still sends each request inside the window it is meant for.
+    const cacheMs = 2000;
+    const answer: ResolveResult = { kind: 'target', host: '127.0.0.1' };
+    // Lookups after the first answer only when the test says so: pending[i] answers lookup i + 2.
+    const pending: ((r: ResolveResult) => void)[] = [];
+    const lookups = vi.fn(
+      () =>
+        new Promise<ResolveResult>((r) => {
+          if (lookups.mock.calls.length === 1) r(answer);
+          else pending.push(r);
+        }),
+    );
+    proxy = createSandboxProxy(
+      { resolve: lookups, activity: () => undefined, logger: silentLogger() },
+      { cacheMs },
+    );
+    place('sbxsteady');
+    expect(await post('sbxsteady', 'one')).toEqual({ status: 200, body: 'sbxsteady:one' });
+    // Past half the answer's life: it is still used, and looked up again meanwhile (once).
+    await sleep(cacheMs * 0.6);
+    expect(await post('sbxsteady', 'two')).toEqual({ status: 200, body: 'sbxsteady:two' });
+    expect(await post('sbxsteady', 'three')).toEqual({ status: 200, body: 'sbxsteady:three' });
+    expect(lookups).toHaveBeenCalledTimes(2);
+    pending[0]!(answer);
+    // Past the first answer's life, the second serves: again no request waited for a lookup.
+    await sleep(cacheMs * 0.6);
+    expect(await post('sbxsteady', 'four')).toEqual({ status: 200, body: 'sbxsteady:four' });
+    expect(lookups).toHaveBeenCalledTimes(3);
+
+    // That third lookup never answers, and the second answer runs out: it is not used any more,
+    // the next request waits for a lookup of its own.
+    await sleep(cacheMs * 0.6);
+    const late = post('sbxsteady', 'five');
+    await eventually(() => expect(lookups).toHaveBeenCalledTimes(4));
+    pending[2]!(answer);
+    expect(await late).toEqual({ status: 200, body: 'sbxsteady:five' });
+    pending[1]!(answer); // too late to replace anything
+    expect(await post('sbxsteady', 'six')).toEqual({ status: 200, body: 'sbxsteady:six' });
+    expect(lookups).toHaveBeenCalledTimes(4);
   });
 });
 

@@ -68,11 +68,15 @@ export interface TargetCacheOptions {
  * Where each sandbox is, looked up through `resolve` at most once per `cacheMs` (concurrent
  * requests share one lookup, and so one auto-resume), and the connection pool of its current
  * incarnation. "Gone" is never remembered: right after a create or resume the SDK talks to envd at
- * once, and a remembered "not found" would fail that call.
+ * once, and a remembered "not found" would fail that call. An answer is used only within `cacheMs`
+ * of when it came; one past half that age is looked up again behind the requests that use it, so
+ * steady traffic never waits for a lookup (a row read and an agent call each).
  */
 export class TargetCache {
   private readonly lookups: LRUCache<string, Promise<ResolveResult>>;
   private readonly pools: LRUCache<string, SandboxPool>;
+  /** Sandboxes whose answer is being looked up again while the current one is still used. */
+  private readonly refreshing = new Set<string>();
 
   constructor(
     private readonly resolve: (sandboxId: string) => Promise<ResolveResult>,
@@ -115,7 +119,11 @@ export class TargetCache {
 
   private lookup(sandboxId: string): Promise<ResolveResult> {
     const cached = this.lookups.get(sandboxId);
-    if (cached) return cached;
+    if (cached) {
+      // A lookup in flight has no TTL (Infinity here), so only an answer is ever refreshed.
+      if (this.lookups.getRemainingTTL(sandboxId) < this.options.cacheMs / 2) this.refresh(sandboxId, cached);
+      return cached;
+    }
     const result = this.resolve(sandboxId);
     // No TTL while resolving, so concurrent requests share it; the clock starts once it answers.
     this.lookups.set(sandboxId, result, { ttl: 0 });
@@ -131,5 +139,25 @@ export class TargetCache {
       },
     );
     return result;
+  }
+
+  /** Looks `sandboxId` up again; the answer replaces `cached` if nothing else did meanwhile. */
+  private refresh(sandboxId: string, cached: Promise<ResolveResult>): void {
+    if (this.refreshing.has(sandboxId)) return;
+    this.refreshing.add(sandboxId);
+    const next = this.resolve(sandboxId);
+    // Released (a pause, a failed connection) or looked up anew after it ran out: that stands.
+    const current = () => this.lookups.peek(sandboxId, { allowStale: true }) === cached;
+    next
+      .then(
+        (r) => {
+          if (!current()) return;
+          if (r.kind === 'target') this.lookups.set(sandboxId, next, { ttl: this.options.cacheMs });
+          else this.lookups.delete(sandboxId);
+        },
+        // The answer in hand runs out as it would have; the request after it looks up itself.
+        () => undefined,
+      )
+      .finally(() => this.refreshing.delete(sandboxId));
   }
 }
