@@ -43,12 +43,16 @@ export class MemoryThresholds {
   private send(key: string, line: string): Promise<void> {
     if (/\s/.test(key) || line.split(' ').length > 4) throw new Error(`invalid memory watch ${line}`);
     const child = this.started();
+    // The helper's process and pipes are unref'd, so while an answer is awaited something must keep
+    // the event loop alive: at start-up (adopting a running sandbox, before the agent listens) nothing
+    // else does, and Node.js would exit with 0 mid-adoption (found by `npm run chaos`).
+    const awaiting = setInterval(() => undefined, 60_000);
     return new Promise<void>((resolve, reject) => {
       const queue = this.pending.get(key) ?? [];
       queue.push({ resolve, reject });
       this.pending.set(key, queue);
       child.stdin.write(`${line}\n`);
-    });
+    }).finally(() => clearInterval(awaiting));
   }
 
   private started(): ChildProcessWithoutNullStreams {
