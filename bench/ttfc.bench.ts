@@ -6,7 +6,9 @@
 // With a warm pool (the agent's SetWarmPool, docs/warm-pool.md): the same creates again, each started
 // when the pool is full and its refill done (`--pool 0` skips them), plus back-to-back creates that
 // drain it.
-// Usage: npm run bench:ttfc [-- --rounds 10 --execs 100 --concurrency 20,50 --pool 2]
+// `--only` runs some series: create, echo, exec, resume, snapshot, rpc, pool, concurrent (default all;
+// the bare baselines run only beside the series that need them).
+// Usage: npm run bench:ttfc [-- --rounds 10 --execs 100 --concurrency 20,50 --pool 2 --only exec,pool]
 import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
@@ -16,6 +18,7 @@ import { exec } from '@wrenn/core';
 import {
   installDir,
   repoRoot,
+  testDataDir,
   startAgentProcess,
   type AgentProcess,
 } from '../test/e2e/support/agent-process.js';
@@ -32,9 +35,18 @@ const rounds = Number(arg('--rounds', '10')) || 10;
 const execs = Number(arg('--execs', '100')) || 100;
 const concurrency = arg('--concurrency', '20,50').split(',').map(Number).filter(Boolean);
 const poolSize = Number(arg('--pool', '2'));
+const allSeries = ['create', 'echo', 'exec', 'resume', 'snapshot', 'rpc', 'pool', 'concurrent'];
+const only = new Set(arg('--only', allSeries.join(',')).split(','));
+for (const name of only) if (!allSeries.includes(name)) throw new Error(`--only: no series ${name}`);
+const runs = (name: string) => only.has(name);
 const warmups = 2;
 const runsc = path.join(installDir, 'bin/runsc');
-const plotFile = path.join(repoRoot, 'docs/performance/ttfc.png');
+// runsc's state of the agent's sandboxes (the agent's layout.runscRoot under the e2e data dir).
+const agentRunscRoot = path.join(testDataDir, 'run', 'runsc');
+// A run of some series only leaves the committed plot alone.
+const plotFile = process.argv.includes('--only')
+  ? path.join(installDir, 'bench-ttfc.png')
+  : path.join(repoRoot, 'docs/performance/ttfc.png');
 const resultsFile = path.join(installDir, 'bench-ttfc.json');
 
 // Ctrl-C / SIGTERM: finish the current step, then clean up like any other failure.
@@ -50,6 +62,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `runsc run` of the base image until `echo hi` has printed: the floor of a cold create + command. */
 async function rawRunToOutput(n: number): Promise<number[]> {
+  console.error(`baseline: bare runsc run to first output, ${warmups} warm-ups + ${n}…`);
   const bundle = await prepareRawBundle('bench-ttfc-run', ['/bin/sh', '-c', 'echo hi']);
   const samples: number[] = [];
   try {
@@ -88,6 +101,7 @@ async function rawRunToOutput(n: number): Promise<number[]> {
  * as bench:snapshot does; each restore is checkpointed again in the next round.
  */
 async function rawCheckpointRestore(n: number): Promise<{ checkpoint: number[]; restore: number[] }> {
+  console.error(`baseline: bare runsc checkpoint / restore of an idle node, ${warmups} warm-ups + ${n}…`);
   const bundle: RawBundle = await prepareRawBundle(
     'bench-ttfc-snapshot',
     ['/usr/bin/node', '-e', 'setInterval(() => {}, 1000)'],
@@ -190,9 +204,14 @@ async function sdkBench(agent: AgentProcess): Promise<SdkResults> {
       failures.push(text);
     }
   };
+  /** One series of the bench, when `--only` names it (or is not given). */
+  const measure = async (name: string, title: string, fn: () => Promise<void>) => {
+    if (!runs(name)) return;
+    console.error(title);
+    await step(fn);
+  };
 
-  console.error(`SDK: create alone, ${warmups} warm-ups + ${rounds}…`);
-  await step(async () => {
+  await measure('create', `SDK: create alone, ${warmups} warm-ups + ${rounds}…`, async () => {
     for (let i = 0; i < warmups + rounds; i++) {
       checkInterrupted();
       const [sbx, ms] = await timed(() => create());
@@ -204,8 +223,7 @@ async function sdkBench(agent: AgentProcess): Promise<SdkResults> {
     }
   });
 
-  console.error(`SDK: create + first echo, ${rounds}…`);
-  await step(async () => {
+  await measure('echo', `SDK: create + first echo, ${rounds}…`, async () => {
     for (let i = 0; i < rounds; i++) {
       checkInterrupted();
       const t = performance.now();
@@ -221,24 +239,33 @@ async function sdkBench(agent: AgentProcess): Promise<SdkResults> {
     }
   });
 
-  console.error(`SDK: run('true') on a warm sandbox, ${execs}…`);
-  await step(async () => {
-    {
-      const sbx = await create();
-      try {
-        for (let i = 0; i < 5 + execs; i++) {
-          const [res, ms] = await timed(() => sbx.commands.run('true'));
-          if (res.exitCode !== 0) throw new Error(`true: ${JSON.stringify(res)}`);
-          if (i >= 5) add("run('true'), warm", ms);
+  await measure(
+    'exec',
+    `SDK: run('true') on a warm sandbox, ${execs}, each beside a bare runsc exec…`,
+    async () => {
+      {
+        const sbx = await create();
+        try {
+          // No pool runs yet, so the sandbox's runsc container is named after its id.
+          const bareExec = () =>
+            exec([runsc, `--root=${agentRunscRoot}`, 'exec', sbx.sandboxId, '/bin/true']);
+          for (let i = 0; i < 5 + execs; i++) {
+            const [res, ms] = await timed(() => sbx.commands.run('true'));
+            if (res.exitCode !== 0) throw new Error(`true: ${JSON.stringify(res)}`);
+            const [, bareMs] = await timed(bareExec);
+            if (i >= 5) {
+              add("run('true'), warm", ms);
+              add('bare runsc exec true', bareMs);
+            }
+          }
+        } finally {
+          await sbx.kill();
         }
-      } finally {
-        await sbx.kill();
       }
-    }
-  });
+    },
+  );
 
-  console.error(`SDK: pause / connect (resume), ${warmups} warm-ups + ${rounds}…`);
-  await step(async () => {
+  await measure('resume', `SDK: pause / connect (resume), ${warmups} warm-ups + ${rounds}…`, async () => {
     {
       let sbx = await create();
       try {
@@ -265,38 +292,40 @@ async function sdkBench(agent: AgentProcess): Promise<SdkResults> {
     }
   });
 
-  console.error(`SDK: snapshot template, create from it ${warmups} warm-ups + ${rounds}…`);
-  await step(async () => {
-    {
-      const src = await create();
-      await src.commands.run('echo prepared > /home/user/state');
-      const snapshot = await src.createSnapshot();
-      await src.kill();
-      try {
-        for (let i = 0; i < warmups + rounds; i++) {
-          checkInterrupted();
-          const t = performance.now();
-          const sbx = await create(snapshot.snapshotId);
-          const created = performance.now() - t;
-          const res = await sbx.commands.run('echo hi');
-          const total = performance.now() - t;
-          if (res.stdout !== 'hi\n') throw new Error(`echo hi: ${JSON.stringify(res)}`);
-          if (i >= warmups) {
-            add('create from snapshot', created);
-            add('create from snapshot + first echo', total);
-            observed.set(`snapshot:${sbx.sandboxId}`, created);
+  await measure(
+    'snapshot',
+    `SDK: snapshot template, create from it ${warmups} warm-ups + ${rounds}…`,
+    async () => {
+      {
+        const src = await create();
+        await src.commands.run('echo prepared > /home/user/state');
+        const snapshot = await src.createSnapshot();
+        await src.kill();
+        try {
+          for (let i = 0; i < warmups + rounds; i++) {
+            checkInterrupted();
+            const t = performance.now();
+            const sbx = await create(snapshot.snapshotId);
+            const created = performance.now() - t;
+            const res = await sbx.commands.run('echo hi');
+            const total = performance.now() - t;
+            if (res.stdout !== 'hi\n') throw new Error(`echo hi: ${JSON.stringify(res)}`);
+            if (i >= warmups) {
+              add('create from snapshot', created);
+              add('create from snapshot + first echo', total);
+              observed.set(`snapshot:${sbx.sandboxId}`, created);
+            }
+            await sbx.kill();
           }
-          await sbx.kill();
+        } finally {
+          await Sandbox.deleteSnapshot(snapshot.snapshotId);
         }
-      } finally {
-        await Sandbox.deleteSnapshot(snapshot.snapshotId);
       }
-    }
-  });
+    },
+  );
 
   // For the API-less reference: the agent's CreateSandbox RPC called directly, same template.
-  console.error(`agent RPC: CreateSandbox directly, ${rounds}…`);
-  await step(async () => {
+  await measure('rpc', `agent RPC: CreateSandbox directly, ${rounds}…`, async () => {
     for (let i = 0; i < rounds; i++) {
       checkInterrupted();
       const [res, ms] = await timed(() => agent.client.createSandbox({ template: 'base', timeoutSec: 300 }));
@@ -305,10 +334,10 @@ async function sdkBench(agent: AgentProcess): Promise<SdkResults> {
     }
   });
 
-  if (poolSize > 0) await poolBench(agent, add, observed, step);
+  if (poolSize > 0 && runs('pool')) await poolBench(agent, add, observed, step);
 
   const concurrent: SdkResults['concurrent'] = [];
-  for (const n of concurrency) {
+  for (const n of runs('concurrent') ? concurrency : []) {
     checkInterrupted();
     console.error(`SDK: ${n} concurrent creates (the SDK's default 60 s request timeout)…`);
     const t = performance.now();
@@ -516,10 +545,11 @@ function phaseTable(title: string, events: PhaseEvent[], observed: Observed, kin
 
 // ---------------------------------------------------------------------------------------------
 
-console.error(`baseline: bare runsc run to first output, ${warmups} warm-ups + ${rounds}…`);
-const rawRun = await rawRunToOutput(rounds);
-console.error(`baseline: bare runsc checkpoint / restore of an idle node, ${warmups} warm-ups + ${rounds}…`);
-const raw = await rawCheckpointRestore(rounds);
+const rawRun = runs('create') || runs('echo') ? await rawRunToOutput(rounds) : [];
+const raw =
+  runs('resume') || runs('snapshot')
+    ? await rawCheckpointRestore(rounds)
+    : { checkpoint: [] as number[], restore: [] as number[] };
 
 const agent = await startAgentProcess({ LOG_LEVEL: 'info', WRENN_SANDBOX_NAMESERVERS: '' });
 const events = collectPhases(agent);
@@ -544,6 +574,7 @@ const rows: [string, number[], string][] = [
   ['agent CreateSandbox RPC (no control plane)', s['agent CreateSandbox RPC (no control plane)'] ?? [], 'ms'],
   ['bare runsc run to first output (baseline)', rawRun, 'ms'],
   ["SDK commands.run('true'), warm sandbox", s["run('true'), warm"] ?? [], 'ms'],
+  ['bare runsc exec true, same sandbox (baseline)', s['bare runsc exec true'] ?? [], 'ms'],
   [`SDK Sandbox.create('base'), warm pool of ${poolSize}`, s['pool: create'] ?? [], 'ms'],
   [`SDK create + first echo, warm pool`, s['pool: create + first echo'] ?? [], 'ms'],
   ['  of which the first commands.run (pool)', s['  pool: of which the first run'] ?? [], 'ms'],
@@ -564,11 +595,23 @@ const rows: [string, number[], string][] = [
     'ms',
   ]),
 ];
-printPercentiles(`Time to first command, ${rounds} rounds, ${execs} warm runs (ms)`, rows, 1);
+printPercentiles(
+  `Time to first command, ${rounds} rounds, ${execs} warm runs (ms)`,
+  rows.filter(([, samples]) => samples.length > 0),
+  1,
+);
 
-const ratio = (name: string, a: number[], b: number[], aim: string) =>
-  console.log(`${name.padEnd(52)} ${(median(a) / median(b)).toFixed(2).padStart(6)}×   aim ${aim}`);
+const ratio = (name: string, a: number[], b: number[], aim: string) => {
+  if (a.length && b.length)
+    console.log(`${name.padEnd(52)} ${(median(a) / median(b)).toFixed(2).padStart(6)}×   aim ${aim}`);
+};
 console.log('\nRatios of p50s to the baselines of this run');
+ratio(
+  "run('true') / bare runsc exec true",
+  s["run('true'), warm"] ?? [],
+  s['bare runsc exec true'] ?? [],
+  '(≤ 30 ms)',
+);
 ratio('create from snapshot / bare restore', s['create from snapshot'] ?? [], raw.restore, '≤ 1.3×');
 ratio('resume idle / bare restore', s['resume (connect), idle'] ?? [], raw.restore, '≤ 1.3×');
 ratio('pause / bare checkpoint', s.pause ?? [], raw.checkpoint, '≤ 1.5×');
@@ -648,7 +691,7 @@ const plot = distributionSvg(
   `Time to first command, ${new Date().toISOString().slice(0, 10)}, this machine (${cpus().length} cores): every sample, p50–p95 bar, p99 red tick`,
   'blue: through the public API with the e2b SDK · grey: bare runsc and agent-RPC baselines from the same run · log scale',
   rows
-    .filter(([name]) => !name.startsWith('  '))
+    .filter(([name, samples]) => !name.startsWith('  ') && samples.length > 0)
     .map(([name, samples]) => ({
       name,
       samples,
