@@ -10,7 +10,7 @@ import { openDatabase } from './db/database.js';
 import { BuildFiles } from './services/builds/build-files.js';
 import { BUILD_DEFAULTS, startBuildQueue } from './services/builds/queue.js';
 import { buildRunner, RUNNER_DEFAULTS, runnerTimeoutMs } from './services/builds/runner.js';
-import { buildApp, serveApp } from './http/app.js';
+import { buildApp, closeServer, serveApp } from './http/app.js';
 import { createSandboxProxy } from './proxy/sandbox-proxy.js';
 import { openFleet } from './services/fleet/fleet.js';
 import { refreshHooksFor } from './services/fleet/host-credentials.js';
@@ -158,7 +158,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     prepareLocalHost: (opts) => prepareLocalHost({ db, fleet, logger }, opts),
     abandonLocalHost: (hostId) => abandonLocalHost({ db, fleet, logger }, hostId),
     async stop() {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await closeServer(server);
       await metricsListener?.close();
       await monitor.stop();
       await replicas?.stop();

@@ -109,12 +109,35 @@ export async function serveApp(
   });
   // Node cuts off any request whose body takes over 5 minutes; uploads and proxied streams may.
   (server as http.Server).requestTimeout = 0;
+  const sockets = new Set<Duplex>();
+  server.on('connection', (socket: Duplex) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  openSockets.set(server, sockets);
   putAdmissionFirst(server, opts.trustedProxies ?? new TrustedProxies(), proxy);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
   });
   return server;
+}
+
+/** Every connection a server from `serveApp` holds, upgraded ones included (Node forgets those). */
+const openSockets = new WeakMap<ServerType, Set<Duplex>>();
+
+/**
+ * Stops listening and resolves once every connection is gone: requests under way get `graceMs`, then
+ * what is still open is cut — WebSockets, agent tunnels and proxied streams never end by themselves
+ * (an agent in the same process, `wrenn up`, would otherwise hold its server open for good).
+ */
+export function closeServer(server: ServerType, graceMs = 5000): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  (server as http.Server).closeIdleConnections();
+  const cut = setTimeout(() => {
+    for (const socket of openSockets.get(server) ?? []) socket.destroy();
+  }, graceMs);
+  return closed.finally(() => clearTimeout(cut));
 }
 
 /**
