@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { ALL_TRAFFIC, Sandbox } from 'e2b';
+import { ALL_TRAFFIC, Sandbox, type SandboxOpts } from 'e2b';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.js';
 import { startControlPlane, teamApiKey, type ControlPlane } from './support/api-client.js';
@@ -34,10 +34,7 @@ afterAll(async () => {
   await hosts?.stop();
 });
 
-async function withSdkSandbox(
-  opts: Parameters<typeof Sandbox.create>[0],
-  fn: (sbx: Sandbox) => Promise<void>,
-) {
+async function withSdkSandbox(opts: SandboxOpts, fn: (sbx: Sandbox) => Promise<void>) {
   const sbx = await Sandbox.create(opts);
   try {
     await sbx.files.write('/tmp/probe.py', PROBE);
@@ -121,7 +118,8 @@ http.server.HTTPServer(('0.0.0.0', 8000), H).serve_forever()
       await eventually(async () => expect((await viaProxy(host, token)).status).toBe(200), 15_000);
       const seen = JSON.parse((await viaProxy(host, token)).body) as Record<string, string>;
       expect(seen).not.toHaveProperty('e2b-traffic-access-token');
-      for (const headers of [{}, { 'e2b-traffic-access-token': 'forged' }]) {
+      const attempts: Record<string, string>[] = [{}, { 'e2b-traffic-access-token': 'forged' }];
+      for (const headers of attempts) {
         const refused = await viaProxy(host, headers);
         expect(refused.status).toBe(403);
         const error = JSON.parse(refused.body) as { code: number; message: string };

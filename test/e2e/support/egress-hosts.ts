@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { exec } from '@wrenn/core';
-import { buildAnswer, parseQuery, Rcode } from '../../../apps/agent/src/network/dns-message.js';
+import { buildAnswer, parseQuery, Rcode } from '@wrenn/agent';
 
 /**
  * Hosts for egress tests, all on this machine: a network namespace `wrtest-eg` behind a veth whose

@@ -50,7 +50,7 @@ async function setup(policy: EgressPolicy) {
       writes.push(egress.rules(s).filter);
       return Promise.resolve();
     },
-    silentLogger,
+    silentLogger(),
   );
   cleanups.push(() => egress.release(slot));
   await egress.apply(slot, policy);
