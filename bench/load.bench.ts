@@ -133,7 +133,7 @@ async function timedRequest(
   name: string,
   ok: number,
   request: () => Promise<Response>,
-): Promise<Response | undefined> {
+): Promise<{ status: number; text: string } | undefined> {
   const t = performance.now();
   try {
     const res = await request();
@@ -145,7 +145,7 @@ async function timedRequest(
       return undefined;
     }
     rec.record(name, ms);
-    return new Response(text, { status: res.status });
+    return { status: res.status, text };
   } catch (err) {
     rec.record(name, performance.now() - t, String(err));
     return undefined;
@@ -198,9 +198,12 @@ async function lifecycleClient(base: string, team: Team, until: number, rec: Rec
       await sleep(1000);
       continue;
     }
-    const { id } = (await made.json()) as { id: string };
-    await timedRequest(rec, KILL, 204, () =>
-      fetch(`${base}/v1/sandboxes/${id}`, { method: 'DELETE', headers: keyed(team) }),
+    const { id } = JSON.parse(made.text) as { id: string };
+    await timedRequest(
+      rec,
+      KILL,
+      204,
+      withTimeout(() => fetch(`${base}/v1/sandboxes/${id}`, { method: 'DELETE', headers: keyed(team) })),
     );
   }
 }
@@ -210,6 +213,8 @@ interface MemorySample {
   rssMb: number;
   heapUsedMb: number;
   heapTotalMb: number;
+  /** The server's longest event-loop stall since the previous sample (its own histogram, reset per scrape). */
+  loopLagMaxMs: number;
 }
 
 async function rssMb(pid: number): Promise<number> {
@@ -219,13 +224,13 @@ async function rssMb(pid: number): Promise<number> {
 
 async function sampleMemory(server: ServerProcess, metricsUrl: string, t0: number): Promise<MemorySample> {
   const text = await (await fetch(metricsUrl)).text();
-  const value = (name: string) =>
-    Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) / 1024 / 1024;
+  const raw = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
   return {
     atSec: Math.round((performance.now() - t0) / 1000),
     rssMb: await rssMb(server.pid),
-    heapUsedMb: value('nodejs_heap_size_used_bytes'),
-    heapTotalMb: value('nodejs_heap_size_total_bytes'),
+    heapUsedMb: raw('nodejs_heap_size_used_bytes') / 1024 / 1024,
+    heapTotalMb: raw('nodejs_heap_size_total_bytes') / 1024 / 1024,
+    loopLagMaxMs: raw('nodejs_eventloop_lag_max_seconds') * 1000,
   };
 }
 
@@ -300,7 +305,9 @@ function report(
   seconds: number,
   memory: MemorySample[],
   serverCpuMs: number,
+  clientCpuMs: number,
   serverCounted: number,
+  serverMeans: [string, number][],
 ) {
   const names = [...OPERATIONS.map((o) => o.name), ...(lifecycleClients ? [CREATE, KILL] : [])];
   console.log(
@@ -329,11 +336,25 @@ function report(
   );
   console.log(`error rate: ${((errors / Math.max(1, total)) * 100).toFixed(3)} % (${errors} of ${total})`);
   for (const [name, first] of rec.firstError) console.log(`  first error of ${name}: ${first}`);
-  const perSecond = rec.perSecond.slice(0, Math.floor(seconds)).map((n) => n ?? 0);
+  const perSecond = Array.from({ length: Math.floor(seconds) }, (_, i) => rec.perSecond[i] ?? 0);
+  const stalled = perSecond.filter((n) => n === 0).length;
   const rps = percentiles(perSecond);
   console.log(
-    `requests/s: mean ${(total / seconds).toFixed(1)}, per-second p50 ${rps.p50}, min ${Math.min(...perSecond)}`,
+    `requests/s: mean ${(total / seconds).toFixed(1)}, per-second p50 ${rps.p50}, min ${Math.min(...perSecond)}; ` +
+      `${stalled} s with no answer at all`,
   );
+  console.log(
+    `client CPU: ${(clientCpuMs / 1000).toFixed(1)} s (${(clientCpuMs / 10 / seconds).toFixed(0)} % of one core)`,
+  );
+  console.log(
+    `server event-loop stalls: longest ${Math.max(...memory.map((m) => m.loopLagMaxMs)).toFixed(0)} ms; ` +
+      `5 s windows with a stall over 1 s: ${memory.filter((m) => m.loopLagMaxMs > 1000).length} of ${memory.length}`,
+  );
+  console.log(
+    "\nthe server's own view (its histogram: mean time to answer; the rest of a client's wait is queueing):",
+  );
+  for (const [route, mean] of serverMeans)
+    console.log(`  ${route.padEnd(70)} ${mean.toFixed(1).padStart(8)} ms`);
   console.log(
     `server CPU: ${(serverCpuMs / 1000).toFixed(1)} s over ${seconds.toFixed(0)} s (${(serverCpuMs / 10 / seconds).toFixed(0)} % of one core)`,
   );
@@ -390,6 +411,7 @@ async function main() {
     const rec = new Recorder(t0);
     const memory: MemorySample[] = [await sampleMemory(server, metricsUrl, t0)];
     const cpu0 = (await cpuMs(server.pid))!;
+    const client0 = process.cpuUsage();
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
@@ -407,6 +429,8 @@ async function main() {
     );
     const seconds = (performance.now() - t0) / 1000;
     const serverCpuMs = (await cpuMs(server.pid))! - cpu0;
+    const clientUsage = process.cpuUsage(client0);
+    const clientCpuMs = (clientUsage.user + clientUsage.system) / 1000;
     sampling = false;
     await sampler;
     memory.push(await sampleMemory(server, metricsUrl, t0));
@@ -416,7 +440,19 @@ async function main() {
     ]
       .map((m) => Number(m[1]))
       .reduce((a, b) => a + b, 0);
-    report(rec, seconds, memory, serverCpuMs, serverCounted);
+    // Mean server-side time per series (method, route, status class) with more than 100 requests.
+    const sums = new Map<string, { sum: number; count: number }>();
+    for (const m of metricsText.matchAll(
+      /^wrenn_http_request_duration_seconds_(sum|count)\{([^}]*)\} (\S+)$/gm,
+    )) {
+      const entry = sums.get(m[2]!) ?? { sum: 0, count: 0 };
+      entry[m[1] as 'sum' | 'count'] = Number(m[3]);
+      sums.set(m[2]!, entry);
+    }
+    const serverMeans = [...sums]
+      .filter(([, e]) => e.count > 100)
+      .map(([labels, e]): [string, number] => [labels, (e.sum / e.count) * 1000]);
+    report(rec, seconds, memory, serverCpuMs, clientCpuMs, serverCounted, serverMeans);
   } finally {
     // Whatever happened: the run's sandboxes go, then the server, the agent and the database.
     if (server)
