@@ -3,7 +3,6 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Code, ConnectError } from '@connectrpc/connect';
 import { hostagent } from '@wrenn/contracts';
 import { startAgentProcess, sh, type AgentProcess } from './support/agent-process.js';
 
@@ -133,23 +132,21 @@ describe('two sandboxes are isolated from each other and from the host', () => {
     for (const t of targets.slice(1)) expect([t, result[t]]).toEqual([t, 'blocked']);
   });
 
-  it('memory over its limit kills the sandbox’s process, not the host’s, and says so', async () => {
+  it('memory over its limit kills the process inside, not the sandbox, the host or its neighbours', async () => {
     const { sandbox } = await agent.client.createSandbox({ memoryMb: 256 });
     const id = sandbox!.id;
     try {
-      // gVisor has no OOM killer of its own: past the limit the host kernel kills the sandbox's
-      // process (its memory cgroup's), and the agent reports why instead of hanging.
+      // gVisor has no OOM killer of its own: the agent is the sandbox's (docs/gvisor.md), and the
+      // host's limit, a headroom above, bounds what the sandbox can take from the host.
       const hog = "python3 -c 'x=[]\nwhile True: x.append(bytearray(32*1024*1024))'";
-      const err = await agent.client.exec({ sandboxId: id, command: { cmd: hog, timeoutMs: 120_000 } }).then(
-        () => undefined,
-        (e: unknown) => ConnectError.from(e),
-      );
-      expect(err?.code).toBe(Code.Aborted);
-      expect(err?.rawMessage).toMatch(/out of memory/);
+      const res = await sh(agent.client, id, hog, { timeoutMs: 120_000 });
+      expect([137, -1]).toContain(res.exitCode);
+      expect(res.timedOut).toBe(false);
       const { sandbox: after } = await agent.client.getSandbox({ sandboxId: id });
-      expect(after!.status).toBe(hostagent.SandboxStatus.STOPPED);
-      expect(after!.statusReason).toMatch(/out of memory/);
-      // The host, the agent and the other sandboxes are unharmed.
+      expect(after!.status).toBe(hostagent.SandboxStatus.RUNNING);
+      expect(after!.oomKills).toBe(1);
+      // The sandbox, the host, the agent and the other sandboxes are unharmed.
+      expect((await sh(agent.client, id, 'echo alive')).stdout).toBe('alive\n');
       expect((await sh(agent.client, a.id, 'echo alive')).stdout).toBe('alive\n');
       expect((await sh(agent.client, b.id, 'echo alive')).stdout).toBe('alive\n');
       expect(agent.child.exitCode).toBeNull();

@@ -1,8 +1,11 @@
 import { readdir, readFile, readlink } from 'node:fs/promises';
+import path from 'node:path';
+import { pollUntil } from '@wrenn/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   sh,
   startAgentProcess,
+  testDataDir,
   withSandbox,
   type AgentClient,
   type AgentProcess,
@@ -146,5 +149,37 @@ describe('memory containment', () => {
     // Destroyed: no watch, no cgroup.
     expect(await memwatchEventfds(agentPid)).toBe(before ?? 0);
     await expect(readdir(`/sys/fs/cgroup/memory/wrenn/${id}`)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('an agent killed and restarted guards the sandbox it adopts, and keeps its count', async () => {
+    const { sandbox } = await agent.client.createSandbox({ memoryMb: 256 });
+    const id = sandbox!.id;
+    try {
+      const sleepPid = await plantSurvivors(agent.client, id);
+      await expectOomKilled(agent.client, id, "python3 -c 'x=bytearray(1<<30)'");
+      // The count is written to the sandbox's record on disk just after the kill (the command's
+      // caller may hear of the kill first): that is what a restarted agent reads.
+      const stateFile = path.join(testDataDir, 'sandboxes', id, 'sandbox.json');
+      const recorded = await pollUntil(
+        async () => ((await readFile(stateFile, 'utf8')).includes('"oomKills": 1') ? true : undefined),
+        { timeoutMs: 10_000, intervalMs: 50 },
+      );
+      expect(recorded).toBe(true);
+      const oldAgentPid = agent.child.pid!;
+      await agent.kill();
+      // The old agent's helper went with it (its eventfds and the kernel's registrations too).
+      expect(await memwatchEventfds(oldAgentPid)).toBeUndefined();
+      agent = await startAgentProcess({}, { keepPaused: true });
+      expect((await sandboxInfo(agent.client, id)).oomKills).toBe(1);
+      expect(await memwatchEventfds(agent.child.pid!)).toBe(1);
+      await expectOomKilled(agent.client, id, "python3 -c 'x=bytearray(1<<30)'");
+      const info = await sandboxInfo(agent.client, id);
+      expect(info.oomKills).toBe(2);
+      expect(info.status).toBe(2);
+      await expectSurvivors(agent.client, id, sleepPid);
+    } finally {
+      await agent.client.destroySandbox({ sandboxId: id });
+    }
+    expect(await memwatchEventfds(agent.child.pid!)).toBe(0);
   });
 });
