@@ -67,13 +67,13 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     subnet,
     config.egressDeny,
     logger.child({ component: 'firewall' }),
+    config.egressResolver.dnsPort,
   );
   const network = new SlotNetwork(names, logger.child({ component: 'network' }), config.egressResolver);
   const templates = new TemplateStore(layout);
 
   const envdRuntime = new EnvdRuntimeBundle({
     nodePath: config.nodePath,
-    config.egressResolver.dnsPort,
     envdDir: config.envdDir,
     dir: layout.envdRuntimeDir,
     logger,

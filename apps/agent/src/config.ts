@@ -32,18 +32,18 @@ const shape = {
   WRENN_EGRESS_DENY: z
     .string()
     .default('10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,100.64.0.0/10'),
-  // Nameservers written into each sandbox's resolv.conf; default: the host's non-loopback ones.
-  WRENN_SANDBOX_NAMESERVERS: z.string().optional(),
-  WRENN_MAX_SANDBOXES: z.coerce.number().int().positive().default(256),
-  WRENN_MAX_DISK_MB: z.coerce.number().int().positive().default(65536),
-  // Processes and threads a sandbox may have at once (a fork bomb stops here, not at the host's limit).
-  WRENN_SANDBOX_PIDS_LIMIT: z.coerce.number().int().min(16).max(65536).default(1024),
   // A sandbox whose egress policy allows names gets its DNS answered by the agent, on this UDP port
   // of its slot's host address (docs/network.md); the host's firewall lets slots reach it.
   WRENN_EGRESS_DNS_PORT: z.coerce.number().int().min(1).max(65535).default(49953),
   // Resolvers (`host:port`, comma-separated) the agent looks allowed names up with; default: the
   // host's. Tests point it at a DNS server of their own.
   WRENN_EGRESS_RESOLVER: z.string().default(''),
+  // Nameservers written into each sandbox's resolv.conf; default: the host's non-loopback ones.
+  WRENN_SANDBOX_NAMESERVERS: z.string().optional(),
+  WRENN_MAX_SANDBOXES: z.coerce.number().int().positive().default(256),
+  WRENN_MAX_DISK_MB: z.coerce.number().int().positive().default(65536),
+  // Processes and threads a sandbox may have at once (a fork bomb stops here, not at the host's limit).
+  WRENN_SANDBOX_PIDS_LIMIT: z.coerce.number().int().min(16).max(65536).default(1024),
   WRENN_RUNSC_PLATFORM: z.enum(['systrap', 'ptrace']).default('systrap'),
   // A short tag naming this agent's host resources (netns, interfaces, firewall chains, cgroups), so
   // several agents share one machine without one's janitor touching another's. Unset: the default
@@ -90,6 +90,8 @@ export interface AgentConfig {
   memwatchPath: string;
   slotSubnet: { base: number; prefix: number };
   egressDeny: string[];
+  /** The slots' DNS for policies that allow names (network/slot-egress.ts). */
+  egressResolver: { dnsPort: number; upstream: string[] };
   nameservers: string[];
   maxSandboxes: number;
   pidsLimit: number;
@@ -99,8 +101,6 @@ export interface AgentConfig {
   instance: string | undefined;
   fleet: FleetConfig;
   /** Ready sandboxes to keep per template from the start (`WRENN_WARM_POOL`). */
-  /** The slots' DNS for policies that allow names (network/slot-egress.ts). */
-  egressResolver: { dnsPort: number; upstream: string[] };
   warmPool: { template: string; size: number }[];
   images: { insecureRegistries: string[]; importTimeoutSec: number };
   /** At SIGTERM/SIGINT: destroy running sandboxes, or leave them for the next agent to adopt. */
@@ -149,6 +149,15 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     slotSubnet: { base: ipv4ToInt(subnetAddr), prefix },
     // IPv4 only: the firewall's rules are IPv4 and sandboxes have no IPv6.
     egressDeny: setting('WRENN_EGRESS_DENY', () => parseCidrList(raw.WRENN_EGRESS_DENY, { family: 'ipv4' })),
+    egressResolver: {
+      dnsPort: raw.WRENN_EGRESS_DNS_PORT,
+      upstream: setting('WRENN_EGRESS_RESOLVER', () =>
+        splitList(raw.WRENN_EGRESS_RESOLVER).map((entry) => {
+          const { host, port } = parseHostPort(entry.includes(':') ? entry : `${entry}:53`);
+          return `${host}:${port}`;
+        }),
+      ),
+    },
     nameservers:
       raw.WRENN_SANDBOX_NAMESERVERS === undefined
         ? hostNameservers()
@@ -162,15 +171,6 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
     },
     platform: raw.WRENN_RUNSC_PLATFORM,
     instance: raw.WRENN_INSTANCE,
-    egressResolver: {
-      dnsPort: raw.WRENN_EGRESS_DNS_PORT,
-      upstream: setting('WRENN_EGRESS_RESOLVER', () =>
-        splitList(raw.WRENN_EGRESS_RESOLVER).map((entry) => {
-          const { host, port } = parseHostPort(entry.includes(':') ? entry : `${entry}:53`);
-          return `${host}:${port}`;
-        }),
-      ),
-    },
     fleet: {
       controlPlaneUrl: raw.WRENN_CONTROL_PLANE_URL?.replace(/\/+$/, ''),
       registrationToken: raw.WRENN_REGISTRATION_TOKEN,
