@@ -55,6 +55,8 @@ export interface CreateSandboxParams {
   /** What envd's commands default to (a built template's USER and WORKDIR); unset = envd's own. */
   defaultUser?: string;
   defaultWorkdir?: string;
+  /** What the sandbox may reach (docs/network.md); unset: no policy of its own. */
+  egress?: EgressPolicy;
 }
 
 /** Everything the agent holds for one sandbox. */
@@ -68,14 +70,14 @@ export interface SandboxRecord {
    * `sandboxes/`. The sandbox's id, except for one claimed from a warm pool: that keeps the name it
    * was made under (`pool-…`, never a valid sandbox id) for its whole life on this host.
    */
-  /** What the sandbox may reach (docs/network.md); unset: no policy of its own. */
-  egress?: EgressPolicy;
   runtimeId: string;
   /** The image template whose rootfs lies below the sandbox's layer. */
   baseImage: string;
   /** envd's access token: only the agent (and whoever it hands the token to) may drive envd. */
   accessToken: string;
   slot?: NetworkSlot;
+  /** Its egress policy, applied to every slot it gets (create, resume, adoption). */
+  egress?: EgressPolicy;
   envd?: EnvdClient;
   /** Host pid of the runtime's sandbox process, watched for unexpected death. */
   pid?: number;
@@ -89,8 +91,6 @@ export interface SandboxRecord {
   metrics: MetricTiers;
   cpuMark?: { ns: number; at: number };
   /** Freeing the runtime, slot and mounts after a pause answered; later operations wait for it. */
-  /** Its egress policy, applied to every slot it gets (create, resume, adoption). */
-  egress?: EgressPolicy;
   teardown?: Promise<void>;
   /** Releasing the sandbox's resources while it is `stopping` (destroy, death): others wait for it. */
   releasing?: Promise<void>;
@@ -135,6 +135,7 @@ interface StoredState {
   accessToken: string;
   /** A running sandbox's network slot (its runtime's bundle names the namespace too). */
   slotIndex?: number;
+  egress?: EgressPolicy;
 }
 
 export interface SavedSandbox {
@@ -142,6 +143,7 @@ export interface SavedSandbox {
   baseImage: string;
   accessToken: string;
   slotIndex?: number;
+  egress?: EgressPolicy;
 }
 
 // Writes of one sandbox's record run one after another, each taking the record as it is when its turn
@@ -149,7 +151,6 @@ export interface SavedSandbox {
 // must not land a `running` record after the `paused` one).
 const writes = new WeakMap<SandboxRecord, Promise<unknown>>();
 
-  egress?: EgressPolicy;
 /** Records the sandbox as it is now (`running` or `paused`) in its directory. */
 export function writeSandboxState(record: SandboxRecord): Promise<void> {
   const run = (writes.get(record) ?? Promise.resolve()).then(
@@ -157,7 +158,6 @@ export function writeSandboxState(record: SandboxRecord): Promise<void> {
     () => writeNow(record),
   );
   writes.set(
-  egress?: EgressPolicy;
     record,
     run.catch(() => undefined),
   );
@@ -177,6 +177,7 @@ async function writeNow(record: SandboxRecord): Promise<void> {
     baseImage: record.baseImage,
     accessToken: record.accessToken,
     slotIndex: info.status === 'running' ? record.slot?.index : undefined,
+    egress: record.egress,
   };
   const tmp = `${record.paths.stateFile}.tmp`;
   await writeFile(tmp, JSON.stringify(state, null, 1), { mode: 0o600 });
@@ -192,7 +193,6 @@ export async function readSandboxState(paths: SandboxPaths): Promise<SavedSandbo
   const state = JSON.parse(text) as StoredState;
   if (state.info.status !== 'paused' && state.info.status !== 'running') return undefined;
   return {
-    egress: record.egress,
     info: {
       ...state.info,
       envdAddress: '',
@@ -207,6 +207,7 @@ export async function readSandboxState(paths: SandboxPaths): Promise<SavedSandbo
     baseImage: state.baseImage,
     accessToken: state.accessToken,
     slotIndex: state.slotIndex,
+    egress: state.egress,
   };
 }
 
@@ -214,4 +215,3 @@ export async function readPausedState(paths: SandboxPaths): Promise<SavedSandbox
   const state = await readSandboxState(paths);
   return state?.info.status === 'paused' ? state : undefined;
 }
-    egress: state.egress,

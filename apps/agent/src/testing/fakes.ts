@@ -229,6 +229,14 @@ export class FakeNetwork implements SlotNetworkPort {
     await this.faults.at('network.activate');
   }
 
+  /** Each slot's egress policy as last applied. */
+  readonly egress = new Map<number, EgressPolicy | undefined>();
+
+  async applyEgress(slot: NetworkSlot, policy: EgressPolicy | undefined): Promise<void> {
+    await this.faults.at('network.egress');
+    this.egress.set(slot.index, policy);
+  }
+
   async release(slot: NetworkSlot): Promise<void> {
     await this.faults.at('network.release');
     this.prepared.delete(slot.index);
@@ -259,14 +267,6 @@ export class FakeStorage implements SandboxStorage {
   }
 
   async destroy(paths: SandboxPaths): Promise<void> {
-  /** Each slot's egress policy as last applied. */
-  readonly egress = new Map<number, EgressPolicy | undefined>();
-
-  async applyEgress(slot: NetworkSlot, policy: EgressPolicy | undefined): Promise<void> {
-    await this.faults.at('network.egress');
-    this.egress.set(slot.index, policy);
-  }
-
     await this.faults.at('storage.destroy');
     this.mounted.delete(paths.dir);
     await rm(paths.dir, { recursive: true, force: true });
