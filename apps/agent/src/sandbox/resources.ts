@@ -72,9 +72,9 @@ export async function startRuntime(
   // holds every step that ran.
   const envdStart = envdStartOf(ctx, record.baseImage);
   await allSucceeded([network.prepare(slot), prepareDisk ? prepareDisk() : Promise.resolve(), envdStart]);
-  phase('prepare');
   // In force before the sandbox can send anything (its slot is activated only after the runtime).
   await network.applyEgress(slot, record.egress);
+  phase('prepare');
 
   signal?.throwIfAborted();
   // Registered before the call: a start that fails halfway can leave runsc state and cgroups, and
