@@ -94,6 +94,21 @@ describe('the dashboard', () => {
     await page.getByRole('button', { name: 'Pause' }).waitFor({ timeout: 60_000 });
     expect(await status()).toBe('running');
 
+    // A terminal in it: a real PTY, sized by the page and resized with it.
+    await page.getByRole('tab', { name: 'Terminal' }).click();
+    await page.getByRole('status').filter({ hasText: 'Connected' }).waitFor({ timeout: 30_000 });
+    const terminal = page.getByTestId('terminal');
+    const screen = async () => (await terminal.textContent()) ?? '';
+    await page.keyboard.type('echo hello-$((6*7)); echo "size=$(stty size | tr " " x)"\n');
+    await expect.poll(screen, { timeout: 20_000 }).toMatch(/hello-42/);
+    const size = async () => [...(await screen()).matchAll(/size=(\d+x\d+)/g)].map((m) => m[1]);
+    await expect.poll(size).toHaveLength(1);
+    const [before] = await size();
+    await page.setViewportSize({ width: 900, height: 600 });
+    await page.keyboard.type('echo "size=$(stty size | tr " " x)"\n');
+    await expect.poll(async () => (await size()).at(-1)).not.toBe(before);
+    await page.setViewportSize({ width: 1280, height: 800 });
+
     // Listed with its status and template; keyboard reaches the link.
     await page.getByRole('link', { name: 'Sandboxes' }).first().click();
     const row = page.getByRole('row').filter({ hasText: id });

@@ -1,9 +1,13 @@
+import * as Tabs from '@radix-ui/react-tabs';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { lazy, Suspense } from 'react';
 import { Link, useLocation } from 'wouter';
 import { api, unwrap } from '../api/client.js';
 import { age, ErrorState, Loading, StatusBadge } from '../ui/states.js';
 
-/** One sandbox: what it is, and pause, resume and kill. */
+const TerminalTab = lazy(() => import('./TerminalTab.js'));
+
+/** One sandbox: what it is, a terminal in it, and pause, resume and kill. */
 export function SandboxPage({ id }: { id: string }) {
   const queries = useQueryClient();
   const [, navigate] = useLocation();
@@ -65,41 +69,59 @@ export function SandboxPage({ id }: { id: string }) {
         </div>
       </header>
       {failed && <ErrorState error={failed} />}
-      <section aria-labelledby="overview" className="card">
-        <h2 id="overview">Overview</h2>
-        <dl className="facts">
-          <dt>Template</dt>
-          <dd>{s.template}</dd>
-          <dt>Resources</dt>
-          <dd>
-            {s.vcpus} vCPU · {s.memory_mb} MiB memory · {s.disk_mb} MiB disk
-          </dd>
-          <dt>Timeout</dt>
-          <dd>{s.timeout_sec} s</dd>
-          <dt>Host</dt>
-          <dd className="mono">{s.host_id ?? '—'}</dd>
-          <dt>Created</dt>
-          <dd>
-            <time dateTime={s.created_at}>{age(s.created_at)} ago</time>
-          </dd>
-          {s.status_reason && (
-            <>
-              <dt>Why</dt>
-              <dd>{s.status_reason}</dd>
-            </>
+      <Tabs.Root defaultValue="overview" className="tabs">
+        <Tabs.List aria-label="Sandbox" className="tab-list">
+          <Tabs.Trigger value="overview" className="tab">
+            Overview
+          </Tabs.Trigger>
+          <Tabs.Trigger value="terminal" className="tab" disabled={s.status !== 'running'}>
+            Terminal
+          </Tabs.Trigger>
+        </Tabs.List>
+        <Tabs.Content value="overview">
+          <section aria-label="Overview" className="card">
+            <dl className="facts">
+              <dt>Template</dt>
+              <dd>{s.template}</dd>
+              <dt>Resources</dt>
+              <dd>
+                {s.vcpus} vCPU · {s.memory_mb} MiB memory · {s.disk_mb} MiB disk
+              </dd>
+              <dt>Timeout</dt>
+              <dd>{s.timeout_sec} s</dd>
+              <dt>Host</dt>
+              <dd className="mono">{s.host_id ?? '—'}</dd>
+              <dt>Created</dt>
+              <dd>
+                <time dateTime={s.created_at}>{age(s.created_at)} ago</time>
+              </dd>
+              {s.status_reason && (
+                <>
+                  <dt>Why</dt>
+                  <dd>{s.status_reason}</dd>
+                </>
+              )}
+              <dt>Metadata</dt>
+              <dd>
+                {Object.keys(s.metadata).length === 0
+                  ? '—'
+                  : Object.entries(s.metadata).map(([k, v]) => (
+                      <code key={k} className="tag">
+                        {k}={v}
+                      </code>
+                    ))}
+              </dd>
+            </dl>
+          </section>
+        </Tabs.Content>
+        <Tabs.Content value="terminal" className="card">
+          {s.status === 'running' && (
+            <Suspense fallback={<Loading what="the terminal" />}>
+              <TerminalTab sandboxId={s.id} />
+            </Suspense>
           )}
-          <dt>Metadata</dt>
-          <dd>
-            {Object.keys(s.metadata).length === 0
-              ? '—'
-              : Object.entries(s.metadata).map(([k, v]) => (
-                  <code key={k} className="tag">
-                    {k}={v}
-                  </code>
-                ))}
-          </dd>
-        </dl>
-      </section>
+        </Tabs.Content>
+      </Tabs.Root>
     </>
   );
 }

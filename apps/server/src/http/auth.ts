@@ -6,7 +6,7 @@ import { badRequest, forbidden, unauthorized } from './errors.js';
 /** `Authorization: Bearer <JWT>` → the user (user and team management). */
 export function requireUser(deps: ServerDeps): MiddlewareHandler<Env> {
   return async (c, next) => {
-    const header = c.req.header('authorization') ?? '';
+    const header = c.req.header('authorization') ?? bearerProtocol(c) ?? '';
     const match = /^Bearer (\S+)$/.exec(header);
     if (!match)
       throw unauthorized('Authorization: Bearer <token> is required (POST /v1/auth/login gives one)');
@@ -44,7 +44,8 @@ export function requireApiKey(deps: ServerDeps): MiddlewareHandler<Env> {
   const session = requireUser(deps);
   return async (c, next) => {
     const key = c.req.header('x-api-key');
-    if (!key && c.req.header('authorization')) return session(c, () => actAsMember(deps, c, next));
+    if (!key && (c.req.header('authorization') || bearerProtocol(c)))
+      return session(c, () => actAsMember(deps, c, next));
     if (!key) throw unauthorized('X-API-Key is required (or a session with X-Wrenn-Team)');
     // Looked up by hash: the index does the comparison, and a key is never held in the clear.
     const row = await deps.db
@@ -64,10 +65,33 @@ export function requireApiKey(deps: ServerDeps): MiddlewareHandler<Env> {
   };
 }
 
+/**
+ * A browser's WebSocket cannot send headers: the dashboard names its session in the subprotocols it
+ * offers instead (`wrenn`, `bearer.<token>`, `team.<id>`; the server picks the first, `wrenn`). Not in
+ * the URL, where it would land in access logs.
+ */
+function webSocketProtocols(c: Context<Env>): Map<string, string> {
+  const offered =
+    c.req.header('upgrade')?.toLowerCase() === 'websocket'
+      ? c.req.header('sec-websocket-protocol')
+      : undefined;
+  const named = new Map<string, string>();
+  for (const entry of offered?.split(',') ?? []) {
+    const [, name, value] = /^\s*(bearer|team)\.(\S+?)\s*$/.exec(entry) ?? [];
+    if (name && value) named.set(name, value);
+  }
+  return named;
+}
+
+const bearerProtocol = (c: Context<Env>) => {
+  const token = webSocketProtocols(c).get('bearer');
+  return token ? `Bearer ${token}` : undefined;
+};
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 async function actAsMember(deps: ServerDeps, c: Context<Env>, next: () => Promise<void>): Promise<void> {
-  const teamId = c.req.header('x-wrenn-team') ?? '';
+  const teamId = c.req.header('x-wrenn-team') ?? webSocketProtocols(c).get('team') ?? '';
   if (!UUID.test(teamId))
     throw badRequest('X-Wrenn-Team', 'a session acts for a team named by its id (a uuid) in this header');
   const member = await deps.db
