@@ -31,6 +31,8 @@ const { values: args } = parseArgs({
     ops: { type: 'string', default: OPS.join(',') },
     target: { type: 'string', default: 'both' },
     seed: { type: 'string' },
+    // A bound in time too: no round starts after this many minutes (the summary says how many ran).
+    'max-minutes': { type: 'string' },
   },
 });
 const rounds = Number(args.rounds);
@@ -40,6 +42,8 @@ if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds: must be 
 for (const op of ops) if (!OPS.includes(op)) throw new Error(`--ops: ${op} is not one of ${OPS.join(', ')}`);
 for (const v of victims)
   if (v !== 'agent' && v !== 'server') throw new Error('--target: must be agent, server or both');
+const maxMinutes = args['max-minutes'] === undefined ? Infinity : Number(args['max-minutes']);
+if (!(maxMinutes > 0)) throw new Error('--max-minutes: must be a number > 0');
 const seed = args.seed === undefined ? randomInt(2 ** 31) : Number(args.seed);
 if (!Number.isInteger(seed)) throw new Error('--seed: must be an integer');
 
@@ -469,9 +473,14 @@ async function main(): Promise<number> {
     await checkAgreement();
     let reference = await footprint();
     const total = rounds * ops.length * victims.length;
-    for (let r = 0; r < rounds; r++)
+    const stopAt = Date.now() + maxMinutes * 60_000;
+    rounds: for (let r = 0; r < rounds; r++)
       for (const op of ops)
         for (const victim of victims) {
+          if (Date.now() > stopAt) {
+            console.log(`--max-minutes ${maxMinutes} reached: ${round} of ${total} rounds ran`);
+            break rounds;
+          }
           round++;
           const windowMs = measured.get(op)!;
           const delayMs = Math.floor(random() * windowMs);
