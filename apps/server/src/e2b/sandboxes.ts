@@ -4,7 +4,7 @@ import { clampTimeoutSec, MAX_TIMEOUT_SEC } from '@wrenn/core';
 import type { Env, ServerDeps } from '../http/app-types.js';
 import { authed } from '../http/auth.js';
 import { ApiError, notFound, optionalJsonBody } from '../http/errors.js';
-import { ENV_VARS, TEMPLATE_NAME } from '../http/schemas.js';
+import { ENV_VARS, NO_NUL, NUL_RULE, TEMPLATE_NAME } from '../http/schemas.js';
 import { audit } from '../services/audit.js';
 import { sandboxMetrics } from '../services/metrics-store.js';
 import { listTeamSandboxes, ownedSandbox, type SandboxRow } from '../services/sandbox-access.js';
@@ -29,7 +29,7 @@ import {
   sandboxView,
 } from './views.js';
 
-const Metadata = z.record(z.string(), z.string());
+const Metadata = z.record(z.string().refine(NO_NUL, NUL_RULE), z.string().refine(NO_NUL, NUL_RULE));
 const AddressList = z.array(z.string().max(255)).max(256);
 // The egress part of E2B's network settings. Egress proxies and per-domain header transforms are
 // not Wrenn's: refused when asked for, never ignored (a request would fail open).

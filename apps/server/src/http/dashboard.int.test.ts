@@ -55,7 +55,9 @@ describe('the dashboard at /', () => {
 
   it('says how to build it when it is not built', async () => {
     const page = await unbuilt.send('GET', '/');
-    expect(page.status).toBe(503);
-    expect(await page.text()).toContain('npm run build');
+    expect(page.status).toBe(404);
+    const body = (await page.json()) as { code: string; message: string };
+    expect(body.code).toBe('not_found');
+    expect(body.message).toContain('npm run build');
   });
 });

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { App } from './app-types.js';
+import { ApiError } from './errors.js';
 
 const TYPES: Record<string, string> = {
   '.js': 'text/javascript',
@@ -9,10 +10,6 @@ const TYPES: Record<string, string> = {
   '.png': 'image/png',
   '.woff2': 'font/woff2',
 };
-
-const NOT_BUILT = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Wrenn</title></head>
-<body><p>The dashboard is not built: run <code>npm run build</code> (the setup command does).
-The API is at <a href="/docs">/docs</a>.</p></body></html>`;
 
 /**
  * The dashboard at `/` (its pages are routed after `#`, so no page path can meet an API path, E2B's
@@ -23,8 +20,14 @@ export function dashboardRoutes(app: App, dir: string | undefined): void {
     const page = dir
       ? await readFile(path.join(dir, 'index.html'), 'utf8').catch(() => undefined)
       : undefined;
+    if (!page)
+      throw new ApiError(
+        404,
+        'not_found',
+        'the dashboard is not built: run `npm run build` (the setup command does); the API is at /docs',
+      );
     c.header('cache-control', 'no-cache');
-    return c.html(page ?? NOT_BUILT, page ? 200 : 503);
+    return c.html(page);
   });
   app.get('/assets/:file', async (c) => {
     const file = c.req.param('file');

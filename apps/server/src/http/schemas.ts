@@ -44,6 +44,10 @@ export const SANDBOX_ID = z.string().regex(SANDBOX_ID_PATTERN, SANDBOX_ID_RULE);
 
 export const SandboxIdParam = z.object({ id: SANDBOX_ID.openapi({ param: { name: 'id', in: 'path' } }) });
 
+/** Text kept in a jsonb column: PostgreSQL cannot store a NUL character there. */
+export const NO_NUL = (s: string) => !s.includes('\u0000');
+export const NUL_RULE = 'must not contain a NUL character';
+
 /** Environment variables for commands and sandboxes: POSIX names. */
 export const ENV_VARS = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string());
 

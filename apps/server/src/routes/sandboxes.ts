@@ -9,6 +9,8 @@ import {
   json,
   jsonBody,
   LINUX_USER,
+  NO_NUL,
+  NUL_RULE,
   SANDBOX_STATUS,
   SandboxFields,
   SandboxIdParam,
@@ -86,7 +88,12 @@ const CreateSandbox = z
     memory_mb: z.number().int().min(128).max(262_144).optional(),
     disk_mb: z.number().int().min(256).max(1_048_576).optional(),
     timeout_sec: TIMEOUT_SEC.default(300),
-    metadata: z.record(z.string().min(1).max(64), z.string().max(1024)).default({}),
+    metadata: z
+      .record(
+        z.string().min(1).max(64).refine(NO_NUL, NUL_RULE),
+        z.string().max(1024).refine(NO_NUL, NUL_RULE),
+      )
+      .default({}),
     env: ENV_VARS.default({}),
     network: NetworkPolicy.optional(),
   })

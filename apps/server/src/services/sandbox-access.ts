@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { SandboxesTable } from '../db/schema.js';
-import { notFound } from '../http/errors.js';
+import { badRequest, notFound } from '../http/errors.js';
 
 export type SandboxStatus = SandboxesTable['status'];
 
@@ -45,6 +45,9 @@ export async function listTeamSandboxes(db: Db, teamId: string, listing: Sandbox
   query = listing.statuses
     ? query.where('status', 'in', listing.statuses)
     : query.where('status', '!=', 'stopped');
+  // No sandbox can have a NUL in its metadata (jsonb cannot hold one), and PostgreSQL refuses the query.
+  if (listing.metadata && Object.entries(listing.metadata).some(([k, v]) => (k + v).includes('\u0000')))
+    throw badRequest('metadata', 'must not contain a NUL character');
   if (listing.metadata && Object.keys(listing.metadata).length > 0)
     query = query.where(sql<boolean>`metadata @> ${JSON.stringify(listing.metadata)}::jsonb`);
   const after = listing.after;
