@@ -124,6 +124,25 @@ describe('the dashboard', () => {
     expect(problems).toEqual([]);
   });
 
+  it('creates an API key (shown once, and it works) and revokes it (and it stops working)', async () => {
+    const { page, problems } = await openPage();
+    await signIn(page, 'admin@wrenn.local', password);
+    await page.getByRole('link', { name: 'API keys' }).click();
+    await page.getByRole('heading', { name: 'API keys' }).waitFor();
+    await page.getByLabel('Key name').fill('from-the-dashboard');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    const key = (await page.getByLabel('New API key').textContent())!;
+    expect(key).toMatch(/^wrn_/);
+    expect((await apiCall(url, 'GET', '/v1/sandboxes', { key })).status).toBe(200);
+    await page.getByRole('button', { name: 'Done' }).click();
+    expect(await page.getByText(key).count()).toBe(0);
+    await page.getByRole('button', { name: 'Revoke from-the-dashboard' }).click();
+    await page.getByRole('button', { name: 'Revoke from-the-dashboard' }).waitFor({ state: 'detached' });
+    expect((await apiCall(url, 'GET', '/v1/sandboxes', { key })).status).toBe(401);
+    await page.close();
+    expect(problems).toEqual([]);
+  });
+
   it('is usable at phone width', async () => {
     const { page, problems } = await openPage(390, 844);
     await signIn(page, 'admin@wrenn.local', password);

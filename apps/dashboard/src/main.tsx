@@ -6,6 +6,7 @@ import { useHashLocation } from 'wouter/use-hash-location';
 import { queryClient } from './api/client.js';
 import { useSession } from './api/session.js';
 import { SignIn } from './auth/SignIn.js';
+import { ApiKeys } from './keys/ApiKeys.js';
 import { Shell } from './layout/Shell.js';
 import { SandboxList } from './sandboxes/SandboxList.js';
 import { SandboxPage } from './sandboxes/SandboxPage.js';
@@ -22,6 +23,9 @@ function App() {
             <SandboxList />
           </Route>
           <Route path="/sandboxes/:id">{(params) => <SandboxPage id={params.id} />}</Route>
+          <Route path="/keys">
+            <ApiKeys />
+          </Route>
           <Route>
             <Redirect to="/sandboxes" />
           </Route>

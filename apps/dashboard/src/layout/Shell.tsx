@@ -60,6 +60,7 @@ export function Shell({ children }: { children: ReactNode }) {
         )}
         <nav aria-label="Sections">
           <NavItem href="/sandboxes">Sandboxes</NavItem>
+          <NavItem href="/keys">API keys</NavItem>
         </nav>
         <div className="sidebar-foot">
           <span className="muted" title={session?.email}>
