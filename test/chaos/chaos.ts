@@ -4,7 +4,7 @@
 // and the database and the host agree within one reconcile. Bounded: a fixed number of rounds.
 //
 //   npm run chaos -- [--rounds 50] [--ops create,pause,resume,snapshot,build]
-//                    [--target agent|server|both] [--seed N]
+//                    [--target agent|server|both] [--seed N] [--max-minutes M]
 //
 // Root, runsc and the base image (scripts/setup.sh) and the test PostgreSQL (scripts/test-postgres.sh)
 // are needed; the agent is the default instance on its own data dir (`$WRENN_DIR/chaos`), so run it
@@ -330,7 +330,13 @@ async function runOp(
       case 'build': {
         const res = await call('POST', '/v1/builds', {
           template,
-          recipe: ['RUN sleep 1', 'USER root', 'RUN echo built > /etc/built'],
+          // The first step differs every round: a cached build would end before most kills.
+          recipe: [
+            `RUN echo ${template} > /tmp/round`,
+            'RUN sleep 1',
+            'USER root',
+            'RUN echo built > /etc/built',
+          ],
         });
         buildId = res.body.id as string | undefined;
         if (res.status !== 202) return res;
