@@ -386,9 +386,14 @@ async function runOp(
       ensure(onHost === 'running', `created sandbox ${id} is ${onHost} after the restart`);
       note('created');
     } else note(`failed (${answered?.status ?? 'none'})`);
-    // A create cut short leaves nothing, or a sandbox both sides know (checked by the agreement below).
-    await checkAgreement();
-    for (const [sid] of await agentSandboxes()) if (!witnesses.has(sid)) await destroy(sid);
+    // A create cut short leaves nothing, or a sandbox both sides know (checked by the agreement below);
+    // removed whatever the check says, so a disagreement is not also counted as a leak.
+    try {
+      await checkAgreement();
+    } finally {
+      for (const [sid] of await agentSandboxes())
+        if (!witnesses.has(sid)) await destroy(sid).catch(() => undefined);
+    }
   } else if (op === 'build') {
     const id = buildId;
     if (!id) note(`not queued (${answered?.status ?? 'none'})`);
