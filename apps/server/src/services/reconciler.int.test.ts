@@ -6,7 +6,7 @@ import { hostagent } from '@wrenn/contracts';
 import { openDatabase, type Db } from '../db/database.js';
 import { insertSandboxRow } from '../testing/rows.js';
 import { sandboxView } from '../http/schemas.js';
-import { LIST_TIMEOUT_MS, reconcile, reconcileHosts } from './reconciler.js';
+import { LIST_TIMEOUT_MS, ORPHANED_CREATE_MS, reconcile, reconcileHosts } from './reconciler.js';
 
 const logger = createLogger({ name: 'test', level: 'silent', pretty: false });
 let db: Db;
@@ -37,6 +37,13 @@ describe('reconcile (a fake agent list, a real database)', () => {
     await row('unchanged01', 'running');
     await row('inflight001', 'pending');
     await row('killontime', 'running', 'kill');
+    // A create whose server died during it: pending for longer than any create takes.
+    await row('orphan00001', 'pending');
+    await db
+      .updateTable('sandboxes')
+      .set({ updated_at: new Date(Date.now() - ORPHANED_CREATE_MS - 1000) })
+      .where('id', '=', 'orphan00001')
+      .execute();
     const destroyed: string[] = [];
     const agent = {
       destroySandbox: (req: { sandboxId?: string }) => {
@@ -59,7 +66,7 @@ describe('reconcile (a fake agent list, a real database)', () => {
           }),
         ),
     };
-    expect(await reconcile(db, agent, logger)).toBe(4);
+    expect(await reconcile(db, agent, logger)).toBe(5);
     expect(destroyed).toEqual(['killontime']);
     const rows = await db
       .selectFrom('sandboxes')
@@ -81,6 +88,12 @@ describe('reconcile (a fake agent list, a real database)', () => {
         auto_paused: false,
       },
       { id: 'oomkilled01', status: 'stopped', status_reason: 'out of memory', auto_paused: false },
+      {
+        id: 'orphan00001',
+        status: 'stopped',
+        status_reason: 'its create never finished (the control plane stopped during it)',
+        auto_paused: false,
+      },
       { id: 'unchanged01', status: 'running', status_reason: '', auto_paused: false },
       {
         id: 'vanished001',

@@ -29,6 +29,12 @@ export function statusFromAgent(status: hostagent.SandboxStatus): Status {
  * agent, with one exception: a sandbox created with `on_timeout: kill` (E2B's default) that the agent
  * paused for inactivity is destroyed. Returns the number of rows changed.
  */
+/**
+ * Past this, a pending row the host does not have is a create whose request died with its server: a
+ * create's longest wait is a template copied to the host (docs/fleet.md), well under it.
+ */
+export const ORPHANED_CREATE_MS = 15 * 60_000;
+
 export async function reconcile(
   db: Db,
   agent: Pick<AgentClient, 'listSandboxes' | 'flushSandboxMetrics' | 'destroySandbox'>,
@@ -65,19 +71,27 @@ export async function reconcile(
       changed++;
       continue;
     }
-    const next = info
+    const orphaned = !info && row.status === 'pending';
+    // A create still in flight is not on the agent's list yet: leave it to its request, unless it
+    // has been longer than any create takes (its server died mid-create; nobody will finish it).
+    if (orphaned && Date.now() - new Date(row.updated_at).getTime() < ORPHANED_CREATE_MS) continue;
+    const next = orphaned
       ? {
-          status: statusFromAgent(info.status),
-          status_reason: info.statusReason,
-          auto_paused: info.autoPaused,
-        }
-      : {
           status: 'stopped' as const,
-          status_reason: 'the host no longer has this sandbox',
+          status_reason: 'its create never finished (the control plane stopped during it)',
           auto_paused: false,
-        };
-    // A create still in flight is not on the agent's list yet: leave it to its request.
-    if (!info && row.status === 'pending') continue;
+        }
+      : info
+        ? {
+            status: statusFromAgent(info.status),
+            status_reason: info.statusReason,
+            auto_paused: info.autoPaused,
+          }
+        : {
+            status: 'stopped' as const,
+            status_reason: 'the host no longer has this sandbox',
+            auto_paused: false,
+          };
     // Processes killed for memory (the sandbox lived on): the agent counts, the row follows.
     const oom = info && info.oomKills !== row.oom_kills ? oomKillsFromAgent(info) : undefined;
     if (
