@@ -80,6 +80,9 @@ describeOnBackends('the admin API', backends, (backend) => {
       auto_paused: false,
       host_id: null,
       created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as string,
+      network: { allow_internet: null, allow_out: [], deny_out: [], allow_public_traffic: true },
+      oom_kills: 0,
+      last_oom_kill: null,
     });
 
     const stopped = await call('GET', '/v1/admin/sandboxes?status=stopped', { headers: root.auth });
