@@ -5,6 +5,9 @@
  */
 
 /** A sandbox id: 8–32 lowercase letters or digits (safe in file names, host names and URLs). */
+/** A uuid as PostgreSQL prints one (lower case): team, user, host, template and build ids. */
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 export const SANDBOX_ID_PATTERN = /^[a-z0-9]{8,32}$/;
 /** The rule in words, for error messages. */
 export const SANDBOX_ID_RULE = 'must be 8-32 lowercase letters or digits';

@@ -1,3 +1,4 @@
+import { UUID_PATTERN } from '@wrenn/core';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Context, Hono } from 'hono';
@@ -14,7 +15,6 @@ const AUDIENCE = 'wrenn:build-upload';
 /** Checked when the upload starts; a long upload may run past it. */
 const UPLOAD_URL_TTL_SEC = 15 * 60;
 const DEFAULT_UPLOAD_MAX_BYTES = 1024 ** 3;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 interface ApiKeyRow {
   id: string;
@@ -62,7 +62,7 @@ export async function verifyUploadToken(db: Db, token: string): Promise<{ scope:
   } catch {
     throw refused();
   }
-  if (!kid || !UUID.test(kid)) throw refused();
+  if (!kid || !UUID_PATTERN.test(kid)) throw refused();
   const key = await db
     .selectFrom('api_keys')
     .select(['team_id', 'key_hash'])

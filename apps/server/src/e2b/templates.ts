@@ -1,3 +1,4 @@
+import { UUID_PATTERN } from '@wrenn/core';
 import type { Context, Hono } from 'hono';
 import { sql } from 'kysely';
 import { z } from 'zod';
@@ -30,7 +31,6 @@ import {
   type TemplateRow,
 } from './template-views.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const LEVEL = z.enum(['debug', 'info', 'warn', 'error']);
 const StatusQuery = z.object({
   logsOffset: z.coerce.number().int().min(0).default(0),
@@ -76,7 +76,7 @@ async function addressedTemplate(
     )
     .where('origin', 'in', origins)
     .where((eb) =>
-      UUID.test(name) ? eb.or([eb('id', '=', name), eb('name', '=', name)]) : eb('name', '=', name),
+      UUID_PATTERN.test(name) ? eb.or([eb('id', '=', name), eb('name', '=', name)]) : eb('name', '=', name),
     )
     // The team's own before the platform's of the same name.
     .orderBy(sql`team_id is null`)

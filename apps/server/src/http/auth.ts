@@ -1,4 +1,5 @@
 import type { Context, MiddlewareHandler } from 'hono';
+import { UUID_PATTERN } from '@wrenn/core';
 import { hashApiKey } from '../auth/tokens.js';
 import type { ServerDeps, Env } from './app-types.js';
 import { badRequest, forbidden, unauthorized } from './errors.js';
@@ -36,17 +37,24 @@ export function requireAdmin(deps: ServerDeps): MiddlewareHandler<Env> {
 }
 
 /**
- * The team a sandbox operation acts for: `X-API-Key: wrn_…` (programs, SDKs) names the team that owns
- * the key; a session (`Authorization: Bearer`, the dashboard) names it with `X-Wrenn-Team`, and the
- * user must be one of its members.
+ * The team a /v1 sandbox operation acts for: an API key's (`requireApiKey`), or, for a session
+ * (`Authorization: Bearer`, the dashboard), the team `X-Wrenn-Team` names, of which the user must be a
+ * member. E2B's API takes API keys only.
  */
-export function requireApiKey(deps: ServerDeps): MiddlewareHandler<Env> {
+export function requireTeamCaller(deps: ServerDeps): MiddlewareHandler<Env> {
   const session = requireUser(deps);
+  const apiKey = requireApiKey(deps, 'X-API-Key is required (or a session with X-Wrenn-Team)');
+  return async (c, next) =>
+    !c.req.header('x-api-key') && (c.req.header('authorization') || bearerProtocol(c))
+      ? session(c, () => actAsMember(deps, c, next))
+      : apiKey(c, next);
+}
+
+/** `X-API-Key: wrn_…` → the team that owns the key (sandbox operations). */
+export function requireApiKey(deps: ServerDeps, missing = 'X-API-Key is required'): MiddlewareHandler<Env> {
   return async (c, next) => {
     const key = c.req.header('x-api-key');
-    if (!key && (c.req.header('authorization') || bearerProtocol(c)))
-      return session(c, () => actAsMember(deps, c, next));
-    if (!key) throw unauthorized('X-API-Key is required (or a session with X-Wrenn-Team)');
+    if (!key) throw unauthorized(missing);
     // Looked up by hash: the index does the comparison, and a key is never held in the clear.
     const row = await deps.db
       .selectFrom('api_keys')
@@ -88,11 +96,9 @@ const bearerProtocol = (c: Context<Env>) => {
   return token ? `Bearer ${token}` : undefined;
 };
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 async function actAsMember(deps: ServerDeps, c: Context<Env>, next: () => Promise<void>): Promise<void> {
-  const teamId = c.req.header('x-wrenn-team') ?? webSocketProtocols(c).get('team') ?? '';
-  if (!UUID.test(teamId))
+  const teamId = (c.req.header('x-wrenn-team') ?? webSocketProtocols(c).get('team') ?? '').toLowerCase();
+  if (!UUID_PATTERN.test(teamId))
     throw badRequest('X-Wrenn-Team', 'a session acts for a team named by its id (a uuid) in this header');
   const member = await deps.db
     .selectFrom('team_members')

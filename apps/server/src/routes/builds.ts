@@ -3,7 +3,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { App, Env, ServerDeps } from '../http/app-types.js';
-import { authed, requireApiKey } from '../http/auth.js';
+import { authed, requireTeamCaller } from '../http/auth.js';
 import { badRequest } from '../http/errors.js';
 import { apiKey, bearer, errors, json, jsonBody, TEMPLATE_NAME } from '../http/schemas.js';
 import { audit } from '../services/audit.js';
@@ -156,7 +156,7 @@ function specOf(body: z.infer<typeof CreateBuild>): BuildSpec {
 export function buildRoutes(app: App, deps: ServerDeps): void {
   const { db } = deps;
   const service = { db, hosts: deps.hosts, logger: deps.logger, queue: deps.builds.queue };
-  for (const path of ['/v1/builds', '/v1/builds/*']) app.use(path, requireApiKey(deps));
+  for (const path of ['/v1/builds', '/v1/builds/*']) app.use(path, requireTeamCaller(deps));
 
   const doors: {
     prefix: string;

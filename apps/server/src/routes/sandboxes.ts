@@ -1,6 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { App, ServerDeps } from '../http/app-types.js';
-import { authed, requireApiKey } from '../http/auth.js';
+import { authed, requireTeamCaller } from '../http/auth.js';
 import { optionalJsonBody } from '../http/errors.js';
 import {
   apiKey,
@@ -135,8 +135,8 @@ const Timeout = z.strictObject({ timeout_sec: TIMEOUT_SEC });
 export function sandboxRoutes(app: App, deps: ServerDeps): void {
   // Longer than ~80 lines on purpose: a table of routes, each a declaration and a short handler.
   const { db, hosts } = deps;
-  app.use('/v1/sandboxes', requireApiKey(deps));
-  app.use('/v1/sandboxes/*', requireApiKey(deps));
+  app.use('/v1/sandboxes', requireTeamCaller(deps));
+  app.use('/v1/sandboxes/*', requireTeamCaller(deps));
 
   const owned = (teamId: string, id: string) => ownedSandbox(db, teamId, id);
 

@@ -1,7 +1,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { hostagent } from '@wrenn/contracts';
 import type { App, ServerDeps } from '../http/app-types.js';
-import { authed, requireApiKey } from '../http/auth.js';
+import { authed, requireTeamCaller } from '../http/auth.js';
 import { audited } from '../services/audit.js';
 import { platformAgent } from '../services/fleet/host-agents.js';
 import { apiKey, errors, json, jsonBody, SANDBOX_ID, snapshotView, TEMPLATE_NAME } from '../http/schemas.js';
@@ -55,7 +55,7 @@ export function snapshotRoutes(app: App, deps: ServerDeps): void {
   // Longer than ~80 lines on purpose: a table of routes, each a declaration and a short handler.
   const { db } = deps;
   for (const path of ['/v1/snapshots', '/v1/snapshots/*', '/v1/templates'])
-    app.use(path, requireApiKey(deps));
+    app.use(path, requireTeamCaller(deps));
 
   const owned = (teamId: string, id: string) => teamSnapshot(db, teamId, id);
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Logger } from '@wrenn/core';
+import { UUID_PATTERN } from '@wrenn/core';
 import type { ExpressionBuilder } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { Database, TemplateDefaults } from '../db/schema.js';
@@ -26,8 +27,6 @@ export const agentTemplateName = (row: { id: string; kind: 'snapshot' | 'image' 
 
 export const isAgentSnapshotName = (name: string) =>
   name.startsWith(SNAPSHOT_PREFIX) || name.startsWith(IMAGE_PREFIX);
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** Files a template row has on hosts: a snapshot, or an artifact of a build. */
 export interface TemplateFiles {
@@ -156,7 +155,7 @@ export async function resolveTemplate(db: Db, teamId: string, ref: string): Prom
   const name = colon > 0 ? ref.slice(0, colon) : ref;
   const tag = colon > 0 ? ref.slice(colon + 1) : undefined;
   const byName = (eb: ExpressionBuilder<Database, 'templates'>) =>
-    UUID.test(name) ? eb.or([eb('name', '=', name), eb('id', '=', name)]) : eb('name', '=', name);
+    UUID_PATTERN.test(name) ? eb.or([eb('name', '=', name), eb('id', '=', name)]) : eb('name', '=', name);
   const own = await templateRows(db)
     .where('team_id', '=', teamId)
     .where('origin', '!=', 'artifact')
@@ -170,7 +169,7 @@ export async function resolveTemplate(db: Db, teamId: string, ref: string): Prom
     .where(byName)
     .executeTakeFirst();
   if (platform) return builtTemplate(db, platform, tag, ref);
-  if (isAgentSnapshotName(ref) || UUID.test(ref) || tag) throw notFound('template', ref);
+  if (isAgentSnapshotName(ref) || UUID_PATTERN.test(ref) || tag) throw notFound('template', ref);
   return { agentName: ref, name: ref };
 }
 
@@ -253,7 +252,7 @@ export async function createTeamSnapshot(
 
 /** One of the team's snapshots; another team's is indistinguishable from a missing one. */
 export async function teamSnapshot(db: Db, teamId: string, id: string, what = 'snapshot') {
-  const row = UUID.test(id)
+  const row = UUID_PATTERN.test(id)
     ? await db
         .selectFrom('templates')
         .selectAll()

@@ -1,3 +1,4 @@
+import { UUID_PATTERN } from '@wrenn/core';
 import type { Db } from '../../db/database.js';
 import type { BuildStatus, TemplateBuildsTable } from '../../db/schema.js';
 import type { Selectable } from 'kysely';
@@ -148,12 +149,10 @@ export async function ownedBuild(db: Db, owner: BuildOwner, buildId: string, tem
     .where('id', '=', buildId)
     .where((eb) => (teamId === null ? eb('team_id', 'is', null) : eb('team_id', '=', teamId)));
   if (templateId) query = query.where('template_id', '=', templateId);
-  const row = UUID.test(buildId) ? await query.executeTakeFirst() : undefined;
+  const row = UUID_PATTERN.test(buildId) ? await query.executeTakeFirst() : undefined;
   if (!row) throw notFound('build', buildId);
   return row;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export async function listBuilds(
   db: Db,

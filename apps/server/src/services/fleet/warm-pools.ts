@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { Code, ConnectError, errorMessage, PeriodicTask, type Logger } from '@wrenn/core';
+import { Code, ConnectError, errorMessage, PeriodicTask, type Logger, UUID_PATTERN } from '@wrenn/core';
 import type { hostagent } from '@wrenn/contracts';
 import type { Db } from '../../db/database.js';
 import type { HostWarmPool } from '../../db/schema.js';
@@ -15,7 +15,6 @@ export interface WarmPoolDeps {
 
 const LIST_TIMEOUT_MS = 5000;
 const SYNC_CONCURRENCY = 4;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 interface OnlineHost {
   id: string;
@@ -167,7 +166,7 @@ export async function setWarmPoolSize(
   const { db } = deps;
   let template: string;
   let templateId: string | null = null;
-  if (UUID.test(ref)) {
+  if (UUID_PATTERN.test(ref)) {
     const row = await db.selectFrom('templates').select('id').where('id', '=', ref).executeTakeFirst();
     if (!row) throw notFound('template', ref);
     template = agentSnapshotName(row.id);
