@@ -15,6 +15,7 @@ import { fileRoutes } from '../routes/files.js';
 import { fleetMoveRoutes } from '../routes/fleet-moves.js';
 import { warmPoolRoutes } from '../routes/warm-pools.js';
 import { hostRoutes } from '../routes/hosts.js';
+import { meRoutes } from '../routes/me.js';
 import { sandboxRoutes } from '../routes/sandboxes.js';
 import { snapshotRoutes } from '../routes/snapshots.js';
 import { teamRoutes } from '../routes/teams.js';
@@ -52,6 +53,7 @@ export function buildApp(deps: ServerDeps): App {
   });
 
   authRoutes(app, deps);
+  meRoutes(app, deps);
   teamRoutes(app, deps);
   adminRoutes(app, deps);
   hostRoutes(app, deps);

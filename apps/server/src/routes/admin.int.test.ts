@@ -3,7 +3,15 @@ import { describeOnBackends, testBackends, useTestServer } from '../testing/api.
 import { insertSandboxRow } from '../testing/rows.js';
 
 const backends = await testBackends();
-const ADMIN_PATHS = ['/v1/admin/teams', '/v1/admin/sandboxes', '/v1/admin/templates', '/v1/admin/hosts'];
+const ADMIN_PATHS = [
+  '/v1/admin/teams',
+  '/v1/admin/sandboxes',
+  '/v1/admin/templates',
+  '/v1/admin/hosts',
+  '/v1/admin/users',
+  '/v1/admin/builds',
+  '/v1/admin/audit',
+];
 
 describeOnBackends('the admin API', backends, (backend) => {
   const api = useTestServer(backend);
@@ -32,6 +40,62 @@ describeOnBackends('the admin API', backends, (backend) => {
     }
     await api.db.updateTable('users').set({ is_admin: false }).where('id', '=', user.user.id).execute();
     expect((await call('GET', '/v1/admin/teams', { headers: asUser })).status).toBe(403);
+  });
+
+  it('lists every user by email, a page at a time, with admin flag and team count', async () => {
+    const root = await admin('aa-users-root@example.com');
+    const owner = await signup('ab-users-owner@example.com');
+    await signup('ac-users-plain@example.com');
+    const added = await call('POST', `/v1/teams/${owner.team.id}/members`, {
+      body: { email: 'aa-users-root@example.com' },
+      headers: { authorization: `Bearer ${owner.token}` },
+    });
+    expect(added.status).toBe(201);
+
+    const first = await call('GET', '/v1/admin/users?limit=2', { headers: root.auth });
+    expect(first.status).toBe(200);
+    const emails = (page: Record<string, unknown>) => (page.users as { email: string }[]).map((u) => u.email);
+    expect(emails(first.body)).toHaveLength(2);
+    const all: string[] = [...emails(first.body)];
+    let next = first.body.next_after as string | null;
+    expect(next).toBe(all[1]);
+    while (next) {
+      const page = await call('GET', `/v1/admin/users?limit=2&after=${encodeURIComponent(next)}`, {
+        headers: root.auth,
+      });
+      expect(page.status).toBe(200);
+      all.push(...emails(page.body));
+      next = page.body.next_after as string | null;
+    }
+    // Every user once, in order (no page repeats or skips one).
+    expect(all).toEqual([...all].sort());
+    expect(new Set(all).size).toBe(all.length);
+    for (const email of [
+      'aa-users-root@example.com',
+      'ab-users-owner@example.com',
+      'ac-users-plain@example.com',
+    ])
+      expect(all).toContain(email);
+
+    const everyone = await call('GET', '/v1/admin/users?limit=500', { headers: root.auth });
+    expect(everyone.body.next_after).toBeNull();
+    const rootRow = (everyone.body.users as { email: string }[]).find(
+      (u) => u.email === 'aa-users-root@example.com',
+    );
+    expect(rootRow).toEqual({
+      id: root.user.id,
+      email: 'aa-users-root@example.com',
+      is_admin: true,
+      created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as string,
+      team_count: 2,
+    });
+    expect(
+      (everyone.body.users as { email: string }[]).find((u) => u.email === 'ac-users-plain@example.com'),
+    ).toMatchObject({ is_admin: false, team_count: 1 });
+
+    const bad = await call('GET', '/v1/admin/users?limit=0', { headers: root.auth });
+    expect(bad.status).toBe(400);
+    expect(bad.body.message).toMatch(/^limit: /);
   });
 
   it("lists every team with its member and live sandbox counts, and every team's sandboxes", async () => {

@@ -43,6 +43,24 @@ const AdminTemplate = z
   })
   .openapi('AdminTemplate');
 
+const AdminUser = z
+  .object({
+    id: z.uuid(),
+    email: z.string(),
+    is_admin: z.boolean(),
+    created_at: z.string(),
+    team_count: z.number().int().openapi({ description: 'Teams the user is a member of' }),
+  })
+  .openapi('AdminUser');
+const UsersQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+  after: z
+    .string()
+    .max(254)
+    .optional()
+    .openapi({ description: 'Only users whose email sorts after this (`next_after` of the previous page)' }),
+});
+
 const Invite = z
   .object({
     id: z.uuid(),
@@ -127,6 +145,57 @@ export function adminRoutes(app: App, deps: ServerDeps): void {
         sandbox_count: Number(r.sandbox_count ?? 0),
       }));
       return c.json({ teams }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/admin/users',
+      tags: ['admin'],
+      summary: 'Every user, by email, a page at a time (admins only)',
+      description: "Paged by `after` (the previous page's `next_after`, null on the last page).",
+      security: bearer,
+      request: { query: UsersQuery },
+      responses: {
+        200: json(
+          z.object({ users: z.array(AdminUser), next_after: z.string().nullable() }),
+          'A page of users',
+        ),
+        400: errors[400],
+        ...adminErrors,
+      },
+    }),
+    async (c) => {
+      const { limit, after } = c.req.valid('query');
+      let query = db
+        .selectFrom('users')
+        .select((eb) => [
+          'users.id',
+          'users.email',
+          'users.is_admin',
+          'users.created_at',
+          eb
+            .selectFrom('team_members')
+            .select(eb.fn.countAll<string>().as('n'))
+            .whereRef('team_members.user_id', '=', 'users.id')
+            .as('team_count'),
+        ]);
+      // Emails are stored lower-cased and unique: a stable order to page by.
+      if (after !== undefined) query = query.where('users.email', '>', after.toLowerCase());
+      const rows = await query
+        .orderBy('users.email')
+        .limit(limit + 1)
+        .execute();
+      const page = rows.slice(0, limit);
+      const users = page.map((r) => ({
+        id: r.id,
+        email: r.email,
+        is_admin: r.is_admin,
+        created_at: iso(r.created_at),
+        team_count: Number(r.team_count ?? 0),
+      }));
+      return c.json({ users, next_after: rows.length > limit ? page.at(-1)!.email : null }, 200);
     },
   );
 
