@@ -153,6 +153,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The signed-in user: email, whether they are an administrator, their teams and roles */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The user */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Me"];
+                    };
+                };
+                /** @description Missing or invalid credentials */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/teams": {
         parameters: {
             query?: never;
@@ -832,6 +877,79 @@ export interface paths {
                         "application/json": {
                             teams: components["schemas"]["AdminTeam"][];
                         };
+                    };
+                };
+                /** @description Missing or invalid credentials */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/users": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every user, by email, a page at a time (admins only)
+         * @description Paged by `after` (the previous page's `next_after`, null on the last page).
+         */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    /** @description Only users whose email sorts after this (`next_after` of the previous page) */
+                    after?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of users */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            users: components["schemas"]["AdminUser"][];
+                            next_after: string | null;
+                        };
+                    };
+                };
+                /** @description Invalid input; the message names the field */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
                     };
                 };
                 /** @description Missing or invalid credentials */
@@ -5470,6 +5588,22 @@ export interface components {
             /** @example correct horse battery staple */
             password: string;
         };
+        Me: {
+            /** Format: uuid */
+            id: string;
+            email: string;
+            /** @description A platform administrator (may use /v1/admin) */
+            is_admin: boolean;
+            teams: {
+                /** Format: uuid */
+                id: string;
+                name: string;
+                /** @enum {string} */
+                role: "owner" | "member";
+                /** @description Runs its sandboxes only on hosts it brings */
+                is_byoc: boolean;
+            }[];
+        };
         Team: {
             /** Format: uuid */
             id: string;
@@ -5543,6 +5677,15 @@ export interface components {
             member_count: number;
             /** @description Sandboxes not stopped */
             sandbox_count: number;
+        };
+        AdminUser: {
+            /** Format: uuid */
+            id: string;
+            email: string;
+            is_admin: boolean;
+            created_at: string;
+            /** @description Teams the user is a member of */
+            team_count: number;
         };
         AdminSandbox: {
             id: string;
