@@ -130,6 +130,41 @@ describe('files in a real sandbox', () => {
     expect((err as ConnectError).code).toBe(Code.NotFound);
   });
 
+  it('lists a directory (ListDir): name, type, size, modified, depth; NotFound and a file refused', async () => {
+    await sh(
+      agent.client,
+      sandboxId,
+      'mkdir -p /home/user/listing/sub && printf 12345 > /home/user/listing/five.txt && ' +
+        'touch /home/user/listing/sub/deep && ln -s five.txt /home/user/listing/link',
+    );
+    const before = Date.now();
+    const { entries, truncated } = await agent.client.listDir({ sandboxId, path: '/home/user/listing' });
+    expect(truncated).toBe(false);
+    expect(entries.map((e) => [e.name, e.type, e.path])).toEqual([
+      ['five.txt', 'file', '/home/user/listing/five.txt'],
+      ['link', 'file', '/home/user/listing/link'], // a symlink has its target's type
+      ['sub', 'dir', '/home/user/listing/sub'],
+    ]);
+    const five = entries[0]!;
+    expect(five.size).toBe(5n);
+    expect(five.permissions).toMatch(/^-rw/);
+    const modified = Number(five.modifiedTime!.seconds) * 1000;
+    expect(Math.abs(modified - before)).toBeLessThan(10 * 60_000);
+    expect(entries[1]!.symlinkTarget).toMatch(/five\.txt$/);
+
+    const deep = await agent.client.listDir({ sandboxId, path: '/home/user/listing', depth: 2 });
+    expect(deep.entries.map((e) => e.path)).toContain('/home/user/listing/sub/deep');
+
+    const missing = await agent.client
+      .listDir({ sandboxId, path: '/no/such/dir' })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect((missing as ConnectError).code).toBe(Code.NotFound);
+    const file = await agent.client
+      .listDir({ sandboxId, path: '/home/user/listing/five.txt' })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect((file as ConnectError).code).toBe(Code.InvalidArgument);
+  });
+
   it('enforces the disk limit inside the sandbox', async () => {
     const { sandbox } = await agent.client.createSandbox({ diskMb: 256 });
     try {

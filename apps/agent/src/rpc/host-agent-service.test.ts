@@ -101,6 +101,30 @@ describe('interactive commands', () => {
   });
 });
 
+describe('ListDir, before envd is asked', () => {
+  const live = () => callCtx(new AbortController().signal);
+  const listReq = (init: { sandboxId?: string; path?: string; depth?: number }) =>
+    create(hostagent.ListDirRequestSchema, { sandboxId: 'sbxone01', path: '/home/user', ...init });
+
+  it('a bad depth or path is invalid_argument naming the field', async () => {
+    await expect(service.listDir(listReq({ depth: 11 }), live())).rejects.toThrow(/depth: must be 1 to 10/);
+    await expect(service.listDir(listReq({ path: '' }), live())).rejects.toMatchObject({
+      code: Code.InvalidArgument,
+      rawMessage: 'path: is required',
+    });
+  });
+
+  it('a paused or unknown sandbox is refused, not listed', async () => {
+    await host.manager.pause('sbxone01');
+    await expect(service.listDir(listReq({}), live())).rejects.toMatchObject({
+      code: Code.FailedPrecondition,
+    });
+    await expect(service.listDir(listReq({ sandboxId: 'sbxnone01' }), live())).rejects.toMatchObject({
+      code: Code.NotFound,
+    });
+  });
+});
+
 describe('ImportImage, before any pull', () => {
   const importReq = (name: string, image: string) =>
     create(hostagent.ImportImageRequestSchema, { name, image });

@@ -1,11 +1,11 @@
-import { create } from '@bufbuild/protobuf';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { assertExhaustive, Code, ConnectError, invalidArgument, resourceExhausted } from '@wrenn/core';
-import { hostagent } from '@wrenn/contracts';
+import { filesystem, hostagent } from '@wrenn/contracts';
 import type { AgentConfig } from '../config.js';
 import { resizePty, runCommand, sendInput } from '../sandbox/commands.js';
-import type { EnvdClient } from '../sandbox/envd-client.js';
+import { userHeaders, type EnvdClient } from '../sandbox/envd-client.js';
 import type { SandboxInfo, SandboxManager, SandboxStatus } from '../sandbox/manager.js';
 import type { ImageImporter } from '../storage/image-importer.js';
 import type { Template, TemplateStore, TemplateSummary } from '../storage/templates.js';
@@ -14,6 +14,7 @@ import { exportParts, importParts, validateArtifactRef } from './artifact-parts.
 import {
   validateCommand,
   validateCreate,
+  validateDirDepth,
   validateExecInput,
   validateImportImage,
   validatePtySize,
@@ -31,6 +32,9 @@ import type { WarmPoolInfo } from '../sandbox/warm-pool.js';
 // Unary calls carry whole payloads in memory; past these, callers use the streaming variants.
 export const MAX_UNARY_OUTPUT_BYTES = 8 * 1024 * 1024;
 export const MAX_UNARY_FILE_BYTES = 32 * 1024 * 1024;
+// A listing is one message: a directory of a million files answers its first 10,000.
+export const MAX_DIR_ENTRIES = 10_000;
+const LIST_DIR_TIMEOUT_MS = 30_000;
 
 // Long only because it lists every handler; each one is a few lines over a helper below.
 export function hostAgentService(
@@ -226,6 +230,22 @@ export function hostAgentService(
       return withSandbox(manager, sandboxId, ctx.signal, async ({ envd, signal }) => ({
         bytesWritten: BigInt(await envd.replaceFile(path, user, chunks(), signal)),
       }));
+    },
+
+    async listDir(req, ctx) {
+      const path = validatePath(req.path);
+      const user = validateUser(req.user);
+      const depth = validateDirDepth(req.depth);
+      return withSandbox(manager, req.sandboxId, ctx.signal, async ({ envd, signal }) => {
+        const { entries } = await envd.filesystem.listDir(
+          { path, depth },
+          { headers: userHeaders(user), signal, timeoutMs: LIST_DIR_TIMEOUT_MS },
+        );
+        return {
+          entries: entries.slice(0, MAX_DIR_ENTRIES).map(dirEntry),
+          truncated: entries.length > MAX_DIR_ENTRIES,
+        };
+      });
     },
 
     async pauseSandbox(req, ctx) {
@@ -507,4 +527,24 @@ function toProto(info: SandboxInfo, envdAccessToken: string): hostagent.Sandbox 
       memoryBytes: BigInt(info.lastOomKill.memoryBytes),
     },
   });
+}
+
+const ENTRY_TYPES: Record<filesystem.FileType, string> = {
+  [filesystem.FileType.UNSPECIFIED]: 'other',
+  [filesystem.FileType.FILE]: 'file',
+  [filesystem.FileType.DIRECTORY]: 'dir',
+  [filesystem.FileType.SYMLINK]: 'symlink',
+};
+
+/** envd's entry as the agent's API has it (its own message: envd's proto is E2B's, not ours). */
+function dirEntry(e: filesystem.EntryInfo): MessageInitShape<typeof hostagent.DirEntrySchema> {
+  return {
+    name: e.name,
+    path: e.path,
+    type: ENTRY_TYPES[e.type] ?? 'other',
+    size: e.size,
+    modifiedTime: e.modifiedTime,
+    permissions: e.permissions,
+    symlinkTarget: e.symlinkTarget,
+  };
 }

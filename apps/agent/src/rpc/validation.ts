@@ -189,6 +189,13 @@ export function validatePath(path: string, field = 'path'): string {
   return path;
 }
 
+/** How deep a directory listing goes: 1 (its children) to 10; 0, the proto's default, is 1. */
+export function validateDirDepth(depth: number, field = 'depth'): number {
+  if (depth === 0) return 1;
+  if (depth > 10) throw invalidArgument(field, 'must be 1 to 10');
+  return depth;
+}
+
 export function validateCommand(
   cmd: pb.Command | undefined,
   mode: 'unary' | 'stream' = 'unary',

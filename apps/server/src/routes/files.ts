@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { z } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import busboy from 'busboy';
 import type { hostagent } from '@wrenn/contracts';
@@ -23,6 +24,42 @@ const FileQuery = z.object({
     description: "Linux user inside the sandbox (default: the sandbox's)",
   }),
 });
+const DirQuery = z.object({
+  path: z
+    .string()
+    .min(1)
+    .max(4096)
+    .refine((p) => p.startsWith('/'), 'must be absolute (start with /)')
+    .refine((p) => !p.includes('\0'), 'must not contain NUL')
+    .openapi({ description: 'The directory, absolute', example: '/home/user' }),
+  depth: z.coerce.number().int().min(1).max(10).default(1).openapi({
+    description: "How many levels down: 1 (default) lists the directory's own entries",
+  }),
+  user: LINUX_USER.optional().openapi({
+    description: "Linux user inside the sandbox (default: the sandbox's)",
+  }),
+});
+const DirEntry = z
+  .object({
+    name: z.string(),
+    path: z.string().openapi({ description: 'Absolute' }),
+    type: z.enum(['file', 'dir', 'symlink', 'other']).openapi({
+      description:
+        "A symlink has its target's type (and symlink_target); `symlink` when that cannot be followed",
+    }),
+    size: z.number().int().openapi({ description: 'Bytes' }),
+    modified_at: z.string().nullable().openapi({ format: 'date-time' }),
+    permissions: z.string().openapi({ example: '-rw-r--r--' }),
+    symlink_target: z.string().nullable(),
+  })
+  .openapi('DirEntry');
+const DirListing = z
+  .object({
+    path: z.string(),
+    entries: z.array(DirEntry).openapi({ description: 'Depth-first, in name order' }),
+    truncated: z.boolean().openapi({ description: 'More than 10,000 entries: the rest are left out' }),
+  })
+  .openapi('DirListing');
 const Uploaded = z.object({ path: z.string(), bytes: z.number().int() }).openapi('Uploaded');
 
 const tooLarge = (max: number, size?: number) =>
@@ -159,6 +196,59 @@ export function fileRoutes(app: App, deps: ServerDeps): void {
     });
     return new Response(body, { headers: { 'content-type': 'application/octet-stream' } });
   });
+
+  dirRoute(app, deps);
+}
+
+/** GET /v1/sandboxes/{id}/dir: a directory's entries, through the agent and envd. */
+function dirRoute(app: App, { db, hosts }: ServerDeps): void {
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/sandboxes/{id}/dir',
+      tags: ['files'],
+      summary: "List a directory's entries (name, type, size, modified)",
+      description: 'A missing path → 404; a file → 400; a sandbox that is not running → 409.',
+      security: apiKey,
+      request: { params: SandboxIdParam, query: DirQuery },
+      responses: { 200: json(DirListing, 'The entries'), ...errors },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const query = c.req.valid('query');
+      const row = await ownedSandbox(db, authed(c, 'teamId'), id);
+      // Only a running sandbox has an envd to ask (a paused one would be resumed by nothing here).
+      if (row.status !== 'running')
+        throw new ApiError(
+          409,
+          'failed_precondition',
+          `sandbox ${JSON.stringify(id)} is ${row.status}, not running`,
+        );
+      const agent = await hosts.agent(row.host_id);
+      const listing = await agent.listDir(
+        { sandboxId: row.id, path: query.path, depth: query.depth, user: query.user ?? '' },
+        { signal: c.req.raw.signal },
+      );
+      return c.json(
+        {
+          path: query.path,
+          entries: listing.entries.map((e) => ({
+            name: e.name,
+            path: e.path,
+            type: (['file', 'dir', 'symlink'].includes(e.type) ? e.type : 'other') as z.infer<
+              typeof DirEntry
+            >['type'],
+            size: Number(e.size),
+            modified_at: e.modifiedTime ? timestampDate(e.modifiedTime).toISOString() : null,
+            permissions: e.permissions,
+            symlink_target: e.symlinkTarget ?? null,
+          })),
+          truncated: listing.truncated,
+        },
+        200,
+      );
+    },
+  );
 }
 
 /** The first part named `file` of a multipart body, as a stream (the rest of the body follows it). */

@@ -3691,6 +3691,126 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/sandboxes/{id}/dir": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a directory's entries (name, type, size, modified)
+         * @description A missing path → 404; a file → 400; a sandbox that is not running → 409.
+         */
+        get: {
+            parameters: {
+                query: {
+                    /** @description The directory, absolute */
+                    path: string;
+                    /** @description How many levels down: 1 (default) lists the directory's own entries */
+                    depth?: number;
+                    /** @description Linux user inside the sandbox (default: the sandbox's) */
+                    user?: string;
+                };
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The entries */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["DirListing"];
+                    };
+                };
+                /** @description Invalid input; the message names the field */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Missing or invalid credentials */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not allowed */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Not found (or not visible to the caller) */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Conflicts with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Too many, or a limit reached */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Internal error (details only in the server log) */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description No host can do it now; the message says why */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/sandboxes/{id}/exec/ws": {
         parameters: {
             query?: never;
@@ -6074,6 +6194,30 @@ export interface components {
         Uploaded: {
             path: string;
             bytes: number;
+        };
+        DirListing: {
+            path: string;
+            /** @description Depth-first, in name order */
+            entries: components["schemas"]["DirEntry"][];
+            /** @description More than 10,000 entries: the rest are left out */
+            truncated: boolean;
+        };
+        DirEntry: {
+            name: string;
+            /** @description Absolute */
+            path: string;
+            /**
+             * @description A symlink has its target's type (and symlink_target); `symlink` when that cannot be followed
+             * @enum {string}
+             */
+            type: "file" | "dir" | "symlink" | "other";
+            /** @description Bytes */
+            size: number;
+            /** Format: date-time */
+            modified_at: string | null;
+            /** @example -rw-r--r-- */
+            permissions: string;
+            symlink_target: string | null;
         };
         Snapshot: {
             /** Format: uuid */
