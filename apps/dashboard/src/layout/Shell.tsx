@@ -1,9 +1,9 @@
-import { useQuery } from '@tanstack/react-query';
 import { useEffect, type ReactNode } from 'react';
-import { Link, useRoute } from 'wouter';
-import { api, unwrap } from '../api/client.js';
+import { Link, useLocation, useRoute } from 'wouter';
+import { useMe } from '../api/me.js';
 import { setSession, useSession } from '../api/session.js';
 import { Empty, ErrorState, Loading } from '../ui/states.js';
+import '../ui/pages.css';
 
 function NavItem({ href, children }: { href: string; children: ReactNode }) {
   const [active] = useRoute(`${href}/*?`);
@@ -18,19 +18,23 @@ function NavItem({ href, children }: { href: string; children: ReactNode }) {
   );
 }
 
-/** The signed-in frame: the sidebar (team, sections, sign out) and the page. */
+/**
+ * The signed-in frame: the sidebar (team, sections, sign out) and the page. What it offers follows
+ * `GET /v1/me`: Hosts for a BYOC team, the Admin section for administrators.
+ */
 export function Shell({ children }: { children: ReactNode }) {
   const session = useSession();
-  const teams = useQuery({
-    queryKey: ['teams'],
-    queryFn: async () => (await unwrap(api.GET('/v1/teams'))).teams,
-  });
+  const me = useMe();
+  const [location] = useLocation();
+  const teams = me.data?.teams;
   // A session from before a team was chosen acts for the first team the user is in.
   useEffect(() => {
-    const first = teams.data?.[0];
+    const first = teams?.[0];
     if (session && !session.teamId && first) setSession({ ...session, teamId: first.id });
-  }, [session, teams.data]);
-  const team = teams.data?.find((t) => t.id === session?.teamId);
+  }, [session, teams]);
+  const team = teams?.find((t) => t.id === session?.teamId);
+  // The admin area acts for no team: an administrator reaches it even without one.
+  const inAdmin = location === '/admin' || location.startsWith('/admin/');
 
   return (
     <div className="shell">
@@ -41,14 +45,14 @@ export function Shell({ children }: { children: ReactNode }) {
           </span>{' '}
           Wrenn
         </div>
-        {teams.data && teams.data.length > 1 ? (
+        {teams && teams.length > 1 ? (
           <label className="field field-compact">
             <span>Team</span>
             <select
               value={session?.teamId ?? ''}
               onChange={(e) => session && setSession({ ...session, teamId: e.target.value })}
             >
-              {teams.data.map((t) => (
+              {teams.map((t) => (
                 <option key={t.id} value={t.id}>
                   {t.name}
                 </option>
@@ -60,8 +64,27 @@ export function Shell({ children }: { children: ReactNode }) {
         )}
         <nav aria-label="Sections">
           <NavItem href="/sandboxes">Sandboxes</NavItem>
+          <NavItem href="/templates">Templates</NavItem>
+          <NavItem href="/builds">Builds</NavItem>
+          {team?.is_byoc && <NavItem href="/hosts">Hosts</NavItem>}
+          <NavItem href="/team">Team</NavItem>
           <NavItem href="/keys">API keys</NavItem>
         </nav>
+        {me.data?.is_admin && (
+          <nav aria-label="Admin">
+            <NavItem href="/admin">Admin</NavItem>
+            {inAdmin && (
+              <>
+                <NavItem href="/admin/hosts">All hosts</NavItem>
+                <NavItem href="/admin/templates">All templates</NavItem>
+                <NavItem href="/admin/builds">Platform builds</NavItem>
+                <NavItem href="/admin/teams">Teams</NavItem>
+                <NavItem href="/admin/users">Users</NavItem>
+                <NavItem href="/admin/audit">Audit log</NavItem>
+              </>
+            )}
+          </nav>
+        )}
         <div className="sidebar-foot">
           <span className="muted" title={session?.email}>
             {session?.email}
@@ -72,11 +95,11 @@ export function Shell({ children }: { children: ReactNode }) {
         </div>
       </aside>
       <main className="page">
-        {session?.teamId ? (
+        {session?.teamId || (inAdmin && me.data?.is_admin) ? (
           children
-        ) : teams.error ? (
-          <ErrorState error={teams.error} retry={() => void teams.refetch()} />
-        ) : teams.data?.length === 0 ? (
+        ) : me.error ? (
+          <ErrorState error={me.error} retry={() => void me.refetch()} />
+        ) : teams?.length === 0 ? (
           <Empty title="You are not in any team yet.">
             <p className="muted">An owner of a team can add you to it.</p>
           </Empty>

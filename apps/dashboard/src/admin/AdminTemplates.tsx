@@ -1,0 +1,59 @@
+import { useQuery } from '@tanstack/react-query';
+import { api, unwrap } from '../api/client.js';
+import { size } from '../templates/Templates.js';
+import { age, Empty, ErrorState, Loading } from '../ui/states.js';
+
+/** Every template: the platform's (what every team sees) and every team's. */
+export function AdminTemplates() {
+  const templates = useQuery({
+    queryKey: ['admin-templates'],
+    queryFn: async () => (await unwrap(api.GET('/v1/admin/templates'))).templates,
+  });
+  return (
+    <>
+      <header className="page-head">
+        <h1>Templates</h1>
+      </header>
+      {templates.isPending ? (
+        <Loading what="templates" />
+      ) : templates.error ? (
+        <ErrorState error={templates.error} retry={() => void templates.refetch()} />
+      ) : templates.data.length === 0 ? (
+        <Empty title="No templates recorded yet.">
+          <p className="muted">Platform builds and teams’ snapshots and builds make them.</p>
+        </Empty>
+      ) : (
+        <div className="table-wrap">
+          <table className="table" aria-label="Templates">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Owner</th>
+                <th scope="col">Kind</th>
+                <th scope="col">Resources</th>
+                <th scope="col">Size</th>
+                <th scope="col">Created</th>
+              </tr>
+            </thead>
+            <tbody>
+              {templates.data.map((t) => (
+                <tr key={t.id}>
+                  <td>{t.name}</td>
+                  <td className={t.team_id ? 'mono muted' : undefined}>
+                    {t.team_id ? `team ${t.team_id.slice(0, 8)}` : 'platform'}
+                  </td>
+                  <td>{t.kind}</td>
+                  <td>
+                    {t.vcpus} vCPU, {t.memory_mb} MB, {t.disk_mb} MB disk
+                  </td>
+                  <td>{size(t.size_bytes)}</td>
+                  <td>{age(t.created_at)} ago</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </>
+  );
+}

@@ -1,0 +1,70 @@
+import { useInfiniteQuery } from '@tanstack/react-query';
+import { api, unwrap } from '../api/client.js';
+import { age, Empty, ErrorState, Loading } from '../ui/states.js';
+
+const PAGE = 100;
+
+/** Every user, by email, a page at a time. */
+export function AdminUsers() {
+  const users = useInfiniteQuery({
+    queryKey: ['admin-users'],
+    initialPageParam: undefined as string | undefined,
+    queryFn: ({ pageParam }) =>
+      unwrap(
+        api.GET('/v1/admin/users', {
+          params: { query: { limit: PAGE, ...(pageParam ? { after: pageParam } : {}) } },
+        }),
+      ),
+    getNextPageParam: (last) => last.next_after ?? undefined,
+  });
+  const rows = users.data?.pages.flatMap((p) => p.users) ?? [];
+  return (
+    <>
+      <header className="page-head">
+        <h1>Users</h1>
+      </header>
+      {users.isPending ? (
+        <Loading what="users" />
+      ) : users.error ? (
+        <ErrorState error={users.error} retry={() => void users.refetch()} />
+      ) : rows.length === 0 ? (
+        <Empty title="No users." />
+      ) : (
+        <>
+          <div className="table-wrap">
+            <table className="table" aria-label="Users">
+              <thead>
+                <tr>
+                  <th scope="col">Email</th>
+                  <th scope="col">Administrator</th>
+                  <th scope="col">Teams</th>
+                  <th scope="col">Signed up</th>
+                </tr>
+              </thead>
+              <tbody>
+                {rows.map((u) => (
+                  <tr key={u.id}>
+                    <td>{u.email}</td>
+                    <td>{u.is_admin ? 'yes' : 'no'}</td>
+                    <td>{u.team_count}</td>
+                    <td>{age(u.created_at)} ago</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          {users.hasNextPage && (
+            <button
+              type="button"
+              className="button"
+              disabled={users.isFetchingNextPage}
+              onClick={() => void users.fetchNextPage()}
+            >
+              More users
+            </button>
+          )}
+        </>
+      )}
+    </>
+  );
+}

@@ -1,0 +1,45 @@
+import type { Schemas } from '../api/client.js';
+import { age, Empty } from './states.js';
+
+type Entry = Schemas['AuditEntry'];
+
+/** Entries of the audit log, newest first (a team's or, for admins, every team's). */
+export function AuditTable({ entries, showTeam = false }: { entries: Entry[]; showTeam?: boolean }) {
+  if (entries.length === 0) return <Empty title="Nothing in the audit log yet." />;
+  return (
+    <div className="table-wrap">
+      <table className="table">
+        <thead>
+          <tr>
+            <th scope="col">When</th>
+            <th scope="col">Action</th>
+            <th scope="col">Result</th>
+            <th scope="col">Target</th>
+            <th scope="col">By</th>
+            {showTeam && <th scope="col">Team</th>}
+            <th scope="col">Address</th>
+          </tr>
+        </thead>
+        <tbody>
+          {entries.map((e) => (
+            <tr key={e.id}>
+              <td title={e.at}>{age(e.at)} ago</td>
+              <td className="mono">{e.action}</td>
+              <td>{e.result}</td>
+              <td className="mono">{e.target ?? '—'}</td>
+              <td className="mono muted">
+                {e.actor_user_id
+                  ? `user ${e.actor_user_id.slice(0, 8)}`
+                  : e.actor_api_key_id
+                    ? `key ${e.actor_api_key_id.slice(0, 8)}`
+                    : 'system'}
+              </td>
+              {showTeam && <td className="mono muted">{e.team_id?.slice(0, 8) ?? 'platform'}</td>}
+              <td className="mono muted">{e.ip ?? '—'}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
