@@ -1,9 +1,11 @@
 import { useQuery } from '@tanstack/react-query';
-import { useState } from 'react';
+import { useVirtualizer } from '@tanstack/react-virtual';
+import { useRef, useState } from 'react';
 import { Link } from 'wouter';
-import { api, unwrap } from '../api/client.js';
+import { api, unwrap, type Schemas } from '../api/client.js';
 import { age, Empty, ErrorState, Loading, StatusBadge } from '../ui/states.js';
 import { NewSandboxDialog } from './NewSandboxDialog.js';
+import './sandbox.css';
 
 /** How often the list refreshes itself (live updates without a socket per page). */
 const REFRESH_MS = 3000;
@@ -47,20 +49,61 @@ export function SandboxList() {
           {!metadata && <p className="muted">“New sandbox” starts one from a template.</p>}
         </Empty>
       ) : (
-        <div className="table-wrap">
-          <table className="table">
-            <thead>
-              <tr>
-                <th scope="col">Sandbox</th>
-                <th scope="col">Status</th>
-                <th scope="col">Template</th>
-                <th scope="col">Host</th>
-                <th scope="col">Age</th>
+        <SandboxTable sandboxes={sandboxes.data.sandboxes} />
+      )}
+    </>
+  );
+}
+
+/** A row's height before it is measured (one line of text and a badge). */
+const ROW_HEIGHT = 41;
+
+/**
+ * The rows in a scrolling box, only those near the view in the DOM (a team may have thousands). It
+ * stays a table: rows and cells keep their roles, `aria-rowcount`/`aria-rowindex` say where a row
+ * is, and spacer rows (hidden from assistive technology) keep the scroll height. Tabbing onto a
+ * row past the window scrolls it into view, which brings the next rows in.
+ */
+function SandboxTable({ sandboxes }: { sandboxes: Schemas['Sandbox'][] }) {
+  const box = useRef<HTMLDivElement>(null);
+  const rows = useVirtualizer({
+    count: sandboxes.length,
+    getScrollElement: () => box.current,
+    estimateSize: () => ROW_HEIGHT,
+    overscan: 8,
+    getItemKey: (i) => sandboxes[i]!.id,
+  });
+  const items = rows.getVirtualItems();
+  const before = items[0]?.start ?? 0;
+  const after = rows.getTotalSize() - (items.at(-1)?.end ?? 0);
+  return (
+    <>
+      <div ref={box} className="table-wrap virtual-table-wrap" data-testid="sandbox-table">
+        <table className="table" aria-rowcount={sandboxes.length + 1}>
+          <thead>
+            <tr aria-rowindex={1}>
+              <th scope="col">Sandbox</th>
+              <th scope="col">Status</th>
+              <th scope="col">Template</th>
+              <th scope="col">Host</th>
+              <th scope="col">Age</th>
+            </tr>
+          </thead>
+          <tbody>
+            {before > 0 && (
+              <tr className="spacer" aria-hidden="true" style={{ height: before }}>
+                <td colSpan={5} />
               </tr>
-            </thead>
-            <tbody>
-              {sandboxes.data.sandboxes.map((s) => (
-                <tr key={s.id}>
+            )}
+            {items.map((item) => {
+              const s = sandboxes[item.index]!;
+              return (
+                <tr
+                  key={item.key}
+                  data-index={item.index}
+                  ref={rows.measureElement}
+                  aria-rowindex={item.index + 2}
+                >
                   <td>
                     <Link href={`/sandboxes/${s.id}`} className="mono">
                       {s.id}
@@ -73,11 +116,19 @@ export function SandboxList() {
                   <td className="mono muted">{s.host_id?.slice(0, 8) ?? '—'}</td>
                   <td>{age(s.created_at)}</td>
                 </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+              );
+            })}
+            {after > 0 && (
+              <tr className="spacer" aria-hidden="true" style={{ height: after }}>
+                <td colSpan={5} />
+              </tr>
+            )}
+          </tbody>
+        </table>
+      </div>
+      <p className="muted list-count">
+        {sandboxes.length} {sandboxes.length === 1 ? 'sandbox' : 'sandboxes'}
+      </p>
     </>
   );
 }

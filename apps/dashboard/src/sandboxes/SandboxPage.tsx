@@ -1,13 +1,17 @@
 import * as Tabs from '@radix-ui/react-tabs';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { lazy, Suspense } from 'react';
+import { lazy, Suspense, useState } from 'react';
 import { Link, useLocation } from 'wouter';
 import { api, unwrap } from '../api/client.js';
 import { age, ErrorState, Loading, StatusBadge } from '../ui/states.js';
+import { SnapshotDialog, TimeoutDialog } from './SandboxActions.js';
 
+// Each tab's code is loaded when it is first opened (xterm.js and uPlot are most of their weight).
 const TerminalTab = lazy(() => import('./TerminalTab.js'));
+const MetricsTab = lazy(() => import('./MetricsTab.js'));
+const FilesTab = lazy(() => import('./FilesTab.js'));
 
-/** One sandbox: what it is, a terminal in it, and pause, resume and kill. */
+/** One sandbox: what it is, its metrics, files and a terminal; pause, resume, snapshot, timeout, kill. */
 export function SandboxPage({ id }: { id: string }) {
   const queries = useQueryClient();
   const [, navigate] = useLocation();
@@ -17,6 +21,7 @@ export function SandboxPage({ id }: { id: string }) {
     queryFn: () => unwrap(api.GET('/v1/sandboxes/{id}', path)),
     refetchInterval: 3000,
   });
+  const [snapshotMade, setSnapshotMade] = useState<{ id: string; name: string }>();
   const refresh = () => queries.invalidateQueries({ queryKey: ['sandbox', id] });
   const pause = useMutation({
     mutationFn: () => unwrap(api.POST('/v1/sandboxes/{id}/pause', path)),
@@ -58,6 +63,12 @@ export function SandboxPage({ id }: { id: string }) {
               {resume.isPending ? 'Resuming…' : 'Resume'}
             </button>
           )}
+          <SnapshotDialog
+            sandboxId={s.id}
+            disabled={busy || (s.status !== 'running' && s.status !== 'paused')}
+            onMade={(made) => setSnapshotMade(made)}
+          />
+          <TimeoutDialog sandboxId={s.id} current={s.timeout_sec} disabled={busy} />
           <button
             type="button"
             className="button button-danger"
@@ -69,10 +80,22 @@ export function SandboxPage({ id }: { id: string }) {
         </div>
       </header>
       {failed && <ErrorState error={failed} />}
+      {snapshotMade && (
+        <p role="status" className="notice">
+          Snapshot “{snapshotMade.name}” created: <span className="mono">{snapshotMade.id}</span>. New
+          sandboxes can start from it by that name.
+        </p>
+      )}
       <Tabs.Root defaultValue="overview" className="tabs">
         <Tabs.List aria-label="Sandbox" className="tab-list">
           <Tabs.Trigger value="overview" className="tab">
             Overview
+          </Tabs.Trigger>
+          <Tabs.Trigger value="metrics" className="tab">
+            Metrics
+          </Tabs.Trigger>
+          <Tabs.Trigger value="files" className="tab" disabled={s.status !== 'running'}>
+            Files
           </Tabs.Trigger>
           <Tabs.Trigger value="terminal" className="tab" disabled={s.status !== 'running'}>
             Terminal
@@ -113,6 +136,18 @@ export function SandboxPage({ id }: { id: string }) {
               </dd>
             </dl>
           </section>
+        </Tabs.Content>
+        <Tabs.Content value="metrics" className="card">
+          <Suspense fallback={<Loading what="the metrics" />}>
+            <MetricsTab sandboxId={s.id} />
+          </Suspense>
+        </Tabs.Content>
+        <Tabs.Content value="files" className="card">
+          {s.status === 'running' && (
+            <Suspense fallback={<Loading what="the files" />}>
+              <FilesTab sandboxId={s.id} />
+            </Suspense>
+          )}
         </Tabs.Content>
         <Tabs.Content value="terminal" className="card">
           {s.status === 'running' && (
