@@ -27,6 +27,10 @@ export function AdminHosts() {
     },
     onSettled: refresh,
   });
+  const remove = useMutation({
+    mutationFn: (id: string) => unwrap(api.DELETE('/v1/hosts/{id}', { params: { path: { id }, query: {} } })),
+    onSettled: refresh,
+  });
   const add = useMutation({
     mutationFn: () => unwrap(api.POST('/v1/hosts', { body: {} })),
     onSuccess: async (made) => {
@@ -47,15 +51,31 @@ export function AdminHosts() {
         showTeam={kind === 'byoc'}
         actions={(h) =>
           h.is_static || h.status === 'deleted' ? null : (
-            <button
-              type="button"
-              className="button"
-              aria-label={`${h.draining ? 'Undrain' : 'Drain'} host ${h.id.slice(0, 8)}`}
-              disabled={drain.isPending}
-              onClick={() => drain.mutate({ id: h.id, on: !h.draining })}
-            >
-              {h.draining ? 'Undrain' : 'Drain'}
-            </button>
+            <>
+              {h.status !== 'pending' && (
+                <button
+                  type="button"
+                  className="button"
+                  aria-label={`${h.draining ? 'Undrain' : 'Drain'} host ${h.id.slice(0, 8)}`}
+                  disabled={drain.isPending}
+                  onClick={() => drain.mutate({ id: h.id, on: !h.draining })}
+                >
+                  {h.draining ? 'Undrain' : 'Drain'}
+                </button>
+              )}
+              <button
+                type="button"
+                className="button button-danger"
+                aria-label={`Delete host ${h.id.slice(0, 8)}`}
+                disabled={remove.isPending}
+                onClick={() => {
+                  if (window.confirm(`Delete host ${h.id.slice(0, 8)}? Its sandboxes must be gone first.`))
+                    remove.mutate(h.id);
+                }}
+              >
+                Delete
+              </button>
+            </>
           )
         }
       />
@@ -73,6 +93,7 @@ export function AdminHosts() {
       {add.error && <ErrorState error={add.error} />}
       {token && <RegistrationToken token={token} onDone={() => setToken(undefined)} />}
       {drain.error && <ErrorState error={drain.error} />}
+      {remove.error && <ErrorState error={remove.error} />}
       {drain.data && (
         <p role="status" className="muted">
           Drained: {drain.data.moved.length} sandbox(es) moved

@@ -77,7 +77,11 @@ export function HostTable({
                 {h.running_count} running, {h.paused_count} paused
               </td>
               <td>{h.last_heartbeat_at ? `${age(h.last_heartbeat_at)} ago` : 'never'}</td>
-              {actions && <td className="actions">{actions(h)}</td>}
+              {actions && (
+                <td>
+                  <span className="actions">{actions(h)}</span>
+                </td>
+              )}
             </tr>
           ))}
         </tbody>

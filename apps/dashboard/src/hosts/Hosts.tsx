@@ -21,8 +21,8 @@ export function registerCommand(token: string): string {
 export function RegistrationToken({ token, onDone }: { token: string; onDone: () => void }) {
   const command = registerCommand(token);
   return (
-    <section className="card reveal" aria-labelledby="registration-token">
-      <h2 id="registration-token">Registration token</h2>
+    <section className="card reveal" aria-labelledby="new-host">
+      <h2 id="new-host">Register the new host</h2>
       <p className="muted">
         Shown this once: it works once, for an hour. On the new host, as root, after{' '}
         <code>bash scripts/setup.sh</code> in a checkout of Wrenn, run:
