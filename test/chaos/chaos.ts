@@ -113,7 +113,7 @@ async function startServer(): Promise<void> {
   server = await startServerReplica('chaos', {
     DATABASE_URL: databaseUrl,
     WRENN_AGENT_URL: agent.url,
-    LOG_LEVEL: 'warn',
+    LOG_LEVEL: process.env.CHAOS_SERVER_LOG_LEVEL ?? 'warn',
   });
   serverDirs.push(server.dataDir);
 }

@@ -445,6 +445,19 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('sandboxes').addColumn('last_oom_kill', 'jsonb').execute();
     },
   },
+  '0015_sandbox_times_in_milliseconds': {
+    // A JavaScript Date holds milliseconds and PostgreSQL microseconds, so a time read back never
+    // equalled the stored one: the reconciler's "unchanged since I read it" update never matched a
+    // row whose time came from now() (a create's pending row stayed pending), and a list cursor
+    // (created_at, id) repeated or skipped rows. Stored as milliseconds, both sides agree.
+    async up(db) {
+      await db.schema
+        .alterTable('sandboxes')
+        .alterColumn('created_at', (c) => c.setDataType(sql`timestamptz(3)`))
+        .alterColumn('updated_at', (c) => c.setDataType(sql`timestamptz(3)`))
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { errorMessage, PeriodicTask, type Logger } from '@wrenn/core';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { hostagent } from '@wrenn/contracts';
@@ -29,11 +30,13 @@ export function statusFromAgent(status: hostagent.SandboxStatus): Status {
  * agent, with one exception: a sandbox created with `on_timeout: kill` (E2B's default) that the agent
  * paused for inactivity is destroyed. Returns the number of rows changed.
  */
+/** How often a create in flight renews its pending row (`updated_at`, the database's clock). */
+export const CREATE_LEASE_RENEW_MS = 2000;
 /**
- * Past this, a pending row the host does not have is a create whose request died with its server: a
- * create's longest wait is a template copied to the host (docs/fleet.md), well under it.
+ * A pending row the host does not have and nobody renewed for this long is a create whose request
+ * died with its server (several renewals missed, so a busy database does not end a live create).
  */
-export const ORPHANED_CREATE_MS = 15 * 60_000;
+export const ORPHANED_CREATE_MS = 10_000;
 
 export async function reconcile(
   db: Db,
@@ -46,6 +49,11 @@ export async function reconcile(
   let query = db
     .selectFrom('sandboxes')
     .select(['id', 'status', 'status_reason', 'auto_paused', 'on_timeout', 'oom_kills', 'updated_at'])
+    .select(
+      sql<boolean>`updated_at < now() - make_interval(secs => ${ORPHANED_CREATE_MS / 1000})`.as(
+        'create_lease_lapsed',
+      ),
+    )
     .where('status', 'in', ['pending', 'running', 'paused'])
     // A sandbox moving between hosts is the move's to settle.
     .where('moving_to', 'is', null);
@@ -72,9 +80,9 @@ export async function reconcile(
       continue;
     }
     const orphaned = !info && row.status === 'pending';
-    // A create still in flight is not on the agent's list yet: leave it to its request, unless it
-    // has been longer than any create takes (its server died mid-create; nobody will finish it).
-    if (orphaned && Date.now() - new Date(row.updated_at).getTime() < ORPHANED_CREATE_MS) continue;
+    // A create still in flight is not on the agent's list yet: leave it to its request, unless the
+    // request stopped renewing the row (its server died mid-create; nobody will finish it).
+    if (orphaned && !row.create_lease_lapsed) continue;
     const next = orphaned
       ? {
           status: 'stopped' as const,

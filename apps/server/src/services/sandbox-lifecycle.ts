@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { Code, ConnectError, randomId, type Logger } from '@wrenn/core';
 import type { hostagent } from '@wrenn/contracts';
 import type { Db } from '../db/database.js';
@@ -7,7 +8,7 @@ import { dropReplica, promoteReplica } from './fleet/paused-replicas.js';
 import { movePausedSandbox } from './fleet/sandbox-moves.js';
 import { DEFAULT_NEED } from './fleet/placement.js';
 import { flushMetrics, flushMetricsLater } from './metrics-store.js';
-import { statusFromAgent } from './reconciler.js';
+import { CREATE_LEASE_RENEW_MS, statusFromAgent } from './reconciler.js';
 import { resolveTemplate, type ResolvedTemplate } from './templates.js';
 import { releasing } from './sandbox-release.js';
 import { egressOf, type SandboxNetwork } from './network-policy.js';
@@ -93,6 +94,16 @@ export async function createSandbox(
       allow_public_traffic: spec.allowPublicTraffic ?? true,
     })
     .execute();
+  // While this request lives it renews the pending row (the database's clock), so the reconciler
+  // can tell a create in flight from one whose server died during it within seconds.
+  const lease = setInterval(() => {
+    db.updateTable('sandboxes')
+      .set({ updated_at: sql<Date>`now()` })
+      .where('id', '=', id)
+      .where('status', '=', 'pending')
+      .execute()
+      .catch((err: unknown) => deps.logger?.warn({ sandboxId: id, err }, 'could not renew a create'));
+  }, CREATE_LEASE_RENEW_MS);
   let info: hostagent.Sandbox;
   try {
     for (const held of files)
@@ -118,6 +129,8 @@ export async function createSandbox(
   } catch (err) {
     await db.deleteFrom('sandboxes').where('id', '=', id).where('status', '=', 'pending').execute();
     throw err;
+  } finally {
+    clearInterval(lease);
   }
   deps.sandboxStarted?.(id);
   const row = await db
