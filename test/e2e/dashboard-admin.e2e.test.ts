@@ -131,6 +131,41 @@ describe('the dashboard beyond a sandbox', () => {
     expect(problems).toEqual([]);
   }, 300_000);
 
+  it('shows the server’s message for a bad build, and cancels a running one', async () => {
+    const { page, problems } = await openPage();
+    await signIn(page, 'admin@wrenn.local', password);
+    await page.getByRole('link', { name: 'Builds', exact: true }).click();
+    await page.getByRole('button', { name: 'New build' }).click();
+    const dialog = page.getByRole('dialog', { name: 'New build' });
+    await dialog.getByLabel('Template name').fill('Not A Name');
+    await dialog.getByLabel('Recipe').fill('true');
+    await dialog.getByRole('button', { name: 'Build' }).click();
+    // The 400 names the field; the dialog stays open with it.
+    await expect
+      .poll(() => dialog.getByRole('alert').textContent())
+      .toMatch(/^template: .*\(invalid_argument\)$/);
+
+    await dialog.getByLabel('Template name').fill('dash-slow');
+    await dialog.getByLabel('Recipe').fill('sleep 600');
+    await dialog.getByLabel('Kind').selectOption('image');
+    await dialog.getByRole('button', { name: 'Build' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    const row = page.getByRole('row').filter({ hasText: 'dash-slow' }).first();
+    await row.getByText('building', { exact: true }).waitFor({ timeout: 60_000 });
+    await row.getByRole('button', { name: 'Cancel the build of dash-slow' }).click();
+    await row.getByText('cancelled', { exact: true }).waitFor({ timeout: 30_000 });
+    expect(await row.getByRole('button', { name: 'Cancel the build of dash-slow' }).count()).toBe(0);
+    const key = (await readFile(path.join(dataDir, 'server/admin-api-key'), 'utf8')).trim();
+    const builds = await apiCall(url, 'GET', '/v1/builds', { key });
+    expect((builds.body.builds as { template: string; status: string }[])[0]).toMatchObject({
+      template: 'dash-slow',
+      status: 'cancelled',
+    });
+    await page.close();
+    // (The refused build's 400 is the one console line Chromium prints for it.)
+    expect(problems.filter((p) => !p.includes('400'))).toEqual([]);
+  }, 120_000);
+
   it('shows a user who is not an admin nothing of the admin area, and the admin API refuses them', async () => {
     user = await signUpUser();
     for (const p of ['/v1/admin/users', '/v1/admin/teams', '/v1/admin/hosts', '/v1/admin/builds']) {
