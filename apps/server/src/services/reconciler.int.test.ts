@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -123,6 +124,37 @@ describeOnBackends('the reconciler', backends, (backend) => {
       ]);
       // A second pass has nothing to do.
       expect(await reconcile(db, agent, logger)).toBe(0);
+    });
+  });
+
+  describe('the static host (no heartbeats)', () => {
+    it('destroys what it holds that the control plane does not know or thinks stopped, and nothing else', async () => {
+      await row('static0known', 'running');
+      await row('static0stop', 'running');
+      await db.updateTable('sandboxes').set({ status: 'stopped' }).where('id', '=', 'static0stop').execute();
+      const destroyed: string[] = [];
+      const agent = {
+        destroySandbox: (req: { sandboxId?: string }) => {
+          destroyed.push(req.sandboxId ?? '');
+          return Promise.resolve(create(hostagent.DestroySandboxResponseSchema, {}));
+        },
+        flushSandboxMetrics: () => Promise.resolve(create(hostagent.FlushSandboxMetricsResponseSchema, {})),
+        listSandboxes: () =>
+          Promise.resolve(
+            create(hostagent.ListSandboxesResponseSchema, {
+              sandboxes: [
+                onAgent('static0known', hostagent.SandboxStatus.RUNNING),
+                onAgent('static0stop', hostagent.SandboxStatus.RUNNING),
+                onAgent('static0stray', hostagent.SandboxStatus.PAUSED),
+              ],
+            }),
+          ),
+      };
+      // Not the static host: its heartbeats do this, the reconciler leaves them.
+      await reconcile(db, agent, logger, { hostId: randomUUID() });
+      expect(destroyed).toEqual([]);
+      await reconcile(db, agent, logger, { hostId: randomUUID(), isStaticHost: true });
+      expect(destroyed.sort()).toEqual(['static0stop', 'static0stray']);
     });
   });
 

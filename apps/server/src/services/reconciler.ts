@@ -6,6 +6,7 @@ import type { Db } from '../db/database.js';
 import type { SandboxesTable } from '../db/schema.js';
 import type { AgentClient } from '../http/app-types.js';
 import type { Hosts } from './fleet/host-agents.js';
+import { sandboxesKnownOn } from './fleet/known-sandboxes.js';
 import { flushMetrics } from './metrics-store.js';
 import { releasing } from './sandbox-release.js';
 
@@ -135,6 +136,24 @@ export async function reconcile(
       );
     }
     changed++;
+  }
+  // Registered hosts' heartbeats destroy what a host holds that nobody knows (recordHeartbeat); the
+  // static host sends none, so its pass does (say a build's sandbox whose destroy met a dead agent,
+  // which adopted it on restart).
+  if (opts.isStaticHost && hostId !== undefined) {
+    const known = new Set((await sandboxesKnownOn(db, hostId, { isStaticHost: true })).map((r) => r.id));
+    for (const sandbox of sandboxes) {
+      if (known.has(sandbox.id)) continue;
+      await releasing(opts, sandbox.id, () => agent.destroySandbox({ sandboxId: sandbox.id })).then(
+        () => logger.info({ sandboxId: sandbox.id }, 'destroyed a sandbox the control plane does not know'),
+        (err: unknown) =>
+          logger.warn(
+            { sandboxId: sandbox.id, err: errorMessage(err) },
+            'could not destroy an unknown sandbox',
+          ),
+      );
+      changed++;
+    }
   }
   return changed;
 }

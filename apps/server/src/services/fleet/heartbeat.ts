@@ -5,6 +5,7 @@ import type { HostLoad, SandboxesTable } from '../../db/schema.js';
 import { resumeSandbox, type SandboxLifecycleDeps } from '../sandbox-lifecycle.js';
 import { runHostCleanups } from './artifacts.js';
 import type { Hosts } from './host-agents.js';
+import { sandboxesKnownOn } from './known-sandboxes.js';
 
 export type ReportedStatus = 'running' | 'paused' | 'pending' | 'stopped' | 'error';
 
@@ -69,14 +70,7 @@ export async function recordHeartbeat(
   if (!before) throw new Error(`host ${hostId} is not registered`);
 
   const reported = new Map(report.sandboxes.map((s) => [s.id, s.status]));
-  const rows = await db
-    .selectFrom('sandboxes')
-    .select(['id', 'status', 'host_id', 'moving_to'])
-    .where((eb) =>
-      eb.or([eb('host_id', '=', hostId), eb('moving_to', '=', hostId), eb('replica_host_id', '=', hostId)]),
-    )
-    .where('status', '!=', 'stopped')
-    .execute();
+  const rows = await sandboxesKnownOn(db, hostId);
   // A sandbox on its way in or out is known to both hosts until the move settles; a paused one's
   // copy (`replica_host_id`) is known to the host that keeps it.
   const known = new Map(rows.map((r) => [r.id, r]));
