@@ -127,6 +127,87 @@ describeOnBackends('the reconciler', backends, (backend) => {
     });
   });
 
+  describe('a template build', () => {
+    it("has its sandbox destroyed once it ended, when the build's own destroy failed; not while it runs", async () => {
+      const template = await db
+        .insertInto('templates')
+        .values({
+          team_id: teamId,
+          name: 'built',
+          kind: 'snapshot',
+          source_sandbox_id: null,
+          vcpus: 1,
+          memory_mb: 512,
+          disk_mb: 1024,
+          size_bytes: 0,
+          origin: 'template',
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      const build = async (status: 'building' | 'error') =>
+        (
+          await db
+            .insertInto('template_builds')
+            .values({
+              template_id: template.id,
+              team_id: teamId,
+              status,
+              kind: 'snapshot',
+              spec: '{}',
+              vcpus: 1,
+              memory_mb: 512,
+              disk_mb: 1024,
+              tags: [],
+              created_by: null,
+            })
+            .returning('id')
+            .executeTakeFirstOrThrow()
+        ).id;
+      await insertSandboxRow(db, {
+        id: 'build0ended',
+        team_id: teamId,
+        status: 'running',
+        build_id: await build('error'),
+      });
+      await insertSandboxRow(db, {
+        id: 'build0runs',
+        team_id: teamId,
+        status: 'running',
+        build_id: await build('building'),
+      });
+      const destroyed: string[] = [];
+      const agent = {
+        destroySandbox: (req: { sandboxId?: string }) => {
+          destroyed.push(req.sandboxId ?? '');
+          return Promise.resolve(create(hostagent.DestroySandboxResponseSchema, {}));
+        },
+        flushSandboxMetrics: () => Promise.resolve(create(hostagent.FlushSandboxMetricsResponseSchema, {})),
+        listSandboxes: () =>
+          Promise.resolve(
+            create(hostagent.ListSandboxesResponseSchema, {
+              sandboxes: [
+                onAgent('build0ended', hostagent.SandboxStatus.RUNNING),
+                onAgent('build0runs', hostagent.SandboxStatus.RUNNING),
+              ],
+            }),
+          ),
+      };
+      await reconcile(db, agent, logger);
+      expect(destroyed).toContain('build0ended');
+      expect(destroyed).not.toContain('build0runs');
+      const rows = await db
+        .selectFrom('sandboxes')
+        .select(['id', 'status', 'status_reason'])
+        .where('id', 'in', ['build0ended', 'build0runs'])
+        .orderBy('id')
+        .execute();
+      expect(rows).toEqual([
+        { id: 'build0ended', status: 'stopped', status_reason: 'its template build ended' },
+        { id: 'build0runs', status: 'running', status_reason: '' },
+      ]);
+    });
+  });
+
   describe('the static host (no heartbeats)', () => {
     it('destroys what it holds that the control plane does not know or thinks stopped, and nothing else', async () => {
       await row('static0known', 'running');

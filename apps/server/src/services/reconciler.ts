@@ -55,6 +55,17 @@ export async function reconcile(
         'create_lease_lapsed',
       ),
     )
+    .select((eb) =>
+      eb
+        .exists(
+          eb
+            .selectFrom('template_builds')
+            .select('template_builds.id')
+            .whereRef('template_builds.id', '=', 'sandboxes.build_id')
+            .where('template_builds.status', 'in', ['ready', 'error', 'cancelled']),
+        )
+        .as('build_ended'),
+    )
     .where('status', 'in', ['pending', 'running', 'paused'])
     // A sandbox moving between hosts is the move's to settle.
     .where('moving_to', 'is', null);
@@ -77,6 +88,27 @@ export async function reconcile(
         .where('id', '=', row.id)
         .execute();
       logger.info({ sandboxId: row.id }, 'timed out; destroyed (on timeout: kill)');
+      changed++;
+      continue;
+    }
+    // A template build's sandbox outlives its build only when the build's own destroy failed (its
+    // agent was down): gone now.
+    if (info && row.build_ended) {
+      try {
+        await releasing(opts, row.id, () => agent.destroySandbox({ sandboxId: row.id }));
+      } catch (err) {
+        logger.warn(
+          { sandboxId: row.id, err: errorMessage(err) },
+          'could not destroy the sandbox of an ended template build',
+        );
+        continue;
+      }
+      await db
+        .updateTable('sandboxes')
+        .set({ status: 'stopped', status_reason: 'its template build ended', updated_at: new Date() })
+        .where('id', '=', row.id)
+        .execute();
+      logger.info({ sandboxId: row.id }, 'destroyed the sandbox of an ended template build');
       changed++;
       continue;
     }
