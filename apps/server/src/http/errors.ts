@@ -87,6 +87,14 @@ export function toApiError(err: unknown): ApiError | undefined {
   // all carry (`%00`): the input was bad, whichever field it came in.
   if (isNulInText(err))
     return new ApiError(400, 'invalid_argument', 'a value holds a NUL byte, which text cannot');
+  // The server never cancels a call whose answer it still awaits, so a cancelled call is the agent
+  // (or its connection) going away mid-call, as a restart does: worth a retry, not a 500.
+  if (err instanceof ConnectError && err.code === Code.Canceled)
+    return new ApiError(
+      503,
+      'unavailable',
+      `the host's agent stopped answering during the call (it may be restarting); try again (${err.rawMessage})`,
+    );
   if (err instanceof ConnectError && TOLD_TO_CLIENT.has(err.code))
     return new ApiError(
       httpStatusFromCode(err.code) as ContentfulStatusCode,
