@@ -102,6 +102,12 @@ function Charts({ points, over }: { points: Point[]; over: string }) {
   );
 }
 
+/** An axis label short enough for the axis: `2.5 GiB` rather than `2560 MiB`. */
+function tick(value: number, unit: string): string {
+  if (unit === 'MiB' && value >= 1024) return `${+(value / 1024).toFixed(1)} GiB`;
+  return `${+value.toFixed(1)} ${unit}`;
+}
+
 const cssVar = (name: string) =>
   getComputedStyle(document.documentElement).getPropertyValue(name).trim() || 'currentColor';
 
@@ -137,8 +143,8 @@ function Chart(props: {
             stroke: muted,
             grid,
             ticks: grid,
-            size: 56,
-            values: (_u, ticks) => ticks.map((t) => `${t} ${unit}`),
+            size: 64,
+            values: (_u, ticks) => ticks.map((t) => tick(t, unit)),
           },
         ],
         series: [{}, { label: unit, stroke: accent, width: 2, fill: `${accent}22`, points: { show: false } }],
