@@ -110,7 +110,13 @@ describe('a sandbox’s page', () => {
     await page.goto(`${url}/#/sandboxes/${id}`);
     await page.getByRole('tab', { name: 'Files' }).click();
     const files = page.getByRole('region', { name: 'Files' });
-    await files.getByRole('table', { name: 'Files in /home/user' }).or(files.getByText('is empty')).waitFor();
+    // The listing, or the error the page shows instead (its text then fails the test, saying why).
+    await files
+      .getByRole('table', { name: 'Files in /home/user' })
+      .or(files.getByText('is empty'))
+      .or(files.getByRole('alert'))
+      .waitFor({ timeout: 60_000 });
+    expect(await files.getByRole('alert').count(), (await files.textContent()) ?? '').toBe(0);
 
     // Picked with the file input: streamed to the API, then listed.
     const bytes = randomBytes(200_000);
