@@ -17,7 +17,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const dist = join(here, 'dist');
+// ENVD_DIST: build elsewhere (the bundle's test does, so it never empties the dist/ that agents
+// on this machine mount into their sandboxes).
+const dist = process.env.ENVD_DIST ?? join(here, 'dist');
 
 /** @param {string} out */
 async function compileForkServer(out) {

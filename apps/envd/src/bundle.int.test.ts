@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { process as processpb } from '@wrenn/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collect } from './testing/process-events.js';
 
-// Proves the shipped artifact: dist/envd.mjs, copied away from every node_modules, run by a bare
+// Proves the shipped artifact: envd.mjs, built away from every node_modules, run by a bare
 // `node` with nothing but its own dist/ folder — which is how sandboxes run it.
 const appDir = fileURLToPath(new URL('..', import.meta.url));
 let workDir: string;
@@ -47,9 +47,12 @@ async function waitForHealth(expected: number | 'down', timeoutMs = 10_000): Pro
 }
 
 beforeAll(async () => {
-  await promisify(execFile)(process.execPath, ['build.mjs'], { cwd: appDir });
   workDir = await mkdtemp(join(tmpdir(), 'envd-bundle-'));
-  await cp(join(appDir, 'dist'), join(workDir, 'envd'), { recursive: true });
+  // Built straight into the copy's place: dist/ itself may be mounted into running sandboxes.
+  await promisify(execFile)(process.execPath, ['build.mjs'], {
+    cwd: appDir,
+    env: { ...process.env, ENVD_DIST: join(workDir, 'envd') },
+  });
   const port = await freePort();
   baseUrl = `http://127.0.0.1:${port}`;
   child = spawn(process.execPath, [join(workDir, 'envd', 'envd.mjs')], {
