@@ -4,27 +4,19 @@
 //
 // Root, runsc and the base image (scripts/setup.sh) and a built dashboard (`npm run build`) are
 // needed; it runs sandboxes, so run it where no e2e test runs: `flock /tmp/wrenn-e2e.lock npm run screenshots`.
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { installDir } from '../test/e2e/support/agent-process.js';
 import { apiCall } from '../test/e2e/support/api-client.js';
-import { printedApiUrl, startWrenn } from '../test/e2e/support/wrenn-process.js';
+import { signIn, startDashboardRig } from '../test/e2e/support/dashboard.js';
 
 const outDir = path.resolve(import.meta.dirname, '../docs/dashboard');
-const dataDir = path.join(installDir, 'screenshots');
 
-await rm(dataDir, { recursive: true, force: true });
 await mkdir(outDir, { recursive: true });
-const up = await startWrenn('up', dataDir, /^Try: /m);
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-});
+const rig = await startDashboardRig(path.join(installDir, 'screenshots'));
 try {
-  const url = printedApiUrl(up.stdout);
-  const password = (await readFile(path.join(dataDir, 'server/admin-password'), 'utf8')).trim();
-  const key = (await readFile(path.join(dataDir, 'server/admin-api-key'), 'utf8')).trim();
+  const { url, password, key, browser } = rig;
   const api = async (method: string, route: string, body?: unknown) => {
     const res = await apiCall(url, method, route, { key, body });
     if (res.status >= 300) throw new Error(`${method} ${route}: ${res.status} ${JSON.stringify(res.body)}`);
@@ -55,9 +47,7 @@ try {
   await page.goto(`${url}/`);
   await page.getByLabel('Email').fill('admin@wrenn.local');
   await shot('sign-in');
-  await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { name: 'Sandboxes' }).waitFor();
+  await signIn(page, url, 'admin@wrenn.local', password);
   await page.getByText(paused).first().waitFor();
   await shot('sandboxes');
   await page.getByRole('button', { name: 'New sandbox' }).click();
@@ -143,16 +133,9 @@ try {
   }
 
   const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
-  await phone.goto(`${url}/`);
-  await phone.getByLabel('Email').fill('admin@wrenn.local');
-  await phone.getByLabel('Password').fill(password);
-  await phone.getByRole('button', { name: 'Sign in' }).click();
-  await phone.getByRole('heading', { name: 'Sandboxes' }).waitFor();
+  await signIn(phone, url, 'admin@wrenn.local', password);
   await phone.getByText(paused).first().waitFor();
   await shot('phone-sandboxes', phone);
 } finally {
-  await browser.close();
-  up.child.kill('SIGINT');
-  await up.exited;
-  await rm(dataDir, { recursive: true, force: true });
+  await rig.stop();
 }

@@ -1,11 +1,15 @@
-import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installDir } from './support/agent-process.js';
 import { apiCall } from './support/api-client.js';
 import { DevHost } from './support/fleet.js';
-import { printedApiUrl, startWrenn, type WrennProcess } from './support/wrenn-process.js';
+import {
+  openPage as openRigPage,
+  signIn as signInAs,
+  startDashboardRig,
+  type DashboardRig,
+} from './support/dashboard.js';
 
 // The dashboard outside a single sandbox (templates, builds, team, hosts, the admin area), driven in
 // Debian's Chromium against a real `wrenn up`, with a real second agent (scripts/dev-host.sh) for a
@@ -14,58 +18,30 @@ const dataDir = path.join(installDir, 'e2e-dashboard-admin');
 const USER_EMAIL = 'byoc-owner@example.com';
 const USER_PASSWORD = 'a long enough password';
 
-let up: WrennProcess;
+let rig: DashboardRig;
 let url: string;
 let password: string;
 let adminToken: string;
-let browser: Browser;
 const devHost = new DevHost('e2dh');
 
 beforeAll(async () => {
-  await rm(dataDir, { recursive: true, force: true });
   await devHost.remove(); // what a failed run left under this name
-  up = await startWrenn('up', dataDir, /^Try: /m);
-  url = printedApiUrl(up.stdout);
-  password = (await readFile(path.join(dataDir, 'server/admin-password'), 'utf8')).trim();
+  rig = await startDashboardRig(dataDir);
+  ({ url, password } = rig);
   const login = await apiCall(url, 'POST', '/v1/auth/login', {
     body: { email: 'admin@wrenn.local', password },
   });
   expect(login.status).toBe(200);
   adminToken = login.body.token as string;
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
 }, 120_000);
 
 afterAll(async () => {
-  await browser?.close();
   await devHost.remove().catch((err: unknown) => console.error(err));
-  if (up) {
-    up.child.kill('SIGINT');
-    await up.exited;
-  }
-  await rm(dataDir, { recursive: true, force: true });
+  await rig?.stop();
 }, 120_000);
 
-/** A page that fails the test on any console error or uncaught exception. */
-async function openPage(width = 1280, height = 800): Promise<{ page: Page; problems: string[] }> {
-  const page = await browser.newPage({ viewport: { width, height } });
-  const problems: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
-  });
-  page.on('pageerror', (err) => problems.push(`page: ${err.message}`));
-  return { page, problems };
-}
-
-async function signIn(page: Page, email: string, pass: string) {
-  await page.goto(`${url}/`);
-  await page.getByLabel('Email').fill(email);
-  await page.getByLabel('Password').fill(pass);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { name: 'Sandboxes' }).waitFor();
-}
+const openPage = (width?: number, height?: number) => openRigPage(rig.browser, width, height);
+const signIn = (page: Page, email: string, pass: string) => signInAs(page, url, email, pass);
 
 /** The user who is not an admin: invited by the admin through the API, signed up with the invite. */
 async function signUpUser(): Promise<{ token: string; teamId: string }> {
@@ -114,7 +90,7 @@ describe('the dashboard beyond a sandbox', () => {
     await log.getByText('Step 1', { exact: true }).waitFor();
 
     // The API agrees, and the template is listed.
-    const key = (await readFile(path.join(dataDir, 'server/admin-api-key'), 'utf8')).trim();
+    const { key } = rig;
     const builds = await apiCall(url, 'GET', '/v1/builds', { key });
     expect((builds.body.builds as { template: string; status: string }[])[0]).toMatchObject({
       template: 'dash-built',
@@ -155,7 +131,7 @@ describe('the dashboard beyond a sandbox', () => {
     await row.getByRole('button', { name: 'Cancel the build of dash-slow' }).click();
     await row.getByText('cancelled', { exact: true }).waitFor({ timeout: 30_000 });
     expect(await row.getByRole('button', { name: 'Cancel the build of dash-slow' }).count()).toBe(0);
-    const key = (await readFile(path.join(dataDir, 'server/admin-api-key'), 'utf8')).trim();
+    const { key } = rig;
     const builds = await apiCall(url, 'GET', '/v1/builds', { key });
     expect((builds.body.builds as { template: string; status: string }[])[0]).toMatchObject({
       template: 'dash-slow',

@@ -1,61 +1,36 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installDir } from './support/agent-process.js';
 import { apiCall } from './support/api-client.js';
-import { printedApiUrl, startWrenn, type WrennProcess } from './support/wrenn-process.js';
+import {
+  openPage as openRigPage,
+  signIn as signInAs,
+  startDashboardRig,
+  type DashboardRig,
+} from './support/dashboard.js';
 
 // A sandbox's own page in the dashboard (Files, Metrics, Snapshot, Timeout), driven in Debian's
 // Chromium against a real `wrenn up`; and the sandbox list with 1,000 rows (served by the test).
 const dataDir = path.join(installDir, 'e2e-dashboard-sandbox');
 
-let up: WrennProcess;
+let rig: DashboardRig;
 let url: string;
-let password: string;
 let key: string;
-let browser: Browser;
 
 beforeAll(async () => {
-  await rm(dataDir, { recursive: true, force: true });
-  up = await startWrenn('up', dataDir, /^Try: /m);
-  url = printedApiUrl(up.stdout);
-  password = (await readFile(path.join(dataDir, 'server/admin-password'), 'utf8')).trim();
-  key = (await readFile(path.join(dataDir, 'server/admin-api-key'), 'utf8')).trim();
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  rig = await startDashboardRig(dataDir);
+  ({ url, key } = rig);
 }, 120_000);
 
 afterAll(async () => {
-  await browser?.close();
-  if (up) {
-    up.child.kill('SIGINT');
-    await up.exited;
-  }
-  await rm(dataDir, { recursive: true, force: true });
+  await rig?.stop();
 });
 
-/** A page that fails the test on any console error or uncaught exception. */
-async function openPage(width = 1280, height = 800): Promise<{ page: Page; problems: string[] }> {
-  const page = await browser.newPage({ viewport: { width, height }, acceptDownloads: true });
-  const problems: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
-  });
-  page.on('pageerror', (err) => problems.push(`page: ${err.message}`));
-  return { page, problems };
-}
-
-async function signIn(page: Page) {
-  await page.goto(`${url}/`);
-  await page.getByLabel('Email').fill('admin@wrenn.local');
-  await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { name: 'Sandboxes' }).waitFor();
-}
+const openPage = (width?: number, height?: number) => openRigPage(rig.browser, width, height);
+const signIn = (page: Page) => signInAs(page, url, 'admin@wrenn.local', rig.password);
 
 const api = (method: string, route: string, body?: unknown) => apiCall(url, method, route, { key, body });
 

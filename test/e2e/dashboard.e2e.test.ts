@@ -1,57 +1,34 @@
-import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installDir } from './support/agent-process.js';
 import { apiCall } from './support/api-client.js';
-import { printedApiUrl, startWrenn, type WrennProcess } from './support/wrenn-process.js';
+import {
+  openPage as openRigPage,
+  startDashboardRig,
+  submitSignIn,
+  type DashboardRig,
+} from './support/dashboard.js';
 
 // The dashboard, driven in Debian's Chromium against a real `wrenn up` (real agent, real sandboxes).
 const dataDir = path.join(installDir, 'e2e-dashboard');
 
-let up: WrennProcess;
+let rig: DashboardRig;
 let url: string;
 let password: string;
-let browser: Browser;
 
 beforeAll(async () => {
-  await rm(dataDir, { recursive: true, force: true });
-  up = await startWrenn('up', dataDir, /^Try: /m);
-  url = printedApiUrl(up.stdout);
-  expect(up.stdout).toContain(`dashboard:  ${url}/`);
-  password = (await readFile(path.join(dataDir, 'server/admin-password'), 'utf8')).trim();
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  rig = await startDashboardRig(dataDir);
+  ({ url, password } = rig);
+  expect(rig.up.stdout).toContain(`dashboard:  ${url}/`);
 }, 120_000);
 
 afterAll(async () => {
-  await browser?.close();
-  if (up) {
-    up.child.kill('SIGINT');
-    await up.exited;
-  }
-  await rm(dataDir, { recursive: true, force: true });
+  await rig?.stop();
 });
 
-/** A page that fails the test on any console error or uncaught exception. */
-async function openPage(width = 1280, height = 800): Promise<{ page: Page; problems: string[] }> {
-  const page = await browser.newPage({ viewport: { width, height } });
-  const problems: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
-  });
-  page.on('pageerror', (err) => problems.push(`page: ${err.message}`));
-  return { page, problems };
-}
-
-async function signIn(page: Page, email: string, pass: string) {
-  await page.goto(`${url}/`);
-  await page.getByLabel('Email').fill(email);
-  await page.getByLabel('Password').fill(pass);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-}
+const openPage = (width?: number, height?: number) => openRigPage(rig.browser, width, height);
+const signIn = (page: Parameters<typeof submitSignIn>[0], email: string, pass: string) =>
+  submitSignIn(page, url, email, pass);
 
 describe('the dashboard', () => {
   it('refuses a wrong password with the server’s message, and signs in with the right one', async () => {
@@ -83,7 +60,7 @@ describe('the dashboard', () => {
     await page.getByText('running', { exact: true }).waitFor();
 
     // The API agrees with what the page shows.
-    const key = (await readFile(path.join(dataDir, 'server/admin-api-key'), 'utf8')).trim();
+    const { key } = rig;
     const status = async () => (await apiCall(url, 'GET', `/v1/sandboxes/${id}`, { key })).body.status;
     expect(await status()).toBe('running');
 

@@ -1,6 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, unwrap } from '../api/client.js';
 import { age, Empty, ErrorState, Loading } from '../ui/states.js';
+import { TableHead } from '../ui/TableHead.js';
 
 /** Every team with its counts, and the switch that makes it BYOC (its sandboxes only on its hosts). */
 export function AdminTeams() {
@@ -33,15 +34,7 @@ export function AdminTeams() {
       ) : (
         <div className="table-wrap">
           <table className="table" aria-label="Teams">
-            <thead>
-              <tr>
-                <th scope="col">Team</th>
-                <th scope="col">Members</th>
-                <th scope="col">Sandboxes</th>
-                <th scope="col">Created</th>
-                <th scope="col">Brings its own hosts</th>
-              </tr>
-            </thead>
+            <TableHead columns={['Team', 'Members', 'Sandboxes', 'Created', 'Brings its own hosts']} />
             <tbody>
               {teams.data.map((t) => (
                 <tr key={t.id}>

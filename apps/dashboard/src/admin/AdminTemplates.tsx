@@ -2,6 +2,7 @@ import { useQuery } from '@tanstack/react-query';
 import { api, unwrap } from '../api/client.js';
 import { size } from '../templates/Templates.js';
 import { age, Empty, ErrorState, Loading } from '../ui/states.js';
+import { TableHead } from '../ui/TableHead.js';
 
 /** Every template: the platform's (what every team sees) and every team's. */
 export function AdminTemplates() {
@@ -25,16 +26,7 @@ export function AdminTemplates() {
       ) : (
         <div className="table-wrap">
           <table className="table" aria-label="Templates">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Owner</th>
-                <th scope="col">Kind</th>
-                <th scope="col">Resources</th>
-                <th scope="col">Size</th>
-                <th scope="col">Created</th>
-              </tr>
-            </thead>
+            <TableHead columns={['Name', 'Owner', 'Kind', 'Resources', 'Size', 'Created']} />
             <tbody>
               {templates.data.map((t) => (
                 <tr key={t.id}>

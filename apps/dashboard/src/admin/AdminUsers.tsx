@@ -1,6 +1,7 @@
 import { useInfiniteQuery } from '@tanstack/react-query';
 import { api, unwrap } from '../api/client.js';
 import { age, Empty, ErrorState, Loading } from '../ui/states.js';
+import { TableHead } from '../ui/TableHead.js';
 
 const PAGE = 100;
 
@@ -33,14 +34,7 @@ export function AdminUsers() {
         <>
           <div className="table-wrap">
             <table className="table" aria-label="Users">
-              <thead>
-                <tr>
-                  <th scope="col">Email</th>
-                  <th scope="col">Administrator</th>
-                  <th scope="col">Teams</th>
-                  <th scope="col">Signed up</th>
-                </tr>
-              </thead>
+              <TableHead columns={['Email', 'Administrator', 'Teams', 'Signed up']} />
               <tbody>
                 {rows.map((u) => (
                   <tr key={u.id}>

@@ -5,6 +5,7 @@ import { age, Empty, ErrorState, Loading, StatusBadge } from '../ui/states.js';
 import { buildApi, isRunning, type Build, type BuildLogEntry, type BuildScope } from './build-api.js';
 import { NewBuildDialog } from './NewBuildDialog.js';
 import '../ui/pages.css';
+import { TableHead } from '../ui/TableHead.js';
 
 /** How often a running build (and the list, while any runs) is asked again. */
 const REFRESH_MS = 3000;
@@ -36,18 +37,7 @@ export function Builds({ scope }: { scope: BuildScope }) {
       ) : (
         <div className="table-wrap">
           <table className="table" aria-label="Builds">
-            <thead>
-              <tr>
-                <th scope="col">Template</th>
-                <th scope="col">Status</th>
-                <th scope="col">Progress</th>
-                <th scope="col">Kind</th>
-                <th scope="col">Started</th>
-                <th scope="col">
-                  <span className="visually-hidden">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['Template', 'Status', 'Progress', 'Kind', 'Started']} actions />
             <tbody>
               {builds.data.map((b) => (
                 <BuildRow

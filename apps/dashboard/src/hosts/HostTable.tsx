@@ -2,6 +2,7 @@ import type { ReactNode } from 'react';
 import type { Schemas } from '../api/client.js';
 import { age } from '../ui/states.js';
 import '../ui/pages.css';
+import { TableHead } from '../ui/TableHead.js';
 
 type Host = Schemas['Host'] & { team_name?: string | null };
 
@@ -37,23 +38,19 @@ export function HostTable({
   return (
     <div className="table-wrap">
       <table className="table" aria-label={label}>
-        <thead>
-          <tr>
-            <th scope="col">Host</th>
-            <th scope="col">Status</th>
-            {showTeam && <th scope="col">Team</th>}
-            <th scope="col">Address</th>
-            <th scope="col">Capacity</th>
-            <th scope="col">Load</th>
-            <th scope="col">Sandboxes</th>
-            <th scope="col">Last heartbeat</th>
-            {actions && (
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            )}
-          </tr>
-        </thead>
+        <TableHead
+          columns={[
+            'Host',
+            'Status',
+            showTeam && 'Team',
+            'Address',
+            'Capacity',
+            'Load',
+            'Sandboxes',
+            'Last heartbeat',
+          ]}
+          actions={actions !== undefined}
+        />
         <tbody>
           {hosts.map((h) => (
             <tr key={h.id} aria-label={`Host ${h.id}`}>

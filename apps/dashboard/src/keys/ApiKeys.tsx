@@ -3,6 +3,7 @@ import { useState, type FormEvent } from 'react';
 import { api, unwrap } from '../api/client.js';
 import { useSession } from '../api/session.js';
 import { age, Empty, ErrorState, Loading } from '../ui/states.js';
+import { TableHead } from '../ui/TableHead.js';
 
 /** The team's API keys: a new one is shown once (with copy), any can be revoked. */
 export function ApiKeys() {
@@ -85,17 +86,7 @@ export function ApiKeys() {
       ) : (
         <div className="table-wrap">
           <table className="table">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Key</th>
-                <th scope="col">Created</th>
-                <th scope="col">Last used</th>
-                <th scope="col">
-                  <span className="visually-hidden">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['Name', 'Key', 'Created', 'Last used']} actions />
             <tbody>
               {keys.data.map((k) => (
                 <tr key={k.id}>

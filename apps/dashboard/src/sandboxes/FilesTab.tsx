@@ -3,6 +3,7 @@ import { useState, type DragEvent } from 'react';
 import { api, unwrap, type Schemas } from '../api/client.js';
 import { age, Empty, ErrorState, Loading } from '../ui/states.js';
 import './sandbox.css';
+import { TableHead } from '../ui/TableHead.js';
 
 type Entry = Schemas['DirEntry'];
 
@@ -183,17 +184,7 @@ export default function FilesTab({ sandboxId }: { sandboxId: string }) {
       ) : (
         <div className="table-wrap">
           <table className="table files-table" aria-label={`Files in ${dir}`}>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Type</th>
-                <th scope="col">Size</th>
-                <th scope="col">Modified</th>
-                <th scope="col">
-                  <span className="visually-hidden">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['Name', 'Type', 'Size', 'Modified']} actions />
             <tbody>
               {entries.map((e) => (
                 <tr key={e.path}>

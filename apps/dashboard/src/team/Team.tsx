@@ -5,6 +5,7 @@ import { useCurrentTeam } from '../api/me.js';
 import { AuditTable } from '../ui/AuditTable.js';
 import { Empty, ErrorState, Loading } from '../ui/states.js';
 import '../ui/pages.css';
+import { TableHead } from '../ui/TableHead.js';
 
 type Role = 'owner' | 'member';
 
@@ -81,17 +82,7 @@ export function Team() {
       ) : (
         <div className="table-wrap">
           <table className="table" aria-label="Members">
-            <thead>
-              <tr>
-                <th scope="col">Email</th>
-                <th scope="col">Role</th>
-                {canManage && (
-                  <th scope="col">
-                    <span className="visually-hidden">Actions</span>
-                  </th>
-                )}
-              </tr>
-            </thead>
+            <TableHead columns={['Email', 'Role']} actions={canManage} />
             <tbody>
               {members.data.map((m) => (
                 <tr key={m.user_id}>

@@ -3,6 +3,7 @@ import { api, unwrap } from '../api/client.js';
 import { useSession } from '../api/session.js';
 import { age, Empty, ErrorState, Loading } from '../ui/states.js';
 import '../ui/pages.css';
+import { TableHead } from '../ui/TableHead.js';
 
 /** Bytes as "12 MB". */
 export function size(bytes: number): string {
@@ -78,18 +79,7 @@ export function Templates() {
         ) : (
           <div className="table-wrap">
             <table className="table" aria-label="Snapshots">
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">From sandbox</th>
-                  <th scope="col">Resources</th>
-                  <th scope="col">Size</th>
-                  <th scope="col">Created</th>
-                  <th scope="col">
-                    <span className="visually-hidden">Actions</span>
-                  </th>
-                </tr>
-              </thead>
+              <TableHead columns={['Name', 'From sandbox', 'Resources', 'Size', 'Created']} actions />
               <tbody>
                 {snapshots.data.map((s) => (
                   <tr key={s.id}>
@@ -134,12 +124,7 @@ function TemplateTable({
   return (
     <div className="table-wrap">
       <table className="table" aria-label={label}>
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Kind</th>
-          </tr>
-        </thead>
+        <TableHead columns={['Name', 'Kind']} />
         <tbody>
           {rows.map((t) => (
             <tr key={`${t.name}:${t.id ?? ''}`}>

@@ -1,5 +1,6 @@
 import type { Schemas } from '../api/client.js';
 import { age, Empty } from './states.js';
+import { TableHead } from './TableHead.js';
 
 type Entry = Schemas['AuditEntry'];
 
@@ -9,17 +10,7 @@ export function AuditTable({ entries, showTeam = false }: { entries: Entry[]; sh
   return (
     <div className="table-wrap">
       <table className="table">
-        <thead>
-          <tr>
-            <th scope="col">When</th>
-            <th scope="col">Action</th>
-            <th scope="col">Result</th>
-            <th scope="col">Target</th>
-            <th scope="col">By</th>
-            {showTeam && <th scope="col">Team</th>}
-            <th scope="col">Address</th>
-          </tr>
-        </thead>
+        <TableHead columns={['When', 'Action', 'Result', 'Target', 'By', showTeam && 'Team', 'Address']} />
         <tbody>
           {entries.map((e) => (
             <tr key={e.id}>

@@ -39,6 +39,20 @@ describeOnBackends('the reconciler', backends, (backend) => {
   const row = (id: string, status: 'pending' | 'running' | 'paused', onTimeout: 'pause' | 'kill' = 'pause') =>
     insertSandboxRow(db, { id, team_id: teamId, status, timeout_sec: 0, on_timeout: onTimeout });
 
+  /** An agent that lists `sandboxes` and records the ones it is asked to destroy. */
+  function listingAgent(sandboxes: hostagent.Sandbox[]) {
+    const destroyed: string[] = [];
+    const agent = {
+      destroySandbox: (req: { sandboxId?: string }) => {
+        destroyed.push(req.sandboxId ?? '');
+        return Promise.resolve(create(hostagent.DestroySandboxResponseSchema, {}));
+      },
+      flushSandboxMetrics: () => Promise.resolve(create(hostagent.FlushSandboxMetricsResponseSchema, {})),
+      listSandboxes: () => Promise.resolve(create(hostagent.ListSandboxesResponseSchema, { sandboxes })),
+    };
+    return { agent, destroyed };
+  }
+
   const onAgent = (
     id: string,
     status: hostagent.SandboxStatus,
@@ -62,29 +76,16 @@ describeOnBackends('the reconciler', backends, (backend) => {
         .set({ updated_at: new Date(Date.now() - ORPHANED_CREATE_MS - 1000) })
         .where('id', '=', 'orphan00001')
         .execute();
-      const destroyed: string[] = [];
-      const agent = {
-        destroySandbox: (req: { sandboxId?: string }) => {
-          destroyed.push(req.sandboxId ?? '');
-          return Promise.resolve(create(hostagent.DestroySandboxResponseSchema, {}));
-        },
-        flushSandboxMetrics: () => Promise.resolve(create(hostagent.FlushSandboxMetricsResponseSchema, {})),
-        listSandboxes: () =>
-          Promise.resolve(
-            create(hostagent.ListSandboxesResponseSchema, {
-              sandboxes: [
-                onAgent('autopaused1', hostagent.SandboxStatus.PAUSED, {
-                  autoPaused: true,
-                  statusReason: 'paused after 3 s without activity',
-                }),
-                onAgent('oomkilled01', hostagent.SandboxStatus.STOPPED, { statusReason: 'out of memory' }),
-                onAgent('unchanged01', hostagent.SandboxStatus.RUNNING),
-                onAgent('createdon01', hostagent.SandboxStatus.RUNNING),
-                onAgent('killontime', hostagent.SandboxStatus.PAUSED, { autoPaused: true }),
-              ],
-            }),
-          ),
-      };
+      const { agent, destroyed } = listingAgent([
+        onAgent('autopaused1', hostagent.SandboxStatus.PAUSED, {
+          autoPaused: true,
+          statusReason: 'paused after 3 s without activity',
+        }),
+        onAgent('oomkilled01', hostagent.SandboxStatus.STOPPED, { statusReason: 'out of memory' }),
+        onAgent('unchanged01', hostagent.SandboxStatus.RUNNING),
+        onAgent('createdon01', hostagent.SandboxStatus.RUNNING),
+        onAgent('killontime', hostagent.SandboxStatus.PAUSED, { autoPaused: true }),
+      ]);
       expect(await reconcile(db, agent, logger)).toBe(6);
       expect(destroyed).toEqual(['killontime']);
       const rows = await db
@@ -175,23 +176,10 @@ describeOnBackends('the reconciler', backends, (backend) => {
         status: 'running',
         build_id: await build('building'),
       });
-      const destroyed: string[] = [];
-      const agent = {
-        destroySandbox: (req: { sandboxId?: string }) => {
-          destroyed.push(req.sandboxId ?? '');
-          return Promise.resolve(create(hostagent.DestroySandboxResponseSchema, {}));
-        },
-        flushSandboxMetrics: () => Promise.resolve(create(hostagent.FlushSandboxMetricsResponseSchema, {})),
-        listSandboxes: () =>
-          Promise.resolve(
-            create(hostagent.ListSandboxesResponseSchema, {
-              sandboxes: [
-                onAgent('build0ended', hostagent.SandboxStatus.RUNNING),
-                onAgent('build0runs', hostagent.SandboxStatus.RUNNING),
-              ],
-            }),
-          ),
-      };
+      const { agent, destroyed } = listingAgent([
+        onAgent('build0ended', hostagent.SandboxStatus.RUNNING),
+        onAgent('build0runs', hostagent.SandboxStatus.RUNNING),
+      ]);
       await reconcile(db, agent, logger);
       expect(destroyed).toContain('build0ended');
       expect(destroyed).not.toContain('build0runs');
@@ -213,24 +201,11 @@ describeOnBackends('the reconciler', backends, (backend) => {
       await row('static0known', 'running');
       await row('static0stop', 'running');
       await db.updateTable('sandboxes').set({ status: 'stopped' }).where('id', '=', 'static0stop').execute();
-      const destroyed: string[] = [];
-      const agent = {
-        destroySandbox: (req: { sandboxId?: string }) => {
-          destroyed.push(req.sandboxId ?? '');
-          return Promise.resolve(create(hostagent.DestroySandboxResponseSchema, {}));
-        },
-        flushSandboxMetrics: () => Promise.resolve(create(hostagent.FlushSandboxMetricsResponseSchema, {})),
-        listSandboxes: () =>
-          Promise.resolve(
-            create(hostagent.ListSandboxesResponseSchema, {
-              sandboxes: [
-                onAgent('static0known', hostagent.SandboxStatus.RUNNING),
-                onAgent('static0stop', hostagent.SandboxStatus.RUNNING),
-                onAgent('static0stray', hostagent.SandboxStatus.PAUSED),
-              ],
-            }),
-          ),
-      };
+      const { agent, destroyed } = listingAgent([
+        onAgent('static0known', hostagent.SandboxStatus.RUNNING),
+        onAgent('static0stop', hostagent.SandboxStatus.RUNNING),
+        onAgent('static0stray', hostagent.SandboxStatus.PAUSED),
+      ]);
       // Not the static host: its heartbeats do this, the reconciler leaves them.
       await reconcile(db, agent, logger, { hostId: randomUUID() });
       expect(destroyed).toEqual([]);
