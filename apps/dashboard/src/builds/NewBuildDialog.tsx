@@ -1,7 +1,6 @@
-import * as Dialog from '@radix-ui/react-dialog';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { useState, type FormEvent } from 'react';
-import { ErrorState } from '../ui/states.js';
+import { useState } from 'react';
+import { FormDialog } from '../ui/FormDialog.js';
 import { buildApi, type Build, type BuildScope } from './build-api.js';
 
 const SIZE_DEFAULTS = { vcpus: 2, memory_mb: 1024, disk_mb: 4096 };
@@ -11,7 +10,6 @@ const SIZE_DEFAULTS = { vcpus: 2, memory_mb: 1024, disk_mb: 4096 };
  * `RUN`, `COPY`, `ENV`, `WORKDIR`, `USER`; a bare line is a RUN), a healthcheck, sizes and kind.
  */
 export function NewBuildDialog({ scope, onCreated }: { scope: BuildScope; onCreated: (b: Build) => void }) {
-  const [open, setOpen] = useState(false);
   const [template, setTemplate] = useState('');
   const [from, setFrom] = useState('base');
   const [recipe, setRecipe] = useState('');
@@ -34,16 +32,11 @@ export function NewBuildDialog({ scope, onCreated }: { scope: BuildScope; onCrea
       }),
     onSuccess: async (build) => {
       await queries.invalidateQueries({ queryKey: ['builds', scope] });
-      setOpen(false);
       setRecipe('');
       onCreated(build);
     },
   });
 
-  function submit(event: FormEvent) {
-    event.preventDefault();
-    create.mutate();
-  }
   const sizeField = (key: keyof typeof SIZE_DEFAULTS, label: string, min: number, max: number) => (
     <label className="field">
       <span>{label}</span>
@@ -59,98 +52,70 @@ export function NewBuildDialog({ scope, onCreated }: { scope: BuildScope; onCrea
   );
 
   return (
-    <Dialog.Root
-      open={open}
-      onOpenChange={(next) => {
-        setOpen(next);
-        if (!next) create.reset();
-      }}
+    <FormDialog
+      trigger="New build"
+      primary
+      wide
+      title="New build"
+      description={`${scope === 'team' ? 'Builds one of the team’s templates' : 'Builds a platform template'} from a recipe; it is queued and its log shows here as it runs.`}
+      busy={create.isPending}
+      busyLabel="Queuing…"
+      submitLabel="Build"
+      error={create.error}
+      onOpen={() => create.reset()}
+      submit={() => create.mutateAsync()}
     >
-      <Dialog.Trigger asChild>
-        <button type="button" className="button button-primary">
-          New build
-        </button>
-      </Dialog.Trigger>
-      <Dialog.Portal>
-        <Dialog.Overlay className="overlay" />
-        <Dialog.Content className="dialog dialog-wide">
-          <Dialog.Title>New build</Dialog.Title>
-          <Dialog.Description className="muted">
-            {scope === 'team' ? 'Builds one of the team’s templates' : 'Builds a platform template'} from a
-            recipe; it is queued and its log shows here as it runs.
-          </Dialog.Description>
-          <form onSubmit={submit}>
-            <label className="field">
-              <span>Template name</span>
-              <input
-                required
-                autoComplete="off"
-                value={template}
-                onChange={(e) => setTemplate(e.target.value)}
-              />
-            </label>
-            <label className="field">
-              <span>From template</span>
-              <input value={from} onChange={(e) => setFrom(e.target.value)} />
-            </label>
-            <label className="field">
-              <span>Recipe</span>
-              <textarea
-                className="mono"
-                aria-describedby="recipe-hint"
-                placeholder={'apt-get install -y jq\nENV STAGE=prod\nWORKDIR /opt/app'}
-                value={recipe}
-                onChange={(e) => setRecipe(e.target.value)}
-              />
-              <small id="recipe-hint" className="muted">
-                One instruction a line: RUN, COPY, ENV, WORKDIR, USER; a line without one is a shell command
-                (RUN).
-              </small>
-            </label>
-            <label className="field">
-              <span>Healthcheck</span>
-              <input
-                className="mono"
-                placeholder="must exit 0 before the snapshot"
-                value={healthcheck}
-                onChange={(e) => setHealthcheck(e.target.value)}
-              />
-            </label>
-            <label className="field">
-              <span>Start command</span>
-              <input
-                className="mono"
-                placeholder="left running in a snapshot"
-                value={startCmd}
-                onChange={(e) => setStartCmd(e.target.value)}
-              />
-            </label>
-            <div className="field-row">
-              {sizeField('vcpus', 'vCPUs', 1, 64)}
-              {sizeField('memory_mb', 'Memory (MB)', 128, 262_144)}
-              {sizeField('disk_mb', 'Disk (MB)', 256, 1_048_576)}
-              <label className="field">
-                <span>Kind</span>
-                <select value={kind} onChange={(e) => setKind(e.target.value as 'snapshot' | 'image')}>
-                  <option value="snapshot">snapshot</option>
-                  <option value="image">image</option>
-                </select>
-              </label>
-            </div>
-            {create.error && <ErrorState error={create.error} />}
-            <div className="dialog-actions">
-              <Dialog.Close asChild>
-                <button type="button" className="button">
-                  Cancel
-                </button>
-              </Dialog.Close>
-              <button type="submit" className="button button-primary" disabled={create.isPending}>
-                {create.isPending ? 'Queuing…' : 'Build'}
-              </button>
-            </div>
-          </form>
-        </Dialog.Content>
-      </Dialog.Portal>
-    </Dialog.Root>
+      <label className="field">
+        <span>Template name</span>
+        <input required autoComplete="off" value={template} onChange={(e) => setTemplate(e.target.value)} />
+      </label>
+      <label className="field">
+        <span>From template</span>
+        <input value={from} onChange={(e) => setFrom(e.target.value)} />
+      </label>
+      <label className="field">
+        <span>Recipe</span>
+        <textarea
+          className="mono"
+          aria-describedby="recipe-hint"
+          placeholder={'apt-get install -y jq\nENV STAGE=prod\nWORKDIR /opt/app'}
+          value={recipe}
+          onChange={(e) => setRecipe(e.target.value)}
+        />
+        <small id="recipe-hint" className="muted">
+          One instruction a line: RUN, COPY, ENV, WORKDIR, USER; a line without one is a shell command (RUN).
+        </small>
+      </label>
+      <label className="field">
+        <span>Healthcheck</span>
+        <input
+          className="mono"
+          placeholder="must exit 0 before the snapshot"
+          value={healthcheck}
+          onChange={(e) => setHealthcheck(e.target.value)}
+        />
+      </label>
+      <label className="field">
+        <span>Start command</span>
+        <input
+          className="mono"
+          placeholder="left running in a snapshot"
+          value={startCmd}
+          onChange={(e) => setStartCmd(e.target.value)}
+        />
+      </label>
+      <div className="field-row">
+        {sizeField('vcpus', 'vCPUs', 1, 64)}
+        {sizeField('memory_mb', 'Memory (MB)', 128, 262_144)}
+        {sizeField('disk_mb', 'Disk (MB)', 256, 1_048_576)}
+        <label className="field">
+          <span>Kind</span>
+          <select value={kind} onChange={(e) => setKind(e.target.value as 'snapshot' | 'image')}>
+            <option value="snapshot">snapshot</option>
+            <option value="image">image</option>
+          </select>
+        </label>
+      </div>
+    </FormDialog>
   );
 }

@@ -1,8 +1,7 @@
-import * as Dialog from '@radix-ui/react-dialog';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { useState, type FormEvent, type ReactNode } from 'react';
+import { useState } from 'react';
 import { api, unwrap, type Schemas } from '../api/client.js';
-import { ErrorState } from '../ui/states.js';
+import { FormDialog } from '../ui/FormDialog.js';
 import './sandbox.css';
 
 /** A snapshot's default name: the sandbox and the minute (template names: lowercase, digits, - and _). */
@@ -29,7 +28,7 @@ export function SnapshotDialog({
     },
   });
   return (
-    <ActionDialog
+    <FormDialog
       trigger="Snapshot"
       title="Snapshot the sandbox"
       description="Saves its memory, processes and disk as a template new sandboxes can start from. A running sandbox is paused for the copy and resumed."
@@ -55,7 +54,7 @@ export function SnapshotDialog({
           onChange={(e) => setName(e.target.value)}
         />
       </label>
-    </ActionDialog>
+    </FormDialog>
   );
 }
 
@@ -82,7 +81,7 @@ export function TimeoutDialog({
     onSuccess: () => queries.invalidateQueries({ queryKey: ['sandbox', sandboxId] }),
   });
   return (
-    <ActionDialog
+    <FormDialog
       trigger="Timeout"
       title="Set the timeout"
       description="After this many seconds without activity the sandbox pauses or stops; 0 means never."
@@ -109,68 +108,6 @@ export function TimeoutDialog({
           onChange={(e) => setSeconds(Number(e.target.value))}
         />
       </label>
-    </ActionDialog>
-  );
-}
-
-/** A button that opens a small form in a dialog, which closes when `submit` succeeds. */
-function ActionDialog(props: {
-  trigger: string;
-  title: string;
-  description: string;
-  disabled: boolean;
-  busy: boolean;
-  busyLabel: string;
-  submitLabel: string;
-  error: unknown;
-  onOpen: () => void;
-  submit: () => Promise<unknown>;
-  children: ReactNode;
-}) {
-  const [open, setOpen] = useState(false);
-  async function submit(event: FormEvent) {
-    event.preventDefault();
-    try {
-      await props.submit();
-      setOpen(false);
-    } catch {
-      // Shown from `error`; the dialog stays open to fix and retry.
-    }
-  }
-  return (
-    <Dialog.Root
-      open={open}
-      onOpenChange={(next) => {
-        if (next) props.onOpen();
-        setOpen(next);
-      }}
-    >
-      <Dialog.Trigger asChild>
-        <button type="button" className="button" disabled={props.disabled}>
-          {props.trigger}
-        </button>
-      </Dialog.Trigger>
-      <Dialog.Portal>
-        <Dialog.Overlay className="overlay" />
-        <Dialog.Content className="dialog">
-          <Dialog.Title>{props.title}</Dialog.Title>
-          <Dialog.Description className="muted">{props.description}</Dialog.Description>
-          <form onSubmit={(e) => void submit(e)}>
-            {props.children}
-            {props.error ? <ErrorState error={props.error} /> : null}
-            <div className="dialog-actions">
-              <Dialog.Close asChild>
-                <button type="button" className="button">
-                  Cancel
-                </button>
-              </Dialog.Close>
-              <button type="submit" className="button button-primary" disabled={props.busy}>
-                {props.busy ? props.busyLabel : props.submitLabel}
-              </button>
-            </div>
-          </form>
-        </Dialog.Content>
-      </Dialog.Portal>
-    </Dialog.Root>
+    </FormDialog>
   );
 }
