@@ -46,10 +46,15 @@ export function forkServerProcess(
     // Paused first, or adding the listener would start the flow before the setImmediate below.
     socket.pause();
     socket.on('data', (chunk: Buffer) => events.onOutput(kind, chunk));
-    socket.once('close', () => {
-      openOutputs--;
-      maybeEnd();
-    });
+    // A stream the child ended with nothing after the header has already closed by now when its
+    // request waited for another stream (its 'close' came and went): waiting for it hung the
+    // process's end for good. Closed means read to the end — nothing of it is lost.
+    if (socket.closed) openOutputs--;
+    else
+      socket.once('close', () => {
+        openOutputs--;
+        maybeEnd();
+      });
   }
   stdin?.on('error', () => undefined);
   // ProcessIo delivers output only from a later turn, once the caller holds the io.

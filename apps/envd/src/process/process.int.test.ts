@@ -53,6 +53,17 @@ describe('Start', () => {
     });
   });
 
+  // Found by CI (one hang in a run): an output the child closed with nothing in it, while its
+  // request still waited for its other stream, had closed before anyone listened, so the end never came.
+  it('ends every process at once whose stdout is empty (its streams arrive in any order)', async () => {
+    for (let round = 0; round < 3; round++) {
+      const runs = await Promise.all(
+        Array.from({ length: 20 }, () => collect(envd.process.start(sh('echo oops >&2; exit 7')))),
+      );
+      for (const run of runs) expect(run.end).toMatchObject({ exitCode: 7, exited: true });
+    }
+  }, 30_000);
+
   it('delivers 100,000 lines completely and in order', async () => {
     const run = await collect(envd.process.start(sh('seq 1 100000')));
     const lines = run.stdout.trimEnd().split('\n');
