@@ -14,6 +14,7 @@ import { BuildFiles, teamScope } from '../services/builds/build-files.js';
 import { appendLogs, type BuildQueue } from '../services/builds/builds.js';
 import { TrustedProxies } from '../http/client-address.js';
 import { describeOnBackends, startTestServer, testBackends, useTestServer } from '../testing/api.js';
+import { insertTemplateRow } from '../testing/rows.js';
 
 // E2B's Template SDK's wire against Wrenn, driven by the real `e2b` SDK where it can be: request,
 // upload, start, status, tags, exists, delete, and every route's refusals. Builds do not run here
@@ -430,20 +431,7 @@ describeOnBackends("E2B's Template SDK against Wrenn", backends, (backend) => {
 
   it('answers every route’s errors as E2B does ({code, message})', async () => {
     const t = await team('e2b-tpl-errors@example.com');
-    const snap = await api.db
-      .insertInto('templates')
-      .values({
-        team_id: t.team.id,
-        name: 'a-snapshot',
-        kind: 'snapshot',
-        source_sandbox_id: null,
-        vcpus: 1,
-        memory_mb: 512,
-        disk_mb: 1024,
-        size_bytes: 0,
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow();
+    const snapId = await insertTemplateRow(api.db, { team_id: t.team.id, name: 'a-snapshot' });
     const req = await api.call('POST', '/v3/templates', { headers: t.key, body: { name: 'err-app' } });
     const { templateID, buildID } = req.body as { templateID: string; buildID: string };
     const key = t.key;
@@ -501,10 +489,10 @@ describeOnBackends("E2B's Template SDK against Wrenn", backends, (backend) => {
     }
     // A snapshot is found by exists and deleted by the same route.
     expect((await api.call('GET', '/templates/aliases/a-snapshot', { headers: key })).body).toEqual({
-      templateID: snap.id,
+      templateID: snapId,
       public: false,
     });
-    expect((await api.call('DELETE', `/templates/${snap.id}`, { headers: key })).status).toBe(204);
+    expect((await api.call('DELETE', `/templates/${snapId}`, { headers: key })).status).toBe(204);
   });
 
   it('upload URLs: on this server (behind a trusted proxy, its forwarded origin), token only, streamed to disk byte for byte, limited, expiring, voided with the key', async () => {

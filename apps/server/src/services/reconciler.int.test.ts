@@ -7,7 +7,7 @@ import { hostagent } from '@wrenn/contracts';
 import type { Db } from '../db/database.js';
 import { testBackends } from '../testing/api.js';
 import { describeOnBackends } from '../testing/databases.js';
-import { insertSandboxRow } from '../testing/rows.js';
+import { insertSandboxRow, insertTemplateRow } from '../testing/rows.js';
 import { sandboxView } from '../http/schemas.js';
 import {
   CREATE_LEASE_RENEW_MS,
@@ -130,27 +130,13 @@ describeOnBackends('the reconciler', backends, (backend) => {
 
   describe('a template build', () => {
     it("has its sandbox destroyed once it ended, when the build's own destroy failed; not while it runs", async () => {
-      const template = await db
-        .insertInto('templates')
-        .values({
-          team_id: teamId,
-          name: 'built',
-          kind: 'snapshot',
-          source_sandbox_id: null,
-          vcpus: 1,
-          memory_mb: 512,
-          disk_mb: 1024,
-          size_bytes: 0,
-          origin: 'template',
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
+      const templateId = await insertTemplateRow(db, { team_id: teamId, name: 'built', origin: 'template' });
       const build = async (status: 'building' | 'error') =>
         (
           await db
             .insertInto('template_builds')
             .values({
-              template_id: template.id,
+              template_id: templateId,
               team_id: teamId,
               status,
               kind: 'snapshot',
