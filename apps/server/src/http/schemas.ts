@@ -37,6 +37,16 @@ export const jsonBody = <T extends z.ZodType>(schema: T) => ({
 });
 
 export const bearer = [{ bearer: [] }];
+
+/** A team as its member sees it (`GET /v1/teams`, `GET /v1/me`). */
+export const Team = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    role: z.enum(['owner', 'member']),
+    is_byoc: z.boolean().openapi({ description: 'Runs its sandboxes only on hosts it brings' }),
+  })
+  .openapi('Team');
 export const apiKey = [{ apiKey: [] }];
 
 /** Sandbox ids as the agent makes them (one rule for every program, in @wrenn/core). */

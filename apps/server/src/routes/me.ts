@@ -1,21 +1,15 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { App, ServerDeps } from '../http/app-types.js';
 import { authed, requireUser } from '../http/auth.js';
-import { bearer, errors, json } from '../http/schemas.js';
+import { bearer, errors, json, Team } from '../http/schemas.js';
+import { teamsOfUser } from '../services/user-teams.js';
 
 const Me = z
   .object({
     id: z.uuid(),
     email: z.string(),
     is_admin: z.boolean().openapi({ description: 'A platform administrator (may use /v1/admin)' }),
-    teams: z.array(
-      z.object({
-        id: z.uuid(),
-        name: z.string(),
-        role: z.enum(['owner', 'member']),
-        is_byoc: z.boolean().openapi({ description: 'Runs its sandboxes only on hosts it brings' }),
-      }),
-    ),
+    teams: z.array(Team),
   })
   .openapi('Me');
 
@@ -43,14 +37,7 @@ export function meRoutes(app: App, deps: ServerDeps): void {
         .select(['id', 'email', 'is_admin'])
         .where('id', '=', userId)
         .executeTakeFirstOrThrow();
-      const teams = await db
-        .selectFrom('teams')
-        .innerJoin('team_members', 'team_members.team_id', 'teams.id')
-        .select(['teams.id', 'teams.name', 'team_members.role', 'teams.is_byoc'])
-        .where('team_members.user_id', '=', userId)
-        .orderBy('teams.created_at')
-        .execute();
-      return c.json({ ...user, teams }, 200);
+      return c.json({ ...user, teams: await teamsOfUser(db, userId) }, 200);
     },
   );
 }

@@ -4,18 +4,11 @@ import type { App, ServerDeps } from '../http/app-types.js';
 import { authed, requireUser } from '../http/auth.js';
 import { AuditPage, AuditQuery, auditPage } from '../http/audit-views.js';
 import { conflict, forbidden, notFound } from '../http/errors.js';
-import { bearer, errors, json, jsonBody } from '../http/schemas.js';
+import { bearer, errors, json, jsonBody, Team } from '../http/schemas.js';
 import { audit } from '../services/audit.js';
 import { deleteTeam } from '../services/team-deletion.js';
+import { teamsOfUser } from '../services/user-teams.js';
 
-const Team = z
-  .object({
-    id: z.uuid(),
-    name: z.string(),
-    role: z.enum(['owner', 'member']),
-    is_byoc: z.boolean().openapi({ description: 'Runs its sandboxes only on hosts it brings' }),
-  })
-  .openapi('Team');
 const Member = z
   .object({ user_id: z.uuid(), email: z.string(), role: z.enum(['owner', 'member']) })
   .openapi('TeamMember');
@@ -100,14 +93,7 @@ export function teamRoutes(app: App, deps: ServerDeps): void {
       responses: { 200: json(z.object({ teams: z.array(Team) }), 'Teams'), 401: errors[401] },
     }),
     async (c) => {
-      const teams = await db
-        .selectFrom('teams')
-        .innerJoin('team_members', 'team_members.team_id', 'teams.id')
-        .select(['teams.id', 'teams.name', 'team_members.role', 'teams.is_byoc'])
-        .where('team_members.user_id', '=', authed(c, 'userId'))
-        .orderBy('teams.created_at')
-        .execute();
-      return c.json({ teams }, 200);
+      return c.json({ teams: await teamsOfUser(db, authed(c, 'userId')) }, 200);
     },
   );
 

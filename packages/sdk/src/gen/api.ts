@@ -5714,15 +5714,7 @@ export interface components {
             email: string;
             /** @description A platform administrator (may use /v1/admin) */
             is_admin: boolean;
-            teams: {
-                /** Format: uuid */
-                id: string;
-                name: string;
-                /** @enum {string} */
-                role: "owner" | "member";
-                /** @description Runs its sandboxes only on hosts it brings */
-                is_byoc: boolean;
-            }[];
+            teams: components["schemas"]["Team"][];
         };
         Team: {
             /** Format: uuid */
