@@ -6,7 +6,7 @@ import type { Db } from '../db/database.js';
 import type { SandboxesTable } from '../db/schema.js';
 import type { AgentClient } from '../http/app-types.js';
 import type { Hosts } from './fleet/host-agents.js';
-import { sandboxesKnownOn } from './fleet/known-sandboxes.js';
+import { destroyUnknownSandboxes, sandboxesKnownOn } from './fleet/known-sandboxes.js';
 import { flushMetrics } from './metrics-store.js';
 import { releasing } from './sandbox-release.js';
 
@@ -25,12 +25,6 @@ export function statusFromAgent(status: hostagent.SandboxStatus): Status {
   return FROM_AGENT[status];
 }
 
-/**
- * Makes the database agree with the agent: a sandbox the agent paused for inactivity becomes
- * `paused`, one that died or vanished becomes `stopped` (with the agent's reason). It follows the
- * agent, with one exception: a sandbox created with `on_timeout: kill` (E2B's default) that the agent
- * paused for inactivity is destroyed. Returns the number of rows changed.
- */
 /** How often a create in flight renews its pending row (`updated_at`, the database's clock). */
 export const CREATE_LEASE_RENEW_MS = 2000;
 /**
@@ -39,6 +33,12 @@ export const CREATE_LEASE_RENEW_MS = 2000;
  */
 export const ORPHANED_CREATE_MS = 10_000;
 
+/**
+ * Makes the database agree with the agent: a sandbox the agent paused for inactivity becomes
+ * `paused`, one that died or vanished becomes `stopped` (with the agent's reason). It follows the
+ * agent, with one exception: a sandbox created with `on_timeout: kill` (E2B's default) that the agent
+ * paused for inactivity is destroyed. Returns the number of rows changed.
+ */
 export async function reconcile(
   db: Db,
   agent: Pick<AgentClient, 'listSandboxes' | 'flushSandboxMetrics' | 'destroySandbox'>,
@@ -77,16 +77,20 @@ export async function reconcile(
         : eb('host_id', '=', hostId),
     );
   const rows = await query.execute();
+  /** Destroys the sandbox on the agent, then marks its row stopped with `reason`. */
+  const destroyAndStop = async (id: string, reason: string) => {
+    await releasing(opts, id, () => agent.destroySandbox({ sandboxId: id }));
+    await db
+      .updateTable('sandboxes')
+      .set({ status: 'stopped', status_reason: reason, updated_at: new Date() })
+      .where('id', '=', id)
+      .execute();
+  };
   let changed = 0;
   for (const row of rows) {
     const info = onAgent.get(row.id);
     if (info?.autoPaused && row.on_timeout === 'kill') {
-      await releasing(opts, row.id, () => agent.destroySandbox({ sandboxId: row.id }));
-      await db
-        .updateTable('sandboxes')
-        .set({ status: 'stopped', status_reason: 'timed out (on timeout: kill)', updated_at: new Date() })
-        .where('id', '=', row.id)
-        .execute();
+      await destroyAndStop(row.id, 'timed out (on timeout: kill)');
       logger.info({ sandboxId: row.id }, 'timed out; destroyed (on timeout: kill)');
       changed++;
       continue;
@@ -95,7 +99,7 @@ export async function reconcile(
     // agent was down): gone now.
     if (info && row.build_ended) {
       try {
-        await releasing(opts, row.id, () => agent.destroySandbox({ sandboxId: row.id }));
+        await destroyAndStop(row.id, 'its template build ended');
       } catch (err) {
         logger.warn(
           { sandboxId: row.id, err: errorMessage(err) },
@@ -103,11 +107,6 @@ export async function reconcile(
         );
         continue;
       }
-      await db
-        .updateTable('sandboxes')
-        .set({ status: 'stopped', status_reason: 'its template build ended', updated_at: new Date() })
-        .where('id', '=', row.id)
-        .execute();
       logger.info({ sandboxId: row.id }, 'destroyed the sandbox of an ended template build');
       changed++;
       continue;
@@ -174,18 +173,9 @@ export async function reconcile(
   // which adopted it on restart).
   if (opts.isStaticHost && hostId !== undefined) {
     const known = new Set((await sandboxesKnownOn(db, hostId, { isStaticHost: true })).map((r) => r.id));
-    for (const sandbox of sandboxes) {
-      if (known.has(sandbox.id)) continue;
-      await releasing(opts, sandbox.id, () => agent.destroySandbox({ sandboxId: sandbox.id })).then(
-        () => logger.info({ sandboxId: sandbox.id }, 'destroyed a sandbox the control plane does not know'),
-        (err: unknown) =>
-          logger.warn(
-            { sandboxId: sandbox.id, err: errorMessage(err) },
-            'could not destroy an unknown sandbox',
-          ),
-      );
-      changed++;
-    }
+    const unknown = sandboxes.map((s) => s.id).filter((id) => !known.has(id));
+    await destroyUnknownSandboxes({ ...opts, logger }, agent, hostId, unknown);
+    changed += unknown.length;
   }
   return changed;
 }

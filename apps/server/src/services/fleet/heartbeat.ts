@@ -5,7 +5,7 @@ import type { HostLoad, SandboxesTable } from '../../db/schema.js';
 import { resumeSandbox, type SandboxLifecycleDeps } from '../sandbox-lifecycle.js';
 import { runHostCleanups } from './artifacts.js';
 import type { Hosts } from './host-agents.js';
-import { sandboxesKnownOn } from './known-sandboxes.js';
+import { destroyUnknownSandboxes, sandboxesKnownOn } from './known-sandboxes.js';
 
 export type ReportedStatus = 'running' | 'paused' | 'pending' | 'stopped' | 'error';
 
@@ -99,21 +99,8 @@ export async function recordHeartbeat(
     deps.sandboxReleased?.(row.id);
   }
   for (const [id] of reported) if (!known.has(id)) outcome.destroyed.push(id);
-  if (outcome.destroyed.length > 0) {
-    const agent = await deps.hosts.agent(hostId);
-    await Promise.all(
-      outcome.destroyed.map((sandboxId) =>
-        agent
-          .destroySandbox({ sandboxId }, { timeoutMs: 30_000 })
-          .catch((err: unknown) =>
-            logger.warn(
-              { hostId, sandboxId, err: errorMessage(err) },
-              'could not destroy an unknown sandbox',
-            ),
-          ),
-      ),
-    );
-  }
+  if (outcome.destroyed.length > 0)
+    await destroyUnknownSandboxes(deps, await deps.hosts.agent(hostId), hostId, outcome.destroyed);
   for (const sandbox of report.sandboxes) {
     const row = known.get(sandbox.id);
     if (

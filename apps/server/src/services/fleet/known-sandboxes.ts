@@ -1,4 +1,7 @@
+import { errorMessage, type Logger } from '@wrenn/core';
 import type { Db } from '../../db/database.js';
+import type { AgentClient } from '../../http/app-types.js';
+import { releasing } from '../sandbox-release.js';
 
 /**
  * The sandboxes the control plane expects on host `hostId` (any state but stopped): those placed
@@ -20,4 +23,27 @@ export function sandboxesKnownOn(db: Db, hostId: string, opts: { isStaticHost?: 
     )
     .where('status', '!=', 'stopped')
     .execute();
+}
+
+/**
+ * Destroys on host `hostId` the sandboxes it holds that nobody knows (`sandboxesKnownOn`), all at
+ * once; one that fails is logged and met again on the next pass.
+ */
+export async function destroyUnknownSandboxes(
+  deps: { logger: Logger; sandboxReleased?: (sandboxId: string) => void },
+  agent: Pick<AgentClient, 'destroySandbox'>,
+  hostId: string,
+  ids: readonly string[],
+): Promise<void> {
+  await Promise.all(
+    ids.map((sandboxId) =>
+      releasing(deps, sandboxId, () => agent.destroySandbox({ sandboxId }, { timeoutMs: 30_000 })).catch(
+        (err: unknown) =>
+          deps.logger.warn(
+            { hostId, sandboxId, err: errorMessage(err) },
+            'could not destroy an unknown sandbox',
+          ),
+      ),
+    ),
+  );
 }
