@@ -1,7 +1,6 @@
 import { useInfiniteQuery } from '@tanstack/react-query';
 import { api, unwrap } from '../api/client.js';
-import { AuditTable } from '../ui/AuditTable.js';
-import { ErrorState, Loading } from '../ui/states.js';
+import { AuditLog } from '../ui/AuditTable.js';
 
 /** Every team's audit log and the platform's own actions, newest first. */
 export function AdminAudit() {
@@ -21,25 +20,7 @@ export function AdminAudit() {
       <header className="page-head">
         <h1>Audit log</h1>
       </header>
-      {audit.isPending ? (
-        <Loading what="the audit log" />
-      ) : audit.error ? (
-        <ErrorState error={audit.error} retry={() => void audit.refetch()} />
-      ) : (
-        <>
-          <AuditTable entries={audit.data.pages.flatMap((p) => p.entries)} showTeam />
-          {audit.hasNextPage && (
-            <button
-              type="button"
-              className="button"
-              disabled={audit.isFetchingNextPage}
-              onClick={() => void audit.fetchNextPage()}
-            >
-              Older entries
-            </button>
-          )}
-        </>
-      )}
+      <AuditLog audit={audit} showTeam />
     </>
   );
 }

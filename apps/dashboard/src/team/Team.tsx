@@ -2,7 +2,7 @@ import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tansta
 import { useState, type FormEvent } from 'react';
 import { api, unwrap } from '../api/client.js';
 import { useCurrentTeam } from '../api/me.js';
-import { AuditTable } from '../ui/AuditTable.js';
+import { AuditLog } from '../ui/AuditTable.js';
 import { Empty, ErrorState, Loading } from '../ui/states.js';
 import '../ui/pages.css';
 import { TableHead } from '../ui/TableHead.js';
@@ -141,25 +141,7 @@ function TeamAudit({ teamId }: { teamId: string }) {
   return (
     <section aria-labelledby="team-audit">
       <h2 id="team-audit">Audit log</h2>
-      {audit.isPending ? (
-        <Loading what="the audit log" />
-      ) : audit.error ? (
-        <ErrorState error={audit.error} retry={() => void audit.refetch()} />
-      ) : (
-        <>
-          <AuditTable entries={audit.data.pages.flatMap((p) => p.entries)} />
-          {audit.hasNextPage && (
-            <button
-              type="button"
-              className="button"
-              disabled={audit.isFetchingNextPage}
-              onClick={() => void audit.fetchNextPage()}
-            >
-              Older entries
-            </button>
-          )}
-        </>
-      )}
+      <AuditLog audit={audit} />
     </section>
   );
 }

@@ -1,5 +1,6 @@
+import type { InfiniteData, UseInfiniteQueryResult } from '@tanstack/react-query';
 import type { Schemas } from '../api/client.js';
-import { age, Empty } from './states.js';
+import { age, Empty, ErrorState, Loading } from './states.js';
 import { TableHead } from './TableHead.js';
 
 type Entry = Schemas['AuditEntry'];
@@ -32,5 +33,32 @@ export function AuditTable({ entries, showTeam = false }: { entries: Entry[]; sh
         </tbody>
       </table>
     </div>
+  );
+}
+
+/** An audit log read a page at a time (an infinite query over an audit route): its states, its entries, "Older entries". */
+export function AuditLog({
+  audit,
+  showTeam = false,
+}: {
+  audit: UseInfiniteQueryResult<InfiniteData<{ entries: Entry[] }>>;
+  showTeam?: boolean;
+}) {
+  if (audit.isPending) return <Loading what="the audit log" />;
+  if (audit.error) return <ErrorState error={audit.error} retry={() => void audit.refetch()} />;
+  return (
+    <>
+      <AuditTable entries={audit.data.pages.flatMap((p) => p.entries)} showTeam={showTeam} />
+      {audit.hasNextPage && (
+        <button
+          type="button"
+          className="button"
+          disabled={audit.isFetchingNextPage}
+          onClick={() => void audit.fetchNextPage()}
+        >
+          Older entries
+        </button>
+      )}
+    </>
   );
 }
