@@ -123,6 +123,22 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
     if (!sandboxes.has(id)) throw new ConnectError(`sandbox ${id} not found`, Code.NotFound);
     return id;
   };
+  // A sandbox's files, by path: what its file RPCs write and read back.
+  const files = new Map<string, Map<string, Buffer>>();
+  const filesOf = (id: string) => {
+    const running = sandboxes.get(known(id)) === hostagent.SandboxStatus.RUNNING;
+    if (!running) throw new ConnectError(`sandbox ${id} is not running`, Code.FailedPrecondition);
+    let byPath = files.get(id);
+    if (!byPath) files.set(id, (byPath = new Map<string, Buffer>()));
+    return byPath;
+  };
+  const readFile = (id: string, path: string) => {
+    const content = filesOf(id).get(path);
+    if (!content) throw new ConnectError(`${path}: no such file`, Code.NotFound);
+    return content;
+  };
+  const template = (name: string, kind: hostagent.TemplateKind) =>
+    create(hostagent.TemplateSchema, { name, kind, sizeBytes: 10n });
   const rpc = connectNodeAdapter({
     interceptors: [
       (next) => (req) => {
@@ -155,6 +171,73 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
         getSandbox: (req) => ({ sandbox: info(known(req.sandboxId)) }),
         listSandboxes: () => ({ sandboxes: [...sandboxes.keys()].map(info) }),
         flushSandboxMetrics: () => ({}),
+        // Commands finish at once, quietly and well; no process lives on to take input.
+        exec: (req) => {
+          filesOf(req.sandboxId);
+          return { exitCode: 0, pid: 1 };
+        },
+        async *execStream(req) {
+          await Promise.resolve(filesOf(req.sandboxId));
+          yield { event: { case: 'started', value: { pid: 1 } } };
+          yield { event: { case: 'exited', value: { exitCode: 0, status: 'exit status 0' } } };
+        },
+        sendExecInput: (req) => {
+          filesOf(req.sandboxId);
+          throw new ConnectError(`process ${req.pid} not found`, Code.NotFound);
+        },
+        resizeExecPty: (req) => {
+          filesOf(req.sandboxId);
+          throw new ConnectError(`process ${req.pid} not found`, Code.NotFound);
+        },
+        readFile: (req) => ({ content: readFile(req.sandboxId, req.path) }),
+        async *readFileStream(req) {
+          yield { chunk: await Promise.resolve(readFile(req.sandboxId, req.path)) };
+        },
+        writeFile: (req) => {
+          filesOf(req.sandboxId).set(req.path, Buffer.from(req.content));
+          return { bytesWritten: BigInt(req.content.length) };
+        },
+        async writeFileStream(requests) {
+          let header: hostagent.WriteFileHeader | undefined;
+          const chunks: Buffer[] = [];
+          for await (const { part } of requests) {
+            if (part.case === 'header') header = part.value;
+            if (part.case === 'chunk') chunks.push(Buffer.from(part.value));
+          }
+          if (!header) throw new ConnectError('no header', Code.InvalidArgument);
+          const content = Buffer.concat(chunks);
+          filesOf(header.sandboxId).set(header.path, content);
+          return { bytesWritten: BigInt(content.length) };
+        },
+        listDir: (req) => {
+          const dir = req.path.endsWith('/') ? req.path : `${req.path}/`;
+          const entries = [...filesOf(req.sandboxId)]
+            .filter(([path]) => path.startsWith(dir) && !path.slice(dir.length).includes('/'))
+            .map(([path, content]) =>
+              create(hostagent.DirEntrySchema, {
+                name: path.slice(dir.length),
+                path,
+                type: 'file',
+                size: BigInt(content.length),
+                permissions: '-rw-r--r--',
+              }),
+            );
+          return { entries };
+        },
+        setSandboxTimeout: (req) => {
+          known(req.sandboxId);
+          return {};
+        },
+        getSandboxMetrics: (req) => {
+          known(req.sandboxId);
+          return { samples: [] };
+        },
+        listTemplates: () => ({
+          templates: [
+            ...[...images].map((name) => template(name, hostagent.TemplateKind.IMAGE)),
+            ...[...templates.keys()].map((name) => template(name, hostagent.TemplateKind.SNAPSHOT)),
+          ],
+        }),
         setWarmPool: (req) => {
           if (req.size > 0 && !images.has(req.template) && !templates.has(req.template))
             throw new ConnectError(`template ${req.template} not found`, Code.NotFound);
