@@ -4,7 +4,7 @@ import { useState } from 'react';
 import { api, unwrap } from '../api/client.js';
 import { RegistrationToken } from '../hosts/Hosts.js';
 import { HostTable } from '../hosts/HostTable.js';
-import { Empty, ErrorState, Loading } from '../ui/states.js';
+import { Empty, ErrorState, QueryView } from '../ui/states.js';
 
 const REFRESH_MS = 3000;
 
@@ -103,24 +103,22 @@ export function AdminHosts() {
           .
         </p>
       )}
-      {hosts.isPending ? (
-        <Loading what="hosts" />
-      ) : hosts.error ? (
-        <ErrorState error={hosts.error} retry={() => void hosts.refetch()} />
-      ) : (
-        <Tabs.Root defaultValue="platform">
-          <Tabs.List className="tab-list" aria-label="Kind of host">
-            <Tabs.Trigger className="tab" value="platform">
-              Platform
-            </Tabs.Trigger>
-            <Tabs.Trigger className="tab" value="byoc">
-              BYOC
-            </Tabs.Trigger>
-          </Tabs.List>
-          <Tabs.Content value="platform">{table('platform')}</Tabs.Content>
-          <Tabs.Content value="byoc">{table('byoc')}</Tabs.Content>
-        </Tabs.Root>
-      )}
+      <QueryView query={hosts} what="hosts">
+        {() => (
+          <Tabs.Root defaultValue="platform">
+            <Tabs.List className="tab-list" aria-label="Kind of host">
+              <Tabs.Trigger className="tab" value="platform">
+                Platform
+              </Tabs.Trigger>
+              <Tabs.Trigger className="tab" value="byoc">
+                BYOC
+              </Tabs.Trigger>
+            </Tabs.List>
+            <Tabs.Content value="platform">{table('platform')}</Tabs.Content>
+            <Tabs.Content value="byoc">{table('byoc')}</Tabs.Content>
+          </Tabs.Root>
+        )}
+      </QueryView>
     </>
   );
 }

@@ -1,6 +1,6 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, unwrap } from '../api/client.js';
-import { age, Empty, ErrorState, Loading } from '../ui/states.js';
+import { age, Empty, ErrorState, QueryView } from '../ui/states.js';
 import { TableHead } from '../ui/TableHead.js';
 
 /** Every team with its counts, and the switch that makes it BYOC (its sandboxes only on its hosts). */
@@ -25,43 +25,39 @@ export function AdminTeams() {
         <h1>Teams</h1>
       </header>
       {byoc.error && <ErrorState error={byoc.error} />}
-      {teams.isPending ? (
-        <Loading what="teams" />
-      ) : teams.error ? (
-        <ErrorState error={teams.error} retry={() => void teams.refetch()} />
-      ) : teams.data.length === 0 ? (
-        <Empty title="No teams." />
-      ) : (
-        <div className="table-wrap">
-          <table className="table" aria-label="Teams">
-            <TableHead columns={['Team', 'Members', 'Sandboxes', 'Created', 'Brings its own hosts']} />
-            <tbody>
-              {teams.data.map((t) => (
-                <tr key={t.id}>
-                  <td>{t.name}</td>
-                  <td>{t.member_count}</td>
-                  <td>{t.sandbox_count}</td>
-                  <td>{age(t.created_at)} ago</td>
-                  <td>
-                    <button
-                      type="button"
-                      role="switch"
-                      className="switch"
-                      aria-checked={t.is_byoc}
-                      aria-label={`BYOC: ${t.name}`}
-                      disabled={byoc.isPending}
-                      onClick={() => byoc.mutate({ id: t.id, on: !t.is_byoc })}
-                    >
-                      <span className="switch-track" aria-hidden="true" />
-                      {t.is_byoc ? 'BYOC' : 'platform'}
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+      <QueryView query={teams} what="teams" empty={<Empty title="No teams." />}>
+        {(data) => (
+          <div className="table-wrap">
+            <table className="table" aria-label="Teams">
+              <TableHead columns={['Team', 'Members', 'Sandboxes', 'Created', 'Brings its own hosts']} />
+              <tbody>
+                {data.map((t) => (
+                  <tr key={t.id}>
+                    <td>{t.name}</td>
+                    <td>{t.member_count}</td>
+                    <td>{t.sandbox_count}</td>
+                    <td>{age(t.created_at)} ago</td>
+                    <td>
+                      <button
+                        type="button"
+                        role="switch"
+                        className="switch"
+                        aria-checked={t.is_byoc}
+                        aria-label={`BYOC: ${t.name}`}
+                        disabled={byoc.isPending}
+                        onClick={() => byoc.mutate({ id: t.id, on: !t.is_byoc })}
+                      >
+                        <span className="switch-track" aria-hidden="true" />
+                        {t.is_byoc ? 'BYOC' : 'platform'}
+                      </button>
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </QueryView>
     </>
   );
 }

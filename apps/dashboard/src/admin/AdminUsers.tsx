@@ -1,6 +1,6 @@
 import { useInfiniteQuery } from '@tanstack/react-query';
 import { api, unwrap } from '../api/client.js';
-import { age, Empty, ErrorState, Loading } from '../ui/states.js';
+import { age, Empty, QueryView } from '../ui/states.js';
 import { TableHead } from '../ui/TableHead.js';
 
 const PAGE = 100;
@@ -24,41 +24,42 @@ export function AdminUsers() {
       <header className="page-head">
         <h1>Users</h1>
       </header>
-      {users.isPending ? (
-        <Loading what="users" />
-      ) : users.error ? (
-        <ErrorState error={users.error} retry={() => void users.refetch()} />
-      ) : rows.length === 0 ? (
-        <Empty title="No users." />
-      ) : (
-        <>
-          <div className="table-wrap">
-            <table className="table" aria-label="Users">
-              <TableHead columns={['Email', 'Administrator', 'Teams', 'Signed up']} />
-              <tbody>
-                {rows.map((u) => (
-                  <tr key={u.id}>
-                    <td>{u.email}</td>
-                    <td>{u.is_admin ? 'yes' : 'no'}</td>
-                    <td>{u.team_count}</td>
-                    <td>{age(u.created_at)} ago</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-          {users.hasNextPage && (
-            <button
-              type="button"
-              className="button"
-              disabled={users.isFetchingNextPage}
-              onClick={() => void users.fetchNextPage()}
-            >
-              More users
-            </button>
-          )}
-        </>
-      )}
+      <QueryView
+        query={users}
+        what="users"
+        empty={<Empty title="No users." />}
+        isEmpty={() => rows.length === 0}
+      >
+        {() => (
+          <>
+            <div className="table-wrap">
+              <table className="table" aria-label="Users">
+                <TableHead columns={['Email', 'Administrator', 'Teams', 'Signed up']} />
+                <tbody>
+                  {rows.map((u) => (
+                    <tr key={u.id}>
+                      <td>{u.email}</td>
+                      <td>{u.is_admin ? 'yes' : 'no'}</td>
+                      <td>{u.team_count}</td>
+                      <td>{age(u.created_at)} ago</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+            {users.hasNextPage && (
+              <button
+                type="button"
+                className="button"
+                disabled={users.isFetchingNextPage}
+                onClick={() => void users.fetchNextPage()}
+              >
+                More users
+              </button>
+            )}
+          </>
+        )}
+      </QueryView>
     </>
   );
 }

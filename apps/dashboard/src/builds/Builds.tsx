@@ -1,7 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Fragment, useEffect, useRef, useState } from 'react';
 import { useSession } from '../api/session.js';
-import { age, Empty, ErrorState, Loading, StatusBadge } from '../ui/states.js';
+import { age, Empty, ErrorState, Loading, QueryView, StatusBadge } from '../ui/states.js';
 import { buildApi, isRunning, type Build, type BuildLogEntry, type BuildScope } from './build-api.js';
 import { NewBuildDialog } from './NewBuildDialog.js';
 import '../ui/pages.css';
@@ -26,32 +26,34 @@ export function Builds({ scope }: { scope: BuildScope }) {
         <h1>{scope === 'team' ? 'Builds' : 'Platform builds'}</h1>
         <NewBuildDialog scope={scope} onCreated={(b) => setOpenId(b.id)} />
       </header>
-      {builds.isPending ? (
-        <Loading what="builds" />
-      ) : builds.error ? (
-        <ErrorState error={builds.error} retry={() => void builds.refetch()} />
-      ) : builds.data.length === 0 ? (
-        <Empty title="No builds yet.">
-          <p className="muted">“New build” makes a template from a recipe.</p>
-        </Empty>
-      ) : (
-        <div className="table-wrap">
-          <table className="table" aria-label="Builds">
-            <TableHead columns={['Template', 'Status', 'Progress', 'Kind', 'Started']} actions />
-            <tbody>
-              {builds.data.map((b) => (
-                <BuildRow
-                  key={b.id}
-                  build={b}
-                  scope={scope}
-                  open={openId === b.id}
-                  toggle={() => setOpenId(openId === b.id ? undefined : b.id)}
-                />
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+      <QueryView
+        query={builds}
+        what="builds"
+        empty={
+          <Empty title="No builds yet.">
+            <p className="muted">“New build” makes a template from a recipe.</p>
+          </Empty>
+        }
+      >
+        {(list) => (
+          <div className="table-wrap">
+            <table className="table" aria-label="Builds">
+              <TableHead columns={['Template', 'Status', 'Progress', 'Kind', 'Started']} actions />
+              <tbody>
+                {list.map((b) => (
+                  <BuildRow
+                    key={b.id}
+                    build={b}
+                    scope={scope}
+                    open={openId === b.id}
+                    toggle={() => setOpenId(openId === b.id ? undefined : b.id)}
+                  />
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </QueryView>
     </>
   );
 }

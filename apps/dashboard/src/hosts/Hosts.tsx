@@ -3,7 +3,7 @@ import { useState } from 'react';
 import { api, unwrap } from '../api/client.js';
 import { useCurrentTeam } from '../api/me.js';
 import { CopyButton } from '../ui/CopyButton.js';
-import { Empty, ErrorState, Loading } from '../ui/states.js';
+import { Empty, ErrorState, Loading, QueryView } from '../ui/states.js';
 import { HostTable } from './HostTable.js';
 
 const REFRESH_MS = 3000;
@@ -97,35 +97,37 @@ export function Hosts() {
       {register.error && <ErrorState error={register.error} />}
       {token && <RegistrationToken token={token} onDone={() => setToken(undefined)} />}
       {remove.error && <ErrorState error={remove.error} />}
-      {hosts.isPending ? (
-        <Loading what="hosts" />
-      ) : hosts.error ? (
-        <ErrorState error={hosts.error} retry={() => void hosts.refetch()} />
-      ) : hosts.data.length === 0 ? (
-        <Empty title="No hosts yet.">
-          <p className="muted">“Register host” gives the token a new host registers with.</p>
-        </Empty>
-      ) : (
-        <HostTable
-          hosts={hosts.data}
-          label="Hosts"
-          actions={
-            isOwner
-              ? (h) => (
-                  <button
-                    type="button"
-                    className="button button-danger"
-                    aria-label={`Delete host ${h.id.slice(0, 8)}`}
-                    disabled={remove.isPending}
-                    onClick={() => remove.mutate(h.id)}
-                  >
-                    Delete
-                  </button>
-                )
-              : undefined
-          }
-        />
-      )}
+      <QueryView
+        query={hosts}
+        what="hosts"
+        empty={
+          <Empty title="No hosts yet.">
+            <p className="muted">“Register host” gives the token a new host registers with.</p>
+          </Empty>
+        }
+      >
+        {(data) => (
+          <HostTable
+            hosts={data}
+            label="Hosts"
+            actions={
+              isOwner
+                ? (h) => (
+                    <button
+                      type="button"
+                      className="button button-danger"
+                      aria-label={`Delete host ${h.id.slice(0, 8)}`}
+                      disabled={remove.isPending}
+                      onClick={() => remove.mutate(h.id)}
+                    >
+                      Delete
+                    </button>
+                  )
+                : undefined
+            }
+          />
+        )}
+      </QueryView>
     </>
   );
 }

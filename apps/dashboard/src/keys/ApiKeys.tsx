@@ -2,7 +2,7 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
 import { api, unwrap } from '../api/client.js';
 import { useSession } from '../api/session.js';
-import { age, Empty, ErrorState, Loading } from '../ui/states.js';
+import { age, Empty, ErrorState, QueryView } from '../ui/states.js';
 import { TableHead } from '../ui/TableHead.js';
 
 /** The team's API keys: a new one is shown once (with copy), any can be revoked. */
@@ -75,42 +75,44 @@ export function ApiKeys() {
         </section>
       )}
       {revoke.error && <ErrorState error={revoke.error} />}
-      {keys.isPending ? (
-        <Loading what="API keys" />
-      ) : keys.error ? (
-        <ErrorState error={keys.error} retry={() => void keys.refetch()} />
-      ) : keys.data.length === 0 ? (
-        <Empty title="No API keys yet.">
-          <p className="muted">Programs and SDKs use a key to act for the team.</p>
-        </Empty>
-      ) : (
-        <div className="table-wrap">
-          <table className="table">
-            <TableHead columns={['Name', 'Key', 'Created', 'Last used']} actions />
-            <tbody>
-              {keys.data.map((k) => (
-                <tr key={k.id}>
-                  <td>{k.name}</td>
-                  <td className="mono">{k.prefix}…</td>
-                  <td>{age(k.created_at)} ago</td>
-                  <td>{k.last_used_at ? `${age(k.last_used_at)} ago` : 'never'}</td>
-                  <td>
-                    <button
-                      type="button"
-                      className="button button-danger"
-                      aria-label={`Revoke ${k.name}`}
-                      disabled={revoke.isPending}
-                      onClick={() => revoke.mutate(k.id)}
-                    >
-                      Revoke
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+      <QueryView
+        query={keys}
+        what="API keys"
+        empty={
+          <Empty title="No API keys yet.">
+            <p className="muted">Programs and SDKs use a key to act for the team.</p>
+          </Empty>
+        }
+      >
+        {(data) => (
+          <div className="table-wrap">
+            <table className="table">
+              <TableHead columns={['Name', 'Key', 'Created', 'Last used']} actions />
+              <tbody>
+                {data.map((k) => (
+                  <tr key={k.id}>
+                    <td>{k.name}</td>
+                    <td className="mono">{k.prefix}…</td>
+                    <td>{age(k.created_at)} ago</td>
+                    <td>{k.last_used_at ? `${age(k.last_used_at)} ago` : 'never'}</td>
+                    <td>
+                      <button
+                        type="button"
+                        className="button button-danger"
+                        aria-label={`Revoke ${k.name}`}
+                        disabled={revoke.isPending}
+                        onClick={() => revoke.mutate(k.id)}
+                      >
+                        Revoke
+                      </button>
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </QueryView>
     </>
   );
 }

@@ -1,7 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState, type DragEvent } from 'react';
 import { api, unwrap, type Schemas } from '../api/client.js';
-import { age, Empty, ErrorState, Loading } from '../ui/states.js';
+import { age, Empty, ErrorState, QueryView } from '../ui/states.js';
 import './sandbox.css';
 import { TableHead } from '../ui/TableHead.js';
 
@@ -175,62 +175,63 @@ export default function FilesTab({ sandboxId }: { sandboxId: string }) {
       </div>
       {upload.error && <ErrorState error={upload.error} />}
       {download.error && <ErrorState error={download.error} />}
-      {listing.isPending ? (
-        <Loading what={dir} />
-      ) : listing.error ? (
-        <ErrorState error={listing.error} retry={() => void listing.refetch()} />
-      ) : entries.length === 0 ? (
-        <Empty title={`${dir} is empty.`} />
-      ) : (
-        <div className="table-wrap">
-          <table className="table files-table" aria-label={`Files in ${dir}`}>
-            <TableHead columns={['Name', 'Type', 'Size', 'Modified']} actions />
-            <tbody>
-              {entries.map((e) => (
-                <tr key={e.path}>
-                  <td className="mono">
-                    {e.type === 'dir' ? (
-                      <button type="button" className="link-button" onClick={() => open(e.path)}>
-                        {e.name}/
-                      </button>
-                    ) : (
-                      e.name
-                    )}
-                    {e.symlink_target && <span className="muted"> → {e.symlink_target}</span>}
-                  </td>
-                  <td>{e.type === 'dir' ? 'directory' : e.type}</td>
-                  <td className="num" title={`${e.size} bytes`}>
-                    {e.type === 'dir' ? '—' : size(e.size)}
-                  </td>
-                  <td>
-                    {e.modified_at ? (
-                      <time dateTime={e.modified_at} title={e.modified_at}>
-                        {age(e.modified_at)} ago
-                      </time>
-                    ) : (
-                      '—'
-                    )}
-                  </td>
-                  <td>
-                    {e.type === 'file' && (
-                      <button
-                        type="button"
-                        className="button"
-                        aria-label={`Download ${e.name}`}
-                        disabled={download.isPending}
-                        onClick={() => download.mutate(e)}
-                      >
-                        Download
-                      </button>
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-          {listing.data.truncated && <p className="muted">Only the first 10,000 entries are shown.</p>}
-        </div>
-      )}
+      <QueryView
+        query={listing}
+        what={dir}
+        empty={<Empty title={`${dir} is empty.`} />}
+        isEmpty={() => entries.length === 0}
+      >
+        {(data) => (
+          <div className="table-wrap">
+            <table className="table files-table" aria-label={`Files in ${dir}`}>
+              <TableHead columns={['Name', 'Type', 'Size', 'Modified']} actions />
+              <tbody>
+                {entries.map((e) => (
+                  <tr key={e.path}>
+                    <td className="mono">
+                      {e.type === 'dir' ? (
+                        <button type="button" className="link-button" onClick={() => open(e.path)}>
+                          {e.name}/
+                        </button>
+                      ) : (
+                        e.name
+                      )}
+                      {e.symlink_target && <span className="muted"> → {e.symlink_target}</span>}
+                    </td>
+                    <td>{e.type === 'dir' ? 'directory' : e.type}</td>
+                    <td className="num" title={`${e.size} bytes`}>
+                      {e.type === 'dir' ? '—' : size(e.size)}
+                    </td>
+                    <td>
+                      {e.modified_at ? (
+                        <time dateTime={e.modified_at} title={e.modified_at}>
+                          {age(e.modified_at)} ago
+                        </time>
+                      ) : (
+                        '—'
+                      )}
+                    </td>
+                    <td>
+                      {e.type === 'file' && (
+                        <button
+                          type="button"
+                          className="button"
+                          aria-label={`Download ${e.name}`}
+                          disabled={download.isPending}
+                          onClick={() => download.mutate(e)}
+                        >
+                          Download
+                        </button>
+                      )}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+            {data.truncated && <p className="muted">Only the first 10,000 entries are shown.</p>}
+          </div>
+        )}
+      </QueryView>
     </section>
   );
 }

@@ -3,7 +3,7 @@ import { useEffect, useId, useRef, useState } from 'react';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { api, unwrap, type Schemas } from '../api/client.js';
-import { Empty, ErrorState, Loading } from '../ui/states.js';
+import { Empty, QueryView } from '../ui/states.js';
 import './sandbox.css';
 
 type Range = '10m' | '2h' | '24h';
@@ -53,17 +53,17 @@ export default function MetricsTab({ sandboxId }: { sandboxId: string }) {
           </label>
         ))}
       </fieldset>
-      {metrics.isPending ? (
-        <Loading what="metrics" />
-      ) : metrics.error ? (
-        <ErrorState error={metrics.error} retry={() => void metrics.refetch()} />
-      ) : metrics.data.length === 0 ? (
-        <Empty title="No samples yet.">
-          <p className="muted">The host samples a running sandbox twice a second; this refreshes itself.</p>
-        </Empty>
-      ) : (
-        <Charts points={metrics.data} over={chosen.long} />
-      )}
+      <QueryView
+        query={metrics}
+        what="metrics"
+        empty={
+          <Empty title="No samples yet.">
+            <p className="muted">The host samples a running sandbox twice a second; this refreshes itself.</p>
+          </Empty>
+        }
+      >
+        {(data) => <Charts points={data} over={chosen.long} />}
+      </QueryView>
     </section>
   );
 }

@@ -3,7 +3,7 @@ import { useVirtualizer } from '@tanstack/react-virtual';
 import { useRef, useState } from 'react';
 import { Link } from 'wouter';
 import { api, unwrap, type Schemas } from '../api/client.js';
-import { age, Empty, ErrorState, Loading, StatusBadge } from '../ui/states.js';
+import { age, Empty, StatusBadge, QueryView } from '../ui/states.js';
 import { NewSandboxDialog } from './NewSandboxDialog.js';
 import './sandbox.css';
 
@@ -40,17 +40,18 @@ export function SandboxList() {
           {filter && !metadata ? 'Write it as key:value' : ' '}
         </span>
       </div>
-      {sandboxes.isPending ? (
-        <Loading what="sandboxes" />
-      ) : sandboxes.error ? (
-        <ErrorState error={sandboxes.error} retry={() => void sandboxes.refetch()} />
-      ) : sandboxes.data.sandboxes.length === 0 ? (
-        <Empty title={metadata ? 'No sandbox has that metadata.' : 'No sandboxes yet.'}>
-          {!metadata && <p className="muted">“New sandbox” starts one from a template.</p>}
-        </Empty>
-      ) : (
-        <SandboxTable sandboxes={sandboxes.data.sandboxes} />
-      )}
+      <QueryView
+        query={sandboxes}
+        what="sandboxes"
+        empty={
+          <Empty title={metadata ? 'No sandbox has that metadata.' : 'No sandboxes yet.'}>
+            {!metadata && <p className="muted">“New sandbox” starts one from a template.</p>}
+          </Empty>
+        }
+        isEmpty={(data) => data.sandboxes.length === 0}
+      >
+        {(data) => <SandboxTable sandboxes={data.sandboxes} />}
+      </QueryView>
     </>
   );
 }

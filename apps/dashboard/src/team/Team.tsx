@@ -3,7 +3,7 @@ import { useState, type FormEvent } from 'react';
 import { api, unwrap } from '../api/client.js';
 import { useCurrentTeam } from '../api/me.js';
 import { AuditLog } from '../ui/AuditTable.js';
-import { Empty, ErrorState, Loading } from '../ui/states.js';
+import { Empty, ErrorState, Loading, QueryView } from '../ui/states.js';
 import '../ui/pages.css';
 import { TableHead } from '../ui/TableHead.js';
 
@@ -75,52 +75,52 @@ export function Team() {
       {[add.error, setRole.error, remove.error].map(
         (error, i) => error && <ErrorState key={i} error={error} />,
       )}
-      {members.isPending ? (
-        <Loading what="members" />
-      ) : members.error ? (
-        <ErrorState error={members.error} retry={() => void members.refetch()} />
-      ) : (
-        <div className="table-wrap">
-          <table className="table" aria-label="Members">
-            <TableHead columns={['Email', 'Role']} actions={canManage} />
-            <tbody>
-              {members.data.map((m) => (
-                <tr key={m.user_id}>
-                  <td>{m.email}</td>
-                  <td>
-                    {canManage ? (
-                      <select
-                        aria-label={`Role of ${m.email}`}
-                        value={m.role}
-                        disabled={setRole.isPending}
-                        onChange={(e) => setRole.mutate({ userId: m.user_id, role: e.target.value as Role })}
-                      >
-                        <option value="owner">owner</option>
-                        <option value="member">member</option>
-                      </select>
-                    ) : (
-                      m.role
-                    )}
-                  </td>
-                  {canManage && (
+      <QueryView query={members} what="members">
+        {(data) => (
+          <div className="table-wrap">
+            <table className="table" aria-label="Members">
+              <TableHead columns={['Email', 'Role']} actions={canManage} />
+              <tbody>
+                {data.map((m) => (
+                  <tr key={m.user_id}>
+                    <td>{m.email}</td>
                     <td>
-                      <button
-                        type="button"
-                        className="button button-danger"
-                        aria-label={`Remove ${m.email}`}
-                        disabled={remove.isPending}
-                        onClick={() => remove.mutate(m.user_id)}
-                      >
-                        Remove
-                      </button>
+                      {canManage ? (
+                        <select
+                          aria-label={`Role of ${m.email}`}
+                          value={m.role}
+                          disabled={setRole.isPending}
+                          onChange={(e) =>
+                            setRole.mutate({ userId: m.user_id, role: e.target.value as Role })
+                          }
+                        >
+                          <option value="owner">owner</option>
+                          <option value="member">member</option>
+                        </select>
+                      ) : (
+                        m.role
+                      )}
                     </td>
-                  )}
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+                    {canManage && (
+                      <td>
+                        <button
+                          type="button"
+                          className="button button-danger"
+                          aria-label={`Remove ${m.email}`}
+                          disabled={remove.isPending}
+                          onClick={() => remove.mutate(m.user_id)}
+                        >
+                          Remove
+                        </button>
+                      </td>
+                    )}
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </QueryView>
       {canManage && <TeamAudit teamId={teamId} />}
     </>
   );

@@ -1,7 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, unwrap } from '../api/client.js';
 import { useSession } from '../api/session.js';
-import { age, Empty, ErrorState, Loading } from '../ui/states.js';
+import { age, Empty, ErrorState, QueryView } from '../ui/states.js';
 import '../ui/pages.css';
 import { TableHead } from '../ui/TableHead.js';
 
@@ -39,76 +39,77 @@ export function Templates() {
       <header className="page-head">
         <h1>Templates</h1>
       </header>
-      {templates.isPending ? (
-        <Loading what="templates" />
-      ) : templates.error ? (
-        <ErrorState error={templates.error} retry={() => void templates.refetch()} />
-      ) : (
-        <>
-          <section aria-labelledby="team-templates">
-            <h2 id="team-templates">The team’s templates</h2>
-            {own.length === 0 ? (
-              <Empty title="No templates of the team’s own yet.">
-                <p className="muted">Builds and snapshots make them.</p>
-              </Empty>
-            ) : (
-              <TemplateTable rows={own} label="The team’s templates" />
-            )}
-          </section>
-          <section aria-labelledby="platform-templates">
-            <h2 id="platform-templates">Platform templates</h2>
-            {platform.length === 0 ? (
-              <Empty title="No platform templates." />
-            ) : (
-              <TemplateTable rows={platform} label="Platform templates" />
-            )}
-          </section>
-        </>
-      )}
+      <QueryView query={templates} what="templates">
+        {() => (
+          <>
+            <section aria-labelledby="team-templates">
+              <h2 id="team-templates">The team’s templates</h2>
+              {own.length === 0 ? (
+                <Empty title="No templates of the team’s own yet.">
+                  <p className="muted">Builds and snapshots make them.</p>
+                </Empty>
+              ) : (
+                <TemplateTable rows={own} label="The team’s templates" />
+              )}
+            </section>
+            <section aria-labelledby="platform-templates">
+              <h2 id="platform-templates">Platform templates</h2>
+              {platform.length === 0 ? (
+                <Empty title="No platform templates." />
+              ) : (
+                <TemplateTable rows={platform} label="Platform templates" />
+              )}
+            </section>
+          </>
+        )}
+      </QueryView>
       <section aria-labelledby="snapshots">
         <h2 id="snapshots">Snapshots</h2>
         {remove.error && <ErrorState error={remove.error} />}
-        {snapshots.isPending ? (
-          <Loading what="snapshots" />
-        ) : snapshots.error ? (
-          <ErrorState error={snapshots.error} retry={() => void snapshots.refetch()} />
-        ) : snapshots.data.length === 0 ? (
-          <Empty title="No snapshots yet.">
-            <p className="muted">A snapshot keeps a sandbox’s memory, processes and disk.</p>
-          </Empty>
-        ) : (
-          <div className="table-wrap">
-            <table className="table" aria-label="Snapshots">
-              <TableHead columns={['Name', 'From sandbox', 'Resources', 'Size', 'Created']} actions />
-              <tbody>
-                {snapshots.data.map((s) => (
-                  <tr key={s.id}>
-                    <td>{s.name}</td>
-                    <td className="mono muted">{s.source_sandbox_id ?? '—'}</td>
-                    <td>
-                      {s.vcpus} vCPU, {s.memory_mb} MB, {s.disk_mb} MB disk
-                    </td>
-                    <td>{size(s.size_bytes)}</td>
-                    <td>{age(s.created_at)} ago</td>
-                    <td>
-                      <button
-                        type="button"
-                        className="button button-danger"
-                        aria-label={`Delete snapshot ${s.name}`}
-                        disabled={remove.isPending}
-                        onClick={() => {
-                          if (window.confirm(`Delete snapshot ${s.name} and its files?`)) remove.mutate(s.id);
-                        }}
-                      >
-                        Delete
-                      </button>
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
+        <QueryView
+          query={snapshots}
+          what="snapshots"
+          empty={
+            <Empty title="No snapshots yet.">
+              <p className="muted">A snapshot keeps a sandbox’s memory, processes and disk.</p>
+            </Empty>
+          }
+        >
+          {(data) => (
+            <div className="table-wrap">
+              <table className="table" aria-label="Snapshots">
+                <TableHead columns={['Name', 'From sandbox', 'Resources', 'Size', 'Created']} actions />
+                <tbody>
+                  {data.map((s) => (
+                    <tr key={s.id}>
+                      <td>{s.name}</td>
+                      <td className="mono muted">{s.source_sandbox_id ?? '—'}</td>
+                      <td>
+                        {s.vcpus} vCPU, {s.memory_mb} MB, {s.disk_mb} MB disk
+                      </td>
+                      <td>{size(s.size_bytes)}</td>
+                      <td>{age(s.created_at)} ago</td>
+                      <td>
+                        <button
+                          type="button"
+                          className="button button-danger"
+                          aria-label={`Delete snapshot ${s.name}`}
+                          disabled={remove.isPending}
+                          onClick={() => {
+                            if (window.confirm(`Delete snapshot ${s.name} and its files?`))
+                              remove.mutate(s.id);
+                          }}
+                        >
+                          Delete
+                        </button>
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+        </QueryView>
       </section>
     </>
   );

@@ -1,3 +1,4 @@
+import type { UseQueryResult } from '@tanstack/react-query';
 import type { ReactNode } from 'react';
 import { WrennApiError } from '../api/client.js';
 
@@ -27,6 +28,30 @@ export function ErrorState({ error, retry }: { error: unknown; retry?: () => voi
       )}
     </div>
   );
+}
+
+/**
+ * A query's states: loading, its error with a retry, then its data: `empty` when there is nothing
+ * to show (by `isEmpty`, or an empty array when it is not given), `children` otherwise.
+ */
+export function QueryView<T>({
+  query,
+  what,
+  empty,
+  isEmpty = (data) => Array.isArray(data) && data.length === 0,
+  children,
+}: {
+  query: UseQueryResult<T>;
+  /** What is loading, in words ("Loading builds…"). */
+  what: string;
+  empty?: ReactNode;
+  isEmpty?: (data: T) => boolean;
+  children: (data: T) => ReactNode;
+}) {
+  if (query.isPending) return <Loading what={what} />;
+  if (query.isError) return <ErrorState error={query.error} retry={() => void query.refetch()} />;
+  if (empty !== undefined && isEmpty(query.data)) return empty;
+  return children(query.data);
 }
 
 export function Empty({ title, children }: { title: string; children?: ReactNode }) {
