@@ -14,7 +14,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { installDir, startAgentProcess, type AgentProcess } from '../test/e2e/support/agent-process.js';
 import { apiCall, startControlPlane, teamApiKey, type ControlPlane } from '../test/e2e/support/api-client.js';
-import { printTable, timed } from './stats.js';
+import { printPercentiles, printTable, timed } from './stats.js';
 
 const arg = (name: string, fallback: number) => {
   const at = process.argv.indexOf(name);
@@ -50,6 +50,22 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => 
 const checkInterrupted = () => {
   if (interrupted) throw new Error('interrupted');
 };
+
+/** Each create's phases as its `Server-Timing` header gave them, and the rest of the client's wait. */
+const createPhases = new Map<string, number[]>();
+function recordPhases(which: Mode, clientMs: number, header: string | null): void {
+  let server = 0;
+  for (const part of (header ?? '').split(', ').filter(Boolean)) {
+    const [name = '', dur = ''] = part.split(';dur=');
+    const ms = Number(dur);
+    server += ms;
+    const key = `${which}: ${name}`;
+    createPhases.set(key, [...(createPhases.get(key) ?? []), ms]);
+  }
+  // Auth, body parsing, JSON out and the HTTP round trip: what the phases do not cover.
+  const key = `${which}: rest (client − phases)`;
+  createPhases.set(key, [...(createPhases.get(key) ?? []), clientMs - server]);
+}
 
 /** Runs `a` and `b` once each, `a` first on even rounds and `b` first on odd ones. */
 async function pair(round: number, a: () => Promise<void>, b: () => Promise<void>) {
@@ -147,9 +163,12 @@ async function apiSide(which: Mode): Promise<Side & { agent: AgentProcess; sandb
   let sandboxId = '';
   /** An API call that must succeed; its body. */
   async function call(method: string, url: string, opts: { body?: unknown; key?: string }) {
+    return (await callWithHeaders(method, url, opts)).body;
+  }
+  async function callWithHeaders(method: string, url: string, opts: { body?: unknown; key?: string }) {
     const res = await apiCall(baseUrl, method, url, opts);
     if (res.status >= 400) throw new Error(`${method} ${url}: ${res.status} ${JSON.stringify(res.body)}`);
-    return res.body;
+    return res;
   }
   const key = await teamApiKey(baseUrl, `bench-${Date.now()}@example.com`);
   const createBody = (timeout_sec: number) => ({
@@ -178,12 +197,13 @@ async function apiSide(which: Mode): Promise<Side & { agent: AgentProcess; sandb
     sandbox: () => sandboxId,
     label,
     async create(samples) {
-      const [body, ms] = await timed(() =>
-        call('POST', '/v1/sandboxes', { key, body: createBody(SIZE.timeout) }),
+      const [{ body, headers }, ms] = await timed(() =>
+        callWithHeaders('POST', '/v1/sandboxes', { key, body: createBody(SIZE.timeout) }),
       );
       const id = body.id as string;
       live.add(id);
       samples?.push(ms);
+      if (samples) recordPhases(which, ms, headers.get('server-timing'));
       await call('DELETE', `/v1/sandboxes/${id}`, { key });
       live.delete(id);
     },
@@ -338,6 +358,11 @@ try {
 } finally {
   for (const side of sides.reverse()) await side.close().catch((err: unknown) => console.error(err));
 }
+if (createPhases.size > 0)
+  printPercentiles(
+    'API create, phase by phase (the server\'s Server-Timing; "agent" is its CreateSandbox call) (ms)',
+    [...createPhases].map(([name, samples]) => [name, samples, 'ms']),
+  );
 printTable(
   `Control plane overhead (--host ${mode}${against ? ` --against ${against}` : ''}), ${creates} creates, ${execs} execs per command (ms)`,
   rows,

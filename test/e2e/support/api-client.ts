@@ -50,6 +50,7 @@ export async function startControlPlane(
 export interface ApiResult {
   status: number;
   body: Record<string, unknown>;
+  headers: Headers;
 }
 
 /** A JSON request to the API (`key` → X-API-Key, `bearer` → Authorization); the status and body. */
@@ -68,7 +69,11 @@ export async function apiCall(
     body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
   });
   const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : {}) as Record<string, unknown> };
+  return {
+    status: res.status,
+    body: (text ? JSON.parse(text) : {}) as Record<string, unknown>,
+    headers: res.headers,
+  };
 }
 
 /** Signs a new user up (a team comes with it) and returns an API key of that team. */

@@ -2,6 +2,7 @@ import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import { clampTimeoutSec, MAX_TIMEOUT_SEC } from '@wrenn/core';
 import type { Env, ServerDeps } from '../http/app-types.js';
+import { PhaseTimes } from '../http/server-timing.js';
 import { authed } from '../http/auth.js';
 import { ApiError, notFound, optionalJsonBody } from '../http/errors.js';
 import { ENV_VARS, NO_NUL, NUL_RULE, TEMPLATE_NAME } from '../http/schemas.js';
@@ -106,6 +107,7 @@ function lifecycleRoutes(api: Hono<Env>, deps: ServerDeps): void {
           'invalid_argument',
           `templateID: no template ${JSON.stringify(body.templateID)}`,
         );
+      const times = new PhaseTimes();
       const { row, info } = await createSandbox(
         deps,
         authed(c, 'teamId'),
@@ -127,8 +129,11 @@ function lifecycleRoutes(api: Hono<Env>, deps: ServerDeps): void {
           allowPublicTraffic: body.network?.allowPublicTraffic ?? true,
         },
         c.req.raw.signal,
+        times,
       );
       await audit(c, deps, { action: 'sandbox.create', target: row.id, details: { template } });
+      times.mark('audit');
+      c.header('Server-Timing', times.header());
       return c.json(sandboxView(row, info, deps.tokens), 201);
     });
 

@@ -102,6 +102,34 @@ describeOnBackends('server metrics', backends, (backend) => {
       expect(after).not.toContain(raw);
   });
 
+  it('a create answers Server-Timing: where its time went, phase by phase (both APIs)', async () => {
+    const root = await admin('timing-root@example.com');
+    const team = await user('timing-team@example.com');
+    await withFakeHosts(api, 1, root.auth, async () => {
+      for (const [path, body] of [
+        ['/v1/sandboxes', {}],
+        ['/sandboxes', { templateID: 'base' }],
+      ] as const) {
+        const res = await send('POST', path, { body, headers: team.key });
+        expect(res.status, await res.clone().text()).toBe(201);
+        const phases = (res.headers.get('server-timing') ?? '').split(', ').map((p) => {
+          const [name, dur] = p.split(';dur=');
+          return { name, ms: Number(dur) };
+        });
+        expect(phases.map((p) => p.name)).toEqual([
+          'template',
+          'place',
+          'insert',
+          'copy',
+          'agent',
+          'update',
+          'audit',
+        ]);
+        for (const { ms } of phases) expect(ms).toBeGreaterThanOrEqual(0);
+      }
+    });
+  });
+
   it('sandboxes by state and host, sandbox operations, heartbeats and the build queue', async () => {
     const root = await admin('metrics-root@example.com');
     const team = await user('metrics-team@example.com');

@@ -2,6 +2,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { App, ServerDeps } from '../http/app-types.js';
 import { authed, requireTeamCaller } from '../http/auth.js';
 import { optionalJsonBody } from '../http/errors.js';
+import { PhaseTimes } from '../http/server-timing.js';
 import {
   apiKey,
   ENV_VARS,
@@ -153,6 +154,7 @@ export function sandboxRoutes(app: App, deps: ServerDeps): void {
     async (c) => {
       const body = c.req.valid('json');
       const network = body.network && networkFrom(body.network, 'network.');
+      const times = new PhaseTimes();
       const { row } = await audited(
         c,
         deps,
@@ -173,8 +175,11 @@ export function sandboxRoutes(app: App, deps: ServerDeps): void {
               allowPublicTraffic: body.network?.allow_public_traffic ?? true,
             },
             c.req.raw.signal,
+            times,
           ),
       );
+      times.mark('audit');
+      c.header('Server-Timing', times.header());
       return c.json(withToken(row, deps.tokens), 201);
     },
   );

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { Code, ConnectError, randomId, type Logger } from '@wrenn/core';
 import type { hostagent } from '@wrenn/contracts';
 import type { Db } from '../db/database.js';
+import type { PhaseTimes } from '../http/server-timing.js';
 import { ensureTemplateOn } from './fleet/artifacts.js';
 import { agentOfSandbox, type Hosts } from './fleet/host-agents.js';
 import { dropReplica, promoteReplica } from './fleet/paused-replicas.js';
@@ -59,9 +60,11 @@ export async function createSandbox(
   teamId: string,
   spec: NewSandbox,
   signal?: AbortSignal,
+  times?: PhaseTimes,
 ) {
   const { db, hosts } = deps;
   const template = spec.resolved ?? (await resolveTemplate(db, teamId, spec.template));
+  times?.mark('template');
   const files = template.files ?? [];
   const need = template.snapshot ?? {
     vcpus: spec.vcpus ?? DEFAULT_NEED.vcpus,
@@ -73,6 +76,7 @@ export async function createSandbox(
     prefer: files.at(-1)?.hostIds,
     template: template.agentName,
   });
+  times?.mark('place');
   const id = randomId(20);
   await db
     .insertInto('sandboxes')
@@ -94,6 +98,7 @@ export async function createSandbox(
       allow_public_traffic: spec.allowPublicTraffic ?? true,
     })
     .execute();
+  times?.mark('insert');
   // While this request lives it renews the pending row (the database's clock), so the reconciler
   // can tell a create in flight from one whose server died during it within seconds.
   const lease = setInterval(() => {
@@ -109,6 +114,7 @@ export async function createSandbox(
     for (const held of files)
       if (hostId && !held.hostIds.includes(hostId)) await ensureTemplateOn(deps, held, hostId, signal);
     const agent = await hosts.agent(hostId);
+    times?.mark('copy');
     const { sandbox } = await agent.createSandbox(
       {
         sandboxId: id,
@@ -126,6 +132,7 @@ export async function createSandbox(
       { signal },
     );
     info = sandbox!;
+    times?.mark('agent');
   } catch (err) {
     await db.deleteFrom('sandboxes').where('id', '=', id).where('status', '=', 'pending').execute();
     throw err;
@@ -147,6 +154,7 @@ export async function createSandbox(
     .where('id', '=', id)
     .returningAll()
     .executeTakeFirstOrThrow();
+  times?.mark('update');
   return { row, info };
 }
 
