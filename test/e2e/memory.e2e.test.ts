@@ -151,6 +151,31 @@ describe('memory containment', () => {
     await expect(readdir(`/sys/fs/cgroup/memory/wrenn/${id}`)).rejects.toThrow(/ENOENT/);
   });
 
+  it('/dev/shm holds half the memory: a write past it fails, the sandbox lives, and pause/resume keeps the bound', async () => {
+    await withSandbox(agent.client, { memoryMb: 512 }, async (id) => {
+      const sleepPid = await plantSurvivors(agent.client, id);
+      const size = async () =>
+        (await sh(agent.client, id, 'df -m --output=size /dev/shm | tail -1')).stdout.trim();
+      expect(await size()).toBe('256');
+      // Memory no process holds: unbounded, this would have ended the whole sandbox.
+      const fill = await sh(agent.client, id, 'dd if=/dev/zero of=/dev/shm/fill bs=1M count=700', {
+        timeoutMs: 120_000,
+      });
+      expect(fill.exitCode).not.toBe(0);
+      expect(fill.stderr).toMatch(/No space left on device/);
+      await expectSurvivors(agent.client, id, sleepPid);
+
+      await agent.client.pauseSandbox({ sandboxId: id });
+      await agent.client.resumeSandbox({ sandboxId: id });
+      expect(await size()).toBe('256');
+      // What was written before the pause is still there, up to the bound.
+      expect(
+        Number((await sh(agent.client, id, 'du -m /dev/shm/fill | cut -f1')).stdout.trim()),
+      ).toBeGreaterThan(200);
+      await expectSurvivors(agent.client, id, sleepPid);
+    });
+  });
+
   it('an agent killed and restarted guards the sandbox it adopts, and keeps its count', async () => {
     const { sandbox } = await agent.client.createSandbox({ memoryMb: 256 });
     const id = sandbox!.id;

@@ -10,7 +10,8 @@ import type {
   RuntimeStats,
 } from './driver.js';
 import { MemoryThresholds } from './memory-thresholds.js';
-import { buildOciSpec } from './oci-spec.js';
+import { savedMountOptions } from './checkpoint-header.js';
+import { buildOciSpec, shmMountOptions } from './oci-spec.js';
 
 export interface GvisorOptions {
   runscPath: string;
@@ -71,8 +72,15 @@ export class GvisorDriver implements RuntimeDriver {
 
   async restore(spec: RuntimeSandboxSpec, imageDir: string, signal?: AbortSignal): Promise<{ pid: number }> {
     // --background: memory pages load while the sandbox already runs, so restore time does not grow
-    // with the sandbox's memory.
-    return this.startDetached(spec, ['restore', `--image-path=${imageDir}`, '--background'], signal);
+    // with the sandbox's memory. /dev/shm is mounted as it was when the checkpoint was taken (one
+    // taken before it was bounded stays unbounded), or runsc refuses the restore.
+    const shmOptions = (await savedMountOptions(imageDir, '/dev/shm')) ?? shmMountOptions(spec.memoryMb);
+    return this.startDetached(
+      spec,
+      ['restore', `--image-path=${imageDir}`, '--background'],
+      signal,
+      shmOptions,
+    );
   }
 
   /** `runsc run|restore -detach`, with the bundle written first; resolves with the sandbox's pid. */
@@ -80,12 +88,13 @@ export class GvisorDriver implements RuntimeDriver {
     spec: RuntimeSandboxSpec,
     command: string[],
     signal?: AbortSignal,
+    shmOptions?: string[],
   ): Promise<{ pid: number }> {
     await mkdir(spec.bundleDir, { recursive: true });
     await mkdir(this.opts.stateDir, { recursive: true });
     await writeFile(
       path.join(spec.bundleDir, 'config.json'),
-      JSON.stringify(buildOciSpec(spec, this.opts.cgroupParent), null, 1),
+      JSON.stringify(buildOciSpec(spec, this.opts.cgroupParent, shmOptions), null, 1),
     );
     // runsc's `-detach` hands its stdout/stderr down to the sandbox, which keeps them open for its
     // whole life: give it a log file (where envd's own output also lands) and wait for exit, not EOF.

@@ -29,10 +29,28 @@ const CPU_PERIOD_US = 100_000;
 export const hostTaskLimit = (guestTasks: number) => guestTasks * 8 + 1024;
 
 /**
- * The OCI runtime spec of a sandbox. Resource limits become cgroups under /<cgroupParent>/<id>
- * (`wrenn` for the default agent instance).
+ * /dev/shm's mount options. Bounded at half the sandbox's memory, as Linux bounds a tmpfs by default:
+ * what fills it is memory no process holds, so past the sandbox's memory nothing could be killed to
+ * save it and the host would end the whole sandbox; bounded, the write fails with ENOSPC instead.
  */
-export function buildOciSpec(spec: RuntimeSandboxSpec, cgroupParent = 'wrenn'): object {
+export const shmMountOptions = (memoryMb: number) => [
+  'nosuid',
+  'noexec',
+  'nodev',
+  'mode=1777',
+  `size=${Math.max(1, Math.floor(memoryMb / 2))}m`,
+];
+
+/**
+ * The OCI runtime spec of a sandbox. Resource limits become cgroups under /<cgroupParent>/<id>
+ * (`wrenn` for the default agent instance). `shmOptions` differ from the default only for a restore,
+ * which must mount /dev/shm as the checkpoint was taken with.
+ */
+export function buildOciSpec(
+  spec: RuntimeSandboxSpec,
+  cgroupParent = 'wrenn',
+  shmOptions = shmMountOptions(spec.memoryMb),
+): object {
   return {
     ociVersion: '1.0.2',
     process: {
@@ -69,7 +87,7 @@ export function buildOciSpec(spec: RuntimeSandboxSpec, cgroupParent = 'wrenn'): 
         destination: '/dev/shm',
         type: 'tmpfs',
         source: 'shm',
-        options: ['nosuid', 'noexec', 'nodev', 'mode=1777'],
+        options: shmOptions,
       },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
       // gVisor's own cgroups, where envd sets the guest's task limit at start.
