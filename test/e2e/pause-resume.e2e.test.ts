@@ -1,3 +1,7 @@
+import { execFile } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Code } from '@connectrpc/connect';
 import { hostagent } from '@wrenn/contracts';
@@ -5,6 +9,7 @@ import {
   rpcError,
   sh,
   startAgentProcess,
+  installDir,
   testDataDir,
   withSandbox,
   type AgentProcess,
@@ -22,6 +27,7 @@ afterAll(async () => {
 });
 
 const { PAUSED, RUNNING } = hostagent.SandboxStatus;
+const execFileAsync = promisify(execFile);
 
 // A counter that a shell loop bumps in a file five times a second (written beside, then renamed: a
 // reader must never catch it truncated), and an HTTP server.
@@ -150,6 +156,34 @@ describe('pause and resume by checkpoint (real gVisor)', () => {
         last = n;
       }
       expect((await sh(agent.client, id, 'cat /home/user/rounds')).stdout).toBe('1\n2\n3\n4\n5\n');
+    });
+  });
+
+  it('resumes a checkpoint taken with envd quiesced, as agents took them before they stopped quiescing', async () => {
+    await withSandbox(agent.client, {}, async (id) => {
+      await sh(agent.client, id, 'echo kept > /home/user/kept');
+      const { sandbox } = await agent.client.getSandbox({ sandboxId: id });
+      const [host = '', port] = sandbox!.envdAddress.split(':');
+      const refuses = () =>
+        new Promise<boolean>((resolve) => {
+          const socket = net.connect({ host, port: Number(port) });
+          socket.setTimeout(500, () => (socket.destroy(), resolve(false)));
+          socket.once('connect', () => (socket.destroy(), resolve(false)));
+          socket.once('error', () => resolve(true));
+        });
+      // What the older agents' pause did first: envd closes its port on SIGUSR2.
+      await execFileAsync(path.join(installDir, 'bin/runsc'), [
+        `--root=${path.join(testDataDir, 'run/runsc')}`,
+        'kill',
+        id,
+        'SIGUSR2',
+      ]);
+      await eventually(async () => expect(await refuses()).toBe(true));
+      await agent.client.pauseSandbox({ sandboxId: id });
+      const resumed = await agent.client.resumeSandbox({ sandboxId: id });
+      expect(resumed.sandbox?.status).toBe(RUNNING);
+      // Its port refused after the restore, so the agent woke it.
+      expect((await sh(agent.client, id, 'cat /home/user/kept')).stdout).toBe('kept\n');
     });
   });
 

@@ -50,14 +50,19 @@ describe('pause', () => {
     expect(host.runtime.calls.filter((c) => c.startsWith('checkpoint'))).toHaveLength(1);
   });
 
-  it('a quiesce that fails leaves the sandbox running with everything it holds', async () => {
+  it('envd is not quiesced; a restore wakes it with SIGUSR1 only when it is not listening', async () => {
     await running();
-    host.faults.fail('runtime.signal.SIGUSR2');
-    expect((await failure(host.manager.pause('one')))?.message).toMatch(/injected failure/);
-    expect(host.manager.get('one').status).toBe('running');
-    // The envd client was closed for the quiesce; the rest is as it was.
-    expect(held(host)).toEqual({ ...ONE_RUNNING, envdClients: 0 });
-    expect(host.runtime.calls).not.toContain('checkpoint one');
+    await host.manager.pause('one');
+    expect(host.runtime.calls.filter((c) => c.includes('SIGUSR2'))).toEqual([]);
+    // A checkpoint of this agent kept envd's listening socket: nothing to wake.
+    host.guest.listening = true;
+    await host.manager.resume('one');
+    expect(host.runtime.calls.filter((c) => c.includes('SIGUSR1'))).toEqual([]);
+    // One an older agent took with envd quiesced.
+    await host.manager.pause('one');
+    host.guest.listening = false;
+    await host.manager.resume('one');
+    expect(host.runtime.calls.filter((c) => c.includes('SIGUSR1'))).toEqual(['signal one SIGUSR1']);
   });
 
   it('a checkpoint that fails while the sandbox keeps running: envd is woken, it stays running', async () => {
@@ -242,7 +247,7 @@ describe('one sandbox, many calls', () => {
 
   it('a failure of one queued operation does not stop the next', async () => {
     await running();
-    host.faults.fail('runtime.signal.SIGUSR2');
+    host.faults.fail('runtime.checkpoint');
     const [pause, destroy] = await Promise.allSettled([
       host.manager.pause('one'),
       host.manager.destroy('one'),

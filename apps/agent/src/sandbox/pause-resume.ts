@@ -2,7 +2,6 @@ import { rename, rm, statfs } from 'node:fs/promises';
 import {
   errorMessage,
   failedPrecondition,
-  pollUntil,
   resourceExhausted,
   UndoStack,
   type EgressPolicy,
@@ -33,10 +32,6 @@ import {
 } from './resources.js';
 import { assertRunning, transition } from './state.js';
 
-// envd stops listening within milliseconds of SIGUSR2; past this the checkpoint goes ahead anyway
-// (a current runsc saves a listening socket fine, the quiesce is for older ones).
-const QUIESCE_WAIT_MS = 1000;
-
 /**
  * Checkpoints the sandbox to disk and frees its runtime, memory and network slot. A failure leaves
  * it running. Pausing a paused sandbox changes nothing. `signal` is honoured until the checkpoint
@@ -60,7 +55,7 @@ export async function pauseSandbox(
 }
 
 /**
- * Quiesces envd, saves the sandbox into its checkpoint dir and starts freeing its runtime, slot and
+ * Saves the sandbox into its checkpoint dir and starts freeing its runtime, slot and
  * mounts (the disk image stays); the sandbox is left `pausing` for the caller to finish. On failure
  * it is running again, or — if the save went through even though the runtime reported an error —
  * restored from what it saved, or lost (`stopped`, with the reason).
@@ -80,8 +75,10 @@ export async function checkpointRunning(ctx: SandboxContext, record: SandboxReco
   let saved = false;
   try {
     await rm(paths.checkpointPartial, { recursive: true, force: true });
-    await quiesce(ctx, record);
-    timer.phase('quiesce');
+    // envd is not asked to stop listening first: a runsc that can pause at all (it has
+    // --net-disconnect-ok) saves the listening socket and resets open connections, so the restored
+    // envd answers at once (docs/gvisor.md). The agent's own connection goes first.
+    record.envd?.close();
     try {
       await runtime.checkpoint(record.runtimeId, paths.checkpointPartial);
     } catch (err) {
@@ -144,17 +141,6 @@ async function ensureRoomForCheckpoint(ctx: SandboxContext, record: SandboxRecor
 /** ENOSPC, from Node or in a runtime's output (runsc says "no space left on device"). */
 function diskFull(err: unknown): boolean {
   return (err as { code?: unknown }).code === 'ENOSPC' || /no space left on device/i.test(errorMessage(err));
-}
-
-async function quiesce(ctx: SandboxContext, record: SandboxRecord): Promise<void> {
-  const { slot } = record;
-  record.envd?.close();
-  await ctx.deps.runtime.signal(record.runtimeId, 'SIGUSR2');
-  if (!slot) return;
-  await pollUntil(async () => ((await ctx.deps.guest.isListening(slot.slotIp)) ? undefined : true), {
-    timeoutMs: QUIESCE_WAIT_MS,
-    intervalMs: 5,
-  });
 }
 
 /**

@@ -89,11 +89,11 @@ export async function startRuntime(
   // Before anything runs in it: past its memory size a process dies, not the sandbox.
   undo.push('unguard memory', () => unguardMemory(ctx, record));
   await guardMemory(ctx, record);
-  await Promise.all([
-    network.activate(slot),
-    // envd was quiesced before the checkpoint: it listens again on SIGUSR1.
-    'boot' in start ? undefined : runtime.signal(record.runtimeId, 'SIGUSR1'),
-  ]);
+  await network.activate(slot);
+  // A checkpoint keeps envd's listening socket. One an older agent took with envd quiesced has it
+  // closed: that envd listens again on SIGUSR1 (a `runsc kill`, ~15–20 ms, paid only then).
+  if (!('boot' in start) && !(await guest.isListening(slot.slotIp)))
+    await runtime.signal(record.runtimeId, 'SIGUSR1');
   phase('activate');
 
   const firstToken = 'rekeyFrom' in start && start.rekeyFrom ? start.rekeyFrom : record.accessToken;

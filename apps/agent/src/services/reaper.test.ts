@@ -37,7 +37,7 @@ describe('the inactivity reaper', () => {
   it('destroys an expired sandbox that cannot be paused', async () => {
     await host.manager.create({ ...BASE, id: 'one', timeoutSec: 1 });
     host.manager.ctx.registry.find('one').lastActive -= 5000;
-    host.faults.fail('runtime.signal.SIGUSR2');
+    host.faults.fail('runtime.checkpoint');
     await pauseExpired(host.manager.ctx);
     expect(host.manager.list()).toEqual([]);
     expect(held(host)).toEqual(NOTHING_HELD);

@@ -333,8 +333,11 @@ export class FakeGuest implements GuestPort {
     return envd as unknown as EnvdClient;
   }
 
+  /** Whether envd answers on its port: a restore wakes it with SIGUSR1 only when it does not. */
+  listening = false;
+
   isListening(): Promise<boolean> {
-    return Promise.resolve(false);
+    return Promise.resolve(this.listening);
   }
 
   async sync(): Promise<void> {
