@@ -163,12 +163,20 @@ async function apiSide(which: Mode): Promise<Side & { agent: AgentProcess; sandb
   let sandboxId = '';
   /** An API call that must succeed; its body. */
   async function call(method: string, url: string, opts: { body?: unknown; key?: string }) {
-    return (await callWithHeaders(method, url, opts)).body;
-  }
-  async function callWithHeaders(method: string, url: string, opts: { body?: unknown; key?: string }) {
     const res = await apiCall(baseUrl, method, url, opts);
     if (res.status >= 400) throw new Error(`${method} ${url}: ${res.status} ${JSON.stringify(res.body)}`);
-    return res;
+    return res.body;
+  }
+  /** A create that must succeed: the sandbox's id and the server's Server-Timing. */
+  async function create(body: unknown): Promise<{ id: string; serverTiming: string | null }> {
+    const res = await fetch(`${baseUrl}/v1/sandboxes`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': key },
+      body: JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (res.status !== 201) throw new Error(`POST /v1/sandboxes: ${res.status} ${text}`);
+    return { id: (JSON.parse(text) as { id: string }).id, serverTiming: res.headers.get('server-timing') };
   }
   const key = await teamApiKey(baseUrl, `bench-${Date.now()}@example.com`);
   const createBody = (timeout_sec: number) => ({
@@ -197,13 +205,10 @@ async function apiSide(which: Mode): Promise<Side & { agent: AgentProcess; sandb
     sandbox: () => sandboxId,
     label,
     async create(samples) {
-      const [{ body, headers }, ms] = await timed(() =>
-        callWithHeaders('POST', '/v1/sandboxes', { key, body: createBody(SIZE.timeout) }),
-      );
-      const id = body.id as string;
+      const [{ id, serverTiming }, ms] = await timed(() => create(createBody(SIZE.timeout)));
       live.add(id);
       samples?.push(ms);
-      if (samples) recordPhases(which, ms, headers.get('server-timing'));
+      if (samples) recordPhases(which, ms, serverTiming);
       await call('DELETE', `/v1/sandboxes/${id}`, { key });
       live.delete(id);
     },

@@ -122,7 +122,6 @@ const call = (method: string, url: string, body?: unknown): Promise<ApiResult> =
   apiCall(server.url, method, url, { key, body }).catch((err: unknown) => ({
     status: 0,
     body: { code: 'connection', message: (err as Error).message },
-    headers: new Headers(),
   }));
 
 /** A failure of what chaos checks (not of the harness): counted, printed, and the run goes on. */

@@ -50,7 +50,6 @@ export async function startControlPlane(
 export interface ApiResult {
   status: number;
   body: Record<string, unknown>;
-  headers: Headers;
 }
 
 /** A JSON request to the API (`key` → X-API-Key, `bearer` → Authorization); the status and body. */
@@ -69,11 +68,7 @@ export async function apiCall(
     body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
   });
   const text = await res.text();
-  return {
-    status: res.status,
-    body: (text ? JSON.parse(text) : {}) as Record<string, unknown>,
-    headers: res.headers,
-  };
+  return { status: res.status, body: (text ? JSON.parse(text) : {}) as Record<string, unknown> };
 }
 
 /** Signs a new user up (a team comes with it) and returns an API key of that team. */

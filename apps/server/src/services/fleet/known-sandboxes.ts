@@ -1,4 +1,4 @@
-import { errorMessage, type Logger } from '@wrenn/core';
+import { Code, ConnectError, errorMessage, type Logger } from '@wrenn/core';
 import type { Db } from '../../db/database.js';
 import type { AgentClient } from '../../http/app-types.js';
 import { releasing } from '../sandbox-release.js';
@@ -27,7 +27,8 @@ export function sandboxesKnownOn(db: Db, hostId: string, opts: { isStaticHost?: 
 
 /**
  * Destroys on host `hostId` the sandboxes it holds that nobody knows (`sandboxesKnownOn`), all at
- * once; one that fails is logged and met again on the next pass.
+ * once; one that fails is logged and met again on the next pass. One already gone is what was
+ * wanted: the host's list was read before a destroy (its owner's, say) that ended before the rows.
  */
 export async function destroyUnknownSandboxes(
   deps: { logger: Logger; sandboxReleased?: (sandboxId: string) => void },
@@ -38,11 +39,13 @@ export async function destroyUnknownSandboxes(
   await Promise.all(
     ids.map((sandboxId) =>
       releasing(deps, sandboxId, () => agent.destroySandbox({ sandboxId }, { timeoutMs: 30_000 })).catch(
-        (err: unknown) =>
+        (err: unknown) => {
+          if (ConnectError.from(err).code === Code.NotFound) return;
           deps.logger.warn(
             { hostId, sandboxId, err: errorMessage(err) },
             'could not destroy an unknown sandbox',
-          ),
+          );
+        },
       ),
     ),
   );
