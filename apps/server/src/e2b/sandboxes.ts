@@ -202,11 +202,15 @@ function lifecycleRoutes(api: Hono<Env>, deps: ServerDeps): void {
   });
 
   api.post('/sandboxes/:id/pause', async (c) => {
+    const times = new PhaseTimes();
     const row = await sandboxOf(deps, c);
+    times.mark('lookup');
     if (row.status === 'paused')
       throw new ApiError(409, 'failed_precondition', `sandbox ${row.id} is already paused`);
-    await pauseSandbox(deps, row.id);
+    await pauseSandbox(deps, row.id, times);
     await audit(c, deps, { action: 'sandbox.pause', target: row.id });
+    times.mark('audit');
+    c.header('Server-Timing', times.header());
     return c.body(null, 204);
   });
 }

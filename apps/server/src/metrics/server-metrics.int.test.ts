@@ -102,7 +102,7 @@ describeOnBackends('server metrics', backends, (backend) => {
       expect(after).not.toContain(raw);
   });
 
-  it('a create answers Server-Timing: where its time went, phase by phase (both APIs)', async () => {
+  it('a create and a pause answer Server-Timing: where their time went, phase by phase (both APIs)', async () => {
     const root = await admin('timing-root@example.com');
     const team = await user('timing-team@example.com');
     await withFakeHosts(api, 1, root.auth, async () => {
@@ -126,6 +126,17 @@ describeOnBackends('server metrics', backends, (backend) => {
           'audit',
         ]);
         for (const { ms } of phases) expect(ms).toBeGreaterThanOrEqual(0);
+        // And so does a pause.
+        const id = (await res.json()) as { id?: string; sandboxID?: string };
+        const paused = await send('POST', `${path}/${id.id ?? id.sandboxID}/pause`, { headers: team.key });
+        expect(paused.status, await paused.clone().text()).toBe(path === '/sandboxes' ? 204 : 200);
+        expect((paused.headers.get('server-timing') ?? '').split(', ').map((p) => p.split(';')[0])).toEqual([
+          'lookup',
+          'host',
+          'agent',
+          'update',
+          'audit',
+        ]);
       }
     });
   });

@@ -178,11 +178,18 @@ export async function destroySandbox(deps: SandboxLifecycleDeps, id: string): Pr
   await setStatus(db, id, 'stopped');
 }
 
-export async function pauseSandbox(deps: SandboxLifecycleDeps, id: string): Promise<hostagent.Sandbox> {
+export async function pauseSandbox(
+  deps: SandboxLifecycleDeps,
+  id: string,
+  times?: PhaseTimes,
+): Promise<hostagent.Sandbox> {
   const { db } = deps;
   const agent = await agentOfSandbox(deps, id);
+  times?.mark('host');
   const { sandbox } = await releasing(deps, id, () => agent.pauseSandbox({ sandboxId: id }));
+  times?.mark('agent');
   await setStatus(db, id, statusFromAgent(sandbox!.status));
+  times?.mark('update');
   // While it sleeps, its metrics come from the database (the agent may restart meanwhile); stored
   // after the answer, which does not wait for them.
   flushMetricsLater(db, agent, id, ['10m', '2h', '24h'], deps.logger);
