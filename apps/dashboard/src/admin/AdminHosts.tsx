@@ -5,6 +5,7 @@ import { api, unwrap } from '../api/client.js';
 import { RegistrationToken } from '../hosts/Hosts.js';
 import { HostTable } from '../hosts/HostTable.js';
 import { Empty, ErrorState, QueryView } from '../ui/states.js';
+import { DangerButton } from '../ui/DangerButton.js';
 
 const REFRESH_MS = 3000;
 
@@ -63,18 +64,14 @@ export function AdminHosts() {
                   {h.draining ? 'Undrain' : 'Drain'}
                 </button>
               )}
-              <button
-                type="button"
-                className="button button-danger"
-                aria-label={`Delete host ${h.id.slice(0, 8)}`}
+              <DangerButton
+                label={`Delete host ${h.id.slice(0, 8)}`}
                 disabled={remove.isPending}
-                onClick={() => {
-                  if (window.confirm(`Delete host ${h.id.slice(0, 8)}? Its sandboxes must be gone first.`))
-                    remove.mutate(h.id);
-                }}
+                confirm={`Delete host ${h.id.slice(0, 8)}? Its sandboxes must be gone first.`}
+                onClick={() => remove.mutate(h.id)}
               >
                 Delete
-              </button>
+              </DangerButton>
             </>
           )
         }

@@ -6,6 +6,7 @@ import { buildApi, isRunning, type Build, type BuildLogEntry, type BuildScope } 
 import { NewBuildDialog } from './NewBuildDialog.js';
 import '../ui/pages.css';
 import { TableHead } from '../ui/TableHead.js';
+import { DangerButton } from '../ui/DangerButton.js';
 
 /** How often a running build (and the list, while any runs) is asked again. */
 const REFRESH_MS = 3000;
@@ -112,15 +113,13 @@ function BuildRow({
         <td>{age(build.started_at ?? build.created_at)} ago</td>
         <td>
           {isRunning(build) && (
-            <button
-              type="button"
-              className="button button-danger"
-              aria-label={`Cancel the build of ${name}`}
+            <DangerButton
+              label={`Cancel the build of ${name}`}
               disabled={cancel.isPending}
               onClick={() => cancel.mutate()}
             >
               Cancel
-            </button>
+            </DangerButton>
           )}
         </td>
       </tr>

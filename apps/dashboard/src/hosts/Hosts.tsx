@@ -5,6 +5,7 @@ import { useCurrentTeam } from '../api/me.js';
 import { CopyButton } from '../ui/CopyButton.js';
 import { Empty, ErrorState, Loading, QueryView } from '../ui/states.js';
 import { HostTable } from './HostTable.js';
+import { DangerButton } from '../ui/DangerButton.js';
 
 const REFRESH_MS = 3000;
 
@@ -113,15 +114,13 @@ export function Hosts() {
             actions={
               isOwner
                 ? (h) => (
-                    <button
-                      type="button"
-                      className="button button-danger"
-                      aria-label={`Delete host ${h.id.slice(0, 8)}`}
+                    <DangerButton
+                      label={`Delete host ${h.id.slice(0, 8)}`}
                       disabled={remove.isPending}
                       onClick={() => remove.mutate(h.id)}
                     >
                       Delete
-                    </button>
+                    </DangerButton>
                   )
                 : undefined
             }

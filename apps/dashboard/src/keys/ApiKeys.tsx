@@ -4,6 +4,7 @@ import { api, unwrap } from '../api/client.js';
 import { useSession } from '../api/session.js';
 import { age, Empty, ErrorState, QueryView } from '../ui/states.js';
 import { TableHead } from '../ui/TableHead.js';
+import { DangerButton } from '../ui/DangerButton.js';
 
 /** The team's API keys: a new one is shown once (with copy), any can be revoked. */
 export function ApiKeys() {
@@ -96,15 +97,13 @@ export function ApiKeys() {
                     <td>{age(k.created_at)} ago</td>
                     <td>{k.last_used_at ? `${age(k.last_used_at)} ago` : 'never'}</td>
                     <td>
-                      <button
-                        type="button"
-                        className="button button-danger"
-                        aria-label={`Revoke ${k.name}`}
+                      <DangerButton
+                        label={`Revoke ${k.name}`}
                         disabled={revoke.isPending}
                         onClick={() => revoke.mutate(k.id)}
                       >
                         Revoke
-                      </button>
+                      </DangerButton>
                     </td>
                   </tr>
                 ))}

@@ -5,6 +5,7 @@ import { Link, useLocation } from 'wouter';
 import { api, unwrap } from '../api/client.js';
 import { age, ErrorState, Loading, StatusBadge } from '../ui/states.js';
 import { SnapshotDialog, TimeoutDialog } from './SandboxActions.js';
+import { DangerButton } from '../ui/DangerButton.js';
 
 // Each tab's code is loaded when it is first opened (xterm.js and uPlot are most of their weight).
 const TerminalTab = lazy(() => import('./TerminalTab.js'));
@@ -69,14 +70,9 @@ export function SandboxPage({ id }: { id: string }) {
             onMade={(made) => setSnapshotMade(made)}
           />
           <TimeoutDialog sandboxId={s.id} current={s.timeout_sec} disabled={busy} />
-          <button
-            type="button"
-            className="button button-danger"
-            disabled={busy}
-            onClick={() => kill.mutate()}
-          >
+          <DangerButton disabled={busy} onClick={() => kill.mutate()}>
             {kill.isPending ? 'Killing…' : 'Kill'}
-          </button>
+          </DangerButton>
         </div>
       </header>
       {failed && <ErrorState error={failed} />}

@@ -6,6 +6,7 @@ import { AuditLog } from '../ui/AuditTable.js';
 import { Empty, ErrorState, Loading, QueryView } from '../ui/states.js';
 import '../ui/pages.css';
 import { TableHead } from '../ui/TableHead.js';
+import { DangerButton } from '../ui/DangerButton.js';
 
 type Role = 'owner' | 'member';
 
@@ -103,15 +104,13 @@ export function Team() {
                     </td>
                     {canManage && (
                       <td>
-                        <button
-                          type="button"
-                          className="button button-danger"
-                          aria-label={`Remove ${m.email}`}
+                        <DangerButton
+                          label={`Remove ${m.email}`}
                           disabled={remove.isPending}
                           onClick={() => remove.mutate(m.user_id)}
                         >
                           Remove
-                        </button>
+                        </DangerButton>
                       </td>
                     )}
                   </tr>

@@ -4,6 +4,7 @@ import { useSession } from '../api/session.js';
 import { age, Empty, ErrorState, QueryView } from '../ui/states.js';
 import '../ui/pages.css';
 import { TableHead } from '../ui/TableHead.js';
+import { DangerButton } from '../ui/DangerButton.js';
 
 /** Bytes as "12 MB". */
 export function size(bytes: number): string {
@@ -90,18 +91,14 @@ export function Templates() {
                       <td>{size(s.size_bytes)}</td>
                       <td>{age(s.created_at)} ago</td>
                       <td>
-                        <button
-                          type="button"
-                          className="button button-danger"
-                          aria-label={`Delete snapshot ${s.name}`}
+                        <DangerButton
+                          label={`Delete snapshot ${s.name}`}
                           disabled={remove.isPending}
-                          onClick={() => {
-                            if (window.confirm(`Delete snapshot ${s.name} and its files?`))
-                              remove.mutate(s.id);
-                          }}
+                          confirm={`Delete snapshot ${s.name} and its files?`}
+                          onClick={() => remove.mutate(s.id)}
                         >
                           Delete
-                        </button>
+                        </DangerButton>
                       </td>
                     </tr>
                   ))}
