@@ -44,6 +44,7 @@ describeOnBackends('work moving between dev hosts', backends, (backend) => {
     expect(kept).toBe('kept');
     await new Promise((r) => setTimeout(r, 600));
     const later = await fleet.exec(key, id, 'cat /tmp/count');
+    expect(later.body, `${later.status} ${JSON.stringify(later.body)}`).toMatchObject({ exit_code: 0 });
     expect(Number((later.body as { stdout: string }).stdout)).toBeGreaterThan(Number(count));
   };
 
