@@ -1,6 +1,6 @@
 import { useInfiniteQuery } from '@tanstack/react-query';
 import { api, unwrap } from '../api/client.js';
-import { age, Empty, QueryView } from '../ui/states.js';
+import { age, Empty, NextPageButton, QueryView } from '../ui/states.js';
 import { TableHead } from '../ui/TableHead.js';
 
 const PAGE = 100;
@@ -47,16 +47,7 @@ export function AdminUsers() {
                 </tbody>
               </table>
             </div>
-            {users.hasNextPage && (
-              <button
-                type="button"
-                className="button"
-                disabled={users.isFetchingNextPage}
-                onClick={() => void users.fetchNextPage()}
-              >
-                More users
-              </button>
-            )}
+            <NextPageButton query={users}>More users</NextPageButton>
           </>
         )}
       </QueryView>

@@ -1,6 +1,6 @@
 import type { InfiniteData, UseInfiniteQueryResult } from '@tanstack/react-query';
 import type { Schemas } from '../api/client.js';
-import { age, Empty, ErrorState, Loading } from './states.js';
+import { age, Empty, NextPageButton, QueryView } from './states.js';
 import { TableHead } from './TableHead.js';
 
 type Entry = Schemas['AuditEntry'];
@@ -44,21 +44,14 @@ export function AuditLog({
   audit: UseInfiniteQueryResult<InfiniteData<{ entries: Entry[] }>>;
   showTeam?: boolean;
 }) {
-  if (audit.isPending) return <Loading what="the audit log" />;
-  if (audit.error) return <ErrorState error={audit.error} retry={() => void audit.refetch()} />;
   return (
-    <>
-      <AuditTable entries={audit.data.pages.flatMap((p) => p.entries)} showTeam={showTeam} />
-      {audit.hasNextPage && (
-        <button
-          type="button"
-          className="button"
-          disabled={audit.isFetchingNextPage}
-          onClick={() => void audit.fetchNextPage()}
-        >
-          Older entries
-        </button>
+    <QueryView query={audit} what="the audit log">
+      {(data) => (
+        <>
+          <AuditTable entries={data.pages.flatMap((p) => p.entries)} showTeam={showTeam} />
+          <NextPageButton query={audit}>Older entries</NextPageButton>
+        </>
       )}
-    </>
+    </QueryView>
   );
 }

@@ -1,4 +1,4 @@
-import type { UseQueryResult } from '@tanstack/react-query';
+import type { UseInfiniteQueryResult, UseQueryResult } from '@tanstack/react-query';
 import type { ReactNode } from 'react';
 import { WrennApiError } from '../api/client.js';
 
@@ -52,6 +52,27 @@ export function QueryView<T>({
   if (query.isError) return <ErrorState error={query.error} retry={() => void query.refetch()} />;
   if (empty !== undefined && isEmpty(query.data)) return empty;
   return children(query.data);
+}
+
+/** "More …": the next page of an infinite query, shown while there is one. */
+export function NextPageButton({
+  query,
+  children,
+}: {
+  query: Pick<UseInfiniteQueryResult, 'hasNextPage' | 'isFetchingNextPage' | 'fetchNextPage'>;
+  children: ReactNode;
+}) {
+  if (!query.hasNextPage) return null;
+  return (
+    <button
+      type="button"
+      className="button"
+      disabled={query.isFetchingNextPage}
+      onClick={() => void query.fetchNextPage()}
+    >
+      {children}
+    </button>
+  );
 }
 
 export function Empty({ title, children }: { title: string; children?: ReactNode }) {
