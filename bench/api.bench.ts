@@ -54,17 +54,18 @@ const checkInterrupted = () => {
 /** Each create's phases as its `Server-Timing` header gave them, and the rest of the client's wait. */
 const createPhases = new Map<string, number[]>();
 function recordPhases(which: Mode, clientMs: number, header: string | null): void {
+  const add = (name: string, ms: number) => {
+    const key = `${which}: ${name}`;
+    createPhases.set(key, [...(createPhases.get(key) ?? []), ms]);
+  };
   let server = 0;
   for (const part of (header ?? '').split(', ').filter(Boolean)) {
     const [name = '', dur = ''] = part.split(';dur=');
-    const ms = Number(dur);
-    server += ms;
-    const key = `${which}: ${name}`;
-    createPhases.set(key, [...(createPhases.get(key) ?? []), ms]);
+    server += Number(dur);
+    add(name, Number(dur));
   }
   // Auth, body parsing, JSON out and the HTTP round trip: what the phases do not cover.
-  const key = `${which}: rest (client − phases)`;
-  createPhases.set(key, [...(createPhases.get(key) ?? []), clientMs - server]);
+  add('rest (client − phases)', clientMs - server);
 }
 
 /** Runs `a` and `b` once each, `a` first on even rounds and `b` first on odd ones. */

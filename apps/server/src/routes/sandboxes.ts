@@ -365,15 +365,18 @@ export function sandboxRoutes(app: App, deps: ServerDeps): void {
         responses: { 200: json(Sandbox, 'The sandbox'), ...errors },
       }),
       async (c) => {
-        const times = new PhaseTimes();
+        // A pause answers where its time went (a resume does not yet).
+        const times = action === 'pause' ? new PhaseTimes() : undefined;
         const row = await owned(authed(c, 'teamId'), c.req.valid('param').id);
-        times.mark('lookup');
+        times?.mark('lookup');
         const timeoutSec = action === 'resume' ? await resumeTimeout(c.req.raw) : undefined;
         const sandbox = await audited(c, deps, { action: `sandbox.${action}`, target: row.id }, () =>
           action === 'pause' ? pauseSandbox(deps, row.id, times) : resumeSandbox(deps, row.id, timeoutSec),
         );
-        times.mark('audit');
-        if (action === 'pause') c.header('Server-Timing', times.header());
+        if (times) {
+          times.mark('audit');
+          c.header('Server-Timing', times.header());
+        }
         const status = statusFromAgent(sandbox.status);
         // A resume may have moved it (its host draining, full, or lost: it ran from its copy).
         const now = action === 'resume' ? await owned(authed(c, 'teamId'), row.id) : row;

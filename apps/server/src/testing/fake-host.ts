@@ -123,11 +123,16 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
     if (!sandboxes.has(id)) throw new ConnectError(`sandbox ${id} not found`, Code.NotFound);
     return id;
   };
+  /** Commands and files need a running sandbox, as on a real agent. */
+  const running = (id: string) => {
+    if (sandboxes.get(known(id)) !== hostagent.SandboxStatus.RUNNING)
+      throw new ConnectError(`sandbox ${id} is not running`, Code.FailedPrecondition);
+    return id;
+  };
   // A sandbox's files, by path: what its file RPCs write and read back.
   const files = new Map<string, Map<string, Buffer>>();
   const filesOf = (id: string) => {
-    const running = sandboxes.get(known(id)) === hostagent.SandboxStatus.RUNNING;
-    if (!running) throw new ConnectError(`sandbox ${id} is not running`, Code.FailedPrecondition);
+    running(id);
     let byPath = files.get(id);
     if (!byPath) files.set(id, (byPath = new Map<string, Buffer>()));
     return byPath;
@@ -173,20 +178,20 @@ export async function startFakeHost(call: Call, opts: FakeHostOptions): Promise<
         flushSandboxMetrics: () => ({}),
         // Commands finish at once, quietly and well; no process lives on to take input.
         exec: (req) => {
-          filesOf(req.sandboxId);
+          running(req.sandboxId);
           return { exitCode: 0, pid: 1 };
         },
         async *execStream(req) {
-          await Promise.resolve(filesOf(req.sandboxId));
+          await Promise.resolve(running(req.sandboxId));
           yield { event: { case: 'started', value: { pid: 1 } } };
           yield { event: { case: 'exited', value: { exitCode: 0, status: 'exit status 0' } } };
         },
         sendExecInput: (req) => {
-          filesOf(req.sandboxId);
+          running(req.sandboxId);
           throw new ConnectError(`process ${req.pid} not found`, Code.NotFound);
         },
         resizeExecPty: (req) => {
-          filesOf(req.sandboxId);
+          running(req.sandboxId);
           throw new ConnectError(`process ${req.pid} not found`, Code.NotFound);
         },
         readFile: (req) => ({ content: readFile(req.sandboxId, req.path) }),

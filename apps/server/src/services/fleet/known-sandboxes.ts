@@ -38,7 +38,8 @@ export async function destroyUnknownSandboxes(
 ): Promise<void> {
   await Promise.all(
     ids.map((sandboxId) =>
-      releasing(deps, sandboxId, () => agent.destroySandbox({ sandboxId }, { timeoutMs: 30_000 })).catch(
+      releasing(deps, sandboxId, () => agent.destroySandbox({ sandboxId }, { timeoutMs: 30_000 })).then(
+        () => deps.logger.info({ hostId, sandboxId }, 'destroyed a sandbox the control plane does not know'),
         (err: unknown) => {
           if (ConnectError.from(err).code === Code.NotFound) return;
           deps.logger.warn(
