@@ -43,24 +43,36 @@ export async function pauseSandbox(
   opts: { auto?: boolean; signal?: AbortSignal } = {},
 ): Promise<SandboxInfo> {
   const record = ctx.registry.find(id);
+  // From the call, not the checkpoint: waiting behind another operation is part of a pause's time.
+  const timer = phaseTimer();
   return ctx.registry.serially(record, async () => {
     if (record.state === 'paused') return { ...record.info };
+    timer.phase('queue');
     opts.signal?.throwIfAborted();
-    await journaled(record.paths, { op: 'pause' }, async () => {
-      await checkpointRunning(ctx, record);
-      await enterPaused(record, opts.auto ?? false);
+    const startTeardown = await journaled(record.paths, { op: 'pause' }, async () => {
+      timer.phase('journal');
+      return checkpointToPaused(ctx, record, { auto: opts.auto ?? false, timer });
     });
+    timer.phase('close');
+    startTeardown();
+    sandboxLogger(ctx, record).info({ ms: timer.total(), phases: timer.phases }, 'sandbox paused');
     return { ...record.info };
   });
 }
 
 /**
- * Saves the sandbox into its checkpoint dir and starts freeing its runtime, slot and
- * mounts (the disk image stays); the sandbox is left `pausing` for the caller to finish. On failure
- * it is running again, or — if the save went through even though the runtime reported an error —
- * restored from what it saved, or lost (`stopped`, with the reason).
+ * Saves the sandbox into its checkpoint dir and records it `paused`. On failure it is running again,
+ * or — if the save went through even though the runtime reported an error — restored from what it
+ * saved, or lost (`stopped`, with the reason). Returns what frees its runtime, slot and mounts (the
+ * disk image stays), for the caller to start once its own small writes are done: the teardown's
+ * process starts and unmounts hold those up by 20–40 ms. Freeing takes ~120 ms, after the answer;
+ * every later operation on this sandbox waits for it.
  */
-export async function checkpointRunning(ctx: SandboxContext, record: SandboxRecord): Promise<void> {
+export async function checkpointToPaused(
+  ctx: SandboxContext,
+  record: SandboxRecord,
+  { auto, timer = phaseTimer() }: { auto: boolean; timer?: ReturnType<typeof phaseTimer> },
+): Promise<() => void> {
   const { runtime } = ctx.deps;
   const { info, paths } = record;
   assertRunning(record, 'pause');
@@ -70,7 +82,7 @@ export async function checkpointRunning(ctx: SandboxContext, record: SandboxReco
   // It may have died while the runtime was asked.
   assertRunning(record, 'pause');
   const logger = sandboxLogger(ctx, record);
-  const timer = phaseTimer();
+  timer.phase('room');
   transition(record, 'pausing');
   let saved = false;
   try {
@@ -94,22 +106,33 @@ export async function checkpointRunning(ctx: SandboxContext, record: SandboxReco
     await rm(paths.checkpoint, { recursive: true, force: true });
     await forgetManifest(paths.checkpoint);
     await rename(paths.checkpointPartial, paths.checkpoint);
+    timer.phase('swap');
     saved = true;
   } finally {
     // A failure before the save began (the quiesce, say) leaves the sandbox as it was.
     if (!saved && record.state === 'pausing') transition(record, 'running');
   }
-  // The image is on disk: the pause has happened. Freeing the runtime, slot and mounts (~120 ms)
-  // goes on after the answer; every later operation on this sandbox waits for it.
-  record.teardown = releaseResources(ctx, record, 'paused', { keepLayer: true })
-    .catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'teardown after pause failed'))
-    // After the answer, like the teardown: hashing the image costs the pause no latency.
-    .then(() => writeManifest(paths.checkpoint))
-    .catch((err: unknown) =>
-      logger.warn({ err: errorMessage(err) }, 'could not record the checkpoint manifest'),
-    )
-    .finally(() => (record.teardown = undefined));
-  logger.info({ ms: timer.total(), phases: timer.phases }, 'sandbox checkpointed');
+  const startTeardown = () => {
+    // A turn of the event loop first: the answer goes out before the teardown's process starts.
+    record.teardown = new Promise((resolve) => setImmediate(resolve))
+      .then(() => releaseResources(ctx, record, 'paused', { keepLayer: true }))
+      .catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'teardown after pause failed'))
+      // After the answer, like the teardown: hashing the image costs the pause no latency.
+      .then(() => writeManifest(paths.checkpoint))
+      .catch((err: unknown) =>
+        logger.warn({ err: errorMessage(err) }, 'could not record the checkpoint manifest'),
+      )
+      .finally(() => (record.teardown = undefined));
+  };
+  // The image is on disk: the pause has happened. The state file is what a restarted agent adopts.
+  try {
+    await enterPaused(record, auto);
+  } catch (err) {
+    startTeardown();
+    throw err;
+  }
+  timer.phase('state');
+  return startTeardown;
 }
 
 // The state file and what the memory estimate misses: a sandbox's checkpoint is its memory in use
@@ -147,11 +170,13 @@ function diskFull(err: unknown): boolean {
  * `pausing` → `paused`, on disk as well: the state file is what an agent that restarts adopts, so a
  * checkpoint it does not name is lost with the agent.
  */
-export async function enterPaused(record: SandboxRecord, auto: boolean): Promise<void> {
+async function enterPaused(record: SandboxRecord, auto: boolean): Promise<void> {
   const { info } = record;
   transition(record, 'paused', auto ? `paused after ${info.timeoutSec} s without activity` : '');
   info.autoPaused = auto;
   info.pausedAt = new Date();
+  // Its envd is saved in the image: nothing answers at that address until a resume.
+  info.envdAddress = '';
   await writePausedState(record);
 }
 

@@ -2,7 +2,7 @@ import { link, mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage, failedPrecondition } from '@wrenn/core';
 import type { SnapshotMeta, Template } from '../storage/templates.js';
-import { checkpointRunning, enterPaused, restorePaused } from './pause-resume.js';
+import { checkpointToPaused, restorePaused } from './pause-resume.js';
 import { journaled } from './journal.js';
 import { writePausedState, type SandboxRecord } from './record.js';
 import { sandboxLogger, type SandboxContext } from './resources.js';
@@ -40,9 +40,8 @@ async function snapshotSerially(
   const id = record.info.id;
   const wasRunning = record.state === 'running';
   if (wasRunning) {
-    await checkpointRunning(ctx, record);
     // Durable like any pause: an agent that dies during the copy adopts the sandbox paused.
-    await enterPaused(record, false);
+    (await checkpointToPaused(ctx, record, { auto: false }))();
   } else if (record.state !== 'paused') {
     throw failedPrecondition(
       `sandbox ${id} is ${record.info.status}; only a running or paused sandbox can be snapshotted`,

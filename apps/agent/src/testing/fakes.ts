@@ -417,7 +417,11 @@ export async function fakeHost(root?: string, opts: { logger?: Logger } = {}): P
     layout,
     templates,
     deps: manager.ctx.deps,
-    cleanup: () => rm(dir, { recursive: true, force: true }),
+    cleanup: async () => {
+      // A pause's teardown (and the manifest after it) goes on after the pause answered.
+      await Promise.allSettled(manager.ctx.registry.records().map((r) => r.teardown));
+      await rm(dir, { recursive: true, force: true });
+    },
   };
 }
 
