@@ -147,7 +147,7 @@ interface PhaseEvent {
 const PHASE_MESSAGES = new Set([
   'sandbox created',
   'sandbox restored from snapshot',
-  'sandbox checkpointed',
+  'sandbox paused',
   'sandbox resumed',
   'sandbox claimed from the warm pool',
 ]);
@@ -644,7 +644,7 @@ phaseTable(
 );
 phaseTable(
   'Where a pause goes (agent)',
-  events.filter((e) => e.msg === 'sandbox checkpointed'),
+  events.filter((e) => e.msg === 'sandbox paused'),
   new Map(),
   '',
 );

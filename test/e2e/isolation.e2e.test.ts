@@ -53,7 +53,8 @@ function hostAddresses(): string[] {
 }
 
 beforeAll(async () => {
-  agent = await startAgentProcess();
+  // With slots built ahead (the default): a sandbox in one is as isolated as in one built for it.
+  agent = await startAgentProcess({ WRENN_PREPARED_SLOTS: '2' });
   const [sa, sb] = await Promise.all([agent.client.createSandbox({}), agent.client.createSandbox({})]);
   a = { id: sa.sandbox!.id, envd: sa.sandbox!.envdAddress };
   b = { id: sb.sandbox!.id, envd: sb.sandbox!.envdAddress };

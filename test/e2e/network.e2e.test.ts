@@ -7,7 +7,8 @@ import { startAgentProcess, type AgentProcess } from './support/agent-process.js
 let agent: AgentProcess;
 
 beforeAll(async () => {
-  agent = await startAgentProcess();
+  // With slots built ahead (the default), as `wrenn up` runs.
+  agent = await startAgentProcess({ WRENN_PREPARED_SLOTS: '2' });
 });
 
 afterAll(async () => {

@@ -95,7 +95,7 @@ describe('observability with a real agent', () => {
       const by = (requestId: string) => lines.filter((l) => l.requestId === requestId);
       const messages = (requestId: string) => by(requestId).map((l) => l.msg);
       expect(messages(ids.create), agent.logs().slice(-4000)).toContain('sandbox created');
-      expect(messages(ids.pause)).toContain('sandbox checkpointed');
+      expect(messages(ids.pause)).toContain('sandbox paused');
       expect(messages(ids.resume)).toContain('sandbox resumed');
       expect(messages(ids.kill)).toContain('sandbox resources released');
       for (const requestId of Object.values(ids))

@@ -84,7 +84,10 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     templates,
     runtime,
     network,
-    slots: new SlotAllocator(Math.min(slotCapacity(config.slotSubnet.prefix), config.maxSandboxes)),
+    // Prepared slots hold indexes of their own: a host full of sandboxes still has them to take.
+    slots: new SlotAllocator(
+      Math.min(slotCapacity(config.slotSubnet.prefix), config.maxSandboxes + config.preparedSlots),
+    ),
     envdRuntime,
     logger,
   });
@@ -108,6 +111,13 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   const tasks = [
     // Warm pools: one refill at a time, only while no create or resume waits (sandbox/warm-pool.ts).
     new PeriodicTask('warm-pool', WARM_POOL_INTERVAL_MS, () => manager.pool.refillOnce(), logger),
+    // After the recovery above: an adopted sandbox's slot index is reserved before any is built.
+    new PeriodicTask(
+      'prepared-slots',
+      WARM_POOL_INTERVAL_MS,
+      () => manager.preparedSlots.refillOnce(),
+      logger,
+    ),
     // Notices sandboxes that died on their own (host OOM kill, runtime crash) so callers get the reason.
     new PeriodicTask('watchdog', WATCHDOG_INTERVAL_MS, () => reapDead(ctx), logger),
     new PeriodicTask('ttl-reaper', REAPER_INTERVAL_MS, () => pauseExpired(ctx), logger),
@@ -169,8 +179,9 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       await heartbeats?.stop();
       await server.close();
       await metricsListener?.close();
-      // Pooled sandboxes are no one's: they go first (a refill in flight is cut short).
-      await manager.pool.stop();
+      // Pooled sandboxes are no one's: they go first (a refill in flight is cut short), and so do
+      // the slots built ahead, in either mode.
+      await Promise.all([manager.pool.stop(), manager.preparedSlots.stop()]);
       // A pause the reaper started finishes before the sandboxes go: never half a pause.
       await Promise.all(tasks.map((task) => task.stop()));
       if (keep) {

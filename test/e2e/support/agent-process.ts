@@ -45,6 +45,9 @@ export async function startAgentProcess(
       // Sandboxes in tests get no resolver: nothing they do may send traffic off this machine.
       WRENN_SANDBOX_NAMESERVERS: '',
       LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
+      // Most tests compare the host's netns and links with the sandboxes they made; slots built ahead
+      // would be in that count. prepared-slots, isolation and network run with them (the default).
+      WRENN_PREPARED_SLOTS: '0',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,4 +1,3 @@
-import { connect } from 'node:net';
 import path from 'node:path';
 import { exec, type EgressPolicy, type Logger } from '@wrenn/core';
 import { ENVD_PORT } from '@wrenn/contracts';
@@ -64,8 +63,6 @@ export interface SlotNetworkPort {
 /** The agent's side of envd inside a sandbox. */
 export interface GuestPort {
   connect(host: string, token: string, logger: Logger): EnvdClient;
-  /** Whether envd still accepts connections (it stops on SIGUSR2, before a checkpoint). */
-  isListening(host: string): Promise<boolean>;
   /** Flushes what the guest's kernel caches to the sandbox's layer. */
   sync(envd: EnvdClient, signal?: AbortSignal): Promise<void>;
   /**
@@ -91,7 +88,6 @@ export const hostStorage: SandboxStorage = {
 
 export const envdGuest: GuestPort = {
   connect: (host, token, logger) => new EnvdClient(host, ENVD_PORT, token, logger),
-  isListening: (host) => isListening(host, ENVD_PORT),
   sync: (envd, signal) => runToSuccess(envd, '/bin/sync', ['-f', '/'], 'root', signal),
   // As envd's default user, as a user's first command runs.
   async warmUp(envd, signal) {
@@ -143,17 +139,4 @@ export function processAlive(pid: number | undefined): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
-}
-
-function isListening(host: string, port: number): Promise<boolean> {
-  return new Promise<boolean>((resolve) => {
-    const socket = connect({ host, port });
-    const done = (listening: boolean) => {
-      socket.destroy();
-      resolve(listening);
-    };
-    socket.setTimeout(200, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
 }

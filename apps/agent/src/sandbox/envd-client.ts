@@ -58,11 +58,15 @@ export class EnvdClient {
     this.filesystem = createClient(filesystem.Filesystem, transport);
   }
 
-  /** Polls GET /health until envd answers; envd listens a few hundred ms after the runtime starts. */
+  /**
+   * Polls GET /health until envd answers; envd listens a few hundred ms after the runtime starts.
+   * `onRefused` runs once, at the first refused connection (a restored envd that is not listening).
+   */
   async waitHealthy(
     timeoutMs: number,
     signal?: AbortSignal,
     hasExited: () => Promise<boolean> = () => Promise.resolve(false),
+    onRefused?: () => Promise<void>,
   ) {
     let lastError = 'no answer';
     // envd usually answers within tens of ms: ask the runtime only once that has not happened.
@@ -82,6 +86,11 @@ export class EnvdClient {
           lastError = `status ${res.statusCode}`;
         } catch (err) {
           lastError = err instanceof Error ? err.message : String(err);
+          if ((err as NodeJS.ErrnoException).code === 'ECONNREFUSED' && onRefused) {
+            const wake = onRefused;
+            onRefused = undefined;
+            await wake();
+          }
         }
         return undefined;
       },

@@ -14,7 +14,8 @@ import { recoverSandboxes, type RestartReport } from './adoption.js';
 import type { Kept } from '../services/janitor.js';
 import { writeSandboxState, type CreateSandboxParams, type SandboxInfo } from './record.js';
 import { SandboxRegistry, touch } from './registry.js';
-import type { SandboxContext } from './resources.js';
+import { newSlot, removeSlot, type SandboxContext } from './resources.js';
+import { PreparedSlots } from '../network/prepared-slots.js';
 import { createSnapshot, deleteTemplate, flattenRootfs } from './snapshot.js';
 import { exportPaused, exportTemplate, importPaused, importTemplate } from './transfer.js';
 import type { ArtifactDigest } from '../storage/artifact-stream.js';
@@ -65,9 +66,23 @@ export class SandboxManager {
       },
     );
     ctx.pool = pool;
+    ctx.preparedSlots = new PreparedSlots(
+      {
+        allocate: () => newSlot(ctx.deps),
+        prepare: (slot) => ctx.deps.network.prepare(slot),
+        release: (slot) => removeSlot(ctx.deps, slot),
+        busy: () => pool.busy,
+      },
+      deps.config.preparedSlots ?? 0,
+      ctx.deps.logger.child({ component: 'prepared-slots' }),
+    );
     this.ctx = ctx;
     this.pool = pool;
+    this.preparedSlots = ctx.preparedSlots;
   }
+
+  /** Network slots built ahead of need (started by the agent after recovery, stopped before it ends). */
+  readonly preparedSlots: PreparedSlots;
 
   /** Running sandboxes kept ready per template (sizes set by `setWarmPool`, filled by `refillPools`). */
   readonly pool: WarmPool;

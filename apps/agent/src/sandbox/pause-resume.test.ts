@@ -172,6 +172,8 @@ describe('resume', () => {
     expect(existsSync(paths.checkpoint)).toBe(false);
     expect((await readSandboxState(paths))?.info).toMatchObject({ status: 'running', timeoutSec: 30 });
     expect(existsSync(paths.operationFile)).toBe(false);
+    // Its envd kept its token, variables and defaults: a resume has nothing to /init.
+    expect(host.guest.clients.at(-1)?.inits).toEqual([]);
   });
 
   it.each([
@@ -181,7 +183,6 @@ describe('resume', () => {
     'network.activate',
     'runtime.signal.SIGUSR1',
     'envd.waitHealthy',
-    'envd.init',
   ])(
     'a failure at %s leaves it paused with its checkpoint, nothing held, and a retry works',
     async (point) => {

@@ -9,7 +9,8 @@ import {
   type UndoStack,
 } from '@wrenn/core';
 import { ENVD_PORT } from '@wrenn/contracts';
-import { slotAddresses } from '../network/addresses.js';
+import { slotAddresses, type NetworkSlot } from '../network/addresses.js';
+import type { PreparedSlots } from '../network/prepared-slots.js';
 import { InstanceNames } from '../instance-names.js';
 import type { LifecycleDeps } from './deps.js';
 import type { EnvdClient, EnvdInit } from './envd-client.js';
@@ -26,6 +27,8 @@ export interface SandboxContext {
   registry: SandboxRegistry;
   /** Running sandboxes kept ready per template, for creates to claim (warm-pool.ts). */
   pool?: WarmPool;
+  /** Network slots built ahead, for any start to take (network/prepared-slots.ts). */
+  preparedSlots?: PreparedSlots;
 }
 
 const ENVD_READY_TIMEOUT_MS = 20_000;
@@ -60,18 +63,23 @@ export async function startRuntime(
   undo: UndoStack,
   { env = {}, defaults = {}, signal, phase = () => undefined, prepareDisk }: StartOptions = {},
 ): Promise<void> {
-  const { config, runtime, network, slots, guest, pidAlive } = ctx.deps;
+  const { config, runtime, network, guest, pidAlive } = ctx.deps;
   const { info, paths } = record;
   const logger = sandboxLogger(ctx, record);
   // A slot an earlier release could not remove is retried first, or this start fails.
   await releaseSlot(ctx.deps, record);
-  const slot = slotAddresses(slots.allocate(), config.slotSubnet.base, new InstanceNames(config.instance));
+  const prepared = ctx.preparedSlots?.take();
+  const slot = prepared ?? newSlot(ctx.deps);
   record.slot = slot;
   undo.push('release network slot', () => releaseSlot(ctx.deps, record));
   // Independent work side by side; all settle before a failure is rethrown, so the undo stack
   // holds every step that ran.
   const envdStart = envdStartOf(ctx, record.baseImage);
-  await allSucceeded([network.prepare(slot), prepareDisk ? prepareDisk() : Promise.resolve(), envdStart]);
+  await allSucceeded([
+    prepared ? Promise.resolve() : network.prepare(slot),
+    prepareDisk ? prepareDisk() : Promise.resolve(),
+    envdStart,
+  ]);
   // In force before the sandbox can send anything (its slot is activated only after the runtime).
   await network.applyEgress(slot, record.egress);
   phase('prepare');
@@ -90,17 +98,17 @@ export async function startRuntime(
   undo.push('unguard memory', () => unguardMemory(ctx, record));
   await guardMemory(ctx, record);
   await network.activate(slot);
-  // A checkpoint keeps envd's listening socket. One an older agent took with envd quiesced has it
-  // closed: that envd listens again on SIGUSR1 (a `runsc kill`, ~15–20 ms, paid only then).
-  if (!('boot' in start) && !(await guest.isListening(slot.slotIp)))
-    await runtime.signal(record.runtimeId, 'SIGUSR1');
   phase('activate');
 
   const firstToken = 'rekeyFrom' in start && start.rekeyFrom ? start.rekeyFrom : record.accessToken;
   let envd = guest.connect(slot.slotIp, firstToken, logger);
   undo.push('close envd client', () => envd.close());
   const hasExited = async () => !pidAlive(pid) || (await runtime.hasExited(record.runtimeId));
-  await envd.waitHealthy(ENVD_READY_TIMEOUT_MS, signal, hasExited).catch(async (err: unknown) => {
+  // A checkpoint keeps envd's listening socket, so a restored envd answers the first poll. One an
+  // older agent took with envd quiesced has it closed (refused): that envd listens again on SIGUSR1
+  // (a `runsc kill`, ~15–20 ms, paid only then).
+  const wake = 'boot' in start ? undefined : () => runtime.signal(record.runtimeId, 'SIGUSR1');
+  await envd.waitHealthy(ENVD_READY_TIMEOUT_MS, signal, hasExited, wake).catch(async (err: unknown) => {
     // Whatever the sandbox's init said on its way out is the useful part of the error.
     if (!(await hasExited())) throw err;
     const log = await readFile(paths.runtimeLog, 'utf8').catch(() => '');
@@ -109,8 +117,11 @@ export async function startRuntime(
       `sandbox exited while starting from template ${info.template}: ${tail || 'no output'}`,
     );
   });
-  // A sandbox restored from a snapshot wakes up with the snapshot's token; it gets its own here.
-  await envd.init({ envVars: env, accessToken: record.accessToken, ...defaults });
+  // A sandbox restored from a snapshot wakes up with the snapshot's token; it gets its own here. A
+  // resume has nothing to tell it (its envd kept the token, variables and defaults it had).
+  const news = firstToken !== record.accessToken || 'boot' in start || Object.keys(env).length > 0;
+  if (news || Object.keys(defaults).length > 0)
+    await envd.init({ envVars: env, accessToken: record.accessToken, ...defaults });
   if (firstToken !== record.accessToken) {
     envd.close();
     envd = guest.connect(slot.slotIp, record.accessToken, logger);
@@ -154,6 +165,11 @@ export async function reconnectEnvd(
   record.envd = envd;
 }
 
+/** A free index's addresses (its namespace is not built yet). */
+export function newSlot({ slots, config }: LifecycleDeps): NetworkSlot {
+  return slotAddresses(slots.allocate(), config.slotSubnet.base, new InstanceNames(config.instance));
+}
+
 export function markRunning(record: SandboxRecord): void {
   const { info, slot } = record;
   transition(record, 'running');
@@ -172,9 +188,13 @@ export function markRunning(record: SandboxRecord): void {
 export async function releaseSlot(deps: LifecycleDeps, record: SandboxRecord): Promise<void> {
   const { slot } = record;
   if (!slot) return;
+  await removeSlot(deps, slot);
+  record.slot = undefined;
+}
+
+export async function removeSlot(deps: LifecycleDeps, slot: NetworkSlot): Promise<void> {
   await deps.network.release(slot);
   deps.slots.release(slot.index);
-  record.slot = undefined;
 }
 
 /**

@@ -184,6 +184,11 @@ export class WarmPool {
     this.failed(pool, err);
   }
 
+  /** A create or resume waits, or one ended less than `quietMs` ago: background work waits too. */
+  get busy(): boolean {
+    return this.waiting > 0 || this.now() - this.lastDemandAt < this.quietMs;
+  }
+
   /**
    * A create (cold) or resume needs the CPU: a refill in flight is cut short, and none starts until
    * `done` is called (and `quietMs` later).

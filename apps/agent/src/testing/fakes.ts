@@ -294,9 +294,16 @@ export class FakeEnvd {
     readonly host: string,
     readonly token: string,
     private readonly faults: Faults,
+    private readonly listening: () => boolean,
   ) {}
 
-  async waitHealthy(): Promise<void> {
+  async waitHealthy(
+    _timeoutMs: number,
+    _signal?: AbortSignal,
+    _hasExited?: () => Promise<boolean>,
+    onRefused?: () => Promise<void>,
+  ): Promise<void> {
+    if (!this.listening() && onRefused) await onRefused();
     await this.faults.at('envd.waitHealthy');
   }
 
@@ -327,18 +334,14 @@ export class FakeGuest implements GuestPort {
   constructor(private readonly faults: Faults) {}
 
   connect(host: string, token: string): EnvdClient {
-    const envd = new FakeEnvd(host, token, this.faults);
+    const envd = new FakeEnvd(host, token, this.faults, () => this.listening);
     this.clients.push(envd);
     // The lifecycle only waits for, initialises and closes a client: the rest of EnvdClient is unused.
     return envd as unknown as EnvdClient;
   }
 
-  /** Whether envd answers on its port: a restore wakes it with SIGUSR1 only when it does not. */
+  /** Whether a restored envd answers on its port: a restore wakes it with SIGUSR1 only when not. */
   listening = false;
-
-  isListening(): Promise<boolean> {
-    return Promise.resolve(this.listening);
-  }
 
   async sync(): Promise<void> {
     await this.faults.at('guest.sync');
@@ -371,7 +374,10 @@ export interface FakeHost {
 }
 
 /** A manager over fakes, with a real template store on a temporary data dir holding an image `base`. */
-export async function fakeHost(root?: string, opts: { logger?: Logger } = {}): Promise<FakeHost> {
+export async function fakeHost(
+  root?: string,
+  opts: { logger?: Logger; preparedSlots?: number } = {},
+): Promise<FakeHost> {
   const dir = root ?? (await mkdtemp(path.join(tmpdir(), 'wrenn-lifecycle-')));
   const layout = new DataLayout(dir);
   await mkdir(layout.imageRootfs('base'), { recursive: true });
@@ -393,6 +399,7 @@ export async function fakeHost(root?: string, opts: { logger?: Logger } = {}): P
     nodePath: '/fake/node',
     tiniPath: '/fake/tini',
     envdDir: '/fake/envd',
+    preparedSlots: opts.preparedSlots ?? 0,
   } as AgentConfig;
   const manager = new SandboxManager({
     config,
@@ -419,7 +426,7 @@ export async function fakeHost(root?: string, opts: { logger?: Logger } = {}): P
     deps: manager.ctx.deps,
     cleanup: async () => {
       // A pause's teardown (and the manifest after it) goes on after the pause answered.
-      await Promise.allSettled(manager.ctx.registry.records().map((r) => r.teardown));
+      await Promise.allSettled(manager.ctx.registry.records().map((r) => r.teardown ?? Promise.resolve()));
       await rm(dir, { recursive: true, force: true });
     },
   };
