@@ -121,7 +121,7 @@ interface Side {
 /** The agent and its control plane as `--host` (or `--against`) says; data dir per mode. */
 async function startSetup(which: Mode): Promise<{ agent: AgentProcess; plane: ControlPlane; dir?: string }> {
   if (which === 'static') {
-    const agent = await startAgentProcess({ LOG_LEVEL: 'warn' });
+    const agent = await startAgentProcess({ LOG_LEVEL: 'warn' }, { asDeployed: true });
     return { agent, plane: await startControlPlane(agent.url) };
   }
   // A registered agent keeps credentials in its data dir: one of its own, removed after; and host
@@ -147,7 +147,7 @@ async function startSetup(which: Mode): Promise<{ agent: AgentProcess; plane: Co
         WRENN_REGISTRATION_TOKEN: token,
       },
       // Its client (h2c) cannot reach it: nothing is asked of it directly.
-      { keepPaused: true },
+      { keepPaused: true, asDeployed: true },
     );
     return { agent, plane, dir };
   } catch (err) {

@@ -31,7 +31,7 @@ let agent: AgentProcess | undefined;
 let plane: ControlPlane | undefined;
 const work = await mkdtemp(path.join(tmpdir(), 'wrenn-bench-builds-'));
 try {
-  agent = await startAgentProcess();
+  agent = await startAgentProcess({}, { asDeployed: true });
   plane = await startControlPlane(agent.url);
   const base = plane.server.url;
   const key = await teamApiKey(base, 'bench-builds@example.com');

@@ -136,7 +136,7 @@ async function main() {
   let plane: ControlPlane | undefined;
   const ids: string[] = [];
   try {
-    agent = await startAgentProcess({ WRENN_MAX_SANDBOXES: String(count + 16) });
+    agent = await startAgentProcess({ WRENN_MAX_SANDBOXES: String(count + 16) }, { asDeployed: true });
     plane = await startControlPlane(agent.url);
     const url = plane.server.url;
     const key = await teamApiKey(url, `density-${Date.now()}@example.com`);

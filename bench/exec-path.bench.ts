@@ -113,7 +113,7 @@ function getHealth(
   });
 }
 
-const agentProcess = await startAgentProcess({ LOG_LEVEL: 'warn' });
+const agentProcess = await startAgentProcess({ LOG_LEVEL: 'warn' }, { asDeployed: true });
 const plane = await startControlPlane(agentProcess.url).catch(async (err: unknown) => {
   await agentProcess.stop();
   throw err;

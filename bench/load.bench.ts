@@ -387,7 +387,7 @@ async function main() {
   let database: Awaited<ReturnType<typeof createBenchDatabase>> | undefined;
   const teams: Team[] = [];
   try {
-    if (withAgent) agent = await startAgentProcess({ LOG_LEVEL: 'warn' });
+    if (withAgent) agent = await startAgentProcess({ LOG_LEVEL: 'warn' }, { asDeployed: true });
     if (usePostgres) database = await createBenchDatabase();
     const metricsPort = await freePort();
     server = await startServerProcess(database?.url, {

@@ -86,7 +86,7 @@ async function pauseResume(client: AgentClient, id: string, n: number) {
 }
 
 async function benchAgent() {
-  const agent = await startAgentProcess({ LOG_LEVEL: 'warn' });
+  const agent = await startAgentProcess({ LOG_LEVEL: 'warn' }, { asDeployed: true });
   const { client } = agent;
   try {
     const idleId = (await client.createSandbox({})).sandbox!.id;

@@ -551,7 +551,10 @@ const raw =
     ? await rawCheckpointRestore(rounds)
     : { checkpoint: [] as number[], restore: [] as number[] };
 
-const agent = await startAgentProcess({ LOG_LEVEL: 'info', WRENN_SANDBOX_NAMESERVERS: '' });
+const agent = await startAgentProcess(
+  { LOG_LEVEL: 'info', WRENN_SANDBOX_NAMESERVERS: '' },
+  { asDeployed: true },
+);
 const events = collectPhases(agent);
 let plane: ControlPlane | undefined;
 let sdk: SdkResults;

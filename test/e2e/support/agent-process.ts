@@ -31,6 +31,8 @@ export async function startAgentProcess(
   env: Record<string, string> = {},
   opts: {
     keepPaused?: boolean;
+    /** The agent's own defaults, as deployed (benches), not the tests' (no slots built ahead). */
+    asDeployed?: boolean;
     /** How to reach a registered agent (mutual TLS); default: h2c to the URL it prints. */
     clientFor?: (url: string) => AgentClient;
   } = {},
@@ -47,7 +49,7 @@ export async function startAgentProcess(
       LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
       // Most tests compare the host's netns and links with the sandboxes they made; slots built ahead
       // would be in that count. prepared-slots, isolation and network run with them (the default).
-      WRENN_PREPARED_SLOTS: '0',
+      ...(opts.asDeployed ? {} : { WRENN_PREPARED_SLOTS: '0' }),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
