@@ -14,6 +14,8 @@ afterAll(async () => {
 
 const cpuUsageNs = async (id: string) =>
   Number(await readFile(`/sys/fs/cgroup/cpuacct/wrenn/${id}/cpuacct.usage`, 'utf8'));
+const cpuQuotaUs = async (id: string) =>
+  Number(await readFile(`/sys/fs/cgroup/cpu/wrenn/${id}/cpu.cfs_quota_us`, 'utf8'));
 
 describe('resource limits hold inside real sandboxes', () => {
   it('a 1-vCPU sandbox gets about one core, however many threads burn', async () => {
@@ -28,6 +30,17 @@ describe('resource limits hold inside real sandboxes', () => {
       // Two busy processes on a 2-core host would use ~2 cores without the quota.
       expect(cores / wallNs).toBeGreaterThan(0.5);
       expect(cores / wallNs).toBeLessThan(1.3);
+    });
+  });
+
+  it('a start runs on every core; the sandbox is held to its vCPUs once it answers, after a resume too', async () => {
+    await withSandbox(agent.client, { vcpus: 2 }, async (id) => {
+      expect(await cpuQuotaUs(id)).toBe(200_000);
+      await agent.client.pauseSandbox({ sandboxId: id });
+      await agent.client.resumeSandbox({ sandboxId: id });
+      // The restore made a new cgroup without a quota; the resume set it.
+      expect(await cpuQuotaUs(id)).toBe(200_000);
+      expect((await sh(agent.client, id, 'echo ok')).stdout).toBe('ok\n');
     });
   });
 

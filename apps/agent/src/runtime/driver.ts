@@ -22,6 +22,8 @@ export interface RuntimeDriver {
   thaw(id: string): Promise<void>;
   /** Cumulative CPU time and memory in use, from the host's view of the sandbox. */
   stats(id: string): Promise<RuntimeStats>;
+  /** Holds the sandbox to `vcpus` cores from now on (it starts without a limit: oci-spec.ts). */
+  limitCpu(id: string, vcpus: number): Promise<void>;
   /**
    * Memory containment (docs/gvisor.md, "Memory limits"): the host lets the sandbox's charge grow to
    * `memoryMb + headroomMb` (the guest still sees `memoryMb`), and `onCross` is called whenever its

@@ -11,7 +11,7 @@ import type {
 } from './driver.js';
 import { MemoryThresholds } from './memory-thresholds.js';
 import { savedMountOptions } from './checkpoint-header.js';
-import { buildOciSpec, shmMountOptions } from './oci-spec.js';
+import { buildOciSpec, CPU_PERIOD_US, shmMountOptions } from './oci-spec.js';
 
 export interface GvisorOptions {
   runscPath: string;
@@ -184,6 +184,12 @@ export class GvisorDriver implements RuntimeDriver {
       cpuNs: Number(usage.trim()),
       memUsedBytes: Math.max(0, Number(memUsage.trim()) - inactiveFile),
     };
+  }
+
+  async limitCpu(id: string, vcpus: number): Promise<void> {
+    const cpu = (file: string) => path.join(CGROUP_ROOT, 'cpu', this.opts.cgroupParent, id, file);
+    await writeFile(cpu('cpu.cfs_period_us'), String(CPU_PERIOD_US));
+    await writeFile(cpu('cpu.cfs_quota_us'), String(vcpus * CPU_PERIOD_US));
   }
 
   private memoryCgroup(id: string, file: string): string {

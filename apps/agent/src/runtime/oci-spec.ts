@@ -19,7 +19,7 @@ const CAPABILITIES = [
   'CAP_AUDIT_WRITE',
 ];
 
-const CPU_PERIOD_US = 100_000;
+export const CPU_PERIOD_US = 100_000;
 
 /**
  * The host-side pids limit for a guest task limit. Under systrap each guest task costs about two host
@@ -115,7 +115,10 @@ export function buildOciSpec(
       cgroupsPath: `/${cgroupParent}/${spec.id}`,
       resources: {
         memory: { limit: spec.memoryMb * 1024 * 1024 },
-        cpu: { quota: spec.vcpus * CPU_PERIOD_US, period: CPU_PERIOD_US },
+        // No CPU quota yet: a boot or restore runs on every core, and the agent sets the sandbox's
+        // `vcpus` (`limitCpu`) once envd answers. Node starting inside gVisor needs ~1.5 cores for
+        // ~0.3 s (the sentry's work counts in the same cgroup): held to one, envd took 0.75 s
+        // instead of 0.47 (docs/performance.md).
         pids: { limit: hostTaskLimit(spec.pidsLimit) },
       },
     },

@@ -50,6 +50,8 @@ describe('a restarted agent takes over the sandboxes of the one before', () => {
     });
     expect(slots.inUse).toBe(1);
     expect(host.runtime.calls.filter((c) => c.startsWith('restore'))).toEqual([]);
+    // Limited again: the agent before may have died between its start and its CPU limit.
+    expect(host.runtime.calls.filter((c) => c === 'limitCpu one 1')).toHaveLength(2);
     // Its calls work; a new sandbox gets another slot.
     manager.connection('one').done();
     const two = await manager.create({ ...BASE, id: 'two' });

@@ -261,6 +261,12 @@ async function guardAdopted(ctx: SandboxContext, record: SandboxRecord): Promise
   await guardMemory(ctx, record).catch((err: unknown) =>
     sandboxLogger(ctx, record).error({ err: errorMessage(err) }, 'could not guard its memory'),
   );
+  // Its start ran without a CPU quota; the agent that started it may have died before setting it.
+  await ctx.deps.runtime
+    .limitCpu(record.runtimeId, record.info.vcpus)
+    .catch((err: unknown) =>
+      sandboxLogger(ctx, record).error({ err: errorMessage(err) }, 'could not limit its CPU'),
+    );
 }
 
 /** A take-over that failed half-way: whatever the sandbox holds is released, it is known as stopped. */

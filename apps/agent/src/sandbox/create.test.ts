@@ -18,6 +18,16 @@ describe('create', () => {
     expect(held(host)).toEqual({ runtimes: ['one'], netns: [1], slots: 1, mounts: 1, envdClients: 1 });
   });
 
+  it('starts on every core and is held to its vCPUs once envd answers', async () => {
+    const gate = host.faults.hold('envd.waitHealthy');
+    const create = host.manager.create({ ...BASE, id: 'one', vcpus: 2 });
+    await gate.reached;
+    expect(host.runtime.cpuLimits.has('one')).toBe(false);
+    gate.release();
+    await create;
+    expect(host.runtime.cpuLimits.get('one')).toBe(2);
+  });
+
   it.each([
     'storage.create',
     'network.prepare',
@@ -25,6 +35,7 @@ describe('create', () => {
     'network.activate',
     'envd.waitHealthy',
     'envd.init',
+    'runtime.limitCpu',
   ])('a failure at %s rolls everything back and leaves no sandbox', async (point) => {
     host.faults.fail(point);
     const err = await host.manager.create({ ...BASE, id: 'one' }).catch((e: unknown) => e);

@@ -174,6 +174,8 @@ describe('resume', () => {
     expect(existsSync(paths.operationFile)).toBe(false);
     // Its envd kept its token, variables and defaults: a resume has nothing to /init.
     expect(host.guest.clients.at(-1)?.inits).toEqual([]);
+    // The restore ran on every core; the sandbox is held to its vCPUs again.
+    expect(host.runtime.calls.slice(-1)).toEqual(['limitCpu one 1']);
   });
 
   it.each([
@@ -183,6 +185,7 @@ describe('resume', () => {
     'network.activate',
     'runtime.signal.SIGUSR1',
     'envd.waitHealthy',
+    'runtime.limitCpu',
   ])(
     'a failure at %s leaves it paused with its checkpoint, nothing held, and a retry works',
     async (point) => {
@@ -238,8 +241,10 @@ describe('one sandbox, many calls', () => {
     expect(results.slice(0, 3).map((r) => r?.status)).toEqual(['paused', 'running', 'paused']);
     expect(host.runtime.calls.filter((c) => !c.startsWith('signal'))).toEqual([
       'create one',
+      'limitCpu one 1',
       'checkpoint one',
       'restore one from checkpoint',
+      'limitCpu one 1',
       'checkpoint one',
     ]);
     expect(host.manager.list()).toEqual([]);

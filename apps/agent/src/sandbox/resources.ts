@@ -127,6 +127,8 @@ export async function startRuntime(
     envd = guest.connect(slot.slotIp, record.accessToken, logger);
     undo.push('close envd client', () => envd.close());
   }
+  // Only now: the start ran on every core (oci-spec.ts).
+  await runtime.limitCpu(record.runtimeId, info.vcpus);
   phase('envd');
   record.pid = pid;
   record.envd = envd;

@@ -154,7 +154,7 @@ describe('warm pool', () => {
     expect(host.runtime.calls).toContain(`checkpoint ${runtimeId}`);
     const resumed = await host.manager.resume('claimed1');
     expect(resumed.status).toBe('running');
-    expect(host.runtime.calls.at(-1)).toBe(`signal ${runtimeId} SIGUSR1`);
+    expect(host.runtime.calls.slice(-2)).toEqual([`signal ${runtimeId} SIGUSR1`, `limitCpu ${runtimeId} 1`]);
     await host.manager.destroy('claimed1');
     expect(held(host)).toEqual(NOTHING_HELD);
     expect(existsSync(host.layout.sandboxDir(runtimeId!))).toBe(false);

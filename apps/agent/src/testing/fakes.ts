@@ -163,6 +163,15 @@ export class FakeRuntime implements RuntimeDriver {
   readonly memoryUse = new Map<string, RuntimeMemory>();
   cacheReclaims = 0;
 
+  /** Each sandbox's CPU limit in vCPUs, once set. */
+  readonly cpuLimits = new Map<string, number>();
+
+  async limitCpu(id: string, vcpus: number): Promise<void> {
+    this.calls.push(`limitCpu ${id} ${vcpus}`);
+    await this.faults.at('runtime.limitCpu');
+    this.cpuLimits.set(id, vcpus);
+  }
+
   async watchMemory(id: string, memoryMb: number, headroomMb: number, onCross: () => void): Promise<void> {
     await this.faults.at('runtime.watchMemory');
     this.memoryWatches.set(id, { memoryMb, headroomMb, onCross });
