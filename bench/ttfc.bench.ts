@@ -96,17 +96,34 @@ async function rawRunToOutput(n: number): Promise<number[]> {
   return samples;
 }
 
+/** What a bare checkpoint and restore hold: an idle Node.js process, or envd itself. */
+const RAW_WORKLOADS = {
+  'idle node': {
+    args: ['/usr/bin/node', '-e', 'setInterval(() => {}, 1000)'],
+    binds: [{ source: '/usr/bin/node', destination: '/usr/bin/node' }],
+  },
+  // The process every sandbox runs, from the same bundle: a checkpoint of it is the same size as the
+  // agent's (~25 MB against ~15 for an idle node), so the aims' "bare restore of the same image".
+  envd: {
+    args: ['/opt/wrenn/bin/node', '/opt/wrenn/envd/envd.mjs'],
+    binds: [
+      { source: process.execPath, destination: '/opt/wrenn/bin/node' },
+      { source: path.join(repoRoot, 'apps/envd/dist'), destination: '/opt/wrenn/envd' },
+    ],
+  },
+};
+
 /**
- * `runsc checkpoint` and `runsc restore` of an idle Node.js process in the base image (envd is one),
- * as bench:snapshot does; each restore is checkpointed again in the next round.
+ * `runsc checkpoint` and `runsc restore` of a workload in the base image, as bench:snapshot does;
+ * each restore is checkpointed again in the next round.
  */
-async function rawCheckpointRestore(n: number): Promise<{ checkpoint: number[]; restore: number[] }> {
-  console.error(`baseline: bare runsc checkpoint / restore of an idle node, ${warmups} warm-ups + ${n}…`);
-  const bundle: RawBundle = await prepareRawBundle(
-    'bench-ttfc-snapshot',
-    ['/usr/bin/node', '-e', 'setInterval(() => {}, 1000)'],
-    [{ source: '/usr/bin/node', destination: '/usr/bin/node' }],
-  );
+async function rawCheckpointRestore(
+  n: number,
+  workload: keyof typeof RAW_WORKLOADS,
+): Promise<{ checkpoint: number[]; restore: number[] }> {
+  console.error(`baseline: bare runsc checkpoint / restore of ${workload}, ${warmups} warm-ups + ${n}…`);
+  const { args, binds } = RAW_WORKLOADS[workload];
+  const bundle: RawBundle = await prepareRawBundle('bench-ttfc-snapshot', args, binds);
   const flags = rawFlags(bundle);
   const checkpoint: number[] = [];
   const restore: number[] = [];
@@ -546,10 +563,10 @@ function phaseTable(title: string, events: PhaseEvent[], observed: Observed, kin
 // ---------------------------------------------------------------------------------------------
 
 const rawRun = runs('create') || runs('echo') ? await rawRunToOutput(rounds) : [];
-const raw =
-  runs('resume') || runs('snapshot')
-    ? await rawCheckpointRestore(rounds)
-    : { checkpoint: [] as number[], restore: [] as number[] };
+const noRaw = { checkpoint: [] as number[], restore: [] as number[] };
+const restores = runs('resume') || runs('snapshot');
+const raw = restores ? await rawCheckpointRestore(rounds, 'idle node') : noRaw;
+const rawEnvd = restores ? await rawCheckpointRestore(rounds, 'envd') : noRaw;
 
 const agent = await startAgentProcess(
   { LOG_LEVEL: 'info', WRENN_SANDBOX_NAMESERVERS: '' },
@@ -590,8 +607,10 @@ const rows: [string, number[], string][] = [
   ['SDK connect (resume), idle', s['resume (connect), idle'] ?? [], 'ms'],
   ['SDK resume + first run', s['resume + first run'] ?? [], 'ms'],
   ['bare runsc restore, idle node (baseline)', raw.restore, 'ms'],
+  ['bare runsc restore, envd (baseline)', rawEnvd.restore, 'ms'],
   ['SDK pause', s.pause ?? [], 'ms'],
   ['bare runsc checkpoint, idle node (baseline)', raw.checkpoint, 'ms'],
+  ['bare runsc checkpoint, envd (baseline)', rawEnvd.checkpoint, 'ms'],
   ...concurrency.map((n): [string, number[], string] => [
     `SDK ${n} concurrent creates, each`,
     s[`${n} concurrent creates, each`] ?? [],
@@ -615,9 +634,19 @@ ratio(
   s['bare runsc exec true'] ?? [],
   '(≤ 30 ms)',
 );
-ratio('create from snapshot / bare restore', s['create from snapshot'] ?? [], raw.restore, '≤ 1.3×');
-ratio('resume idle / bare restore', s['resume (connect), idle'] ?? [], raw.restore, '≤ 1.3×');
-ratio('pause / bare checkpoint', s.pause ?? [], raw.checkpoint, '≤ 1.5×');
+for (const [of, baseline] of [
+  ['envd', rawEnvd],
+  ['idle node', raw],
+] as const) {
+  ratio(
+    `create from snapshot / bare restore, ${of}`,
+    s['create from snapshot'] ?? [],
+    baseline.restore,
+    '≤ 1.3×',
+  );
+  ratio(`resume idle / bare restore, ${of}`, s['resume (connect), idle'] ?? [], baseline.restore, '≤ 1.3×');
+  ratio(`pause / bare checkpoint, ${of}`, s.pause ?? [], baseline.checkpoint, '≤ 1.5×');
+}
 ratio('cold create / bare runsc run to output', s.create ?? [], rawRun, '(cold boot ≤ 600 ms)');
 
 if (backToBack)
