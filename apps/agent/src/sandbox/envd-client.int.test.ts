@@ -89,3 +89,43 @@ describe('EnvdClient.upload', () => {
     envd.close();
   });
 });
+
+describe('EnvdClient.waitHealthy', () => {
+  it('gives up on a connection that never answers and tries a fresh one, well within 1 s', async () => {
+    // Like a restored sandbox whose first SYN was lost: the first connection hangs.
+    let connections = 0;
+    const health = http.createServer((_req, res) => {
+      if (++connections === 1) return;
+      res.writeHead(204).end();
+    });
+    await new Promise<void>((resolve) => health.listen(0, '127.0.0.1', resolve));
+    const envd = new EnvdClient('127.0.0.1', (health.address() as AddressInfo).port, 'token');
+    try {
+      // An overall deadline of 900 ms: with 1 s per attempt the hanging one would use it all.
+      await envd.waitHealthy(900);
+      expect(connections).toBe(2);
+    } finally {
+      envd.close();
+      health.closeAllConnections();
+      await new Promise<void>((resolve) => health.close(() => resolve()));
+    }
+  });
+
+  it('calls onRefused once when nothing listens', async () => {
+    const closed = http.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const envd = new EnvdClient('127.0.0.1', port, 'token');
+    let woken = 0;
+    const err = await envd
+      .waitHealthy(300, undefined, undefined, () => {
+        woken++;
+        return Promise.resolve();
+      })
+      .catch((e: unknown) => e);
+    envd.close();
+    expect(ConnectError.from(err).code).toBe(Code.Unavailable);
+    expect(woken).toBe(1);
+  });
+});
