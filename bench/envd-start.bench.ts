@@ -3,9 +3,12 @@
 // until it logs `envd started` (its own `startMs`: bundle loaded, server built, listening, CPU), each
 // timed from `runsc run` to exit or to that output. The first two are the floor; the difference between
 // the last two is envd's own work. Run under the e2e lock.
-// Usage: npx tsx bench/envd-start.bench.ts [--rounds 8]
+// `--variants`: envd again with one part of the agent's spec at a time (cgroup limits, mounts, tini…),
+// to see which of them slows envd's start (docs/performance.md, "CPU after the start").
+// Usage: npx tsx bench/envd-start.bench.ts [--rounds 8] [--variants]
 //   ENVD_DIR=<a dist/ directory> (default apps/envd/dist), NODE_ARGS='--flag …' (given to envd's node)
 import { spawn } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { installDir, repoRoot } from '../test/e2e/support/agent-process.js';
 import { cleanupRawBundle, prepareRawBundle, rawFlags } from './raw-runsc.js';
@@ -18,11 +21,19 @@ const envdDir = process.env.ENVD_DIR ?? path.join(repoRoot, 'apps/envd/dist');
 const node = '/opt/wrenn/bin/node';
 const nodeArgs = process.env.NODE_ARGS ? process.env.NODE_ARGS.split(' ') : [];
 
+interface OciSpec {
+  process: { args: string[]; env: string[]; rlimits?: unknown[] };
+  mounts: unknown[];
+  linux: { cgroupsPath?: string; resources?: unknown };
+}
+
 interface Case {
   name: string;
   args: string[];
   /** Output that marks the end; none: the process's exit. */
   until?: string;
+  /** A change to the bare spec: one part of what the agent's spec has. */
+  spec?: (s: OciSpec) => void;
 }
 const cases: Case[] = [
   { name: 'sh -c true, to exit', args: ['/bin/sh', '-c', 'true'] },
@@ -39,11 +50,76 @@ const cases: Case[] = [
   },
 ];
 
+// The cgroup the variants with limits run in; runsc removes it with the sandbox. Not named `wrenn…`:
+// the tests' leak checks own those.
+const PROBE_CGROUP = 'bench-envd-start';
+const envdWith = (name: string, spec: (s: OciSpec) => void): Case => ({
+  name: `envd + ${name}`,
+  args: [node, ...nodeArgs, '/opt/wrenn/envd/envd.mjs'],
+  until: 'envd started',
+  spec,
+});
+const tmpfs = (destination: string, options: string[]) => ({
+  destination,
+  type: 'tmpfs',
+  source: 'tmpfs',
+  options,
+});
+if (process.argv.includes('--variants'))
+  cases.push(
+    envdWith('memory and pids cgroup', (s) => {
+      s.linux.cgroupsPath = `/${PROBE_CGROUP}`;
+      s.linux.resources = { memory: { limit: 512 << 20 }, pids: { limit: 9216 } };
+    }),
+    envdWith('CPU quota of 1 vCPU', (s) => {
+      s.linux.cgroupsPath = `/${PROBE_CGROUP}`;
+      s.linux.resources = { cpu: { quota: 100_000, period: 100_000 } };
+    }),
+    envdWith('the agent’s mounts', (s) =>
+      s.mounts.push(
+        tmpfs('/dev', ['nosuid', 'strictatime', 'mode=755', 'size=65536k']),
+        {
+          destination: '/dev/pts',
+          type: 'devpts',
+          source: 'devpts',
+          options: ['nosuid', 'noexec', 'newinstance'],
+        },
+        tmpfs('/dev/shm', ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=256m']),
+        { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+        {
+          destination: '/sys/fs/cgroup',
+          type: 'cgroup',
+          source: 'cgroup',
+          options: ['nosuid', 'noexec', 'nodev'],
+        },
+      ),
+    ),
+    envdWith('ENVD_TASKS_MAX', (s) => s.process.env.push('ENVD_TASKS_MAX=1024')),
+    envdWith('tini', (s) => {
+      s.process.args = ['/opt/wrenn/bin/tini', '--', ...s.process.args];
+      s.mounts.push({
+        destination: '/opt/wrenn/bin/tini',
+        type: 'bind',
+        source: '/usr/bin/tini-static',
+        options: ['rbind', 'ro'],
+      });
+    }),
+    envdWith('RLIMIT_NOFILE 1M', (s) => {
+      s.process.rlimits = [{ type: 'RLIMIT_NOFILE', hard: 1 << 20, soft: 1 << 20 }];
+    }),
+  );
+
 for (const c of cases) {
   const bundle = await prepareRawBundle('bench-envd-start', c.args, [
     { source: process.execPath, destination: node },
     { source: envdDir, destination: '/opt/wrenn/envd' },
   ]);
+  if (c.spec) {
+    const file = path.join(bundle.dir, 'config.json');
+    const spec = JSON.parse(await readFile(file, 'utf8')) as OciSpec;
+    c.spec(spec);
+    await writeFile(file, JSON.stringify(spec));
+  }
   const samples: number[] = [];
   const startLines: string[] = [];
   try {
