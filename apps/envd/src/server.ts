@@ -64,11 +64,20 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
   const users = new RequestUsers(new UserDirectory(opts.userFiles), defaults);
   const setprivPath = await findSetpriv();
   if (!setprivPath) logger.warn('setpriv not found: processes of other users get no supplementary groups');
-  const forkServer = await ForkServer.start({
+  // Not waited for: envd listens while the fork-server starts (a process start inside gVisor, on the
+  // path of every cold create otherwise). The first Start waits for it; it never rejects.
+  let forkServer: ForkServer | undefined;
+  const forkServerStarted = ForkServer.start({
     paths: opts.forkServerPaths ?? defaultForkServerPaths(),
     setprivPath,
     logger,
-  });
+  }).then(
+    (started) => (forkServer = started),
+    (err: unknown) => {
+      logger.warn({ err }, 'fork-server failed to start: Node spawns pipe processes');
+      return undefined;
+    },
+  );
   const table = new ProcessTable(opts.finishedProcessRetentionMs ?? 60_000, logger);
   const filesystemService = createFilesystemService({ users, logger });
   const metrics = new MetricsRoute();
@@ -101,7 +110,7 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
           users,
           defaults,
           setprivPath,
-          forkServer,
+          forkServer: forkServerStarted,
           bufferBytes: opts.processBufferBytes ?? 16 * 1024 * 1024,
           logger,
         }),
@@ -247,7 +256,7 @@ export async function createEnvdServer(opts: EnvdServerOptions): Promise<EnvdSer
       await stopListening();
       filesystemService.closeWatchers();
       if (closeOpts.killProcesses) table.killAll();
-      forkServer?.close();
+      (await forkServerStarted)?.close();
     },
     get isListening() {
       return server.listening;

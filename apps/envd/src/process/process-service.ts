@@ -15,8 +15,8 @@ export interface ProcessServiceDeps {
   users: RequestUsers;
   defaults: SandboxDefaults;
   setprivPath: string | undefined;
-  /** Forks pipe processes while it runs; PTYs always come from node-pty. */
-  forkServer: ForkServer | undefined;
+  /** Forks pipe processes while it runs (once started); PTYs always come from node-pty. */
+  forkServer: Promise<ForkServer | undefined>;
   bufferBytes: number;
   logger: Logger;
 }
@@ -48,7 +48,8 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
       const user = await users.fromHeaders(ctx.requestHeader);
       const config = req.process;
       if (!config) throw new ConnectError('process config is missing', Code.InvalidArgument);
-      const forkServer = !req.pty && deps.forkServer?.isRunning ? deps.forkServer : undefined;
+      const started = req.pty ? undefined : await deps.forkServer;
+      const forkServer = started?.isRunning ? started : undefined;
       const plan = await planLaunch(
         { cmd: config.cmd, args: config.args, envs: config.envs, cwd: config.cwd },
         {

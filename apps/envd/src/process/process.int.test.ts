@@ -408,7 +408,7 @@ describe('StreamInput', () => {
       users: new RequestUsers(new UserDirectory(), defaults),
       defaults,
       setprivPath: undefined,
-      forkServer: undefined,
+      forkServer: Promise.resolve(undefined),
       bufferBytes: 1024 * 1024,
       logger: silentLogger(),
     });
