@@ -284,8 +284,8 @@ describe('an operation cut short by the agent dying ends running or paused, neve
       expect(
         (await readdir(templatesDir).catch(() => [] as string[])).filter((e) => e.startsWith('.')),
       ).toEqual([]);
-      const was = await expectRunningOrPaused(id, `snapshot cut short ${when}`);
-      console.log(`snapshot cut short ${when}: ${was} after the restart`);
+      // It was running: whatever point the kill hit, the next agent has it running again.
+      expect(await expectRunningOrPaused(id, `snapshot cut short ${when}`)).toBe('running');
       await agent.client.destroySandbox({ sandboxId: id });
       // Complete or absent: a template made before the agent died works like any.
       if (existsSync(path.join(templatesDir, 'cut-short')))

@@ -32,8 +32,11 @@ const recover = (manager: SandboxManager) =>
       if (!kept.slots.has(index)) host.network.prepared.delete(index);
   });
 
-async function intent(id: string, op: string) {
-  await writeFile(sandboxPaths(host.layout, id).operationFile, JSON.stringify({ op, startedAt: '' }));
+async function intent(id: string, op: string, more: Record<string, unknown> = {}) {
+  await writeFile(
+    sandboxPaths(host.layout, id).operationFile,
+    JSON.stringify({ op, startedAt: '', ...more }),
+  );
 }
 
 describe('a restarted agent takes over the sandboxes of the one before', () => {
@@ -104,6 +107,25 @@ describe('a restarted agent takes over the sandboxes of the one before', () => {
     expect(await recover(manager)).toMatchObject({ paused: ['one'] });
     expect((await readSandboxState(paths))?.info.status).toBe('paused');
     expect((await manager.resume('one')).status).toBe('running');
+  });
+
+  it('a snapshot of a running sandbox cut short after its save: running again, as before it', async () => {
+    await host.manager.create({ ...BASE, id: 'one' });
+    await host.manager.pause('one');
+    await host.manager.ctx.registry.find('one').teardown;
+    await intent('one', 'snapshot', { template: 'snap', resumeAfter: true });
+    const { manager } = nextAgent();
+    expect(await recover(manager)).toMatchObject({ running: ['one'], paused: [] });
+    const paths = sandboxPaths(host.layout, 'one');
+    expect((await readSandboxState(paths))?.info.status).toBe('running');
+    expect(existsSync(paths.checkpoint)).toBe(false);
+    expect(existsSync(paths.operationFile)).toBe(false);
+    // One of a paused sandbox stays paused.
+    await manager.pause('one');
+    await manager.ctx.registry.find('one').teardown;
+    await intent('one', 'snapshot', { template: 'snap', resumeAfter: false });
+    const third = nextAgent();
+    expect(await recover(third.manager)).toMatchObject({ running: [], paused: ['one'] });
   });
 
   it('a resume cut short after the restore: adopted running, the spent checkpoint dropped', async () => {

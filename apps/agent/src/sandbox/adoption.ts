@@ -8,6 +8,7 @@ import type { RuntimeSandboxState } from '../runtime/driver.js';
 import { sandboxPaths, type SandboxPaths } from '../storage/layout.js';
 import type { Kept } from '../services/janitor.js';
 import { CHECKPOINT_SETTLE_MS, recoverFromFailedCheckpoint } from './checkpoint-recovery.js';
+import { restorePaused } from './pause-resume.js';
 import { clearIntent, readIntent, type Intent } from './journal.js';
 import { guardMemory } from './memory-guard.js';
 import {
@@ -107,6 +108,7 @@ async function inspect(ctx: SandboxContext, dir: string): Promise<Found> {
     saved:
       saved?.info.status === 'running' || saved?.info.status === 'paused' ? saved.info.status : undefined,
     intent: intent?.op,
+    resumeAfter: intent?.resumeAfter === true,
     hasCheckpoint: existsSync(paths.checkpoint),
     hasPartial: existsSync(paths.checkpointPartial),
     runtime: !alive ? 'gone' : alive.status === 'paused' ? 'frozen' : 'running',
@@ -167,6 +169,12 @@ async function carryOut(ctx: SandboxContext, f: Found): Promise<SandboxRecord | 
         await writeSandboxState(record);
       }
       ctx.registry.add(record);
+      // The snapshot failed with its agent; the sandbox it paused runs again, as it would have. A
+      // restore that fails leaves it paused, which is still a known state.
+      if (plan.resume)
+        await restorePaused(ctx, record).catch((err: unknown) =>
+          logger.error({ err: errorMessage(err) }, 'could not resume the sandbox a snapshot paused'),
+        );
       return record;
     }
     case 'adopt-running':

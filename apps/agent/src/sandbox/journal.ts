@@ -14,6 +14,8 @@ export interface Intent {
   op: Operation;
   /** The template a snapshot or flatten was writing (its staging directory goes). */
   template?: string;
+  /** A snapshot of a running sandbox: it runs again afterwards, and after an agent that died too. */
+  resumeAfter?: boolean;
   startedAt: string;
 }
 

@@ -110,6 +110,25 @@ describe('what a restarted agent does with a sandbox the previous one left', () 
       ).toEqual({ action: 'paused', finishPause: false });
     });
 
+    it('after its save, of a running sandbox: paused, then resumed, as the snapshot would have', () => {
+      const snapshotOfRunning = { intent: 'snapshot', resumeAfter: true, runtime: 'gone' } as const;
+      expect(planRecovery(left({ ...snapshotOfRunning, saved: 'paused', hasCheckpoint: true }))).toEqual({
+        action: 'paused',
+        finishPause: false,
+        resume: true,
+      });
+      // The save was complete and in place, not yet recorded.
+      expect(planRecovery(left({ ...snapshotOfRunning, hasCheckpoint: true }))).toEqual({
+        action: 'paused',
+        finishPause: true,
+        resume: true,
+      });
+      // A pause is never resumed, whatever its intent says.
+      expect(
+        planRecovery(left({ intent: 'pause', resumeAfter: true, runtime: 'gone', hasCheckpoint: true })),
+      ).toEqual({ action: 'paused', finishPause: true });
+    });
+
     it('during its checkpoint: as a pause cut short', () => {
       expect(planRecovery(left({ intent: 'snapshot', hasPartial: true }))).toEqual({
         action: 'recover-pause',

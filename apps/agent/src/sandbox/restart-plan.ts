@@ -6,6 +6,8 @@ export interface LeftSandbox {
   saved?: 'running' | 'paused';
   /** `operation.json`: what it was doing when it died. */
   intent?: Operation;
+  /** The intent was a snapshot of a running sandbox: it was to run again afterwards. */
+  resumeAfter?: boolean;
   /** A complete `checkpoint/`. */
   hasCheckpoint: boolean;
   /** A `checkpoint.partial/` (a save that may or may not have finished). */
@@ -34,8 +36,11 @@ export type RecoveryPlan =
    * stopped after saving itself), or stopped when neither works.
    */
   | { action: 'recover-pause' }
-  /** On disk as a checkpoint: adopted paused (`finishPause`: the pause had saved it, not yet recorded it). */
-  | { action: 'paused'; finishPause: boolean }
+  /**
+   * On disk as a checkpoint: adopted paused (`finishPause`: the pause had saved it, not yet recorded
+   * it), and resumed (`resume`) when a snapshot of a running sandbox was cut short after its save.
+   */
+  | { action: 'paused'; finishPause: boolean; resume?: true }
   /** Gone, with nothing to bring it back from. */
   | { action: 'stopped'; reason: 'exited' | 'checkpoint-missing' };
 
@@ -48,6 +53,7 @@ const SAVES = new Set<Operation | undefined>(['pause', 'snapshot']);
  */
 export function planRecovery(left: LeftSandbox): RecoveryPlan {
   const { saved, intent, hasCheckpoint, hasPartial, runtime } = left;
+  const resume = intent === 'snapshot' && left.resumeAfter ? { resume: true as const } : {};
   if (!saved) return { action: 'remove' };
   const alive = runtime !== 'gone';
   if (saved === 'running' && SAVES.has(intent) && !hasCheckpoint && (alive || hasPartial))
@@ -62,8 +68,8 @@ export function planRecovery(left: LeftSandbox): RecoveryPlan {
   }
   if (saved === 'paused')
     return hasCheckpoint
-      ? { action: 'paused', finishPause: false }
+      ? { action: 'paused', finishPause: false, ...resume }
       : { action: 'stopped', reason: 'checkpoint-missing' };
-  if (hasCheckpoint && SAVES.has(intent)) return { action: 'paused', finishPause: true };
+  if (hasCheckpoint && SAVES.has(intent)) return { action: 'paused', finishPause: true, ...resume };
   return { action: 'stopped', reason: 'exited' };
 }

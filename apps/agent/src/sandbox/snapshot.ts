@@ -24,7 +24,8 @@ export async function createSnapshot(
   return ctx.registry.serially(record, async () => {
     signal?.throwIfAborted();
     await templates.assertNameFree(name);
-    return journaled(record.paths, { op: 'snapshot', template: name }, () =>
+    const resumeAfter = record.state === 'running';
+    return journaled(record.paths, { op: 'snapshot', template: name, resumeAfter }, () =>
       snapshotSerially(ctx, record, name, signal),
     );
   });
