@@ -29,8 +29,9 @@ async function main(): Promise<void> {
   logger.info(
     {
       version: ENVD_VERSION,
-      // Since the process began: bundle loaded, server built (the fork-server starts beside), listening; CPU of all
-      // threads so far; whether V8's code cache of the bundle was used (dist/envd.mjs).
+      // Since the process began: bundle loaded, server built (the fork-server starting beside it),
+      // listening; CPU of all threads so far; whether V8's code cache of the bundle was used
+      // (dist/envd.mjs).
       startMs: {
         loaded: Math.round(loadedMs),
         built: Math.round(builtMs),

@@ -73,7 +73,7 @@ export class SandboxManager {
         release: (slot) => removeSlot(ctx.deps, slot),
         busy: () => pool.busy,
       },
-      deps.config.preparedSlots ?? 0,
+      deps.config.preparedSlots,
       ctx.deps.logger.child({ component: 'prepared-slots' }),
     );
     this.ctx = ctx;

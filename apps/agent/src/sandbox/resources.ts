@@ -119,9 +119,12 @@ export async function startRuntime(
   });
   // A sandbox restored from a snapshot wakes up with the snapshot's token; it gets its own here. A
   // resume has nothing to tell it (its envd kept the token, variables and defaults it had).
-  const news = firstToken !== record.accessToken || 'boot' in start || Object.keys(env).length > 0;
-  if (news || Object.keys(defaults).length > 0)
-    await envd.init({ envVars: env, accessToken: record.accessToken, ...defaults });
+  const hasNews =
+    'boot' in start ||
+    firstToken !== record.accessToken ||
+    Object.keys(env).length > 0 ||
+    Object.keys(defaults).length > 0;
+  if (hasNews) await envd.init({ envVars: env, accessToken: record.accessToken, ...defaults });
   if (firstToken !== record.accessToken) {
     envd.close();
     envd = guest.connect(slot.slotIp, record.accessToken, logger);

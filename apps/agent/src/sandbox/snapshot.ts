@@ -24,9 +24,9 @@ export async function createSnapshot(
   return ctx.registry.serially(record, async () => {
     signal?.throwIfAborted();
     await templates.assertNameFree(name);
-    const resumeAfter = record.state === 'running';
-    return journaled(record.paths, { op: 'snapshot', template: name, resumeAfter }, () =>
-      snapshotSerially(ctx, record, name, signal),
+    const wasRunning = record.state === 'running';
+    return journaled(record.paths, { op: 'snapshot', template: name, resumeAfter: wasRunning }, () =>
+      snapshotSerially(ctx, record, name, wasRunning, signal),
     );
   });
 }
@@ -35,13 +35,14 @@ async function snapshotSerially(
   ctx: SandboxContext,
   record: SandboxRecord,
   name: string,
+  wasRunning: boolean,
   signal?: AbortSignal,
 ): Promise<Template> {
   const { templates, storage } = ctx.deps;
   const id = record.info.id;
-  const wasRunning = record.state === 'running';
   if (wasRunning) {
-    // Durable like any pause: an agent that dies during the copy adopts the sandbox paused.
+    // Durable like any pause: an agent that dies during the copy finds it paused on disk, and (the
+    // intent's `resumeAfter`) resumes it.
     (await checkpointToPaused(ctx, record, { auto: false }))();
   } else if (record.state !== 'paused') {
     throw failedPrecondition(

@@ -228,10 +228,9 @@ export class WarmPool {
    * create or resume waits and the host has room. Resolves when the member is ready (or failed).
    */
   async refillOnce(): Promise<void> {
-    if (this.stopped || this.refilling || this.waiting > 0) return;
-    const now = this.now();
-    if (now - this.lastDemandAt < this.quietMs) return;
+    if (this.stopped || this.refilling || this.busy) return;
     if (this.opts.room() <= 0) return;
+    const now = this.now();
     const pool = [...this.pools.values()]
       .filter((p) => p.ready.length < p.size && p.retryAt <= now)
       .sort((a, b) => b.size - b.ready.length - (a.size - a.ready.length))[0];
